@@ -1,0 +1,86 @@
+/* Checkpoint reading and writing behind one interface.
+ *
+ * asam_checkpoint_open() recognises safetensors, torch.save zip archives (.pth/.ckpt/.bin,
+ * zip64 too, read through a restricted unpickler that never executes anything) and rejects
+ * the legacy non-zip torch format with a clear "unsupported" error. Files are mmap'ed;
+ * tensor payloads are only touched when read. Nested dicts such as {"state_dict": {...}}
+ * are flattened with '.'-joined names only when the outer key is a known wrapper
+ * ("state_dict", "model", "module"); see checkpoint.c. */
+#ifndef ASAM_CHECKPOINT_H
+#define ASAM_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    ASAM_DT_F32,
+    ASAM_DT_F16,
+    ASAM_DT_BF16,
+    ASAM_DT_F64,
+    ASAM_DT_I64,
+    ASAM_DT_I32,
+    ASAM_DT_I16,
+    ASAM_DT_I8,
+    ASAM_DT_U8,
+    ASAM_DT_BOOL,
+} asam_dtype;
+
+#define ASAM_CKPT_MAX_DIMS 8
+
+typedef struct {
+    const char *name;                   /* full key, e.g. "image_encoder.pos_embed" */
+    asam_dtype dtype;
+    int ndim;                           /* 0 for scalars */
+    int64_t shape[ASAM_CKPT_MAX_DIMS];
+    int64_t stride[ASAM_CKPT_MAX_DIMS]; /* in elements; contiguous for safetensors */
+    int64_t numel;
+    const uint8_t *data;                /* first element (already offset), inside the mapping */
+} asam_ckpt_tensor;
+
+typedef struct asam_checkpoint asam_checkpoint;
+
+/* Returns 0 and sets *out, or -1 with asam_last_error() = "PATH: problem". */
+int asam_checkpoint_open(const char *path, asam_checkpoint **out);
+void asam_checkpoint_close(asam_checkpoint *ck);
+const char *asam_checkpoint_path(const asam_checkpoint *ck);
+/* "safetensors" or "torch-zip" */
+const char *asam_checkpoint_format(const asam_checkpoint *ck);
+size_t asam_checkpoint_count(const asam_checkpoint *ck);
+const asam_ckpt_tensor *asam_checkpoint_get(const asam_checkpoint *ck, size_t i);
+/* NULL when absent (no error recorded). */
+const asam_ckpt_tensor *asam_checkpoint_find(const asam_checkpoint *ck, const char *name);
+/* Metadata string (safetensors __metadata__), NULL when absent. */
+const char *asam_checkpoint_metadata(const asam_checkpoint *ck, const char *key);
+
+/* Copy a tensor into dst (numel floats), converting any float/int dtype to f32 and
+ * gathering strided torch storages. */
+int asam_ckpt_read_f32(const asam_checkpoint *ck, const asam_ckpt_tensor *t, float *dst);
+/* Same for integer tensors into int64 (I64/I32/I16/I8/U8/BOOL; floats are rejected). */
+int asam_ckpt_read_i64(const asam_checkpoint *ck, const asam_ckpt_tensor *t, int64_t *dst);
+/* Raw contiguous bytes (numel * dtype size) for U8/BOOL etc. */
+int asam_ckpt_read_raw(const asam_checkpoint *ck, const asam_ckpt_tensor *t, void *dst);
+
+size_t asam_dtype_size(asam_dtype dt);
+const char *asam_dtype_name(asam_dtype dt); /* safetensors spelling: "F32", "BF16", ... */
+
+/* Safetensors writer: tensors are written in the given order of names sorted bytewise,
+ * header padded to 8 bytes, atomically (temp file, fsync, rename). data is contiguous. */
+typedef struct {
+    const char *name;
+    asam_dtype dtype;
+    int ndim;
+    int64_t shape[ASAM_CKPT_MAX_DIMS];
+    const void *data;
+} asam_st_entry;
+/* metadata: NULL or n_meta pairs of (key, value) strings. */
+int asam_safetensors_write(const char *path, const asam_st_entry *entries, size_t n,
+                           const char *const *metadata, size_t n_meta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,225 @@
+/* The tensor engine: f32 tensors in an arena, ops with forward and backward kernels, and a
+ * reverse-mode autograd tape.
+ *
+ * Memory model
+ *   - An asam_ctx owns an arena: one large virtual reservation with a bump pointer. Every
+ *     tensor an op creates (header + data), every tape node and every gradient buffer lives
+ *     there. asam_ctx_mark()/asam_ctx_release() free everything allocated after a mark in O(1)
+ *     and hand the pages back to the OS, so inference can run block by block in bounded memory
+ *     (asam_ctx_release_keep() keeps one result across a release).
+ *   - Parameters (model weights) are "persistent" tensors made with asam_param_new(): malloc'd,
+ *     outliving any ctx, freed with asam_param_free(). Their gradients accumulate across
+ *     backward calls until asam_param_zero_grad().
+ *   - All tensors are contiguous row-major (the last dim varies fastest); strides are implied by
+ *     the shape. asam_reshape() and asam_slice0() return views sharing memory; permutes,
+ *     general slices, concat and pad make copies.
+ *
+ * Errors
+ *   Ops return NULL on failure (bad shapes, out of memory) after recording the message in the
+ *   ctx (sticky: the first error wins). An op given a NULL input returns NULL, so a model's
+ *   forward can be written straight through and checked once at the end with asam_ctx_ok().
+ *
+ * Autograd
+ *   When grad is enabled in the ctx and an op input requires a gradient, the op records a node.
+ *   asam_backward() runs the tape in reverse from a scalar; asam_backward_from() from any tensor
+ *   with a given output gradient. Tensors needing no gradient cost nothing extra.
+ *   asam_checkpoint() runs a segment without recording and re-runs it during backward
+ *   (gradient checkpointing).
+ */
+#ifndef ASAM_ENGINE_H
+#define ASAM_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ASAM_MAX_DIMS 6
+
+typedef struct asam_ctx asam_ctx;
+typedef struct asam_node asam_node;
+
+typedef struct asam_tensor {
+    float *data;           /* numel floats, contiguous */
+    float *grad;           /* same size, NULL until backward (or zero_grad) creates it */
+    int ndim;              /* 0 = scalar (numel 1) */
+    int64_t shape[ASAM_MAX_DIMS];
+    int64_t numel;
+    int requires_grad;     /* a gradient is wanted for this tensor (leaf or op result) */
+    int persistent;        /* made by asam_param_new: not in an arena */
+    asam_node *node;       /* the op that produced it while recording, else NULL */
+    struct asam_tensor *base; /* for views: the tensor whose data (and grad) this aliases */
+    const char *name;      /* optional, for messages */
+} asam_tensor;
+
+/* ---- threads ---------------------------------------------------------------------------- */
+void asam_set_threads(int n); /* OpenMP + OpenBLAS threads; default: OMP_NUM_THREADS or cores */
+int asam_get_threads(void);
+
+/* ---- context, arena --------------------------------------------------------------------- */
+/* reserve_bytes: virtual size of the arena (0 = 256 GiB; pages are committed on touch). */
+asam_ctx *asam_ctx_new(size_t reserve_bytes);
+void asam_ctx_free(asam_ctx *ctx);
+void asam_ctx_reset(asam_ctx *ctx);          /* drop every tensor, node and error */
+typedef struct {
+    size_t offset;
+    asam_node *tape_tail;
+} asam_mark;
+asam_mark asam_ctx_mark(asam_ctx *ctx);
+void asam_ctx_release(asam_ctx *ctx, asam_mark m);
+/* Release to m but keep `keep` (allocated after m): returns the moved tensor, which becomes a
+ * leaf (no node). Used by inference loops to bound memory. */
+asam_tensor *asam_ctx_release_keep(asam_ctx *ctx, asam_mark m, asam_tensor *keep);
+size_t asam_ctx_used(const asam_ctx *ctx);  /* bytes in use in the arena */
+size_t asam_ctx_peak(const asam_ctx *ctx);  /* high-water mark of asam_ctx_used */
+void asam_ctx_reset_peak(asam_ctx *ctx);
+/* Raw scratch memory from the arena (64-byte aligned), freed by the next release/reset. */
+void *asam_ctx_alloc(asam_ctx *ctx, size_t bytes);
+
+/* Gradient recording on/off; returns the previous state. Default: on. */
+int asam_ctx_set_grad(asam_ctx *ctx, int enabled);
+int asam_ctx_grad_enabled(const asam_ctx *ctx);
+
+int asam_ctx_ok(const asam_ctx *ctx);           /* 1 while no error was recorded */
+const char *asam_ctx_error(const asam_ctx *ctx); /* the first error, or NULL */
+/* Record an error (printf-style) and return NULL; for op and model code. */
+asam_tensor *asam_ctx_fail(asam_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void asam_ctx_clear_error(asam_ctx *ctx);
+
+/* ---- tensor creation ---------------------------------------------------------------------- */
+asam_tensor *asam_new(asam_ctx *ctx, int ndim, const int64_t *shape); /* uninitialised */
+asam_tensor *asam_zeros(asam_ctx *ctx, int ndim, const int64_t *shape);
+asam_tensor *asam_full(asam_ctx *ctx, int ndim, const int64_t *shape, float value);
+asam_tensor *asam_from_data(asam_ctx *ctx, int ndim, const int64_t *shape, const float *data);
+asam_tensor *asam_scalar(asam_ctx *ctx, float value);
+asam_tensor *asam_new_like(asam_ctx *ctx, const asam_tensor *t);
+/* A leaf alias of t's data (no gradient link). */
+asam_tensor *asam_detach(asam_ctx *ctx, asam_tensor *t);
+/* Mark a leaf as needing a gradient (its grad is allocated at backward). */
+void asam_set_requires_grad(asam_tensor *t, int on);
+
+/* Persistent tensors (weights): zero-filled, malloc'd, 64-byte aligned. */
+asam_tensor *asam_param_new(int ndim, const int64_t *shape);
+void asam_param_free(asam_tensor *t);
+void asam_param_zero_grad(asam_tensor *t); /* allocates the grad buffer if needed */
+
+/* Shape helpers */
+int asam_same_shape(const asam_tensor *a, const asam_tensor *b);
+void asam_shape_str(const asam_tensor *t, char *buf, size_t n); /* "(1, 64, 64, 768)" */
+/* Shorthand for shape literals: asam_new(ctx, ASAM_SHAPE(B, N, C)). */
+#define ASAM_SHAPE(...)                                                                    \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) {         \
+        __VA_ARGS__                                                                        \
+    }
+
+/* ---- autograd ----------------------------------------------------------------------------- */
+/* loss must be a scalar (numel 1); its gradient is 1. */
+int asam_backward(asam_ctx *ctx, asam_tensor *loss);
+/* Backward from any recorded tensor with the given output gradient (numel floats). */
+int asam_backward_from(asam_ctx *ctx, asam_tensor *out, const float *grad_out);
+
+/* Gradient checkpointing: out = fn(inputs) is computed without recording; during backward fn
+ * is re-run with recording and differentiated. Gradients reach `inputs` and persistent
+ * parameters used inside fn; any other arena tensor fn uses must not need a gradient. fn must
+ * be deterministic. */
+typedef asam_tensor *(*asam_segment_fn)(asam_ctx *ctx, asam_tensor *const *inputs, int n_inputs,
+                                        void *user);
+asam_tensor *asam_checkpoint(asam_ctx *ctx, asam_segment_fn fn, asam_tensor *const *inputs,
+                             int n_inputs, void *user);
+
+/* ---- ops: every op has a forward and a backward kernel ------------------------------------ */
+/* Elementwise, numpy-style broadcasting. */
+asam_tensor *asam_add(asam_ctx *ctx, asam_tensor *a, asam_tensor *b);
+asam_tensor *asam_sub(asam_ctx *ctx, asam_tensor *a, asam_tensor *b);
+asam_tensor *asam_mul(asam_ctx *ctx, asam_tensor *a, asam_tensor *b);
+asam_tensor *asam_div(asam_ctx *ctx, asam_tensor *a, asam_tensor *b);
+asam_tensor *asam_scale(asam_ctx *ctx, asam_tensor *x, float s);      /* x * s */
+asam_tensor *asam_add_scalar(asam_ctx *ctx, asam_tensor *x, float s); /* x + s */
+asam_tensor *asam_axpby(asam_ctx *ctx, float a, asam_tensor *x, float b, asam_tensor *y); /* ax+by, same shape */
+
+/* Activations */
+asam_tensor *asam_gelu(asam_ctx *ctx, asam_tensor *x);      /* erf form */
+asam_tensor *asam_gelu_tanh(asam_ctx *ctx, asam_tensor *x); /* tanh approximation */
+asam_tensor *asam_quick_gelu(asam_ctx *ctx, asam_tensor *x); /* x * sigmoid(1.702 x) */
+asam_tensor *asam_silu(asam_ctx *ctx, asam_tensor *x);
+asam_tensor *asam_relu(asam_ctx *ctx, asam_tensor *x);
+asam_tensor *asam_sigmoid(asam_ctx *ctx, asam_tensor *x);
+asam_tensor *asam_tanh(asam_ctx *ctx, asam_tensor *x);
+asam_tensor *asam_softmax(asam_ctx *ctx, asam_tensor *x); /* over the last dim */
+
+/* Reductions */
+asam_tensor *asam_sum(asam_ctx *ctx, asam_tensor *x);  /* all elements -> scalar */
+asam_tensor *asam_mean(asam_ctx *ctx, asam_tensor *x); /* all elements -> scalar */
+asam_tensor *asam_sum_dim(asam_ctx *ctx, asam_tensor *x, int dim, int keepdim);
+asam_tensor *asam_mean_dim(asam_ctx *ctx, asam_tensor *x, int dim, int keepdim);
+
+/* Shape ops. dims may be negative (counted from the end). */
+asam_tensor *asam_reshape(asam_ctx *ctx, asam_tensor *x, int ndim, const int64_t *shape); /* view; one -1 allowed */
+asam_tensor *asam_permute(asam_ctx *ctx, asam_tensor *x, const int *perm);
+asam_tensor *asam_transpose(asam_ctx *ctx, asam_tensor *x, int d0, int d1);
+asam_tensor *asam_concat(asam_ctx *ctx, asam_tensor *const *xs, int n, int dim);
+asam_tensor *asam_slice(asam_ctx *ctx, asam_tensor *x, int dim, int64_t start, int64_t end); /* copy, [start,end) */
+asam_tensor *asam_slice0(asam_ctx *ctx, asam_tensor *x, int64_t start, int64_t end); /* view along dim 0 */
+/* Constant padding; pads[2*d] before and pads[2*d+1] after dim d, for all ndim dims. */
+asam_tensor *asam_pad(asam_ctx *ctx, asam_tensor *x, const int64_t *pads, float value);
+asam_tensor *asam_contiguous_copy(asam_ctx *ctx, asam_tensor *x); /* differentiable copy */
+
+/* Linear algebra. a (..., M, K) @ b (..., K, N) -> (..., M, N), batch dims broadcast (b may
+ * be 2-D); trans_a / trans_b treat the last two dims of a / b as transposed. */
+asam_tensor *asam_matmul(asam_ctx *ctx, asam_tensor *a, asam_tensor *b, int trans_a, int trans_b);
+/* x (..., in) @ w^T + b: w (out, in) as torch.nn.Linear, b (out) or NULL. */
+asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b);
+
+/* Convolutions, NCHW. conv2d: w (O, C, kh, kw), b (O) or NULL, square stride/padding.
+ * conv_transpose2d: w (C, O, kh, kw) as torch.nn.ConvTranspose2d, padding 0. */
+asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b, int stride,
+                         int padding);
+asam_tensor *asam_conv_transpose2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                                   int stride);
+
+/* Normalisation. layer_norm: over the last dim, w/b (C) or NULL. layer_norm2d: NCHW over C
+ * (SAM's LayerNorm2d). group_norm: x (N, C, ...), groups | C, w/b (C) or NULL. */
+asam_tensor *asam_layer_norm(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b, float eps);
+asam_tensor *asam_layer_norm2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                               float eps);
+asam_tensor *asam_group_norm(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
+                             asam_tensor *b, float eps);
+
+/* Scaled dot-product attention, memory-efficient (processes query blocks; never holds a whole
+ * Nq x Nk score matrix per head) in forward and backward.
+ *   q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv) -> (B, H, Nq, Dv)
+ *   logits = scale * q k^T [+ bias] [+ rel_h/rel_w] [causal mask]
+ * bias: (Bb, Hb, Nq, Nk) with Bb in {1, B}, Hb in {1, H}; no gradient flows to it.
+ * Decomposed relative position (SAM): rel_h (B, H, Nq, kh), rel_w (B, H, Nq, kw) with
+ * Nk = kh * kw; logits[q, i*kw + j] += rel_h[q, i] + rel_w[q, j]; gradients flow to both. */
+typedef struct {
+    float scale; /* 0 -> 1/sqrt(D) */
+    int causal;  /* key j > query i masked out (needs Nq == Nk) */
+    asam_tensor *bias;
+    asam_tensor *rel_h, *rel_w;
+} asam_attn_opts;
+asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_tensor *v,
+                            const asam_attn_opts *opts);
+
+/* Resampling of NCHW (or any (..., H, W)) tensors, PyTorch F.interpolate semantics:
+ * nearest (src = floor(dst * in/out)) and bilinear with align_corners=False, no antialias. */
+asam_tensor *asam_resize_nearest(asam_ctx *ctx, asam_tensor *x, int64_t out_h, int64_t out_w);
+asam_tensor *asam_resize_bilinear(asam_ctx *ctx, asam_tensor *x, int64_t out_h, int64_t out_w);
+
+/* Rows of weight (V, D) picked by ids[0..n) -> (n, D); gradient flows to weight. */
+asam_tensor *asam_embedding(asam_ctx *ctx, asam_tensor *weight, const int64_t *ids, int64_t n);
+
+/* Losses -> scalars. Targets need no gradient.
+ * bce_with_logits: mean over all elements. mse: mean of (a-b)^2 (grads to both).
+ * dice: x, target (N, ...): per row 1 - (2 sum(p t) + smooth)/(sum p + sum t + smooth) with
+ * p = sigmoid(x), averaged over the N rows. */
+asam_tensor *asam_bce_with_logits(asam_ctx *ctx, asam_tensor *logits, asam_tensor *target);
+asam_tensor *asam_dice_loss(asam_ctx *ctx, asam_tensor *logits, asam_tensor *target, float smooth);
+asam_tensor *asam_mse(asam_ctx *ctx, asam_tensor *a, asam_tensor *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,56 @@
+/* Internals shared by the engine's op files: tape nodes, the ctx layout and the helpers every
+ * op uses to create outputs, record itself and reach gradient buffers. */
+#ifndef ASAM_ENGINE_INTERNAL_H
+#define ASAM_ENGINE_INTERNAL_H
+
+#include "asam/engine.h"
+
+#include <stdbool.h>
+
+#define ASAM_NODE_MAX_IN 4
+
+typedef void (*asam_backward_fn)(asam_ctx *ctx, asam_node *node);
+
+/* One recorded op. Backward reads out->grad and accumulates into in[i]->grad through
+ * asam_grad_buf(), which returns NULL for inputs that need no gradient. */
+struct asam_node {
+    asam_backward_fn backward;
+    asam_node *prev; /* previous node on the tape */
+    const char *op;  /* op name, for messages */
+    asam_tensor *out;
+    asam_tensor *in[ASAM_NODE_MAX_IN];
+    int n_in;
+    int64_t ip[8];   /* small integer parameters (dims, strides, ...) */
+    float fp[4];     /* small float parameters (eps, scale, ...) */
+    void *saved;     /* op-specific data kept for backward (arena memory) */
+};
+
+struct asam_ctx {
+    uint8_t *base;          /* reserved virtual region */
+    size_t reserved;        /* its size */
+    size_t top;             /* bump pointer (offset) */
+    size_t peak;            /* high-water mark of top */
+    size_t touched;         /* highest offset possibly backed by pages */
+    asam_node *tape_tail;   /* last recorded node */
+    bool grad_enabled;
+    size_t ckpt_floor;      /* inside a checkpoint recompute: arena offset of its mark */
+    char error[512];        /* first error, "" when none */
+};
+
+/* Allocate an op output of the given shape (uninitialised). NULL on failure (error set). */
+asam_tensor *asam_op_out(asam_ctx *ctx, int ndim, const int64_t *shape);
+/* True when an op on these inputs must be recorded. NULL entries are ignored. */
+bool asam_needs_record(const asam_ctx *ctx, int n, asam_tensor *const *in);
+/* Record a node producing out from in[0..n) (n <= ASAM_NODE_MAX_IN) if needed; returns it, or
+ * NULL when nothing needs a gradient (then the op skips saving anything). */
+asam_node *asam_record(asam_ctx *ctx, const char *op, asam_backward_fn fn, asam_tensor *out, int n,
+                       asam_tensor *const *in);
+/* The gradient buffer of t (allocated zeroed on first use), or NULL if t needs no gradient. */
+float *asam_grad_buf(asam_ctx *ctx, asam_tensor *t);
+/* Shape check helpers: record an error naming the op and return false. */
+bool asam_check(asam_ctx *ctx, bool cond, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int64_t asam_numel_of(int ndim, const int64_t *shape);
+int asam_norm_dim(int dim, int ndim); /* negative -> from the end; -1 if out of range */
+
+#endif

@@ -1,0 +1,152 @@
+/* Tensor creation: arena tensors (asam_new & co.) and persistent parameters. */
+#include "engine/engine_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t asam_numel_of(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+int asam_norm_dim(int dim, int ndim) {
+    if (dim < 0) dim += ndim;
+    return dim >= 0 && dim < ndim ? dim : -1;
+}
+
+static bool valid_shape(asam_ctx *ctx, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > ASAM_MAX_DIMS)
+        return asam_check(ctx, false, "tensor", "%d dims (at most %d)", ndim, ASAM_MAX_DIMS);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && n > (INT64_C(1) << 40) / shape[i]))
+            return asam_check(ctx, false, "tensor", "invalid size %lld in dim %d",
+                              (long long)shape[i], i);
+        n *= shape[i];
+    }
+    return true;
+}
+
+asam_tensor *asam_op_out(asam_ctx *ctx, int ndim, const int64_t *shape) {
+    if (!ctx->error[0] && !valid_shape(ctx, ndim, shape)) return NULL;
+    if (ctx->error[0]) return NULL;
+    asam_tensor *t = asam_ctx_alloc(ctx, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->numel = asam_numel_of(ndim, shape);
+    t->data = asam_ctx_alloc(ctx, (size_t)(t->numel ? t->numel : 1) * sizeof(float));
+    return t->data ? t : NULL;
+}
+
+asam_tensor *asam_new(asam_ctx *ctx, int ndim, const int64_t *shape) {
+    return asam_op_out(ctx, ndim, shape);
+}
+
+asam_tensor *asam_zeros(asam_ctx *ctx, int ndim, const int64_t *shape) {
+    asam_tensor *t = asam_op_out(ctx, ndim, shape);
+    if (t) memset(t->data, 0, (size_t)t->numel * sizeof(float));
+    return t;
+}
+
+asam_tensor *asam_full(asam_ctx *ctx, int ndim, const int64_t *shape, float value) {
+    asam_tensor *t = asam_op_out(ctx, ndim, shape);
+    if (t)
+        for (int64_t i = 0; i < t->numel; i++) t->data[i] = value;
+    return t;
+}
+
+asam_tensor *asam_from_data(asam_ctx *ctx, int ndim, const int64_t *shape, const float *data) {
+    asam_tensor *t = asam_op_out(ctx, ndim, shape);
+    if (t) memcpy(t->data, data, (size_t)t->numel * sizeof(float));
+    return t;
+}
+
+asam_tensor *asam_scalar(asam_ctx *ctx, float value) {
+    return asam_full(ctx, 0, NULL, value);
+}
+
+asam_tensor *asam_new_like(asam_ctx *ctx, const asam_tensor *t) {
+    if (!t) return NULL;
+    return asam_op_out(ctx, t->ndim, t->shape);
+}
+
+asam_tensor *asam_detach(asam_ctx *ctx, asam_tensor *t) {
+    if (!t || ctx->error[0]) return NULL;
+    asam_tensor *d = asam_ctx_alloc(ctx, sizeof *d);
+    if (!d) return NULL;
+    *d = *t;
+    d->grad = NULL;
+    d->node = NULL;
+    d->requires_grad = 0;
+    d->persistent = 0;
+    d->base = t;
+    return d;
+}
+
+void asam_set_requires_grad(asam_tensor *t, int on) {
+    if (t) t->requires_grad = on != 0;
+}
+
+static void *aligned_zeroed(size_t bytes) {
+    size_t n = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (p) memset(p, 0, n ? n : 64);
+    return p;
+}
+
+asam_tensor *asam_param_new(int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > ASAM_MAX_DIMS) return NULL;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && n > (INT64_C(1) << 40) / shape[i])) return NULL;
+        n *= shape[i];
+    }
+    asam_tensor *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->numel = n;
+    t->persistent = 1;
+    t->data = aligned_zeroed((size_t)n * sizeof(float));
+    if (!t->data) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void asam_param_free(asam_tensor *t) {
+    if (!t) return;
+    if (t->persistent) {
+        free(t->data);
+        free(t->grad);
+        free(t);
+    }
+}
+
+void asam_param_zero_grad(asam_tensor *t) {
+    if (!t) return;
+    if (t->grad)
+        memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+    else if (t->persistent)
+        t->grad = aligned_zeroed((size_t)t->numel * sizeof(float));
+}
+
+int asam_same_shape(const asam_tensor *a, const asam_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+void asam_shape_str(const asam_tensor *t, char *buf, size_t n) {
+    size_t off = 0;
+    off += (size_t)snprintf(buf + off, n - off, "(");
+    for (int i = 0; i < t->ndim && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    if (off < n) snprintf(buf + off, n - off, ")");
+}
