@@ -3,9 +3,21 @@
  * asam_checkpoint_open() recognises safetensors, torch.save zip archives (.pth/.ckpt/.bin,
  * zip64 too, read through a restricted unpickler that never executes anything) and rejects
  * the legacy non-zip torch format with a clear "unsupported" error. Files are mmap'ed;
- * tensor payloads are only touched when read. Nested dicts such as {"state_dict": {...}}
- * are flattened with '.'-joined names only when the outer key is a known wrapper
- * ("state_dict", "model", "module"); see checkpoint.c. */
+ * tensor payloads are only touched when read.
+ *
+ * Names of torch.save checkpoints (the pickled object is flattened to named tensors):
+ *  - The top-level object must be a dict (or OrderedDict).
+ *  - Wrapper rule: while that dict holds no tensor directly and has a key "state_dict",
+ *    "model_state_dict", "model" or "module" (checked in this order) whose value is a dict,
+ *    the tensors are taken from inside it WITHOUT the wrapper prefix. So a CompVis .ckpt
+ *    {"state_dict": {...}, "global_step": N} yields "model.diffusion_model...." names.
+ *  - Within the chosen dict, tensor values keep their key; nested dicts are flattened with
+ *    '.'-joined keys ({"unet": {"conv.weight": t}} -> "unet.conv.weight"); int keys are
+ *    written in decimal; every other value (numbers, lists, optimizer state objects, unknown
+ *    pickled classes) is ignored.
+ *  - Tensor names must be unique.
+ * Unknown pickled classes become opaque placeholders (never imported or called), so checkpoints
+ * holding e.g. argparse.Namespace or numpy scalars still load their tensors. */
 #ifndef ASAM_CHECKPOINT_H
 #define ASAM_CHECKPOINT_H
 
@@ -32,19 +44,23 @@ typedef enum {
 #define ASAM_CKPT_MAX_DIMS 8
 
 typedef struct {
-    const char *name;                   /* full key, e.g. "image_encoder.pos_embed" */
+    const char *name; /* full key, e.g. "image_encoder.pos_embed" */
     asam_dtype dtype;
-    int ndim;                           /* 0 for scalars */
+    int ndim; /* 0 for scalars */
     int64_t shape[ASAM_CKPT_MAX_DIMS];
     int64_t stride[ASAM_CKPT_MAX_DIMS]; /* in elements; contiguous for safetensors */
     int64_t numel;
-    const uint8_t *data;                /* first element (already offset), inside the mapping */
+    const uint8_t *data; /* first element (already offset), inside the mapping */
 } asam_ckpt_tensor;
 
 typedef struct asam_checkpoint asam_checkpoint;
 
 /* Returns 0 and sets *out, or -1 with asam_last_error() = "PATH: problem". */
 int asam_checkpoint_open(const char *path, asam_checkpoint **out);
+/* Same from a memory buffer, which must outlive the checkpoint (tensor data points into it);
+ * name is used in error messages. */
+int asam_checkpoint_open_memory(const void *data, size_t n, const char *name,
+                                asam_checkpoint **out);
 void asam_checkpoint_close(asam_checkpoint *ck);
 const char *asam_checkpoint_path(const asam_checkpoint *ck);
 /* "safetensors" or "torch-zip" */
@@ -79,6 +95,12 @@ typedef struct {
 /* metadata: NULL or n_meta pairs of (key, value) strings. */
 int asam_safetensors_write(const char *path, const asam_st_entry *entries, size_t n,
                            const char *const *metadata, size_t n_meta);
+
+/* torch.save-compatible writer: a zip archive (prefix "archive", stored entries, 64-byte
+ * aligned payloads, zip64 when needed) whose data.pkl is a collections.OrderedDict of tensors
+ * in the given order, each rebuilt by torch._utils._rebuild_tensor_v2 from its own storage.
+ * torch.load (also weights_only=True) and Sam.load_state_dict accept it. Atomic. */
+int asam_torch_save_write(const char *path, const asam_st_entry *entries, size_t n);
 
 #ifdef __cplusplus
 }

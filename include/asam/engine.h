@@ -23,7 +23,7 @@
  *   When grad is enabled in the ctx and an op input requires a gradient, the op records a node.
  *   asam_backward() runs the tape in reverse from a scalar; asam_backward_from() from any tensor
  *   with a given output gradient. Tensors needing no gradient cost nothing extra.
- *   asam_checkpoint() runs a segment without recording and re-runs it during backward
+ *   asam_grad_checkpoint() runs a segment without recording and re-runs it during backward
  *   (gradient checkpointing).
  */
 #ifndef ASAM_ENGINE_H
@@ -126,7 +126,7 @@ int asam_backward_from(asam_ctx *ctx, asam_tensor *out, const float *grad_out);
  * be deterministic. */
 typedef asam_tensor *(*asam_segment_fn)(asam_ctx *ctx, asam_tensor *const *inputs, int n_inputs,
                                         void *user);
-asam_tensor *asam_checkpoint(asam_ctx *ctx, asam_segment_fn fn, asam_tensor *const *inputs,
+asam_tensor *asam_grad_checkpoint(asam_ctx *ctx, asam_segment_fn fn, asam_tensor *const *inputs,
                              int n_inputs, void *user);
 
 /* ---- ops: every op has a forward and a backward kernel ------------------------------------ */

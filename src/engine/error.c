@@ -17,7 +17,10 @@ int asam_error(const char *fmt, ...) {
 int asam_error_prefix(const char *prefix) {
     char tmp[sizeof last_error + 256];
     snprintf(tmp, sizeof tmp, "%.200s: %s", prefix, last_error);
-    snprintf(last_error, sizeof last_error, "%s", tmp);
+    size_t n = strlen(tmp);
+    if (n >= sizeof last_error) n = sizeof last_error - 1;
+    memcpy(last_error, tmp, n);
+    last_error[n] = 0;
     return -1;
 }
 

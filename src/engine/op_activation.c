@@ -1,0 +1,232 @@
+/* Activations (elementwise) and softmax over the last dim. Backward kernels read the input
+ * (x) or the output (y) straight from the node, so nothing extra is saved. */
+#include "engine/engine_internal.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#define PAR_MIN 16384
+
+enum { ACT_GELU, ACT_GELU_TANH, ACT_QUICK_GELU, ACT_SILU, ACT_RELU, ACT_SIGMOID, ACT_TANH };
+static const char *act_names[] = {"gelu", "gelu_tanh", "quick_gelu", "silu",
+                                  "relu", "sigmoid",   "tanh"};
+
+#define INV_SQRT2 0.70710678118654752440f
+#define INV_SQRT_2PI 0.39894228040143267794f
+#define SQRT_2_OVER_PI 0.79788456080286535588f
+#define GELU_C 0.044715f
+
+/* exp for the activation loops, written so the compiler vectorises it (libm's expf and erff
+ * are scalar calls): Cody-Waite reduction x = n ln2 + r, the cephes expf polynomial for e^r
+ * (about 1 ulp), 2^n built in the exponent bits. Inputs are clamped to the finite range. */
+static inline float exp_vec(float x) {
+    x = x < -87.33654f ? -87.33654f : (x > 88.0f ? 88.0f : x);        /* keeps 2^n finite */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } e = {.i = ((int32_t)n + 127) << 23};
+    return p * e.f;
+}
+
+/* erfc with relative error about 1e-7 everywhere (Chebyshev fit, Numerical Recipes'
+ * erfcc), so 0.5 x erfc(-x/sqrt2) keeps GELU's tiny negative tail accurate too. */
+static inline float erfc_vec(float y) {
+    float z = y < 0 ? -y : y;
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float q = -0.82215223f + t * 0.17087277f;
+    q = 1.48851587f + t * q;
+    q = -1.13520398f + t * q;
+    q = 0.27886807f + t * q;
+    q = -0.18628806f + t * q;
+    q = 0.09678418f + t * q;
+    q = 0.37409196f + t * q;
+    q = 1.00002368f + t * q;
+    q = -1.26551223f + t * q;
+    float ans = t * exp_vec(-z * z + q);
+    return y >= 0 ? ans : 2.0f - ans;
+}
+
+static inline float sigmoidf(float x) {
+    return 1.0f / (1.0f + exp_vec(-x));
+}
+
+static void act_forward(int kind, float *restrict y, const float *restrict x, int64_t n) {
+    switch (kind) {
+    case ACT_GELU:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * erfc_vec(-x[i] * INV_SQRT2);
+        break;
+    case ACT_GELU_TANH:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(SQRT_2_OVER_PI * (v + GELU_C * v * v * v)));
+        }
+        break;
+    case ACT_QUICK_GELU:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(1.702f * x[i]);
+        break;
+    case ACT_SILU:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+        break;
+    case ACT_RELU:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case ACT_SIGMOID:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
+        break;
+    default:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+        break;
+    }
+}
+
+/* gx += g * dy/dx */
+static void act_backward_kernel(int kind, float *restrict gx, const float *restrict g,
+                                const float *restrict x, const float *restrict y, int64_t n) {
+    switch (kind) {
+    case ACT_GELU: /* Phi(x) + x phi(x) */
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            float cdf = 0.5f * erfc_vec(-v * INV_SQRT2);
+            float pdf = INV_SQRT_2PI * exp_vec(-0.5f * v * v);
+            gx[i] += g[i] * (cdf + v * pdf);
+        }
+        break;
+    case ACT_GELU_TANH:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            float t = tanhf(SQRT_2_OVER_PI * (v + GELU_C * v * v * v));
+            float dt = SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_C * v * v) * (1.0f - t * t);
+            gx[i] += g[i] * (0.5f * (1.0f + t) + 0.5f * v * dt);
+        }
+        break;
+    case ACT_QUICK_GELU:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float s = sigmoidf(1.702f * x[i]);
+            gx[i] += g[i] * (s + 1.702f * x[i] * s * (1.0f - s));
+        }
+        break;
+    case ACT_SILU:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float s = sigmoidf(x[i]);
+            gx[i] += g[i] * (s + x[i] * s * (1.0f - s));
+        }
+        break;
+    case ACT_RELU:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? g[i] : 0.0f;
+        break;
+    case ACT_SIGMOID:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
+        break;
+    default:
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);
+        break;
+    }
+}
+
+static void act_backward(asam_ctx *ctx, asam_node *n) {
+    float *gx = asam_grad_buf(ctx, n->in[0]);
+    if (!gx) return;
+    act_backward_kernel((int)n->ip[0], gx, n->out->grad, n->in[0]->data, n->out->data,
+                        n->out->numel);
+}
+
+static asam_tensor *activation(asam_ctx *ctx, int kind, asam_tensor *x) {
+    if (!x) return NULL;
+    asam_tensor *out = asam_op_out(ctx, x->ndim, x->shape);
+    if (!out) return NULL;
+    act_forward(kind, out->data, x->data, x->numel);
+    asam_node *n = asam_record(ctx, act_names[kind], act_backward, out, 1, &x);
+    if (n) n->ip[0] = kind;
+    return out;
+}
+
+asam_tensor *asam_gelu(asam_ctx *ctx, asam_tensor *x) {
+    return activation(ctx, ACT_GELU, x);
+}
+asam_tensor *asam_gelu_tanh(asam_ctx *ctx, asam_tensor *x) {
+    return activation(ctx, ACT_GELU_TANH, x);
+}
+asam_tensor *asam_quick_gelu(asam_ctx *ctx, asam_tensor *x) {
+    return activation(ctx, ACT_QUICK_GELU, x);
+}
+asam_tensor *asam_silu(asam_ctx *ctx, asam_tensor *x) {
+    return activation(ctx, ACT_SILU, x);
+}
+asam_tensor *asam_relu(asam_ctx *ctx, asam_tensor *x) {
+    return activation(ctx, ACT_RELU, x);
+}
+asam_tensor *asam_sigmoid(asam_ctx *ctx, asam_tensor *x) {
+    return activation(ctx, ACT_SIGMOID, x);
+}
+asam_tensor *asam_tanh(asam_ctx *ctx, asam_tensor *x) {
+    return activation(ctx, ACT_TANH, x);
+}
+
+/* ---- softmax over the last dim ------------------------------------------------------------- */
+
+static void softmax_backward(asam_ctx *ctx, asam_node *n) {
+    float *gx = asam_grad_buf(ctx, n->in[0]);
+    if (!gx) return;
+    const float *g = n->out->grad, *y = n->out->data;
+    int64_t D = n->ip[0], rows = D ? n->out->numel / D : 0;
+#pragma omp parallel for schedule(static) if (n->out->numel >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gr = g + r * D, *yr = y + r * D;
+        double dot = 0;
+        for (int64_t j = 0; j < D; j++) dot += (double)gr[j] * yr[j];
+        float d = (float)dot;
+        float *o = gx + r * D;
+        for (int64_t j = 0; j < D; j++) o[j] += yr[j] * (gr[j] - d);
+    }
+}
+
+asam_tensor *asam_softmax(asam_ctx *ctx, asam_tensor *x) {
+    if (!x) return NULL;
+    if (!asam_check(ctx, x->ndim >= 1, "softmax", "needs at least one dim")) return NULL;
+    asam_tensor *out = asam_op_out(ctx, x->ndim, x->shape);
+    if (!out) return NULL;
+    int64_t D = x->shape[x->ndim - 1], rows = D ? x->numel / D : 0;
+    const float *xd = x->data;
+    float *yd = out->data;
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = xd + r * D;
+        float *yr = yd + r * D;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < D; j++) m = xr[j] > m ? xr[j] : m;
+        if (m == -INFINITY) m = 0; /* a row of -inf: keep exp() finite (gives NaN like torch) */
+        double s = 0;
+        for (int64_t j = 0; j < D; j++) {
+            yr[j] = expf(xr[j] - m);
+            s += yr[j];
+        }
+        float inv = (float)(1.0 / s);
+        for (int64_t j = 0; j < D; j++) yr[j] *= inv;
+    }
+    asam_node *n = asam_record(ctx, "softmax", softmax_backward, out, 1, &x);
+    if (n) n->ip[0] = D;
+    return out;
+}

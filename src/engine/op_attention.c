@@ -1,0 +1,382 @@
+/* Memory-efficient scaled dot-product attention (asam_attention).
+ *
+ * Each (batch, head) is processed in blocks of queries (ATTN_BLOCK rows, taller when there are
+ * few keys): the block's logits against all keys (one block x Nk buffer per thread, never the
+ * whole Nq x Nk matrix) come from one sgemm, get the bias / relative position terms / causal
+ * mask, an exact softmax over the row, then P @ V by sgemm. Only the per-row logsumexp is kept
+ * for backward, which recomputes each block's P:
+ *   dV += P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dO * O)),
+ *   dQ = scale dS K, dK += scale dS^T Q, d rel_h = sum over j, d rel_w = sum over i of dS.
+ * Forward: threads share out all (pair, block) items. Backward: threads split the (batch, head)
+ * pairs; when that would leave threads idle, they split one pair's query blocks instead, with
+ * private dK/dV accumulators summed at the end. Causal blocks only visit keys <= their last
+ * query. */
+#include "engine/engine_internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#define ATTN_BLOCK 128
+#define ATTN_SCORE_FLOATS (128 * 4096) /* 2 MB score block per thread */
+/* Below this many multiply-adds an attention call runs on one thread (no fork/join cost). */
+#define ATTN_PARALLEL_MACS (INT64_C(1) << 18)
+
+/* Queries per block: a score block of about ATTN_SCORE_FLOATS (so few keys give tall blocks and
+ * fewer, larger GEMMs), at least ATTN_BLOCK rows, at most Nq, and small enough that every
+ * thread gets a block. */
+static int64_t attn_block_rows(int64_t BH, int64_t Nq, int64_t Nk) {
+    int64_t bq = ATTN_SCORE_FLOATS / Nk;
+    if (bq < ATTN_BLOCK) bq = ATTN_BLOCK;
+    if (bq > Nq) bq = Nq > 0 ? Nq : 1;
+    int64_t nt = omp_get_max_threads();
+    while (bq > ATTN_BLOCK && BH * ((Nq + bq - 1) / bq) < nt) bq = (bq + 1) / 2;
+    return bq;
+}
+
+static inline void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* OpenBLAS's OpenMP build runs single-threaded inside our parallel regions. A pthreads build
+ * (what the system's default libopenblas.so.0 may be when the binary lacks the RUNPATH to the
+ * OpenMP one) would oversubscribe the cores, so it is pinned to one thread around them.
+ * Returns the thread count to restore, 0 when there is nothing to restore. */
+static int blas_enter_parallel(void) {
+    if (openblas_get_parallel() != 1) return 0;
+    int n = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    return n;
+}
+
+static void blas_leave_parallel(int n) {
+    if (n) openblas_set_num_threads(n);
+}
+
+/* exp for the softmax (x <= 0 in practice): Cephes-style range reduction and polynomial,
+ * ~2 ulp, written so that loops calling it vectorise without -ffast-math (round to nearest by
+ * the 1.5*2^23 trick instead of floorf, a select on integers). exp(x < -87) = 0. */
+static inline float exp_fast(float x) {
+    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23; /* 2^n */
+    bits = x < -87.0f ? 0 : bits;
+    float two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return y * two_n;
+}
+
+typedef struct {
+    int64_t B, H, Nq, Nk, D, Dv, kh, kw; /* kh = kw = 0 without relative positions */
+    int64_t Bb, Hb;                      /* bias batch/head extents (1 or B/H) */
+    int64_t bq;                          /* queries per block */
+    float scale;
+    int causal;
+    const float *q, *k, *v, *bias, *rel_h, *rel_w;
+    float *lse; /* (B*H*Nq) row logsumexp, saved for backward (NULL when not recording) */
+    asam_tensor *tq, *tk, *tv, *trh, *trw;
+} attn_args;
+
+/* Keys a block of queries ending (exclusive) at q1 can see. */
+static inline int64_t block_keys(const attn_args *A, int64_t q1) {
+    return A->causal && q1 < A->Nk ? q1 : A->Nk;
+}
+
+/* S (nq, nk) <- the block's logits: scale q k^T + bias + rel terms; masked entries -inf. */
+static void block_logits(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, float *S) {
+    int64_t nq = q1 - q0, nk = block_keys(A, q1), b = bh / A->H, h = bh % A->H;
+    const float *Q = A->q + (bh * A->Nq + q0) * A->D, *K = A->k + bh * A->Nk * A->D;
+    sgemm(0, 1, nq, nk, A->D, A->scale, Q, A->D, K, A->D, 0.0f, S, nk);
+    for (int64_t r = 0; r < nq; r++) {
+        int64_t qi = q0 + r;
+        float *row = S + r * nk;
+        if (A->bias) {
+            int64_t bb = A->Bb == 1 ? 0 : b, hb = A->Hb == 1 ? 0 : h;
+            const float *brow = A->bias + ((bb * A->Hb + hb) * A->Nq + qi) * A->Nk;
+            for (int64_t j = 0; j < nk; j++) row[j] += brow[j];
+        }
+        if (A->rel_h) {
+            const float *rh = A->rel_h + (bh * A->Nq + qi) * A->kh;
+            const float *rw = A->rel_w + (bh * A->Nq + qi) * A->kw;
+            for (int64_t i = 0; i < A->kh; i++) {
+                float *seg = row + i * A->kw, ri = rh[i];
+                for (int64_t j = 0; j < A->kw; j++) seg[j] += ri + rw[j];
+            }
+        }
+        if (A->causal)
+            for (int64_t j = qi + 1; j < nk; j++) row[j] = -INFINITY;
+    }
+}
+
+static void attn_forward_block(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, float *S,
+                               float *out) {
+    int64_t nq = q1 - q0, nk = block_keys(A, q1);
+    block_logits(A, bh, q0, q1, S);
+    for (int64_t r = 0; r < nq; r++) {
+        float *row = S + r * nk, mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < nk; j++) mx = row[j] > mx ? row[j] : mx;
+        if (mx == -INFINITY) { /* every key masked: output 0, no gradient */
+            memset(row, 0, (size_t)nk * sizeof(float));
+            if (A->lse) A->lse[bh * A->Nq + q0 + r] = INFINITY;
+            continue;
+        }
+        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < nk; j++) {
+            float e = exp_fast(row[j] - mx);
+            row[j] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < nk; j++) row[j] *= inv;
+        if (A->lse) A->lse[bh * A->Nq + q0 + r] = mx + logf(sum);
+    }
+    const float *V = A->v + bh * A->Nk * A->Dv;
+    sgemm(0, 0, nq, A->Dv, nk, 1.0f, S, nk, V, A->Dv, 0.0f, out + (bh * A->Nq + q0) * A->Dv, A->Dv);
+}
+
+typedef struct {
+    const float *out, *dout;
+    float *dq, *dk, *dv, *drh, *drw; /* NULL where no gradient is needed */
+} attn_grads;
+
+/* One block's backward; dK/dV go to dk_acc/dv_acc (this pair's rows, or a thread's copy).
+ * S, dP: (bq * Nk) scratch; Di: (bq). */
+static void attn_backward_block(const attn_args *A, const attn_grads *G, int64_t bh, int64_t q0,
+                                int64_t q1, float *S, float *dP, float *Di, float *dk_acc,
+                                float *dv_acc) {
+    int64_t nq = q1 - q0, nk = block_keys(A, q1), D = A->D, Dv = A->Dv;
+    block_logits(A, bh, q0, q1, S);
+    const float *dO = G->dout + (bh * A->Nq + q0) * Dv, *O = G->out + (bh * A->Nq + q0) * Dv;
+    for (int64_t r = 0; r < nq; r++) {
+        float *row = S + r * nk, l = A->lse[bh * A->Nq + q0 + r];
+#pragma omp simd
+        for (int64_t j = 0; j < nk; j++) row[j] = exp_fast(row[j] - l); /* P; masked -> 0 */
+        float d = 0;
+        for (int64_t c = 0; c < Dv; c++) d += dO[r * Dv + c] * O[r * Dv + c];
+        Di[r] = d;
+    }
+    const float *Q = A->q + (bh * A->Nq + q0) * D, *K = A->k + bh * A->Nk * D;
+    const float *V = A->v + bh * A->Nk * Dv;
+    if (dv_acc) sgemm(1, 0, nk, Dv, nq, 1.0f, S, nk, dO, Dv, 1.0f, dv_acc, Dv);
+    if (!G->dq && !dk_acc && !G->drh && !G->drw) return;
+    sgemm(0, 1, nq, nk, Dv, 1.0f, dO, Dv, V, Dv, 0.0f, dP, nk);
+    for (int64_t r = 0; r < nq; r++) {
+        float *ds = dP + r * nk;
+        const float *p = S + r * nk;
+        float d = Di[r];
+#pragma omp simd
+        for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - d);
+        int64_t qi = q0 + r;
+        if (G->drh) {
+            float *g = G->drh + (bh * A->Nq + qi) * A->kh;
+            for (int64_t i = 0; i < A->kh; i++) {
+                float s = 0;
+#pragma omp simd reduction(+ : s)
+                for (int64_t j = 0; j < A->kw; j++) s += ds[i * A->kw + j];
+                g[i] += s;
+            }
+        }
+        if (G->drw) {
+            float *g = G->drw + (bh * A->Nq + qi) * A->kw;
+            for (int64_t i = 0; i < A->kh; i++)
+                for (int64_t j = 0; j < A->kw; j++) g[j] += ds[i * A->kw + j];
+        }
+    }
+    if (G->dq)
+        sgemm(0, 0, nq, D, nk, A->scale, dP, nk, K, D, 1.0f, G->dq + (bh * A->Nq + q0) * D, D);
+    if (dk_acc) sgemm(1, 0, nk, D, nq, A->scale, dP, nk, Q, D, 1.0f, dk_acc, D);
+}
+
+static void attention_backward(asam_ctx *ctx, asam_node *n) {
+    attn_args *A = n->saved;
+    attn_grads G = {n->out->data,
+                    n->out->grad,
+                    asam_grad_buf(ctx, A->tq),
+                    asam_grad_buf(ctx, A->tk),
+                    asam_grad_buf(ctx, A->tv),
+                    A->trh ? asam_grad_buf(ctx, A->trh) : NULL,
+                    A->trw ? asam_grad_buf(ctx, A->trw) : NULL};
+    if (!asam_ctx_ok(ctx)) return;
+    int64_t BH = A->B * A->H, Nq = A->Nq, Nk = A->Nk, D = A->D, Dv = A->Dv, bq = A->bq;
+    int64_t nblk = (Nq + bq - 1) / bq;
+    int nt = omp_get_max_threads();
+    int par = BH * Nq * Nk * (D + Dv) >= ATTN_PARALLEL_MACS;
+    if (!par) nt = 1;
+    /* Split a pair's blocks over threads (private dK/dV) when the pairs alone would leave
+     * threads idle: fewer pairs than threads, or a few pairs that do not divide evenly. */
+    int split_blocks = par && nblk > 1 && (G.dk || G.dv) &&
+                       (BH < nt || (BH % nt != 0 && BH < 4 * nt && nblk >= nt));
+    int64_t per_thread = 2 * bq * Nk + bq + (split_blocks ? Nk * (D + Dv) : 0);
+    asam_mark m = asam_ctx_mark(ctx);
+    float *scratch = asam_ctx_alloc(ctx, (size_t)(per_thread * nt) * sizeof(float));
+    if (!scratch) return;
+    int blas_nt = par ? blas_enter_parallel() : 0;
+    if (!split_blocks) {
+#pragma omp parallel for schedule(dynamic) if (par)
+        for (int64_t bh = 0; bh < BH; bh++) {
+            float *S = scratch + omp_get_thread_num() * per_thread;
+            float *dP = S + bq * Nk, *Di = dP + bq * Nk;
+            for (int64_t q0 = 0; q0 < Nq; q0 += bq) {
+                int64_t q1 = q0 + bq < Nq ? q0 + bq : Nq;
+                attn_backward_block(A, &G, bh, q0, q1, S, dP, Di, G.dk ? G.dk + bh * Nk * D : NULL,
+                                    G.dv ? G.dv + bh * Nk * Dv : NULL);
+            }
+        }
+    } else {
+        for (int64_t bh = 0; bh < BH; bh++) {
+#pragma omp parallel
+            {
+                float *S = scratch + omp_get_thread_num() * per_thread;
+                float *dP = S + bq * Nk, *Di = dP + bq * Nk;
+                float *dk_acc = Di + bq, *dv_acc = dk_acc + Nk * D;
+                memset(dk_acc, 0, (size_t)(Nk * (D + Dv)) * sizeof(float));
+#pragma omp for schedule(dynamic)
+                for (int64_t blk = 0; blk < nblk; blk++) {
+                    int64_t q0 = blk * bq, q1 = q0 + bq < Nq ? q0 + bq : Nq;
+                    attn_backward_block(A, &G, bh, q0, q1, S, dP, Di, G.dk ? dk_acc : NULL,
+                                        G.dv ? dv_acc : NULL);
+                }
+                /* implicit barrier: sum the private accumulators */
+                int nth = omp_get_num_threads();
+#pragma omp for schedule(static)
+                for (int64_t i = 0; i < Nk * (D + Dv); i++) {
+                    float s = 0;
+                    for (int t = 0; t < nth; t++)
+                        s += scratch[t * per_thread + 2 * bq * Nk + bq + i];
+                    if (i < Nk * D) {
+                        if (G.dk) G.dk[bh * Nk * D + i] += s;
+                    } else if (G.dv) {
+                        G.dv[bh * Nk * Dv + i - Nk * D] += s;
+                    }
+                }
+            }
+        }
+    }
+    blas_leave_parallel(blas_nt);
+    asam_ctx_release(ctx, m);
+}
+
+asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_tensor *v,
+                            const asam_attn_opts *opts) {
+    const char *op = "attention";
+    if (!q || !k || !v) return NULL;
+    asam_attn_opts o = opts ? *opts : (asam_attn_opts){0};
+    char sq[96], sk[96], sv[96];
+    asam_shape_str(q, sq, sizeof sq);
+    asam_shape_str(k, sk, sizeof sk);
+    asam_shape_str(v, sv, sizeof sv);
+    if (!asam_check(ctx, q->ndim == 4 && k->ndim == 4 && v->ndim == 4, op,
+                    "q %s, k %s, v %s must be (B, H, N, D)", sq, sk, sv))
+        return NULL;
+    int64_t B = q->shape[0], H = q->shape[1], Nq = q->shape[2], D = q->shape[3];
+    int64_t Nk = k->shape[2], Dv = v->shape[3];
+    if (!asam_check(ctx,
+                    k->shape[0] == B && k->shape[1] == H && k->shape[3] == D && v->shape[0] == B &&
+                        v->shape[1] == H && v->shape[2] == Nk && Nk > 0,
+                    op, "q %s, k %s, v %s do not match", sq, sk, sv))
+        return NULL;
+    if (!asam_check(ctx, !o.causal || Nq == Nk, op, "causal needs Nq == Nk, got q %s, k %s", sq,
+                    sk))
+        return NULL;
+    if (!asam_check(ctx,
+                    Nk * 2 * ATTN_BLOCK < INT_MAX && Nq < INT_MAX && D < INT_MAX && Dv < INT_MAX,
+                    op, "too many keys"))
+        return NULL;
+    attn_args A = {.B = B,
+                   .H = H,
+                   .Nq = Nq,
+                   .Nk = Nk,
+                   .D = D,
+                   .Dv = Dv,
+                   .Bb = 1,
+                   .Hb = 1,
+                   .scale = o.scale,
+                   .causal = o.causal,
+                   .q = q->data,
+                   .k = k->data,
+                   .v = v->data,
+                   .tq = q,
+                   .tk = k,
+                   .tv = v};
+    if (A.scale == 0) A.scale = 1.0f / sqrtf((float)D);
+    if (o.bias) {
+        asam_tensor *bs = o.bias;
+        char sb[96];
+        asam_shape_str(bs, sb, sizeof sb);
+        if (!asam_check(ctx,
+                        bs->ndim == 4 && (bs->shape[0] == 1 || bs->shape[0] == B) &&
+                            (bs->shape[1] == 1 || bs->shape[1] == H) && bs->shape[2] == Nq &&
+                            bs->shape[3] == Nk,
+                        op, "bias %s does not broadcast to (%lld, %lld, %lld, %lld)", sb,
+                        (long long)B, (long long)H, (long long)Nq, (long long)Nk))
+            return NULL;
+        A.bias = bs->data, A.Bb = bs->shape[0], A.Hb = bs->shape[1];
+    }
+    if (o.rel_h || o.rel_w) {
+        asam_tensor *rh = o.rel_h, *rw = o.rel_w;
+        if (!asam_check(ctx, rh && rw, op, "rel_h and rel_w go together")) return NULL;
+        char sh[96], sw[96];
+        asam_shape_str(rh, sh, sizeof sh);
+        asam_shape_str(rw, sw, sizeof sw);
+        bool ok = rh->ndim == 4 && rw->ndim == 4;
+        for (int d = 0; ok && d < 3; d++)
+            ok = rh->shape[d] == q->shape[d] && rw->shape[d] == q->shape[d];
+        ok = ok && rh->shape[3] * rw->shape[3] == Nk;
+        if (!asam_check(ctx, ok, op,
+                        "rel_h %s and rel_w %s must be (B, H, Nq, kh) and "
+                        "(B, H, Nq, kw) with kh*kw = Nk for q %s, k %s",
+                        sh, sw, sq, sk))
+            return NULL;
+        A.rel_h = rh->data, A.rel_w = rw->data, A.kh = rh->shape[3], A.kw = rw->shape[3];
+        A.trh = rh, A.trw = rw;
+    }
+    A.bq = attn_block_rows(B * H, Nq, Nk);
+    asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(B, H, Nq, Dv));
+    if (!out) return NULL;
+
+    /* Up to five inputs get gradients; the node's in[] holds four, so rel_w alone needing a
+     * gradient records through it. Backward uses the saved args, not in[]. */
+    asam_tensor *ins[4] = {q, k, v, o.rel_h};
+    asam_node *n = asam_record(ctx, op, attention_backward, out, 4, ins);
+    if (!n && o.rel_w) n = asam_record(ctx, op, attention_backward, out, 1, &o.rel_w);
+    if (n) {
+        attn_args *saved = asam_ctx_alloc(ctx, sizeof *saved);
+        float *lse = asam_ctx_alloc(ctx, (size_t)(B * H * Nq + 1) * sizeof(float));
+        if (!saved || !lse) return NULL;
+        A.lse = lse;
+        *saved = A;
+        n->saved = saved;
+    }
+
+    asam_mark m = asam_ctx_mark(ctx);
+    int par = B * H * Nq * Nk * (D + Dv) >= ATTN_PARALLEL_MACS;
+    int nt = par ? omp_get_max_threads() : 1;
+    float *scratch = asam_ctx_alloc(ctx, (size_t)(A.bq * Nk * nt) * sizeof(float));
+    if (!scratch) return NULL;
+    int64_t nblk = (Nq + A.bq - 1) / A.bq, items = B * H * nblk;
+    int blas_nt = par ? blas_enter_parallel() : 0;
+#pragma omp parallel for schedule(dynamic) if (par)
+    for (int64_t it = 0; it < items; it++) {
+        int64_t bh = it / nblk, q0 = it % nblk * A.bq;
+        int64_t q1 = q0 + A.bq < Nq ? q0 + A.bq : Nq;
+        attn_forward_block(&A, bh, q0, q1, scratch + omp_get_thread_num() * A.bq * Nk, out->data);
+    }
+    blas_leave_parallel(blas_nt);
+    asam_ctx_release(ctx, m);
+    return out;
+}

@@ -1,0 +1,315 @@
+/* Convolutions (NCHW): asam_conv2d via im2col + sgemm (direct GEMM for 1x1 stride-1), and
+ * asam_conv_transpose2d via sgemm + col2im. Column buffers are per image and chunked over
+ * output rows so they stay under asam_conv_chunk_floats whatever the image size. */
+#include "engine/engine_internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+/* Column buffer cap in floats (256 MB); not static so tests can shrink it to exercise the
+ * chunking (declared there, not in a header: it is no API). */
+int64_t asam_conv_chunk_floats = (int64_t)64 << 20;
+/* Loops over fewer elements than this stay on one thread. */
+#define PAR_MIN_ELEMS (INT64_C(1) << 15)
+
+static inline void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* Geometry of a convolution from an image (C, H, W) to an output grid (Ho, Wo). */
+typedef struct {
+    int64_t C, H, W, kh, kw, s, p, Ho, Wo;
+} conv_geom;
+
+/* Range [lo, hi) of output columns ox whose input column ox*s - p + kj lies in [0, W). */
+static inline void valid_range(int64_t kj, const conv_geom *g, int64_t *lo, int64_t *hi) {
+    int64_t a = g->p - kj; /* need ox*s >= a */
+    int64_t l = a <= 0 ? 0 : (a + g->s - 1) / g->s;
+    int64_t b = g->W - 1 + g->p - kj; /* need ox*s <= b */
+    int64_t h = b < 0 ? 0 : b / g->s + 1;
+    if (h > g->Wo) h = g->Wo;
+    if (l > h) l = h;
+    *lo = l, *hi = h;
+}
+
+/* col ((C*kh*kw), (r1-r0)*Wo) <- patches of x (C, H, W) for output rows [r0, r1). */
+static void im2col(const float *x, const conv_geom *g, int64_t r0, int64_t r1, float *col) {
+    int64_t rows = g->C * g->kh * g->kw, n = (r1 - r0) * g->Wo;
+#pragma omp parallel for schedule(static) if (rows * n >= PAR_MIN_ELEMS)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t c = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
+        int64_t lo, hi;
+        valid_range(kj, g, &lo, &hi);
+        float *dst = col + r * n;
+        const float *xc = x + c * g->H * g->W;
+        for (int64_t oy = r0; oy < r1; oy++, dst += g->Wo) {
+            int64_t iy = oy * g->s - g->p + ki;
+            if (iy < 0 || iy >= g->H) {
+                memset(dst, 0, (size_t)g->Wo * sizeof(float));
+                continue;
+            }
+            const float *src = xc + iy * g->W - g->p + kj;
+            for (int64_t ox = 0; ox < lo; ox++) dst[ox] = 0;
+            if (g->s == 1)
+                memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+            else
+                for (int64_t ox = lo; ox < hi; ox++) dst[ox] = src[ox * g->s];
+            for (int64_t ox = hi; ox < g->Wo; ox++) dst[ox] = 0;
+        }
+    }
+}
+
+/* x (C, H, W) += the columns scattered back (the adjoint of im2col). Parallel over channels:
+ * each channel's rows touch only that channel. */
+static void col2im(const float *col, const conv_geom *g, int64_t r0, int64_t r1, float *x) {
+    int64_t kk = g->kh * g->kw, n = (r1 - r0) * g->Wo;
+#pragma omp parallel for schedule(static) if (g->C * kk * n >= PAR_MIN_ELEMS)
+    for (int64_t c = 0; c < g->C; c++) {
+        float *xc = x + c * g->H * g->W;
+        for (int64_t k = 0; k < kk; k++) {
+            int64_t ki = k / g->kw, kj = k % g->kw;
+            int64_t lo, hi;
+            valid_range(kj, g, &lo, &hi);
+            const float *src = col + (c * kk + k) * n;
+            for (int64_t oy = r0; oy < r1; oy++, src += g->Wo) {
+                int64_t iy = oy * g->s - g->p + ki;
+                if (iy < 0 || iy >= g->H) continue;
+                float *dst = xc + iy * g->W - g->p + kj;
+                if (g->s == 1)
+                    for (int64_t ox = lo; ox < hi; ox++) dst[ox] += src[ox];
+                else
+                    for (int64_t ox = lo; ox < hi; ox++) dst[ox * g->s] += src[ox];
+            }
+        }
+    }
+}
+
+/* Output rows per column chunk. */
+static int64_t chunk_rows(const conv_geom *g) {
+    int64_t per_row = g->C * g->kh * g->kw * g->Wo;
+    int64_t r = per_row ? asam_conv_chunk_floats / per_row : g->Ho;
+    if (r < 1) r = 1;
+    return r < g->Ho ? r : g->Ho;
+}
+
+static void add_bias(float *y, const float *b, int64_t N, int64_t O, int64_t HW) {
+#pragma omp parallel for collapse(2) schedule(static) if (N * O * HW >= PAR_MIN_ELEMS)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++) {
+            float *row = y + (n * O + o) * HW, bo = b[o];
+            for (int64_t i = 0; i < HW; i++) row[i] += bo;
+        }
+}
+
+static void bias_grad(const float *dy, float *db, int64_t N, int64_t O, int64_t HW) {
+#pragma omp parallel for schedule(static) if (N * O * HW >= PAR_MIN_ELEMS)
+    for (int64_t o = 0; o < O; o++) {
+        double acc = 0;
+        for (int64_t n = 0; n < N; n++) {
+            const float *row = dy + (n * O + o) * HW;
+            float s = 0;
+            for (int64_t i = 0; i < HW; i++) s += row[i];
+            acc += s;
+        }
+        db[o] += (float)acc;
+    }
+}
+
+static int check_int(asam_ctx *ctx, const char *op, int64_t a, int64_t b, int64_t c) {
+    return asam_check(ctx, a < INT_MAX && b < INT_MAX && c < INT_MAX, op, "tensor too large");
+}
+
+/* ---- conv2d -------------------------------------------------------------------------------- */
+
+static int is_pointwise(const conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->s == 1 && g->p == 0;
+}
+
+static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
+    asam_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+    const float *dy = nd->out->grad;
+    float *dx = asam_grad_buf(ctx, x);
+    float *dw = asam_grad_buf(ctx, w);
+    float *db = b ? asam_grad_buf(ctx, b) : NULL;
+    conv_geom g = *(conv_geom *)nd->saved;
+    int64_t N = x->shape[0], O = w->shape[0], HW = g.H * g.W, HoWo = g.Ho * g.Wo;
+    int64_t CKK = g.C * g.kh * g.kw;
+    if (db) bias_grad(dy, db, N, O, HoWo);
+    if (!dx && !dw) return;
+    asam_mark m = asam_ctx_mark(ctx);
+    int64_t rows = chunk_rows(&g);
+    float *col = is_pointwise(&g) ? NULL : asam_ctx_alloc(ctx, (size_t)(CKK * rows * g.Wo) * 4);
+    if (!is_pointwise(&g) && !col) return;
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x->data + n * g.C * HW, *dyn = dy + n * O * HoWo;
+        float *dxn = dx ? dx + n * g.C * HW : NULL;
+        if (is_pointwise(&g)) {
+            if (dw) sgemm(0, 1, O, g.C, HW, 1.0f, dyn, HW, xn, HW, 1.0f, dw, g.C);
+            if (dxn) sgemm(1, 0, g.C, HW, O, 1.0f, w->data, g.C, dyn, HW, 1.0f, dxn, HW);
+            continue;
+        }
+        for (int64_t r0 = 0; r0 < g.Ho; r0 += rows) {
+            int64_t r1 = r0 + rows < g.Ho ? r0 + rows : g.Ho, nc = (r1 - r0) * g.Wo;
+            if (dw) { /* dw (O, CKK) += dy (O, nc) col^T */
+                im2col(xn, &g, r0, r1, col);
+                sgemm(0, 1, O, CKK, nc, 1.0f, dyn + r0 * g.Wo, HoWo, col, nc, 1.0f, dw, CKK);
+            }
+            if (dxn) { /* dcol (CKK, nc) = w^T dy, scattered back into dx */
+                sgemm(1, 0, CKK, nc, O, 1.0f, w->data, CKK, dyn + r0 * g.Wo, HoWo, 0.0f, col, nc);
+                col2im(col, &g, r0, r1, dxn);
+            }
+        }
+    }
+    asam_ctx_release(ctx, m);
+}
+
+asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b, int stride,
+                         int padding) {
+    const char *op = "conv2d";
+    if (!x || !w) return NULL;
+    char sx[96], sw[96];
+    asam_shape_str(x, sx, sizeof sx);
+    asam_shape_str(w, sw, sizeof sw);
+    if (!asam_check(ctx, x->ndim == 4 && w->ndim == 4 && x->shape[1] == w->shape[1], op,
+                    "x %s (N, C, H, W) does not match weight %s (O, C, kh, kw)", sx, sw))
+        return NULL;
+    if (!asam_check(ctx, stride >= 1 && padding >= 0, op, "stride %d, padding %d", stride, padding))
+        return NULL;
+    int64_t N = x->shape[0], O = w->shape[0];
+    conv_geom g = {
+        x->shape[1], x->shape[2], x->shape[3], w->shape[2], w->shape[3], stride, padding, 0, 0};
+    if (!asam_check(ctx, g.kh >= 1 && g.kw >= 1 && g.H + 2 * g.p >= g.kh && g.W + 2 * g.p >= g.kw,
+                    op, "kernel %s larger than the padded input %s", sw, sx))
+        return NULL;
+    if (b && !asam_check(ctx, b->ndim == 1 && b->shape[0] == O, op,
+                         "bias of %lld values for %lld "
+                         "channels",
+                         (long long)b->numel, (long long)O))
+        return NULL;
+    g.Ho = (g.H + 2 * g.p - g.kh) / g.s + 1;
+    g.Wo = (g.W + 2 * g.p - g.kw) / g.s + 1;
+    int64_t HW = g.H * g.W, HoWo = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw;
+    if (!check_int(ctx, op, HW, HoWo, CKK) || !check_int(ctx, op, O, CKK * g.Wo, 0)) return NULL;
+    asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(N, O, g.Ho, g.Wo));
+    if (!out) return NULL;
+    asam_tensor *ins[3] = {x, w, b};
+    asam_node *nd = asam_record(ctx, op, conv2d_backward, out, 3, ins);
+    if (nd) {
+        nd->saved = asam_ctx_alloc(ctx, sizeof g);
+        if (!nd->saved) return NULL;
+        *(conv_geom *)nd->saved = g;
+    }
+
+    asam_mark m = asam_ctx_mark(ctx);
+    int64_t rows = chunk_rows(&g);
+    float *col = is_pointwise(&g) ? NULL : asam_ctx_alloc(ctx, (size_t)(CKK * rows * g.Wo) * 4);
+    if (!is_pointwise(&g) && !col) return NULL;
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x->data + n * g.C * HW;
+        float *yn = out->data + n * O * HoWo;
+        if (is_pointwise(&g)) { /* y (O, HW) = w (O, C) x (C, HW) */
+            sgemm(0, 0, O, HW, g.C, 1.0f, w->data, g.C, xn, HW, 0.0f, yn, HW);
+            continue;
+        }
+        for (int64_t r0 = 0; r0 < g.Ho; r0 += rows) {
+            int64_t r1 = r0 + rows < g.Ho ? r0 + rows : g.Ho, nc = (r1 - r0) * g.Wo;
+            im2col(xn, &g, r0, r1, col);
+            sgemm(0, 0, O, nc, CKK, 1.0f, w->data, CKK, col, nc, 0.0f, yn + r0 * g.Wo, HoWo);
+        }
+    }
+    if (b) add_bias(out->data, b->data, N, O, HoWo);
+    asam_ctx_release(ctx, m);
+    return out;
+}
+
+/* ---- conv_transpose2d ------------------------------------------------------------------------
+ * The adjoint of a conv2d (padding 0) that maps the output (O, Ho, Wo) back onto the input grid
+ * (H, W): cols (O*kh*kw, H*W) = w^T x, then col2im into the output. g describes that conv:
+ * image (O, Ho, Wo), grid (H, W). */
+
+static void convt_backward(asam_ctx *ctx, asam_node *nd) {
+    asam_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+    const float *dy = nd->out->grad;
+    float *dx = asam_grad_buf(ctx, x);
+    float *dw = asam_grad_buf(ctx, w);
+    float *db = b ? asam_grad_buf(ctx, b) : NULL;
+    conv_geom g = *(conv_geom *)nd->saved;
+    int64_t N = x->shape[0], C = x->shape[1], O = g.C, HW = g.Ho * g.Wo, HoWo = g.H * g.W;
+    int64_t OKK = O * g.kh * g.kw;
+    if (db) bias_grad(dy, db, N, O, HoWo);
+    if (!dx && !dw) return;
+    asam_mark m = asam_ctx_mark(ctx);
+    int64_t rows = chunk_rows(&g);
+    float *col = asam_ctx_alloc(ctx, (size_t)(OKK * rows * g.Wo) * 4);
+    if (!col) return;
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x->data + n * C * HW, *dyn = dy + n * O * HoWo;
+        for (int64_t r0 = 0; r0 < g.Ho; r0 += rows) {
+            int64_t r1 = r0 + rows < g.Ho ? r0 + rows : g.Ho, nc = (r1 - r0) * g.Wo;
+            im2col(dyn, &g, r0, r1, col); /* dcol (OKK, nc) */
+            if (dx)
+                sgemm(0, 0, C, nc, OKK, 1.0f, w->data, OKK, col, nc, 1.0f,
+                      dx + n * C * HW + r0 * g.Wo, HW);
+            if (dw) sgemm(0, 1, C, OKK, nc, 1.0f, xn + r0 * g.Wo, HW, col, nc, 1.0f, dw, OKK);
+        }
+    }
+    asam_ctx_release(ctx, m);
+}
+
+asam_tensor *asam_conv_transpose2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                                   int stride) {
+    const char *op = "conv_transpose2d";
+    if (!x || !w) return NULL;
+    char sx[96], sw[96];
+    asam_shape_str(x, sx, sizeof sx);
+    asam_shape_str(w, sw, sizeof sw);
+    if (!asam_check(ctx, x->ndim == 4 && w->ndim == 4 && x->shape[1] == w->shape[0], op,
+                    "x %s (N, C, H, W) does not match weight %s (C, O, kh, kw)", sx, sw))
+        return NULL;
+    if (!asam_check(ctx, stride >= 1 && w->shape[2] >= 1 && w->shape[3] >= 1, op,
+                    "stride %d, weight %s", stride, sw))
+        return NULL;
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], O = w->shape[1];
+    if (b && !asam_check(ctx, b->ndim == 1 && b->shape[0] == O, op,
+                         "bias of %lld values for %lld "
+                         "channels",
+                         (long long)b->numel, (long long)O))
+        return NULL;
+    if (!asam_check(ctx, H >= 1 && W >= 1, op, "empty input %s", sx)) return NULL;
+    int64_t Ho = (H - 1) * stride + w->shape[2], Wo = (W - 1) * stride + w->shape[3];
+    conv_geom g = {O, Ho, Wo, w->shape[2], w->shape[3], stride, 0, H, W};
+    int64_t OKK = O * g.kh * g.kw, HW = H * W, HoWo = Ho * Wo;
+    if (!check_int(ctx, op, HW, HoWo, OKK) || !check_int(ctx, op, C, OKK * W, 0)) return NULL;
+    asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(N, O, Ho, Wo));
+    if (!out) return NULL;
+    asam_tensor *ins[3] = {x, w, b};
+    asam_node *nd = asam_record(ctx, op, convt_backward, out, 3, ins);
+    if (nd) {
+        nd->saved = asam_ctx_alloc(ctx, sizeof g);
+        if (!nd->saved) return NULL;
+        *(conv_geom *)nd->saved = g;
+    }
+
+    asam_mark m = asam_ctx_mark(ctx);
+    int64_t rows = chunk_rows(&g);
+    float *col = asam_ctx_alloc(ctx, (size_t)(OKK * rows * W) * 4);
+    if (!col) return NULL;
+    memset(out->data, 0, (size_t)out->numel * sizeof(float));
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x->data + n * C * HW;
+        float *yn = out->data + n * O * HoWo;
+        for (int64_t r0 = 0; r0 < H; r0 += rows) {
+            int64_t r1 = r0 + rows < H ? r0 + rows : H, nc = (r1 - r0) * W;
+            /* col (OKK, nc) = w^T (OKK, C) x (C, nc) */
+            sgemm(1, 0, OKK, nc, C, 1.0f, w->data, OKK, xn + r0 * W, HW, 0.0f, col, nc);
+            col2im(col, &g, r0, r1, yn);
+        }
+    }
+    if (b) add_bias(out->data, b->data, N, O, HoWo);
+    asam_ctx_release(ctx, m);
+    return out;
+}

@@ -1,0 +1,245 @@
+/* Matrix products: asam_matmul (batched, broadcast, transposes) and asam_linear, on sgemm. */
+#include "engine/engine_internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+/* Batches whose single GEMM is below this many multiply-adds run one per thread (OpenBLAS's
+ * OpenMP build runs single-threaded inside a parallel region); larger ones use all threads. */
+#define SMALL_GEMM_MACS (INT64_C(1) << 22)
+/* ... unless the whole batch is tiny: then a fork/join costs more than it saves. */
+#define PAR_MIN_MACS (INT64_C(1) << 16)
+
+static inline void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* OpenBLAS's OpenMP build runs single-threaded inside our parallel regions. A pthreads build
+ * (what the system's default libopenblas.so.0 may be when the binary lacks the RUNPATH to the
+ * OpenMP one) would oversubscribe the cores, so it is pinned to one thread around them.
+ * Returns the thread count to restore, 0 when there is nothing to restore. */
+static int blas_enter_parallel(void) {
+    if (openblas_get_parallel() != 1) return 0;
+    int n = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    return n;
+}
+
+static void blas_leave_parallel(int n) {
+    if (n) openblas_set_num_threads(n);
+}
+
+/* ---- matmul -------------------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t M, N, K, nbatch;
+    int64_t *aoff, *boff;   /* (nbatch) offsets in floats of each batch's A and B matrix */
+    int a_shared, b_shared; /* some batch dim of a (b) is broadcast: its gradient is summed */
+    int fused; /* b shared by all of a's batches, !trans_a: one GEMM of nbatch*M rows */
+    int ta, tb;
+} matmul_info;
+
+static void matmul_backward(asam_ctx *ctx, asam_node *n) {
+    matmul_info *mi = n->saved;
+    if (!mi) return; /* an empty product: nothing flows back */
+    asam_tensor *a = n->in[0], *b = n->in[1];
+    const float *dC = n->out->grad;
+    float *dA = asam_grad_buf(ctx, a);
+    float *dB = asam_grad_buf(ctx, b);
+    int64_t M = mi->M, N = mi->N, K = mi->K;
+    int ta = mi->ta, tb = mi->tb;
+    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    if (mi->fused) {
+        int64_t Mf = M * mi->nbatch;
+        /* dA (Mf, K) += dC (Mf, N) op(B)^T */
+        if (dA) sgemm(0, !tb, Mf, K, N, 1.0f, dC, N, b->data, ldb, 1.0f, dA, K);
+        if (dB) {
+            if (!tb) /* dB (K, N) += A^T dC */
+                sgemm(1, 0, K, N, Mf, 1.0f, a->data, K, dC, N, 1.0f, dB, N);
+            else /* dB (N, K) += dC^T A */
+                sgemm(1, 0, N, K, Mf, 1.0f, dC, N, a->data, K, 1.0f, dB, K);
+        }
+        return;
+    }
+    int64_t nb = mi->nbatch;
+    int small = M * N * K < SMALL_GEMM_MACS && nb > 1 && nb * M * N * K >= PAR_MIN_MACS;
+    int blas_nt = small ? blas_enter_parallel() : 0;
+    if (dA) {
+        /* d op(A) = dC op(B)^T; with trans_a, dA = op(B) dC^T. */
+#pragma omp parallel for schedule(dynamic) if (small && !mi->a_shared)
+        for (int64_t i = 0; i < nb; i++) {
+            const float *Bm = b->data + mi->boff[i], *dCm = dC + i * M * N;
+            float *dAm = dA + mi->aoff[i];
+            if (!ta)
+                sgemm(0, !tb, M, K, N, 1.0f, dCm, N, Bm, ldb, 1.0f, dAm, lda);
+            else
+                sgemm(tb, 1, K, M, N, 1.0f, Bm, ldb, dCm, N, 1.0f, dAm, lda);
+        }
+    }
+    if (dB) {
+        /* d op(B) = op(A)^T dC; with trans_b, dB = dC^T op(A). */
+#pragma omp parallel for schedule(dynamic) if (small && !mi->b_shared)
+        for (int64_t i = 0; i < nb; i++) {
+            const float *Am = a->data + mi->aoff[i], *dCm = dC + i * M * N;
+            float *dBm = dB + mi->boff[i];
+            if (!tb)
+                sgemm(!ta, 0, K, N, M, 1.0f, Am, lda, dCm, N, 1.0f, dBm, ldb);
+            else
+                sgemm(1, ta, N, K, M, 1.0f, dCm, N, Am, lda, 1.0f, dBm, ldb);
+        }
+    }
+    blas_leave_parallel(blas_nt);
+}
+
+asam_tensor *asam_matmul(asam_ctx *ctx, asam_tensor *a, asam_tensor *b, int trans_a, int trans_b) {
+    const char *op = "matmul";
+    if (!a || !b) return NULL;
+    if (!asam_check(ctx, a->ndim >= 2 && b->ndim >= 2, op, "needs 2+ dims, got %d and %d", a->ndim,
+                    b->ndim))
+        return NULL;
+    int na = a->ndim, nbd = b->ndim;
+    int64_t M = trans_a ? a->shape[na - 1] : a->shape[na - 2];
+    int64_t K = trans_a ? a->shape[na - 2] : a->shape[na - 1];
+    int64_t K2 = trans_b ? b->shape[nbd - 1] : b->shape[nbd - 2];
+    int64_t N = trans_b ? b->shape[nbd - 2] : b->shape[nbd - 1];
+    char sa[96], sb[96];
+    asam_shape_str(a, sa, sizeof sa);
+    asam_shape_str(b, sb, sizeof sb);
+    if (!asam_check(ctx, K == K2, op, "inner dims differ: %s%s x %s%s", sa, trans_a ? "^T" : "", sb,
+                    trans_b ? "^T" : ""))
+        return NULL;
+    if (!asam_check(ctx, M < INT_MAX && N < INT_MAX && K < INT_MAX, op, "matrix too large"))
+        return NULL;
+    /* Broadcast the batch dims (aligned to the right). */
+    int nbo = (na > nbd ? na : nbd) - 2;
+    int64_t oshape[ASAM_MAX_DIMS], sa_b[ASAM_MAX_DIMS], sb_b[ASAM_MAX_DIMS];
+    int64_t stra = M * K, strb = K * N;
+    for (int d = nbo - 1; d >= 0; d--) {
+        int da = d - (nbo - (na - 2)), db = d - (nbo - (nbd - 2));
+        int64_t ea = da >= 0 ? a->shape[da] : 1, eb = db >= 0 ? b->shape[db] : 1;
+        if (!asam_check(ctx, ea == eb || ea == 1 || eb == 1, op,
+                        "batch dims of %s and %s do not broadcast", sa, sb))
+            return NULL;
+        oshape[d] = ea > eb ? ea : eb;
+        sa_b[d] = ea == 1 ? 0 : stra;
+        sb_b[d] = eb == 1 ? 0 : strb;
+        stra *= ea;
+        strb *= eb;
+    }
+    oshape[nbo] = M;
+    oshape[nbo + 1] = N;
+    asam_tensor *out = asam_op_out(ctx, nbo + 2, oshape);
+    if (!out) return NULL;
+    int64_t nbatch = asam_numel_of(nbo, oshape);
+    int64_t na_mats = asam_numel_of(na - 2, a->shape), nb_mats = asam_numel_of(nbd - 2, b->shape);
+
+    asam_tensor *ins[2] = {a, b};
+    asam_node *node = asam_record(ctx, op, matmul_backward, out, 2, ins);
+    /* Offsets live with the node when recording, else in scratch released at the end. */
+    asam_mark mark = asam_ctx_mark(ctx);
+    matmul_info *mi = asam_ctx_alloc(ctx, sizeof *mi);
+    int64_t *offs = asam_ctx_alloc(ctx, (size_t)(2 * nbatch + 1) * sizeof(int64_t));
+    if (!mi || !offs) return NULL;
+    mi->M = M, mi->N = N, mi->K = K, mi->nbatch = nbatch, mi->ta = trans_a, mi->tb = trans_b;
+    mi->aoff = offs, mi->boff = offs + nbatch;
+    mi->a_shared = na_mats != nbatch;
+    mi->b_shared = nb_mats != nbatch;
+    mi->fused = !trans_a && nb_mats == 1 && na_mats == nbatch && M * nbatch < INT_MAX;
+    for (int64_t i = 0; i < nbatch; i++) {
+        int64_t rem = i, oa = 0, ob = 0;
+        for (int d = nbo - 1; d >= 0; d--) {
+            int64_t idx = rem % oshape[d];
+            rem /= oshape[d];
+            oa += idx * sa_b[d];
+            ob += idx * sb_b[d];
+        }
+        mi->aoff[i] = oa;
+        mi->boff[i] = ob;
+    }
+
+    int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
+    if (M * N == 0) {
+    } else if (K == 0) {
+        memset(out->data, 0, (size_t)out->numel * sizeof(float));
+    } else if (mi->fused) {
+        sgemm(0, trans_b, M * nbatch, N, K, 1.0f, a->data, K, b->data, ldb, 0.0f, out->data, N);
+    } else {
+        int small = M * N * K < SMALL_GEMM_MACS && nbatch > 1 && nbatch * M * N * K >= PAR_MIN_MACS;
+        int blas_nt = small ? blas_enter_parallel() : 0;
+#pragma omp parallel for schedule(dynamic) if (small)
+        for (int64_t i = 0; i < nbatch; i++)
+            sgemm(trans_a, trans_b, M, N, K, 1.0f, a->data + mi->aoff[i], lda,
+                  b->data + mi->boff[i], ldb, 0.0f, out->data + i * M * N, N);
+        blas_leave_parallel(blas_nt);
+    }
+    if (node && M * N * K > 0)
+        node->saved = mi;
+    else
+        asam_ctx_release(ctx, mark);
+    return out;
+}
+
+/* ---- linear -------------------------------------------------------------------------------- */
+
+static void linear_backward(asam_ctx *ctx, asam_node *n) {
+    asam_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int64_t R = n->ip[0], Din = n->ip[1], Dout = n->ip[2];
+    const float *dy = n->out->grad;
+    float *dx = asam_grad_buf(ctx, x);
+    float *dw = asam_grad_buf(ctx, w);
+    float *db = b ? asam_grad_buf(ctx, b) : NULL;
+    if (R == 0) return;
+    if (dx)
+        sgemm(0, 0, R, Din, Dout, 1.0f, dy, Dout, w->data, Din, 1.0f, dx,
+              Din); /* dy (R,Dout) @ w (Dout,Din) */
+    if (dw)
+        sgemm(1, 0, Dout, Din, R, 1.0f, dy, Dout, x->data, Din, 1.0f, dw,
+              Din); /* dy^T (Dout,R) @ x (R,Din) */
+    if (db)
+        for (int64_t r = 0; r < R; r++) {
+            const float *row = dy + r * Dout;
+            for (int64_t o = 0; o < Dout; o++) db[o] += row[o];
+        }
+}
+
+asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b) {
+    const char *op = "linear";
+    if (!x || !w) return NULL;
+    char sx[96], sw[96];
+    asam_shape_str(x, sx, sizeof sx);
+    asam_shape_str(w, sw, sizeof sw);
+    if (!asam_check(ctx, x->ndim >= 1 && w->ndim == 2 && x->shape[x->ndim - 1] == w->shape[1], op,
+                    "x %s does not match weight %s (out, in)", sx, sw))
+        return NULL;
+    int64_t Dout = w->shape[0], Din = w->shape[1];
+    if (b &&
+        !asam_check(ctx, b->ndim == 1 && b->shape[0] == Dout, op,
+                    "bias of %lld values for %lld outputs", (long long)b->numel, (long long)Dout))
+        return NULL;
+    int64_t R = x->numel / (Din ? Din : 1);
+    if (Din == 0) R = asam_numel_of(x->ndim - 1, x->shape);
+    if (!asam_check(ctx, R < INT_MAX && Din < INT_MAX && Dout < INT_MAX, op, "matrix too large"))
+        return NULL;
+    int64_t oshape[ASAM_MAX_DIMS];
+    for (int d = 0; d < x->ndim - 1; d++) oshape[d] = x->shape[d];
+    oshape[x->ndim - 1] = Dout;
+    asam_tensor *out = asam_op_out(ctx, x->ndim, oshape);
+    if (!out) return NULL;
+    float *y = out->data;
+    if (b)
+        for (int64_t r = 0; r < R; r++) memcpy(y + r * Dout, b->data, (size_t)Dout * sizeof(float));
+    if (R && Dout) {
+        if (Din)
+            sgemm(0, 1, R, Dout, Din, 1.0f, x->data, Din, w->data, Din, b ? 1.0f : 0.0f, y, Dout);
+        else if (!b)
+            memset(y, 0, (size_t)(R * Dout) * sizeof(float));
+    }
+    asam_tensor *ins[3] = {x, w, b};
+    asam_node *n = asam_record(ctx, op, linear_backward, out, 3, ins);
+    if (n) n->ip[0] = R, n->ip[1] = Din, n->ip[2] = Dout;
+    return out;
+}

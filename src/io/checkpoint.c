@@ -1,0 +1,442 @@
+/* Checkpoint front end: format detection, tensor table, lookups and dtype conversion. */
+#include "io/checkpoint_internal.h"
+#include "asam/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+size_t asam_dtype_size(asam_dtype dt) {
+    switch (dt) {
+    case ASAM_DT_F64:
+    case ASAM_DT_I64:
+        return 8;
+    case ASAM_DT_F32:
+    case ASAM_DT_I32:
+        return 4;
+    case ASAM_DT_F16:
+    case ASAM_DT_BF16:
+    case ASAM_DT_I16:
+        return 2;
+    case ASAM_DT_I8:
+    case ASAM_DT_U8:
+    case ASAM_DT_BOOL:
+        return 1;
+    }
+    return 0;
+}
+
+const char *asam_dtype_name(asam_dtype dt) {
+    switch (dt) {
+    case ASAM_DT_F32:
+        return "F32";
+    case ASAM_DT_F16:
+        return "F16";
+    case ASAM_DT_BF16:
+        return "BF16";
+    case ASAM_DT_F64:
+        return "F64";
+    case ASAM_DT_I64:
+        return "I64";
+    case ASAM_DT_I32:
+        return "I32";
+    case ASAM_DT_I16:
+        return "I16";
+    case ASAM_DT_I8:
+        return "I8";
+    case ASAM_DT_U8:
+        return "U8";
+    case ASAM_DT_BOOL:
+        return "BOOL";
+    }
+    return "?";
+}
+
+int64_t ckpt_numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n)) return -1;
+    }
+    return n;
+}
+
+asam_ckpt_tensor *ckpt_add(asam_checkpoint *ck, const char *name) {
+    if (ck->n == ck->cap) {
+        size_t nc = ck->cap ? ck->cap * 2 : 64;
+        asam_ckpt_tensor *nt = realloc(ck->t, nc * sizeof *nt);
+        if (!nt) return asam_error("out of memory"), NULL;
+        ck->t = nt;
+        ck->cap = nc;
+    }
+    asam_ckpt_tensor *t = &ck->t[ck->n];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    if (!t->name) return asam_error("out of memory"), NULL;
+    ck->n++;
+    return t;
+}
+
+static int cmp_tensor_name(const void *a, const void *b) {
+    return strcmp((*(const asam_ckpt_tensor *const *)a)->name,
+                  (*(const asam_ckpt_tensor *const *)b)->name);
+}
+
+int ckpt_finish(asam_checkpoint *ck) {
+    size_t n = ck->n ? ck->n : 1;
+    ck->by_name = malloc(n * sizeof *ck->by_name);
+    const asam_ckpt_tensor **ptr = malloc(n * sizeof *ptr);
+    if (!ck->by_name || !ptr) {
+        free(ptr);
+        return asam_error("out of memory");
+    }
+    for (size_t i = 0; i < ck->n; i++) ptr[i] = &ck->t[i];
+    qsort(ptr, ck->n, sizeof *ptr, cmp_tensor_name);
+    for (size_t i = 0; i < ck->n; i++) ck->by_name[i] = (size_t)(ptr[i] - ck->t);
+    free(ptr);
+    for (size_t i = 1; i < ck->n; i++) {
+        const char *a = ck->t[ck->by_name[i - 1]].name, *b = ck->t[ck->by_name[i]].name;
+        if (!strcmp(a, b)) return asam_error("duplicate tensor name '%s'", a);
+    }
+    return 0;
+}
+
+void asam_checkpoint_close(asam_checkpoint *ck) {
+    if (!ck) return;
+    for (size_t i = 0; i < ck->n; i++) free((char *)ck->t[i].name);
+    free(ck->t);
+    free(ck->by_name);
+    for (size_t i = 0; i < 2 * ck->n_meta; i++) free(ck->meta[i]);
+    free(ck->meta);
+    if (ck->map) munmap(ck->map, ck->map_size);
+    free(ck->path);
+    free(ck);
+}
+
+static int starts_with(const uint8_t *p, size_t n, const char *magic, size_t m) {
+    return n >= m && !memcmp(p, magic, m);
+}
+
+/* Detect the format of ck->base and parse it. Errors get the path prefixed. */
+static int open_common(asam_checkpoint *ck) {
+    const uint8_t *p = ck->base;
+    size_t n = ck->size;
+    int rc;
+    if (n == 0) {
+        rc = asam_error("empty file");
+    } else if (starts_with(p, n, "PK\x03\x04", 4) || starts_with(p, n, "PK\x05\x06", 4) ||
+               starts_with(p, n, "PK\x06\x06", 4)) {
+        ck->format = "torch-zip";
+        rc = ckpt_read_torch_zip(ck);
+    } else if (n >= 9 && p[8] == '{') {
+        /* Tested before the pickle magic: a safetensors header length such as 0x180 begins
+         * with the bytes 80 01, which also look like a pickle PROTO opcode. */
+        ck->format = "safetensors";
+        rc = ckpt_read_safetensors(ck);
+    } else if (n >= 2 && p[0] == 0x80 && p[1] >= 1 && p[1] <= 5) {
+        /* A bare pickle: torch's legacy (pre-1.6) serialization, which starts with a pickled
+         * magic number (0x1950a86a20f9469cfc6c) followed by more pickles and raw storages. */
+        rc = asam_error("legacy (non-zip) torch format is not supported; re-save with "
+                        "torch.save(..., _use_new_zipfile_serialization=True)");
+    } else if (n >= 262 && !memcmp(p + 257, "ustar", 5)) {
+        rc = asam_error("legacy tar torch format is not supported; re-save with torch.save");
+    } else {
+        rc = asam_error("unrecognised checkpoint format (neither safetensors nor a torch.save "
+                        "zip archive)");
+    }
+    if (rc == 0) rc = ckpt_finish(ck);
+    if (rc) return asam_error_prefix(ck->path);
+    return 0;
+}
+
+int asam_checkpoint_open(const char *path, asam_checkpoint **out) {
+    *out = NULL;
+    asam_checkpoint *ck = calloc(1, sizeof *ck);
+    if (!ck || !(ck->path = strdup(path))) {
+        free(ck);
+        return asam_error("%s: out of memory", path);
+    }
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        int e = errno;
+        asam_checkpoint_close(ck);
+        return asam_error("%s: cannot open: %s", path, strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        asam_checkpoint_close(ck);
+        return asam_error("%s: not a regular file", path);
+    }
+    if (st.st_size > 0) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            asam_checkpoint_close(ck);
+            return asam_error("%s: mmap failed: %s", path, strerror(e));
+        }
+        ck->map = m;
+        ck->map_size = (size_t)st.st_size;
+        ck->base = m;
+        ck->size = (size_t)st.st_size;
+    }
+    close(fd);
+    if (open_common(ck)) {
+        asam_checkpoint_close(ck);
+        return -1;
+    }
+    *out = ck;
+    return 0;
+}
+
+int asam_checkpoint_open_memory(const void *data, size_t n, const char *name,
+                                asam_checkpoint **out) {
+    *out = NULL;
+    if (!name) name = "<memory>";
+    asam_checkpoint *ck = calloc(1, sizeof *ck);
+    if (!ck || !(ck->path = strdup(name))) {
+        free(ck);
+        return asam_error("%s: out of memory", name);
+    }
+    ck->base = data;
+    ck->size = n;
+    if (open_common(ck)) {
+        asam_checkpoint_close(ck);
+        return -1;
+    }
+    *out = ck;
+    return 0;
+}
+
+const char *asam_checkpoint_path(const asam_checkpoint *ck) {
+    return ck->path;
+}
+
+const char *asam_checkpoint_format(const asam_checkpoint *ck) {
+    return ck->format;
+}
+
+size_t asam_checkpoint_count(const asam_checkpoint *ck) {
+    return ck->n;
+}
+
+const asam_ckpt_tensor *asam_checkpoint_get(const asam_checkpoint *ck, size_t i) {
+    return i < ck->n ? &ck->t[i] : NULL;
+}
+
+const asam_ckpt_tensor *asam_checkpoint_find(const asam_checkpoint *ck, const char *name) {
+    size_t lo = 0, hi = ck->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ck->t[ck->by_name[mid]].name, name);
+        if (c == 0) return &ck->t[ck->by_name[mid]];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+const char *asam_checkpoint_metadata(const asam_checkpoint *ck, const char *key) {
+    for (size_t i = 0; i < ck->n_meta; i++)
+        if (!strcmp(ck->meta[2 * i], key)) return ck->meta[2 * i + 1];
+    return NULL;
+}
+
+/* ---- element conversion ---- */
+
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal: renormalise */
+        int e = -1;
+        do {
+            man <<= 1;
+            e++;
+        } while (!(man & 0x400));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static double load_elem_f(asam_dtype dt, const uint8_t *p) {
+    switch (dt) {
+    case ASAM_DT_F32: {
+        float v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case ASAM_DT_F16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return f16_to_f32(h);
+    }
+    case ASAM_DT_BF16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        uint32_t b = (uint32_t)h << 16;
+        float v;
+        memcpy(&v, &b, 4);
+        return v;
+    }
+    case ASAM_DT_F64: {
+        double v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    case ASAM_DT_I64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return (double)v;
+    }
+    case ASAM_DT_I32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case ASAM_DT_I16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case ASAM_DT_I8:
+        return (int8_t)p[0];
+    case ASAM_DT_U8:
+        return p[0];
+    case ASAM_DT_BOOL:
+        return p[0] != 0;
+    }
+    return 0;
+}
+
+static int64_t load_elem_i(asam_dtype dt, const uint8_t *p) {
+    switch (dt) {
+    case ASAM_DT_I64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    case ASAM_DT_I32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case ASAM_DT_I16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case ASAM_DT_I8:
+        return (int8_t)p[0];
+    case ASAM_DT_U8:
+        return p[0];
+    case ASAM_DT_BOOL:
+        return p[0] != 0;
+    default:
+        return 0;
+    }
+}
+
+static int is_contiguous(const asam_ckpt_tensor *t) {
+    int64_t expect = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != expect) return 0;
+        expect *= t->shape[d];
+    }
+    return 1;
+}
+
+/* Visit every element in row-major order; calls fn(ctx, i, ptr). Strides were bounds-checked
+ * when the checkpoint was opened. */
+typedef void (*elem_fn)(void *ctx, int64_t i, const uint8_t *p, asam_dtype dt);
+static void for_each_elem(const asam_ckpt_tensor *t, elem_fn fn, void *ctx) {
+    size_t es = asam_dtype_size(t->dtype);
+    if (t->numel == 0) return;
+    if (is_contiguous(t)) {
+        for (int64_t i = 0; i < t->numel; i++) fn(ctx, i, t->data + (size_t)i * es, t->dtype);
+        return;
+    }
+    int64_t idx[ASAM_CKPT_MAX_DIMS] = {0};
+    int64_t off = 0; /* element offset of idx */
+    for (int64_t i = 0; i < t->numel; i++) {
+        fn(ctx, i, t->data + (size_t)off * es, t->dtype);
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            if (++idx[d] < t->shape[d]) {
+                off += t->stride[d];
+                break;
+            }
+            off -= (idx[d] - 1) * t->stride[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+static void put_f32(void *ctx, int64_t i, const uint8_t *p, asam_dtype dt) {
+    ((float *)ctx)[i] = (float)load_elem_f(dt, p);
+}
+static void put_i64(void *ctx, int64_t i, const uint8_t *p, asam_dtype dt) {
+    ((int64_t *)ctx)[i] = load_elem_i(dt, p);
+}
+typedef struct {
+    uint8_t *dst;
+    size_t es;
+} raw_ctx;
+static void put_raw(void *ctx, int64_t i, const uint8_t *p, asam_dtype dt) {
+    raw_ctx *r = ctx;
+    memcpy(r->dst + (size_t)i * r->es, p, r->es);
+}
+
+int asam_ckpt_read_f32(const asam_checkpoint *ck, const asam_ckpt_tensor *t, float *dst) {
+    if (t->dtype == ASAM_DT_F32 && is_contiguous(t)) {
+        if (t->numel) memcpy(dst, t->data, (size_t)t->numel * 4);
+        return 0;
+    }
+    if (t->dtype == ASAM_DT_F16 && is_contiguous(t)) {
+        const uint8_t *p = t->data;
+        for (int64_t i = 0; i < t->numel; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = f16_to_f32(h);
+        }
+        return 0;
+    }
+    for_each_elem(t, put_f32, dst);
+    return 0;
+}
+
+int asam_ckpt_read_i64(const asam_checkpoint *ck, const asam_ckpt_tensor *t, int64_t *dst) {
+    switch (t->dtype) {
+    case ASAM_DT_F32:
+    case ASAM_DT_F16:
+    case ASAM_DT_BF16:
+    case ASAM_DT_F64:
+        return asam_error("%s: tensor '%s' is %s, not an integer tensor", ck->path, t->name,
+                          asam_dtype_name(t->dtype));
+    default:
+        break;
+    }
+    for_each_elem(t, put_i64, dst);
+    return 0;
+}
+
+int asam_ckpt_read_raw(const asam_checkpoint *ck, const asam_ckpt_tensor *t, void *dst) {
+    raw_ctx r = {dst, asam_dtype_size(t->dtype)};
+    if (is_contiguous(t)) {
+        if (t->numel) memcpy(dst, t->data, (size_t)t->numel * r.es);
+        return 0;
+    }
+    for_each_elem(t, put_raw, &r);
+    return 0;
+}

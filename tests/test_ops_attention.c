@@ -1,0 +1,193 @@
+/* asam_attention: forward against a naive double implementation with every option (scale,
+ * bias broadcast, causal, decomposed relative position, cross-attention, Dv != D, sizes past the
+ * query block), gradients to q, k, v, rel_h, rel_w against finite differences. */
+#include "asam/engine.h"
+#include "gradcheck.h"
+#include "test_util.h"
+
+typedef struct {
+    int64_t B, H, Nq, Nk, D, Dv, kh, kw; /* kh = 0: no relative positions */
+    int64_t Bb, Hb;                      /* 0: no bias */
+    float scale;
+    int causal;
+} attn_case;
+
+static asam_tensor *rand_tensor(asam_ctx *ctx, int ndim, const int64_t *shape, uint64_t seed,
+                                float scale) {
+    asam_tensor *t = asam_new(ctx, ndim, shape);
+    gc_fill(t, seed, scale);
+    return t;
+}
+
+/* in: q, k, v, rel_h, rel_w, bias (absent ones NULL) */
+static asam_tensor *f_attn(asam_ctx *ctx, asam_tensor **in, void *user) {
+    attn_case *c = user;
+    asam_attn_opts o = {c->scale, c->causal, c->Bb ? in[5] : NULL, c->kh ? in[3] : NULL,
+                        c->kh ? in[4] : NULL};
+    return asam_attention(ctx, in[0], in[1], in[2], &o);
+}
+
+static void naive_attention(const attn_case *c, asam_tensor **in, double *out) {
+    int64_t Nk = c->Nk;
+    double scale = c->scale ? c->scale : 1.0 / sqrt((double)c->D);
+    double *l = malloc((size_t)Nk * sizeof(double));
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t h = 0; h < c->H; h++) {
+            int64_t bh = b * c->H + h;
+            for (int64_t i = 0; i < c->Nq; i++) {
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < Nk; j++) {
+                    double s = 0;
+                    for (int64_t d = 0; d < c->D; d++)
+                        s += (double)in[0]->data[(bh * c->Nq + i) * c->D + d] *
+                             in[1]->data[(bh * Nk + j) * c->D + d];
+                    s *= scale;
+                    if (c->Bb) {
+                        int64_t bb = c->Bb == 1 ? 0 : b, hb = c->Hb == 1 ? 0 : h;
+                        s += in[5]->data[((bb * c->Hb + hb) * c->Nq + i) * Nk + j];
+                    }
+                    if (c->kh)
+                        s += in[3]->data[(bh * c->Nq + i) * c->kh + j / c->kw] +
+                             in[4]->data[(bh * c->Nq + i) * c->kw + j % c->kw];
+                    if (c->causal && j > i) s = -INFINITY;
+                    l[j] = s;
+                    if (s > mx) mx = s;
+                }
+                double sum = 0;
+                for (int64_t j = 0; j < Nk; j++) sum += l[j] = exp(l[j] - mx);
+                for (int64_t e = 0; e < c->Dv; e++) {
+                    double o = 0;
+                    for (int64_t j = 0; j < Nk; j++)
+                        o += l[j] / sum * in[2]->data[(bh * Nk + j) * c->Dv + e];
+                    out[(bh * c->Nq + i) * c->Dv + e] = o;
+                }
+            }
+        }
+    free(l);
+}
+
+/* Gradients against central differences of the double-precision reference (free of the float
+ * round-off that limits gradcheck.h on large outputs), on up to max_elems elements per input. */
+static void check_grads_double(asam_ctx *ctx, const char *name, attn_case *c, asam_tensor **in,
+                               int max_elems) {
+    int chk[5] = {1, 1, 1, c->kh != 0, c->kh != 0};
+    asam_mark m = asam_ctx_mark(ctx);
+    for (int i = 0; i < 6; i++) {
+        in[i]->grad = NULL;
+        asam_set_requires_grad(in[i], i < 5 && chk[i]);
+    }
+    asam_tensor *out = f_attn(ctx, in, c);
+    if (!out) return;
+    int64_t n_out = out->numel;
+    float *R = malloc((size_t)n_out * sizeof(float));
+    double *ref = malloc((size_t)n_out * sizeof(double));
+    uint64_t seed = 99;
+    for (int64_t i = 0; i < n_out; i++) R[i] = gc_rand(&seed);
+    CHECK(asam_backward_from(ctx, out, R) == 0, "%s: backward: %s", name, asam_ctx_error(ctx));
+    double worst = 0;
+    for (int i = 0; i < 5; i++) {
+        if (!chk[i]) continue;
+        int64_t ne = in[i]->numel, stride = ne > max_elems ? ne / max_elems : 1;
+        double max_num = 0, max_err = 0;
+        for (int64_t j = 0; j < ne; j += stride) {
+            float x0 = in[i]->data[j], xs[2] = {x0 + 1e-3f, x0 - 1e-3f};
+            double L[2];
+            for (int s = 0; s < 2; s++) {
+                in[i]->data[j] = xs[s];
+                naive_attention(c, in, ref);
+                L[s] = 0;
+                for (int64_t o = 0; o < n_out; o++) L[s] += ref[o] * R[o];
+            }
+            in[i]->data[j] = x0;
+            double num = (L[0] - L[1]) / ((double)xs[0] - (double)xs[1]);
+            double ana = in[i]->grad ? in[i]->grad[j] : 0;
+            if (fabs(num) > max_num) max_num = fabs(num);
+            if (!(fabs(num - ana) <= max_err)) max_err = fabs(num - ana);
+        }
+        double rel = max_err / (max_num > 1e-3 ? max_num : 1e-3);
+        if (!(rel <= worst)) worst = rel;
+    }
+    CHECK(worst <= 1e-4, "%s: gradient vs double finite differences: rel err %.3g", name, worst);
+    if (worst <= 1e-4) printf("ok   grad vs double FD %s (rel err %.2e)\n", name, worst);
+    for (int i = 0; i < 6; i++) in[i]->grad = NULL;
+    free(R);
+    free(ref);
+    asam_ctx_release(ctx, m);
+}
+
+static void check_attention(asam_ctx *ctx, const char *what, attn_case c, int max_elems) {
+    asam_mark m = asam_ctx_mark(ctx);
+    asam_tensor *in[6] = {NULL};
+    in[0] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, c.D), 31, 1.0f);
+    in[1] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nk, c.D), 32, 1.0f);
+    in[2] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nk, c.Dv), 33, 1.0f);
+    int64_t kh = c.kh ? c.kh : 1, kw = c.kw ? c.kw : 1;
+    in[3] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, kh), 34, 0.5f);
+    in[4] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, kw), 35, 0.5f);
+    in[5] = rand_tensor(ctx, ASAM_SHAPE(c.Bb ? c.Bb : 1, c.Hb ? c.Hb : 1, c.Nq, c.Nk), 36, 1.0f);
+    char name[200];
+    snprintf(name, sizeof name, "attention %s B%lld H%lld Nq%lld Nk%lld D%lld Dv%lld", what,
+             (long long)c.B, (long long)c.H, (long long)c.Nq, (long long)c.Nk, (long long)c.D,
+             (long long)c.Dv);
+    asam_tensor *y = f_attn(ctx, in, &c);
+    CHECK(y && y->ndim == 4 && y->shape[2] == c.Nq && y->shape[3] == c.Dv, "%s: %s", name,
+          asam_ctx_error(ctx));
+    if (!y) return;
+    double *refd = malloc((size_t)y->numel * sizeof(double));
+    float *ref = malloc((size_t)y->numel * sizeof(float));
+    naive_attention(&c, in, refd);
+    for (int64_t i = 0; i < y->numel; i++) ref[i] = (float)refd[i];
+    CHECK_CLOSE(y->data, ref, (size_t)y->numel, 1e-5, name);
+    free(ref);
+    free(refd);
+    /* gradcheck.h (float finite differences) where outputs are few enough for its precision */
+    int chk[6] = {1, 1, 1, c.kh != 0, c.kh != 0, 0};
+    if (y->numel <= 400) gradcheck(ctx, name, f_attn, in, 6, chk, &c, 1e-2f, max_elems, 1e-3);
+    check_grads_double(ctx, name, &c, in, max_elems);
+    asam_ctx_release(ctx, m);
+}
+
+int main(void) {
+    asam_set_threads(2); /* both parallel schedules (over heads, over query blocks) run */
+    asam_ctx *ctx = asam_ctx_new((size_t)1 << 30);
+    CHECK(ctx != NULL, "ctx");
+    if (!ctx) return 1;
+    /*                                      B  H  Nq  Nk  D  Dv kh kw Bb Hb scale causal */
+    check_attention(ctx, "plain", (attn_case){2, 2, 5, 5, 4, 4, 0, 0, 0, 0, 0, 0}, 200);
+    check_attention(ctx, "bias (1,H) + scale", (attn_case){2, 3, 5, 6, 4, 4, 0, 0, 1, 3, 0.7f, 0},
+                    200);
+    check_attention(ctx, "bias (B,1)", (attn_case){2, 2, 4, 3, 3, 3, 0, 0, 2, 1, 0, 0}, 200);
+    check_attention(ctx, "causal", (attn_case){2, 2, 6, 6, 4, 4, 0, 0, 0, 0, 0, 1}, 200);
+    check_attention(ctx, "rel_h/rel_w", (attn_case){1, 2, 6, 6, 4, 4, 2, 3, 0, 0, 0, 0}, 200);
+    check_attention(ctx, "cross Dv!=D", (attn_case){2, 2, 5, 7, 4, 3, 0, 0, 0, 0, 0, 0}, 200);
+    check_attention(ctx, "cross rel+bias", (attn_case){1, 1, 5, 12, 3, 2, 3, 4, 1, 1, 0, 0}, 200);
+    /* past the 128-query block: one (b,h) pair split over threads, then pairs over threads */
+    check_attention(ctx, "blocked rel+bias", (attn_case){1, 1, 140, 130, 8, 8, 10, 13, 1, 1, 0, 0},
+                    30);
+    check_attention(ctx, "blocked pairs", (attn_case){2, 1, 300, 140, 4, 5, 0, 0, 0, 0, 0, 0}, 30);
+    check_attention(ctx, "blocked causal", (attn_case){1, 1, 200, 200, 4, 4, 0, 0, 0, 0, 0, 1}, 30);
+    check_attention(ctx, "blocked causal pairs",
+                    (attn_case){2, 1, 200, 200, 4, 4, 0, 0, 0, 0, 0, 1}, 30);
+
+    /* shape errors */
+    asam_tensor *q = asam_zeros(ctx, ASAM_SHAPE(1, 2, 4, 8)),
+                *k = asam_zeros(ctx, ASAM_SHAPE(1, 2, 5, 8));
+    asam_tensor *v = asam_zeros(ctx, ASAM_SHAPE(1, 2, 4, 8));
+    CHECK(asam_attention(ctx, q, k, v, NULL) == NULL && !asam_ctx_ok(ctx), "Nk mismatch accepted");
+    if (asam_ctx_error(ctx)) printf("ok   error: %s\n", asam_ctx_error(ctx));
+    asam_ctx_clear_error(ctx);
+    asam_attn_opts causal = {0, 1, NULL, NULL, NULL};
+    asam_tensor *v5 = asam_zeros(ctx, ASAM_SHAPE(1, 2, 5, 8));
+    CHECK(asam_attention(ctx, q, k, v5, &causal) == NULL && !asam_ctx_ok(ctx),
+          "causal with Nq != Nk accepted");
+    asam_ctx_clear_error(ctx);
+    asam_tensor *rh = asam_zeros(ctx, ASAM_SHAPE(1, 2, 4, 2)),
+                *rw = asam_zeros(ctx, ASAM_SHAPE(1, 2, 4, 2));
+    asam_attn_opts rel = {0, 0, NULL, rh, rw};
+    CHECK(asam_attention(ctx, q, k, v5, &rel) == NULL && !asam_ctx_ok(ctx),
+          "rel with kh*kw != Nk accepted");
+    asam_ctx_clear_error(ctx);
+    CHECK(asam_attention(ctx, q, NULL, v5, NULL) == NULL, "NULL input");
+    asam_ctx_free(ctx);
+    return test_finish("test_ops_attention");
+}
