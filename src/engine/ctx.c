@@ -13,7 +13,7 @@
 #define ARENA_ALIGN 64
 /* Pages above the top are handed back to the OS when more than this lies unused; below it
  * they stay mapped so loops that allocate and release big tensors do not page-fault. */
-#define ARENA_TRIM_BYTES ((size_t)256 << 20)
+#define ARENA_TRIM_BYTES ((size_t)1 << 30)
 
 void asam_set_threads(int n) {
     if (n < 1) n = 1;
