@@ -1,0 +1,353 @@
+/* Evaluation as the ASAM code measures it (HQ-SAM's evaluation loop), and the official SAM
+ * predictor path as an alternative; results as Markdown and JSON tables. */
+#include "asam/asam.h"
+#include "asam/error.h"
+#include "asam/fileio.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EVAL_CHUNK 8 /* boxes decoded per batch (bounds the decoder's memory) */
+
+void asam_eval_defaults(asam_eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->protocol = ASAM_PROTOCOL_ASAM;
+    o->dilation_ratio = 0.02;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Scores of one batch of logits (B, 1, h, w) against the GT masks [k0, k0 + B). */
+static void score(const float *logits, const asam_sample *s, int k0, int B, double ratio,
+                  uint8_t *pred, double *iou_sum, double *biou_sum) {
+    size_t hw = (size_t)s->h * s->w;
+    for (int b = 0; b < B; b++) {
+        for (size_t i = 0; i < hw; i++) pred[i] = logits[b * hw + i] > 0.0f;
+        const uint8_t *gt = s->masks + (size_t)(k0 + b) * hw;
+        *iou_sum += asam_mask_iou(pred, gt, (int64_t)hw);
+        *biou_sum += asam_boundary_iou(pred, gt, s->h, s->w, ratio);
+    }
+}
+
+/* ASAM protocol: torch-bilinear 1024x1024 (aspect ignored), boxes from the resized GT. */
+static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, double *iou_sum,
+                     double *biou_sum) {
+    asam_ctx *ctx = asam_ctx_new(0);
+    if (!ctx) return asam_error("eval: out of memory");
+    asam_ctx_set_grad(ctx, 0);
+    int h = s->h, w = s->w, rc = 0;
+    const int S = ASAM_SAM_IMG;
+    size_t hw = (size_t)h * w;
+    uint8_t *pred = malloc(hw);
+    asam_tensor *px = asam_new(ctx, ASAM_SHAPE(1, 3, h, w));
+    if (!pred || !px) {
+        free(pred);
+        asam_ctx_free(ctx);
+        return asam_error("eval: out of memory");
+    }
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < hw; i++) px->data[c * hw + i] = s->image.data[i * 3 + c];
+    asam_tensor *x = asam_resize_bilinear(ctx, px, S, S);
+    asam_tensor *emb = asam_sam_encode(ctx, m, asam_sam_normalize_pad(ctx, x));
+    if (!emb || !asam_ctx_ok(ctx)) rc = asam_error("eval: %s: %s", s->name, asam_ctx_error(ctx));
+    if (!rc) emb = asam_detach(ctx, emb);
+    asam_mark mk = asam_ctx_mark(ctx);
+    for (int k0 = 0; k0 < s->n_masks && !rc; k0 += EVAL_CHUNK) {
+        int B = s->n_masks - k0 < EVAL_CHUNK ? s->n_masks - k0 : EVAL_CHUNK;
+        /* GT (0 / 255) resized bilinearly to 1024; box = bounds of its non-zero pixels */
+        asam_tensor *g = asam_new(ctx, ASAM_SHAPE(B, 1, h, w));
+        float boxes[4 * EVAL_CHUNK];
+        for (int b = 0; g && b < B; b++) {
+            const uint8_t *src = s->masks + (size_t)(k0 + b) * hw;
+            for (size_t i = 0; i < hw; i++) g->data[b * hw + i] = src[i] ? 255.0f : 0.0f;
+        }
+        asam_tensor *g1 = asam_resize_bilinear(ctx, g, S, S);
+        for (int b = 0; g1 && b < B; b++) {
+            int x0 = S, y0 = S, x1 = -1, y1 = -1;
+            const float *gp = g1->data + (size_t)b * S * S;
+            for (int y = 0; y < S; y++)
+                for (int xx = 0; xx < S; xx++)
+                    if (gp[(size_t)y * S + xx] > 0) {
+                        if (xx < x0) x0 = xx;
+                        if (xx > x1) x1 = xx;
+                        if (y < y0) y0 = y;
+                        if (y > y1) y1 = y;
+                    }
+            boxes[4 * b] = (float)x0;
+            boxes[4 * b + 1] = (float)y0;
+            boxes[4 * b + 2] = (float)x1;
+            boxes[4 * b + 3] = (float)y1;
+        }
+        asam_sam_prompt pr = {.batch = B, .boxes = boxes};
+        asam_tensor *sparse, *dense, *low, *iou;
+        if (!g1 || asam_sam_prompt_encode(ctx, m, &pr, &sparse, &dense) ||
+            asam_sam_decode(ctx, m, emb, sparse, dense, 0, &low, &iou, NULL)) {
+            rc = asam_error("eval: %s: %s", s->name, asam_ctx_error(ctx));
+            break;
+        }
+        asam_tensor *up = asam_resize_bilinear(ctx, low, h, w);
+        if (!up) {
+            rc = asam_error("eval: %s: %s", s->name, asam_ctx_error(ctx));
+            break;
+        }
+        score(up->data, s, k0, B, ratio, pred, iou_sum, biou_sum);
+        asam_ctx_release(ctx, mk);
+    }
+    free(pred);
+    asam_ctx_free(ctx);
+    return rc;
+}
+
+/* SAM protocol: the official predictor, boxes = tight bounds in original pixels. */
+static int eval_sam(const asam_sam *m, const asam_sample *s, double ratio, double *iou_sum,
+                    double *biou_sum) {
+    asam_sam_predictor p;
+    if (asam_sam_predictor_init(&p, m)) return -1;
+    int rc = asam_sam_predictor_set_image(&p, &s->image);
+    size_t hw = (size_t)s->h * s->w;
+    uint8_t *pred = malloc(hw);
+    if (!pred) rc = asam_error("eval: out of memory");
+    for (int k0 = 0; k0 < s->n_masks && !rc; k0 += EVAL_CHUNK) {
+        int B = s->n_masks - k0 < EVAL_CHUNK ? s->n_masks - k0 : EVAL_CHUNK;
+        float boxes[4 * EVAL_CHUNK];
+        for (int b = 0; b < B; b++) {
+            const uint8_t *g = s->masks + (size_t)(k0 + b) * hw;
+            int x0 = s->w, y0 = s->h, x1 = -1, y1 = -1;
+            for (int y = 0; y < s->h; y++)
+                for (int x = 0; x < s->w; x++)
+                    if (g[(size_t)y * s->w + x]) {
+                        if (x < x0) x0 = x;
+                        if (x > x1) x1 = x;
+                        if (y < y0) y0 = y;
+                        if (y > y1) y1 = y;
+                    }
+            boxes[4 * b] = (float)x0;
+            boxes[4 * b + 1] = (float)y0;
+            boxes[4 * b + 2] = (float)x1;
+            boxes[4 * b + 3] = (float)y1;
+        }
+        asam_sam_query q = {.batch = B, .boxes = boxes};
+        asam_sam_result r;
+        memset(&r, 0, sizeof r);
+        if (asam_sam_predictor_predict(&p, &q, 0, &r)) {
+            rc = -1;
+            break;
+        }
+        score(r.mask_logits, s, k0, B, ratio, pred, iou_sum, biou_sum);
+        asam_sam_result_free(&r);
+    }
+    free(pred);
+    asam_sam_predictor_free(&p);
+    return rc;
+}
+
+int asam_eval_sample(const asam_sam *m, const asam_sample *s, int protocol, double ratio,
+                     double *miou, double *biou, int *n_masks) {
+    *miou = *biou = 0;
+    *n_masks = s->n_masks;
+    if (s->n_masks == 0) return 0;
+    double is = 0, bs = 0;
+    int rc = protocol == ASAM_PROTOCOL_SAM ? eval_sam(m, s, ratio, &is, &bs)
+                                           : eval_asam(m, s, ratio, &is, &bs);
+    if (rc) return -1;
+    *miou = is / s->n_masks;
+    *biou = bs / s->n_masks;
+    return 0;
+}
+
+/* ---- tables ------------------------------------------------------------------------------- */
+
+static const char *base_name(const char *p) {
+    const char *b = strrchr(p, '/');
+    return b ? b + 1 : p;
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* Column label of model m: its file name, or "parent/name" when two models share a name. */
+static void model_label(const asam_eval_opts *o, int m, char *out, size_t n) {
+    const char *b = base_name(o->models[m]);
+    int dup = 0;
+    for (int k = 0; k < o->n_models; k++)
+        if (k != m && !strcmp(base_name(o->models[k]), b) && strcmp(o->models[k], o->models[m]))
+            dup = 1;
+    if (!dup || b == o->models[m]) {
+        snprintf(out, n, "%s", b);
+        return;
+    }
+    const char *p = b - 1; /* the '/' before the name */
+    while (p > o->models[m] && p[-1] != '/') p--;
+    snprintf(out, n, "%s", p);
+}
+
+void asam_eval_write_md(const asam_eval_opts *o, const asam_eval_cell *cells, FILE *f) {
+    const char *proto = o->protocol == ASAM_PROTOCOL_SAM ? "sam" : "asam";
+    char lab[512];
+    fprintf(f, "| dataset | images | masks |");
+    for (int m = 0; m < o->n_models; m++) {
+        model_label(o, m, lab, sizeof lab);
+        fprintf(f, " %s mIoU | %s bIoU |", lab, lab);
+    }
+    fprintf(f, "\n| --- | ---: | ---: |");
+    for (int m = 0; m < o->n_models; m++) fprintf(f, " ---: | ---: |");
+    fprintf(f, "\n");
+    for (int d = 0; d < o->n_data; d++) {
+        fprintf(f, "| %s | %d | %d |", o->names[d], cells[d].n_images, cells[d].n_masks);
+        for (int m = 0; m < o->n_models; m++) {
+            const asam_eval_cell *c = &cells[m * o->n_data + d];
+            fprintf(f, " %.2f | %.2f |", 100 * c->miou, 100 * c->biou);
+        }
+        fprintf(f, "\n");
+    }
+    if (o->n_data > 1) {
+        fprintf(f, "| **mean** | | |");
+        for (int m = 0; m < o->n_models; m++) {
+            double ms = 0, bs = 0;
+            for (int d = 0; d < o->n_data; d++) {
+                ms += cells[m * o->n_data + d].miou;
+                bs += cells[m * o->n_data + d].biou;
+            }
+            fprintf(f, " %.2f | %.2f |", 100 * ms / o->n_data, 100 * bs / o->n_data);
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f,
+            "\nProtocol: %s (one box prompt per GT mask, single-mask output); mIoU and boundary "
+            "IoU (dilation ratio %g) in percent.\n",
+            proto, o->dilation_ratio);
+}
+
+static int write_tables(const asam_eval_opts *o, const asam_eval_cell *cells) {
+    const char *proto = o->protocol == ASAM_PROTOCOL_SAM ? "sam" : "asam";
+    if (o->md_path) {
+        asam_atomic_file af;
+        if (asam_atomic_open(&af, o->md_path)) return -1;
+        asam_eval_write_md(o, cells, af.fp);
+        if (asam_atomic_commit(&af)) return -1;
+    }
+    if (o->json_path) {
+        asam_atomic_file af;
+        if (asam_atomic_open(&af, o->json_path)) return -1;
+        FILE *f = af.fp;
+        fprintf(f, "{\n  \"protocol\": \"%s\",\n  \"dilation_ratio\": %g,\n  \"models\": [", proto,
+                o->dilation_ratio);
+        for (int m = 0; m < o->n_models; m++) {
+            fprintf(f, "%s", m ? ", " : "");
+            json_str(f, o->models[m]);
+        }
+        fprintf(f, "],\n  \"datasets\": [\n");
+        for (int d = 0; d < o->n_data; d++) {
+            fprintf(f, "    {\"name\": ");
+            json_str(f, o->names[d]);
+            fprintf(f, ", \"spec\": ");
+            json_str(f, o->specs[d]);
+            fprintf(f, ", \"images\": %d, \"masks\": %d, \"results\": [", cells[d].n_images,
+                    cells[d].n_masks);
+            for (int m = 0; m < o->n_models; m++) {
+                const asam_eval_cell *c = &cells[m * o->n_data + d];
+                fprintf(f, "%s{\"model\": ", m ? ", " : "");
+                json_str(f, o->models[m]);
+                fprintf(f, ", \"miou\": %.6f, \"biou\": %.6f}", c->miou, c->biou);
+            }
+            fprintf(f, "]}%s\n", d + 1 < o->n_data ? "," : "");
+        }
+        fprintf(f, "  ]\n}\n");
+        if (asam_atomic_commit(&af)) return -1;
+    }
+    return 0;
+}
+
+int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
+    if (o->n_models < 1 || o->n_data < 1) return asam_error("eval: need a model and a dataset");
+    memset(cells, 0, sizeof *cells * (size_t)(o->n_models * o->n_data));
+    asam_dataset **ds = calloc((size_t)o->n_data, sizeof *ds);
+    if (!ds) return asam_error("eval: out of memory");
+    int rc = 0;
+    size_t total = 0;
+    /* open every dataset first, so a bad spec fails before any model work */
+    for (int d = 0; d < o->n_data && !rc; d++) {
+        rc = asam_dataset_open(o->specs[d], &ds[d]);
+        if (!rc) {
+            size_t c = asam_dataset_count(ds[d]);
+            total += o->limit > 0 && c > (size_t)o->limit ? (size_t)o->limit : c;
+        }
+    }
+    for (int m = 0; m < o->n_models && !rc; m++)
+        if (access(o->models[m], R_OK)) rc = asam_error("%s: cannot read the model", o->models[m]);
+    int tty = isatty(2);
+    double t0 = now_s();
+    size_t done = 0;
+    total *= (size_t)o->n_models;
+    for (int m = 0; m < o->n_models && !rc; m++) {
+        asam_sam *model;
+        if (asam_sam_load(o->models[m], &model)) {
+            rc = -1;
+            break;
+        }
+        for (int d = 0; d < o->n_data && !rc; d++) {
+            asam_eval_cell *c = &cells[m * o->n_data + d];
+            size_t n = asam_dataset_count(ds[d]);
+            if (o->limit > 0 && n > (size_t)o->limit) n = (size_t)o->limit;
+            double isum = 0, bsum = 0;
+            for (size_t i = 0; i < n && !rc; i++) {
+                asam_sample s;
+                if (asam_dataset_get(ds[d], i, 0, &s)) {
+                    rc = -1;
+                    break;
+                }
+                double mi, bi;
+                int nm;
+                rc = asam_eval_sample(model, &s, o->protocol, o->dilation_ratio, &mi, &bi, &nm);
+                if (!rc && nm > 0) {
+                    isum += mi;
+                    bsum += bi;
+                    c->n_images++;
+                    c->n_masks += nm;
+                }
+                asam_sample_free(&s);
+                done++;
+                if (o->progress && tty && !rc) { /* on a terminal only */
+                    double el = now_s() - t0, rate = done / (el > 0 ? el : 1e-9);
+                    long eta = (long)((double)(total - done) / (rate > 0 ? rate : 1e-9) + 0.5);
+                    fprintf(
+                        stderr,
+                        "%seval: %s on %s %zu/%zu, mIoU %.2f, %.2f img/s, ETA %02ld:%02ld:%02ld%s",
+                        tty ? "\r" : "", base_name(o->models[m]), o->names[d], i + 1, n,
+                        c->n_images ? 100 * isum / c->n_images : 0.0, rate, eta / 3600,
+                        eta / 60 % 60, eta % 60, tty ? "\033[K" : "\n");
+                }
+            }
+            c->miou = c->n_images ? isum / c->n_images : 0;
+            c->biou = c->n_images ? bsum / c->n_images : 0;
+            if (o->progress && !tty && !rc)
+                fprintf(stderr, "eval: %s on %s: %d images, mIoU %.2f, bIoU %.2f\n",
+                        base_name(o->models[m]), o->names[d], c->n_images, 100 * c->miou,
+                        100 * c->biou);
+        }
+        asam_sam_free(model);
+    }
+    if (o->progress && tty) fprintf(stderr, "\n");
+    for (int d = 0; d < o->n_data; d++) asam_dataset_close(ds[d]);
+    free(ds);
+    if (!rc) rc = write_tables(o, cells);
+    return rc ? -1 : 0;
+}

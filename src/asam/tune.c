@@ -1,0 +1,611 @@
+/* Adversarial tuning of SAM's output tokens (ASAM stage 3, HQ-SAM-style training code).
+ *
+ * Only mask_decoder.iou_token (1x256) and mask_decoder.mask_tokens (4x256) are trained; the
+ * encoders are frozen, so without augmentation every image embedding is computed once and
+ * cached on disk (CACHE/<hash of the dataset spec>_<stem>.emb, holding a hash of the encoder
+ * weights that must match).
+ *
+ * One epoch: the images in a shuffled order, `batch` images per Adam step. Per image: its first
+ * `masks_per_image` masks (wrapping around when it has fewer), brought to the 1024 input frame
+ * (ResizeLongestSide + zero padding without augmentation; h-flip + large-scale jitter with pad
+ * value 128 with it, as HQ-SAM's LargeScaleJitter). One prompt kind is drawn per image (as
+ * HQ-SAM draws input_type per image) and applied to each of its masks:
+ *   box    the mask's tight bounds in the 1024 frame (+ HQ-SAM's box noise if asked);
+ *   points 10 distinct random foreground pixels, label 1;
+ *   mask   HQ-SAM's masks_noise: the GT at 256x256, pixels where it differs from its 32x32
+ *          bilinear round trip get N(0,1) added, thresholded at 0.5 and scaled to 0/255 (the
+ *          values HQ-SAM feeds the prompt encoder).
+ * Loss: BCE + Dice on the single-mask low-res logits vs the GT in the 1024 frame, each image's
+ * share weighted by its masks / the batch's masks (HQ-SAM's num_masks normalisation).
+ * The learning rate is lr * asam_lr_asam_factor(epoch). */
+#include "asam/asam.h"
+#include "asam/checkpoint.h"
+#include "asam/error.h"
+#include "asam/fileio.h"
+#include "asam/optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void asam_tune_defaults(asam_tune_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->epochs = 20;
+    o->lr = 2e-3f;
+    o->batch = 4;
+    o->masks_per_image = 4;
+    o->prompts = ASAM_PROMPT_BOX | ASAM_PROMPT_POINTS | ASAM_PROMPT_MASK;
+    o->n_prompt_points = 10;
+    asam_mask_loss_defaults(&o->loss);
+    o->augment = 1;
+    o->lsj_min = 0.1f;
+    o->lsj_max = 2.0f;
+}
+
+typedef struct {
+    int ds;      /* dataset index */
+    size_t item; /* item in it */
+} img_ref;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void fmt_hms(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e8) s = 0;
+    long t = (long)(s + 0.5);
+    snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+/* ---- embedding cache ---------------------------------------------------------------------- */
+
+#define EMB_N (ASAM_SAM_DIM * ASAM_SAM_GRID * ASAM_SAM_GRID)
+
+typedef struct {
+    char magic[8];    /* "ASAMEMB1" */
+    uint64_t key;     /* hash of the encoder weights */
+    int32_t sizes[4]; /* orig_h, orig_w, input_h, input_w */
+} emb_header;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t encoder_key(const asam_sam *m) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const asam_tensor *ts[] = {m->enc.patch_w, m->enc.pos_embed, m->enc.neck0_w,
+                               m->enc.neck2_w, m->enc.neck3_w,   m->enc.blocks[0].qkv_w};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
+        if (ts[i]) h = fnv(h, ts[i]->data, sizeof(float) * (size_t)ts[i]->numel);
+    return h;
+}
+
+static int cache_read(const char *path, uint64_t key, float *emb, asam_sam_sizes *s) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    emb_header h;
+    int ok = fread(&h, sizeof h, 1, f) == 1 && !memcmp(h.magic, "ASAMEMB1", 8) && h.key == key &&
+             fread(emb, sizeof(float), EMB_N, f) == EMB_N;
+    fclose(f);
+    if (!ok) return -1;
+    s->orig_h = h.sizes[0];
+    s->orig_w = h.sizes[1];
+    s->input_h = h.sizes[2];
+    s->input_w = h.sizes[3];
+    return 0;
+}
+
+static int cache_write(const char *path, uint64_t key, const float *emb, const asam_sam_sizes *s) {
+    asam_atomic_file af;
+    if (asam_atomic_open(&af, path)) return -1;
+    emb_header h;
+    memcpy(h.magic, "ASAMEMB1", 8);
+    h.key = key;
+    h.sizes[0] = s->orig_h;
+    h.sizes[1] = s->orig_w;
+    h.sizes[2] = s->input_h;
+    h.sizes[3] = s->input_w;
+    if (fwrite(&h, sizeof h, 1, af.fp) != 1 || fwrite(emb, sizeof(float), EMB_N, af.fp) != EMB_N) {
+        asam_atomic_abort(&af);
+        return asam_error("%s: write failed", path);
+    }
+    return asam_atomic_commit(&af);
+}
+
+/* ---- one image, prepared for the decoder -------------------------------------------------- */
+
+typedef struct {
+    asam_tensor *emb; /* (1, 256, 64, 64) */
+    asam_tensor *gt;  /* (B, 1, 1024, 1024) in [0, 1] */
+    int B;
+} prepared;
+
+typedef struct {
+    const asam_tune_opts *o;
+    asam_sam *m;
+    uint64_t key;
+    char cache_dir[1024];
+    asam_dataset **ds;
+} tuner;
+
+/* masks (B, h, w) bytes of the chosen annotations -> float tensor (B, 1, h, w) */
+static asam_tensor *masks_tensor(asam_ctx *ctx, const asam_sample *s, const int *pick, int B,
+                                 int flip) {
+    int h = s->h, w = s->w;
+    asam_tensor *t = asam_new(ctx, ASAM_SHAPE(B, 1, h, w));
+    if (!t) return NULL;
+    for (int b = 0; b < B; b++) {
+        const uint8_t *src = s->masks + (size_t)pick[b] * h * w;
+        float *dst = t->data + (size_t)b * h * w;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                dst[(size_t)y * w + x] = src[(size_t)y * w + (flip ? w - 1 - x : x)] ? 1.0f : 0.0f;
+    }
+    return t;
+}
+
+/* Copy (B, C, h, w) into the top-left of a (B, C, 1024, 1024) tensor filled with fill, taking
+ * the window starting at (oy, ox) of size (ch, cw). */
+static asam_tensor *place(asam_ctx *ctx, asam_tensor *x, int oy, int ox, int ch, int cw,
+                          float fill) {
+    int64_t B = x->shape[0], C = x->shape[1], h = x->shape[2], w = x->shape[3];
+    const int64_t S = ASAM_SAM_IMG;
+    asam_tensor *o = asam_full(ctx, ASAM_SHAPE(B, C, S, S), fill);
+    if (!o) return NULL;
+    for (int64_t p = 0; p < B * C; p++)
+        for (int y = 0; y < ch; y++)
+            memcpy(o->data + p * S * S + (int64_t)y * S,
+                   x->data + p * h * w + (int64_t)(y + oy) * w + ox, sizeof(float) * (size_t)cw);
+    return o;
+}
+
+static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, prepared *P) {
+    const asam_tune_opts *o = T->o;
+    memset(P, 0, sizeof *P);
+    asam_sample s;
+    if (asam_dataset_get(T->ds[r->ds], r->item, o->masks_per_image, &s)) return -1;
+    if (s.n_masks == 0) {
+        asam_sample_free(&s);
+        return 0;
+    }
+    int pick[64], B = o->masks_per_image > 64 ? 64 : o->masks_per_image;
+    for (int b = 0; b < B; b++) pick[b] = b % s.n_masks; /* first four, wrapping around */
+    int rc = 0;
+    int prev = asam_ctx_set_grad(ctx, 0);
+    if (!o->augment) {
+        asam_sam_sizes sz;
+        asam_sam_sizes_for(s.h, s.w, &sz);
+        P->emb = asam_new(ctx, ASAM_SHAPE(1, ASAM_SAM_DIM, ASAM_SAM_GRID, ASAM_SAM_GRID));
+        char path[1400];
+        /* named by the dataset spec's hash, so runs listing datasets differently share it */
+        const char *spec = asam_dataset_spec(T->ds[r->ds]);
+        unsigned long long sh = fnv(0xcbf29ce484222325ULL, spec, strlen(spec));
+        snprintf(path, sizeof path, "%s/%016llx_%s.emb", T->cache_dir, sh, s.name);
+        asam_sam_sizes cs;
+        if (!P->emb) {
+            rc = -1;
+        } else if (cache_read(path, T->key, P->emb->data, &cs) || cs.orig_h != s.h ||
+                   cs.orig_w != s.w) {
+            asam_mark mk = asam_ctx_mark(ctx);
+            asam_tensor *x = asam_sam_preprocess(ctx, &s.image, &sz);
+            asam_tensor *e = asam_sam_encode(ctx, T->m, x);
+            if (!e || !asam_ctx_ok(ctx)) {
+                rc = -1;
+            } else {
+                memcpy(P->emb->data, e->data, sizeof(float) * EMB_N);
+                rc = cache_write(path, T->key, P->emb->data, &sz);
+            }
+            asam_ctx_release(ctx, mk);
+        }
+        if (!rc) {
+            asam_tensor *mt = masks_tensor(ctx, &s, pick, B, 0);
+            asam_tensor *rs = asam_resize_bilinear(ctx, mt, sz.input_h, sz.input_w);
+            P->gt = rs ? place(ctx, rs, 0, 0, sz.input_h, sz.input_w, 0.0f) : NULL;
+            if (!P->gt) rc = -1;
+        }
+    } else {
+        int flip = asam_rng_uniform(rng) < 0.5;
+        int h = s.h, w = s.w;
+        asam_tensor *px = asam_new(ctx, ASAM_SHAPE(1, 3, h, w));
+        if (px)
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < h; y++)
+                    for (int x = 0; x < w; x++)
+                        px->data[((size_t)c * h + y) * w + x] =
+                            s.image.data[((size_t)y * w + (flip ? w - 1 - x : x)) * 3 + c];
+        asam_tensor *mt = masks_tensor(ctx, &s, pick, B, flip);
+        /* LargeScaleJitter (HQ-SAM): scale the longest-side fit by U(min, max), crop, pad */
+        double rs = o->lsj_min + asam_rng_uniform(rng) * (o->lsj_max - o->lsj_min);
+        double scaled = nearbyint(rs * ASAM_SAM_IMG);
+        double sc = fmin(scaled / h, scaled / w);
+        int nh = (int)nearbyint(h * sc), nw = (int)nearbyint(w * sc);
+        if (nh < 1) nh = 1;
+        if (nw < 1) nw = 1;
+        asam_tensor *pr = asam_resize_bilinear(ctx, px, nh, nw);
+        asam_tensor *mr = asam_resize_bilinear(ctx, mt, nh, nw);
+        int ch = nh < ASAM_SAM_IMG ? nh : ASAM_SAM_IMG, cw = nw < ASAM_SAM_IMG ? nw : ASAM_SAM_IMG;
+        int oy = asam_rng_int(rng, nh - ch + 1), ox = asam_rng_int(rng, nw - cw + 1);
+        asam_tensor *canvas = pr ? place(ctx, pr, oy, ox, ch, cw, 128.0f) : NULL;
+        asam_tensor *gt = mr ? place(ctx, mr, oy, ox, ch, cw, 0.0f) : NULL;
+        if (!canvas || !gt) {
+            rc = -1;
+        } else {
+            /* keep the masks that still have a foreground pixel after the crop */
+            const int64_t S2 = (int64_t)ASAM_SAM_IMG * ASAM_SAM_IMG;
+            int kept = 0;
+            for (int b = 0; b < B; b++) {
+                int any = 0;
+                for (int64_t i = 0; i < S2 && !any; i++) any = gt->data[b * S2 + i] > 0.5f;
+                if (!any) continue;
+                if (kept != b)
+                    memmove(gt->data + kept * S2, gt->data + b * S2, sizeof(float) * (size_t)S2);
+                kept++;
+            }
+            B = kept;
+            if (B > 0) {
+                P->gt = asam_reshape(ctx, asam_slice0(ctx, gt, 0, B),
+                                     ASAM_SHAPE(B, 1, ASAM_SAM_IMG, ASAM_SAM_IMG));
+                asam_tensor *x = asam_sam_normalize_pad(ctx, canvas);
+                asam_tensor *e = asam_sam_encode(ctx, T->m, x);
+                P->emb = e;
+                if (!e || !P->gt || !asam_ctx_ok(ctx)) rc = -1;
+            }
+        }
+    }
+    asam_ctx_set_grad(ctx, prev);
+    if (rc && !asam_ctx_ok(ctx)) asam_error("%s: %s", s.name, asam_ctx_error(ctx));
+    if (!rc) P->B = P->gt ? B : 0;
+    asam_sample_free(&s);
+    return rc;
+}
+
+/* ---- prompts and the forward pass --------------------------------------------------------- */
+
+/* HQ-SAM masks_noise on the GT at 256 -> (B, 1, 256, 256) of 0 / 255 */
+static asam_tensor *noisy_mask(asam_ctx *ctx, asam_tensor *gt1024, asam_rng *rng) {
+    int prev = asam_ctx_set_grad(ctx, 0);
+    asam_tensor *g = asam_resize_bilinear(ctx, gt1024, 256, 256);
+    asam_tensor *small = asam_resize_bilinear(ctx, g, 32, 32);
+    asam_tensor *rec = asam_resize_bilinear(ctx, small, 256, 256);
+    asam_tensor *out = g ? asam_new_like(ctx, g) : NULL;
+    asam_ctx_set_grad(ctx, prev);
+    if (!rec || !out) return NULL;
+    for (int64_t i = 0; i < g->numel; i++) {
+        float v = g->data[i];
+        if (fabsf(v - rec->data[i]) >= 0.01f) v += (float)asam_rng_normal(rng);
+        out->data[i] = v > 0.5f ? 255.0f : 0.0f;
+    }
+    return out;
+}
+
+/* box (x0, y0, x1, y1) of gt > 0.5 (inclusive max, as torchvision masks_to_boxes) and up to
+ * k random foreground points */
+static void box_and_points(const float *g, int S, float *box, float *pts, int k, int want_pts,
+                           asam_rng *rng, int *idx_buf) {
+    int x0 = S, y0 = S, x1 = -1, y1 = -1, n = 0;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            if (g[(size_t)y * S + x] > 0.5f) {
+                if (x < x0) x0 = x;
+                if (x > x1) x1 = x;
+                if (y < y0) y0 = y;
+                if (y > y1) y1 = y;
+                if (want_pts) idx_buf[n++] = y * S + x;
+            }
+    box[0] = (float)x0;
+    box[1] = (float)y0;
+    box[2] = (float)x1;
+    box[3] = (float)y1;
+    if (!want_pts) return;
+    for (int j = 0; j < k; j++) {
+        int pick;
+        if (n >= k) { /* distinct points: partial Fisher-Yates */
+            int r = j + asam_rng_int(rng, n - j);
+            int t = idx_buf[j];
+            idx_buf[j] = idx_buf[r];
+            idx_buf[r] = t;
+            pick = idx_buf[j];
+        } else {
+            pick = idx_buf[asam_rng_int(rng, n)];
+        }
+        pts[2 * j] = (float)(pick % S);
+        pts[2 * j + 1] = (float)(pick / S);
+    }
+}
+
+static void box_noise(float *b, float scale, asam_rng *rng) {
+    if (scale <= 0) return;
+    float cx = (b[0] + b[2]) / 2, cy = (b[1] + b[3]) / 2, w = b[2] - b[0], h = b[3] - b[1];
+    float d[4] = {w / 2, h / 2, w, h}, v[4] = {cx, cy, w, h};
+    for (int i = 0; i < 4; i++) v[i] += (float)(asam_rng_uniform(rng) * 2 - 1) * d[i] * scale;
+    b[0] = v[0] - v[2] / 2;
+    b[1] = v[1] - v[3] / 2;
+    b[2] = v[0] + v[2] / 2;
+    b[3] = v[1] + v[3] / 2;
+    for (int i = 0; i < 4; i++) b[i] = fminf(fmaxf(b[i], 0.0f), (float)ASAM_SAM_IMG);
+}
+
+/* Forward one prepared image with a random prompt kind; returns the loss (scalar) or NULL. */
+static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, asam_rng *rng) {
+    const asam_tune_opts *o = T->o;
+    int kinds[3], nk = 0;
+    if (o->prompts & ASAM_PROMPT_BOX) kinds[nk++] = ASAM_PROMPT_BOX;
+    if (o->prompts & ASAM_PROMPT_POINTS) kinds[nk++] = ASAM_PROMPT_POINTS;
+    if (o->prompts & ASAM_PROMPT_MASK) kinds[nk++] = ASAM_PROMPT_MASK;
+    int kind = kinds[asam_rng_int(rng, nk)];
+    int B = P->B, K = o->n_prompt_points;
+    const int S = ASAM_SAM_IMG;
+    asam_sam_prompt pr = {.batch = B};
+    float *boxes = asam_ctx_alloc(ctx, sizeof(float) * 4 * (size_t)B);
+    float *pts = asam_ctx_alloc(ctx, sizeof(float) * 2 * (size_t)(B * K + 1));
+    float *labels = asam_ctx_alloc(ctx, sizeof(float) * (size_t)(B * K + 1));
+    int *idx = kind == ASAM_PROMPT_POINTS ? asam_ctx_alloc(ctx, sizeof(int) * (size_t)S * S) : NULL;
+    if (!boxes || !pts || !labels || (kind == ASAM_PROMPT_POINTS && !idx)) return NULL;
+    if (kind == ASAM_PROMPT_MASK) {
+        pr.mask_input = noisy_mask(ctx, P->gt, rng);
+        if (!pr.mask_input) return NULL;
+    } else {
+        for (int b = 0; b < B; b++) {
+            box_and_points(P->gt->data + (size_t)b * S * S, S, boxes + 4 * b, pts + 2 * b * K, K,
+                           kind == ASAM_PROMPT_POINTS, rng, idx);
+            if (kind == ASAM_PROMPT_BOX) box_noise(boxes + 4 * b, o->box_noise, rng);
+        }
+        if (kind == ASAM_PROMPT_BOX) {
+            pr.boxes = boxes;
+        } else {
+            for (int i = 0; i < B * K; i++) labels[i] = 1.0f;
+            pr.n_points = K;
+            pr.points = pts;
+            pr.labels = labels;
+        }
+    }
+    asam_tensor *sparse, *dense, *low, *iou;
+    if (asam_sam_prompt_encode(ctx, T->m, &pr, &sparse, &dense)) return NULL;
+    if (asam_sam_decode(ctx, T->m, P->emb, sparse, dense, 0, &low, &iou, NULL)) return NULL;
+    return asam_mask_loss(ctx, low, P->gt, &o->loss, rng);
+}
+
+/* ---- state ---------------------------------------------------------------------------------- */
+
+static int save_state(const char *path, const asam_sam *m, const asam_optim *opt, int epoch,
+                      const asam_rng *rng, uint64_t seed) {
+    int64_t n = asam_optim_state_numel(opt), step, ep = epoch;
+    float *mv = malloc(sizeof(float) * 2 * (size_t)n);
+    if (!mv) return asam_error("%s: out of memory", path);
+    asam_optim_get_state(opt, mv, mv + n, &step);
+    int64_t rs[4];
+    memcpy(rs, rng->s, sizeof rs);
+    char seed_s[32];
+    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seed);
+    asam_st_entry e[] = {
+        {"adam.m", ASAM_DT_F32, 1, {n}, mv},
+        {"adam.step", ASAM_DT_I64, 1, {1}, &step},
+        {"adam.v", ASAM_DT_F32, 1, {n}, mv + n},
+        {"epoch", ASAM_DT_I64, 1, {1}, &ep},
+        {"mask_decoder.iou_token.weight", ASAM_DT_F32, 2, {1, 256}, m->dec.iou_token->data},
+        {"mask_decoder.mask_tokens.weight", ASAM_DT_F32, 2, {4, 256}, m->dec.mask_tokens->data},
+        {"rng", ASAM_DT_I64, 1, {4}, rs},
+    };
+    const char *meta[] = {"format", "asam-tune-state", "seed", seed_s};
+    int rc = asam_safetensors_write(path, e, sizeof e / sizeof *e, meta, 2);
+    free(mv);
+    return rc;
+}
+
+static int load_state(const char *path, asam_sam *m, asam_optim *opt, int *epoch, asam_rng *rng) {
+    asam_checkpoint *ck;
+    if (asam_checkpoint_open(path, &ck)) return -1;
+    int64_t n = asam_optim_state_numel(opt), step = 0, ep = 0, rs[4];
+    float *mv = malloc(sizeof(float) * 2 * (size_t)n);
+    const asam_ckpt_tensor *t[7];
+    const char *names[7] = {"adam.m",
+                            "adam.v",
+                            "adam.step",
+                            "epoch",
+                            "rng",
+                            "mask_decoder.iou_token.weight",
+                            "mask_decoder.mask_tokens.weight"};
+    const int64_t want[7] = {n, n, 1, 1, 4, 256, 1024};
+    int rc = mv ? 0 : asam_error("%s: out of memory", path);
+    for (int i = 0; i < 7 && !rc; i++) {
+        t[i] = asam_checkpoint_find(ck, names[i]);
+        if (!t[i] || t[i]->numel != want[i])
+            rc = asam_error("%s: missing or mis-sized '%s' (not a state of this run?)", path,
+                            names[i]);
+    }
+    if (!rc)
+        rc = asam_ckpt_read_f32(ck, t[0], mv) || asam_ckpt_read_f32(ck, t[1], mv + n) ||
+             asam_ckpt_read_i64(ck, t[2], &step) || asam_ckpt_read_i64(ck, t[3], &ep) ||
+             asam_ckpt_read_i64(ck, t[4], rs) ||
+             asam_ckpt_read_f32(ck, t[5], m->dec.iou_token->data) ||
+             asam_ckpt_read_f32(ck, t[6], m->dec.mask_tokens->data);
+    if (!rc) {
+        asam_optim_set_state(opt, mv, mv + n, step);
+        memcpy(rng->s, rs, sizeof rs);
+        *epoch = (int)ep;
+    }
+    free(mv);
+    asam_checkpoint_close(ck);
+    return rc ? -1 : 0;
+}
+
+static int write_outputs(const char *dir, const asam_sam *m) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/sam_tuned.pth", dir);
+    if (asam_sam_save(m, p)) return -1;
+    snprintf(p, sizeof p, "%s/sam_tuned.safetensors", dir);
+    if (asam_sam_save(m, p)) return -1;
+    snprintf(p, sizeof p, "%s/decoder_tokens.safetensors", dir);
+    asam_st_entry e[] = {
+        {"mask_decoder.iou_token.weight", ASAM_DT_F32, 2, {1, 256}, m->dec.iou_token->data},
+        {"mask_decoder.mask_tokens.weight", ASAM_DT_F32, 2, {4, 256}, m->dec.mask_tokens->data},
+    };
+    return asam_safetensors_write(p, e, 2, NULL, 0);
+}
+
+/* ---- the loop ------------------------------------------------------------------------------- */
+
+int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
+    asam_tune_report dummy;
+    if (!rep) rep = &dummy;
+    memset(rep, 0, sizeof *rep);
+    if (o->n_data < 1) return asam_error("tune: no dataset given");
+    if (o->epochs < 1 || o->epochs > 256) return asam_error("tune: epochs must be 1..256");
+    if (o->batch < 1 || o->masks_per_image < 1 || o->masks_per_image > 64)
+        return asam_error("tune: batch >= 1 and masks per image 1..64 expected");
+    if (!o->prompts) return asam_error("tune: no prompt kind enabled");
+    if (asam_mkdirs(o->out_dir)) return -1;
+    tuner T = {.o = o};
+    int rc = 0;
+    asam_ctx *ctx = NULL;
+    asam_optim *opt = NULL;
+    img_ref *refs = NULL;
+    T.ds = calloc((size_t)o->n_data, sizeof *T.ds);
+    if (!T.ds) return asam_error("tune: out of memory");
+    if (asam_sam_load(o->model_path, &T.m)) {
+        rc = -1;
+        goto done;
+    }
+    T.key = encoder_key(T.m);
+    snprintf(T.cache_dir, sizeof T.cache_dir, "%s", o->cache_dir ? o->cache_dir : "");
+    if (!o->cache_dir) snprintf(T.cache_dir, sizeof T.cache_dir, "%s/cache", o->out_dir);
+    if (!o->augment && asam_mkdirs(T.cache_dir)) {
+        rc = -1;
+        goto done;
+    }
+    size_t n = 0;
+    for (int d = 0; d < o->n_data && !rc; d++) {
+        if (asam_dataset_open(o->data[d], &T.ds[d])) {
+            rc = -1;
+            break;
+        }
+        size_t c = asam_dataset_count(T.ds[d]);
+        if (o->limit > 0 && c > (size_t)o->limit) c = (size_t)o->limit;
+        img_ref *nr = realloc(refs, (n + c) * sizeof *refs);
+        if (!nr) {
+            rc = asam_error("tune: out of memory");
+            break;
+        }
+        refs = nr;
+        for (size_t i = 0; i < c; i++) refs[n++] = (img_ref){d, i};
+    }
+    if (rc) goto done;
+    rep->n_images = (int)n;
+
+    asam_sam_tokens_requires_grad(T.m, 1);
+    asam_tensor *params[2] = {T.m->dec.iou_token, T.m->dec.mask_tokens};
+    opt = asam_optim_new(ASAM_ADAM, params, 2, o->lr, 0.9, 0.999, 1e-8, 0.0);
+    ctx = asam_ctx_new(0);
+    if (!opt || !ctx) {
+        rc = asam_error("tune: out of memory");
+        goto done;
+    }
+    asam_rng rng;
+    asam_rng_seed(&rng, o->seed);
+    int start = 0;
+    char state_path[1200];
+    snprintf(state_path, sizeof state_path, "%s/state.safetensors", o->out_dir);
+    if (o->resume && asam_file_exists(state_path)) {
+        if (load_state(state_path, T.m, opt, &start, &rng)) {
+            rc = -1;
+            goto done;
+        }
+        if (o->progress) fprintf(stderr, "tune: resuming after epoch %d\n", start);
+    }
+    rep->start_epoch = rep->epochs_done = start;
+    int end = o->epochs;
+    if (o->stop_after > 0 && o->stop_after < end) end = o->stop_after;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    prepared *prep = calloc((size_t)o->batch, sizeof *prep);
+    if (!order || !prep) {
+        free(order);
+        free(prep);
+        rc = asam_error("tune: out of memory");
+        goto done;
+    }
+    int tty = isatty(2);
+    double t0 = now_s();
+    size_t done_imgs = 0, total_imgs = (size_t)(end > start ? end - start : 0) * n;
+    for (int ep = start; ep < end && !rc; ep++) {
+        opt->lr = o->lr * asam_lr_asam_factor(ep, NULL);
+        for (size_t i = 0; i < n; i++) order[i] = i;
+        for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
+            size_t j = (size_t)(asam_rng_uniform(&rng) * (double)i);
+            if (j >= i) j = i - 1;
+            size_t t = order[i - 1];
+            order[i - 1] = order[j];
+            order[j] = t;
+        }
+        double ep_loss = 0;
+        int n_steps = 0;
+        size_t n_batches = (n + (size_t)o->batch - 1) / (size_t)o->batch;
+        for (size_t bi = 0; bi < n_batches && !rc; bi++) {
+            size_t b0 = bi * (size_t)o->batch, b1 = b0 + (size_t)o->batch;
+            if (b1 > n) b1 = n;
+            asam_ctx_reset(ctx);
+            int total_masks = 0;
+            for (size_t k = b0; k < b1 && !rc; k++) {
+                rc = prepare(&T, ctx, &refs[order[k]], &rng, &prep[k - b0]);
+                total_masks += prep[k - b0].B;
+            }
+            if (rc) break;
+            asam_optim_zero_grad(opt);
+            double step_loss = 0;
+            asam_mark mk = asam_ctx_mark(ctx);
+            for (size_t k = b0; k < b1 && total_masks > 0; k++) {
+                const prepared *P = &prep[k - b0];
+                if (P->B == 0) continue;
+                asam_tensor *loss = forward_image(&T, ctx, P, &rng);
+                loss = asam_scale(ctx, loss, (float)P->B / (float)total_masks);
+                if (!loss || !asam_ctx_ok(ctx) || asam_backward(ctx, loss)) {
+                    rc = asam_error("tune: %s",
+                                    asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "forward failed");
+                    break;
+                }
+                step_loss += loss->data[0];
+                asam_ctx_release(ctx, mk);
+            }
+            if (rc) break;
+            if (total_masks > 0) {
+                asam_optim_step(opt);
+                ep_loss += step_loss;
+                n_steps++;
+            }
+            done_imgs += b1 - b0;
+            if (o->progress && tty) { /* per-step line on a terminal only */
+                double el = now_s() - t0, rate = done_imgs / (el > 0 ? el : 1e-9);
+                char eta[32];
+                fmt_hms((double)(total_imgs - done_imgs) / (rate > 0 ? rate : 1e-9), eta,
+                        sizeof eta);
+                fprintf(stderr, "%stune: epoch %d/%d step %zu/%zu loss %.4f %.2f img/s ETA %s%s",
+                        tty ? "\r" : "", ep + 1, o->epochs, bi + 1, n_batches, step_loss, rate, eta,
+                        tty ? "\033[K" : "\n");
+            }
+        }
+        if (rc) break;
+        rep->epoch_loss[ep] = n_steps ? ep_loss / n_steps : 0;
+        if (o->progress)
+            fprintf(stderr, "%stune: epoch %d/%d done, mean loss %.5f, lr %.3g\n", tty ? "\r" : "",
+                    ep + 1, o->epochs, rep->epoch_loss[ep], opt->lr);
+        if (save_state(state_path, T.m, opt, ep + 1, &rng, o->seed)) rc = -1;
+        rep->epochs_done = ep + 1;
+    }
+    free(order);
+    free(prep);
+    if (!rc) rc = write_outputs(o->out_dir, T.m);
+done:
+    if (ctx) asam_ctx_free(ctx);
+    asam_optim_free(opt);
+    for (int d = 0; d < o->n_data; d++) asam_dataset_close(T.ds[d]);
+    free(T.ds);
+    free(refs);
+    if (T.m) asam_sam_free(T.m);
+    return rc ? -1 : 0;
+}
