@@ -1,6 +1,7 @@
 /* `asam bench engine`: timings of the engine's heavy ops at the shapes SAM ViT-B and SD 1.5
  * use, next to raw cblas_sgemm at the same GEMM shape. Prints seconds (best of the repeats),
  * GFLOP/s, the arena peak of the op and, at the end, the process's peak RSS. */
+#include "cli/cli_util.h"
 #include "asam/engine.h"
 
 #include <stdio.h>
@@ -17,19 +18,7 @@
 
 int bench_engine_main(int argc, char **argv);
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-/* CPU seconds of the whole process (all threads): on a shared machine, wall time also counts
- * other people's work; cpu / threads is what the op would take on idle cores. */
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fill(asam_tensor *t, uint64_t seed, float scale) {
     for (int64_t i = 0; i < t->numel; i++) {
@@ -62,10 +51,10 @@ static void bench_sgemm(const char *what, int M, int N, int K, int trans_b) {
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.1f;
     double best = 1e30, best_cpu = 1e30;
     for (int r = 0; r <= g_repeats; r++) { /* r == 0 warms up */
-        double t0 = now(), c0 = cpu_now();
+        double t0 = cli_now(), c0 = cli_cpu_now();
         cblas_sgemm(ROW_MAJOR, NO_TRANS, trans_b ? TRANS : NO_TRANS, M, N, K, 1.0f, A, K, B,
                     trans_b ? K : N, 0.0f, C, N);
-        double t = now() - t0, c = cpu_now() - c0;
+        double t = cli_now() - t0, c = cli_cpu_now() - c0;
         if (r && t < best) best = t;
         if (r && c < best_cpu) best_cpu = c;
     }
@@ -145,7 +134,7 @@ static void run_case(asam_ctx *ctx, const bench_case *c) {
         asam_ctx_reset_peak(ctx);
         for (int i = 0; i < 6; i++)
             if (in[i]) in[i]->grad = NULL;
-        double t0 = now(), c0 = cpu_now();
+        double t0 = cli_now(), c0 = cli_cpu_now();
         asam_tensor *out = NULL;
         switch (c->kind) {
         case OP_LINEAR:
@@ -168,7 +157,7 @@ static void run_case(asam_ctx *ctx, const bench_case *c) {
                 asam_backward_from(ctx, out, g);
             }
         }
-        double t = now() - t0, cpu = cpu_now() - c0;
+        double t = cli_now() - t0, cpu = cli_cpu_now() - c0;
         if (!out || !asam_ctx_ok(ctx)) {
             printf("%-58s failed: %s\n", c->name, asam_ctx_error(ctx));
             asam_ctx_clear_error(ctx);

@@ -1,6 +1,7 @@
 /* asam bench sam: SAM image encoder forward at 1024 (random weights of the real shapes, no file
  * needed), decoder per prompt, encoder backward with checkpointed blocks; seconds, GFLOP/s,
  * peak RSS and arena peak. */
+#include "cli/cli_util.h"
 #include "asam/error.h"
 #include "asam/sam.h"
 
@@ -10,23 +11,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
-static double cpu_s(void) { /* process CPU time: a load-independent view on a shared machine */
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
-static double peak_rss_gb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1048576.0; /* KiB -> GiB */
-}
 
 /* Analytic FLOPs (2 per multiply-add) of the encoder forward at 1024. */
 static double encoder_flops(const asam_sam_config *c) {
@@ -96,9 +82,9 @@ int bench_sam_main(int argc, char **argv) {
     asam_tensor *emb = NULL;
     for (int it = 0; it < iters; it++) {
         asam_ctx_release(ctx, base);
-        double t0 = now_s(), c0 = cpu_s();
+        double t0 = cli_now(), c0 = cli_cpu_now();
         emb = asam_sam_encode(ctx, m, x);
-        double t = now_s() - t0, c = cpu_s() - c0;
+        double t = cli_now() - t0, c = cli_cpu_now() - c0;
         if (!emb) {
             fprintf(stderr, "asam bench sam: %s\n", asam_ctx_error(ctx));
             return 1;
@@ -108,11 +94,11 @@ int bench_sam_main(int argc, char **argv) {
     double fwd = best;
     printf("encoder forward  : %.2f s  %.1f GFLOP/s  (%.0f GFLOP; %.1f CPU-s)  arena peak %.2f GB  "
            "peak RSS %.2f GB\n",
-           fwd, flops / fwd / 1e9, flops / 1e9, best_cpu, asam_ctx_peak(ctx) / 1e9, peak_rss_gb());
+           fwd, flops / fwd / 1e9, flops / 1e9, best_cpu, asam_ctx_peak(ctx) / 1e9, cli_peak_rss_gb());
 
     /* decoder: one box per call, against the cached embedding */
     asam_tensor *e = asam_detach(ctx, emb);
-    double t0 = now_s();
+    double t0 = cli_now();
     for (int i = 0; i < n_prompts; i++) {
         asam_mark mk = asam_ctx_mark(ctx);
         float box[4] = {100.0f + i, 200, 600, 700.0f - i};
@@ -125,7 +111,7 @@ int bench_sam_main(int argc, char **argv) {
         }
         asam_ctx_release(ctx, mk);
     }
-    double dec = (now_s() - t0) / n_prompts;
+    double dec = (cli_now() - t0) / n_prompts;
     printf("decoder          : %.1f ms per prompt (box, multimask; %d prompts)\n", dec * 1e3,
            n_prompts);
 
@@ -134,13 +120,13 @@ int bench_sam_main(int argc, char **argv) {
         asam_ctx_reset_peak(ctx);
         asam_ctx_set_grad(ctx, 1);
         asam_set_requires_grad(x, 1);
-        double t1 = now_s();
+        double t1 = cli_now();
         asam_tensor *y = asam_sam_encode(ctx, m, x);
-        double tf = now_s() - t1;
+        double tf = cli_now() - t1;
         asam_tensor *loss = asam_mean(ctx, asam_mul(ctx, y, y));
-        double t2 = now_s(), c2 = cpu_s();
+        double t2 = cli_now(), c2 = cli_cpu_now();
         int rc = loss ? asam_backward(ctx, loss) : -1;
-        double tb = now_s() - t2, cb = cpu_s() - c2;
+        double tb = cli_now() - t2, cb = cli_cpu_now() - c2;
         if (rc != 0 || !asam_ctx_ok(ctx)) {
             fprintf(stderr, "asam bench sam: backward: %s\n", asam_ctx_error(ctx));
             return 1;
@@ -148,7 +134,7 @@ int bench_sam_main(int argc, char **argv) {
         printf(
             "encoder backward : %.2f s (%.2fx forward; %.1f CPU-s; forward with recording %.2f s)  "
             "arena peak %.2f GB  peak RSS %.2f GB\n",
-            tb, tb / fwd, cb, tf, asam_ctx_peak(ctx) / 1e9, peak_rss_gb());
+            tb, tb / fwd, cb, tf, asam_ctx_peak(ctx) / 1e9, cli_peak_rss_gb());
     }
     asam_ctx_free(ctx);
     asam_sam_free(m);

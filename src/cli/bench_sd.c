@@ -7,6 +7,7 @@
  *      random files): load, encode the prompts, one CFG DDIM step at 64x64 (UNet batch 2) and
  *      the VAE decode, with the projected 50-step time.
  *   asam bench sd [--dir DIR] [--skip models,text,pipeline] [other bench_sd_models options] */
+#include "cli/cli_util.h"
 #include "asam/engine.h"
 #include "asam/checkpoint.h"
 
@@ -23,33 +24,12 @@
 
 int bench_sd_models_main(int argc, char **argv) __attribute__((weak));
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
-static double peak_rss_gb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
-    if (f) fclose(f);
-    return kb / 1048576.0;
-}
 
-static void reset_peak(void) {
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (f) {
-        fputs("5", f);
-        fclose(f);
-    }
-}
 
 static void row(const char *what, double sec, double flops, const char *note) {
     printf("%-34s %8.2f s %8.1f GFLOP/s %7.2f GB   %s\n", what, sec,
-           flops > 0 ? flops / sec / 1e9 : 0.0, peak_rss_gb(), note);
+           flops > 0 ? flops / sec / 1e9 : 0.0, cli_peak_rss_gb(), note);
 }
 
 /* Random CLIP ViT-L/14 text encoder (HF names under "text_model."), F32 safetensors. */
@@ -152,12 +132,12 @@ int bench_sd_main(int argc, char **argv) {
     char clip_path[2048];
     snprintf(clip_path, sizeof clip_path, "%s/clip_l_text_f32.safetensors", dir);
     if (!file_exists(clip_path)) {
-        double t0 = now();
+        double t0 = cli_now();
         if (write_clip_l(clip_path)) {
             fprintf(stderr, "asam bench sd: %s\n", asam_last_error());
             return 1;
         }
-        printf("wrote random CLIP ViT-L/14 text encoder in %.1f s\n", now() - t0);
+        printf("wrote random CLIP ViT-L/14 text encoder in %.1f s\n", cli_now() - t0);
     }
     printf("\n%-34s %10s %16s %10s   %s\n", "what", "time", "rate", "peak RSS", "note");
     const char *prompt = "a highly detailed photograph of an astronaut riding a horse on the moon";
@@ -172,23 +152,23 @@ int bench_sd_main(int argc, char **argv) {
             return 1;
         }
         int64_t ids[2 * ASAM_CLIP_CONTEXT];
-        double t0 = now();
+        double t0 = cli_now();
         int ntok = 0;
         for (int r = 0; r < 100; r++) {
             asam_clip_tokenize(tok, "", ids);
             ntok = asam_clip_tokenize(tok, prompt, ids + ASAM_CLIP_CONTEXT);
         }
-        printf("%-34s %8.1f us (%d tokens)\n", "tokenizer (2 prompts)", (now() - t0) * 1e4, ntok);
+        printf("%-34s %8.1f us (%d tokens)\n", "tokenizer (2 prompts)", (cli_now() - t0) * 1e4, ntok);
         asam_ctx *ctx = asam_ctx_new(0);
         asam_ctx_set_grad(ctx, 0);
         /* 12 layers x 77 tokens x (8 D^2 + 4 D F + 4 N D) x batch 2 */
         double fl = 2.0 * 12 * 77 * (8.0 * 768 * 768 + 4.0 * 768 * 3072 + 4.0 * 77 * 768);
         for (int rep = 0; rep < 2; rep++) {
             asam_mark mk = asam_ctx_mark(ctx);
-            reset_peak();
-            t0 = now();
+            cli_reset_peak_rss();
+            t0 = cli_now();
             asam_tensor *out = asam_clip_text_forward(ctx, m, ids, 2, NULL);
-            double sec = now() - t0;
+            double sec = cli_now() - t0;
             if (!out) {
                 fprintf(stderr, "asam bench sd: %s\n", asam_ctx_error(ctx));
                 return 1;
@@ -223,22 +203,22 @@ int bench_sd_main(int argc, char **argv) {
             fprintf(stderr, "asam bench sd: %s\n", asam_last_error());
             return 1;
         }
-        reset_peak();
-        double t0 = now();
+        cli_reset_peak_rss();
+        double t0 = cli_now();
         asam_sd *sd;
         if (asam_sd_load(folder, asam_clip_default_dir(), &sd)) {
             fprintf(stderr, "asam bench sd: %s\n", asam_last_error());
             return 1;
         }
-        row("load diffusers bundle (F16->F32)", now() - t0, 0, folder);
+        row("load diffusers bundle (F16->F32)", cli_now() - t0, 0, folder);
         asam_ctx *ctx = asam_ctx_new(0);
         asam_ctx_set_grad(ctx, 0);
         asam_ddim s;
         asam_ddim_init(&s, 50, 1);
-        t0 = now();
+        t0 = cli_now();
         asam_tensor *cond = asam_sd_encode_prompt(ctx, sd, prompt);
         asam_tensor *uncond = asam_sd_encode_prompt(ctx, sd, "");
-        row("encode prompt + negative", now() - t0, 0, "");
+        row("encode prompt + negative", cli_now() - t0, 0, "");
         asam_tensor *x = asam_new(ctx, ASAM_SHAPE(1, 4, 64, 64));
         asam_randn(0, x->data, (size_t)x->numel);
         asam_sd_guide g = {.unet = sd->unet,
@@ -249,20 +229,20 @@ int bench_sd_main(int argc, char **argv) {
                            .control_scale = 1.0f};
         asam_ddim one = s;
         one.n = 1;
-        reset_peak();
-        t0 = now();
+        cli_reset_peak_rss();
+        t0 = cli_now();
         asam_tensor *z = asam_ddim_sample(ctx, &g, &one, x, NULL, NULL);
-        double step = now() - t0;
+        double step = cli_now() - t0;
         if (!z) {
             fprintf(stderr, "asam bench sd: %s\n", asam_ctx_error(ctx));
             return 1;
         }
         row("DDIM step, CFG (UNet batch 2)", step, 0, "");
-        reset_peak();
-        t0 = now();
+        cli_reset_peak_rss();
+        t0 = cli_now();
         asam_tensor *img =
             asam_vae_decode(ctx, sd->vae, asam_scale(ctx, z, 1.0f / ASAM_SD_LATENT_SCALE));
-        double dec = now() - t0;
+        double dec = cli_now() - t0;
         if (!img) {
             fprintf(stderr, "asam bench sd: %s\n", asam_ctx_error(ctx));
             return 1;

@@ -8,6 +8,7 @@
  * unet,control,vae,backward,diffusers]
  *                   [--clean]
  */
+#include "cli/cli_util.h"
 #include "asam/checkpoint.h"
 #include "asam/engine.h"
 #include "asam/error.h"
@@ -24,30 +25,8 @@
 
 int bench_sd_models_main(int argc, char **argv);
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-/* Peak RSS (VmHWM) in GB; reset_peak() restarts it (Linux clear_refs 5). */
-static double peak_rss_gb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0) kb = atof(line + 6);
-    if (f) fclose(f);
-    return kb / 1048576.0;
-}
 
-static void reset_peak(void) {
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (f) {
-        fputs("5", f);
-        fclose(f);
-    }
-}
 
 static int exists(const char *p) {
     struct stat st;
@@ -144,7 +123,7 @@ int bench_sd_models_main(int argc, char **argv) {
         if (exists(files[i].path)) continue;
         if (i == 2 && skipped(skip, "diffusers")) continue;
         if (i == 3 && skipped(skip, "diffusers")) continue;
-        double t0 = now();
+        double t0 = cli_now();
         int64_t nt = 0, np = 0;
         if (sd_synth_write(files[i].path, files[i].unet ? &uc : NULL, "model.diffusion_model.",
                            files[i].vae ? &vc : NULL, "first_stage_model.",
@@ -154,30 +133,30 @@ int bench_sd_models_main(int argc, char **argv) {
             return 1;
         }
         printf("wrote %-36s %5lld tensors %6.1fM params %5.2f GB in %.1f s\n", files[i].what,
-               (long long)nt, np / 1e6, file_gb(files[i].path), now() - t0);
+               (long long)nt, np / 1e6, file_gb(files[i].path), cli_now() - t0);
     }
 
     asam_checkpoint *ck = NULL;
     if (open_ck(f_cv, &ck) != 0) return 1;
-    double t0 = now();
-    reset_peak();
+    double t0 = cli_now();
+    cli_reset_peak_rss();
     asam_unet *u = NULL;
     if (asam_unet_load(ck, "model.diffusion_model.", &u) != 0) {
         fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
         return 1;
     }
-    printf("loaded CompVis UNet in %.1f s (peak RSS %.2f GB)\n", now() - t0, peak_rss_gb());
+    printf("loaded CompVis UNet in %.1f s (peak RSS %.2f GB)\n", cli_now() - t0, cli_peak_rss_gb());
     asam_vae *v = NULL;
-    t0 = now();
+    t0 = cli_now();
     if (!skipped(skip, "vae") && asam_vae_load(ck, "first_stage_model.", &v) != 0) {
         fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
         return 1;
     }
-    if (v) printf("loaded CompVis VAE in %.1f s\n", now() - t0);
+    if (v) printf("loaded CompVis VAE in %.1f s\n", cli_now() - t0);
     asam_checkpoint_close(ck); /* drop the file mapping: RSS below counts our tensors only */
     ck = NULL;
-    reset_peak();
-    printf("weights in memory: RSS %.2f GB\n", peak_rss_gb());
+    cli_reset_peak_rss();
+    printf("weights in memory: RSS %.2f GB\n", cli_peak_rss_gb());
     asam_ctx *ctx = asam_ctx_new(0);
     asam_ctx_set_grad(ctx, 0);
     asam_tensor *x = randn(ctx, ASAM_SHAPE(1, 4, size, size), 1);
@@ -192,10 +171,10 @@ int bench_sd_models_main(int argc, char **argv) {
     if (!skipped(skip, "unet")) {
         for (int rep = 0; rep < 2; rep++) { /* first run warms up pages and BLAS */
             asam_mark m = asam_ctx_mark(ctx);
-            reset_peak();
-            double s0 = now();
+            cli_reset_peak_rss();
+            double s0 = cli_now();
             asam_tensor *eps = asam_unet_forward(ctx, u, x, &t, c, NULL, 1.0f);
-            double sec = now() - s0;
+            double sec = cli_now() - s0;
             if (!eps) {
                 fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
                 return 1;
@@ -204,7 +183,7 @@ int bench_sd_models_main(int argc, char **argv) {
             eps_cv = eps;
             char what[64];
             snprintf(what, sizeof what, "UNet forward%s", rep ? "" : " (cold)");
-            row(what, sec, fu, peak_rss_gb(), "13-15 s, 4.9 GB (target <= 5 s)");
+            row(what, sec, fu, cli_peak_rss_gb(), "13-15 s, 4.9 GB (target <= 5 s)");
             printf("    arena peak %.2f GB\n", asam_ctx_peak(ctx) / 1e9);
             asam_ctx_release(ctx, m);
         }
@@ -213,30 +192,30 @@ int bench_sd_models_main(int argc, char **argv) {
         asam_checkpoint *cc = NULL;
         asam_controlnet *cn = NULL;
         if (open_ck(f_cn, &cc) != 0) return 1;
-        double l0 = now();
+        double l0 = cli_now();
         if (asam_controlnet_load(cc, "control_model.", &cn) != 0 ||
             asam_controlnet_check(cn, u) != 0) {
             fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
             return 1;
         }
-        printf("loaded ControlNet in %.1f s\n", now() - l0);
+        printf("loaded ControlNet in %.1f s\n", cli_now() - l0);
         asam_checkpoint_close(cc);
         cc = NULL;
         double fc = sd_controlnet_flops(cn, size, size, 77);
         asam_mark m = asam_ctx_mark(ctx);
         asam_tensor *res[13];
-        reset_peak();
-        double s0 = now();
+        cli_reset_peak_rss();
+        double s0 = cli_now();
         int rc = asam_controlnet_forward(ctx, cn, x, &t, c, hint, res);
-        double s1 = now();
+        double s1 = cli_now();
         asam_tensor *eps = rc == 0 ? asam_unet_forward(ctx, u, x, &t, c, res, 1.0f) : NULL;
-        double s2 = now();
+        double s2 = cli_now();
         if (!eps) {
             fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
             return 1;
         }
-        row("ControlNet branch (512 hint)", s1 - s0, fc, peak_rss_gb(), "6.5 s");
-        row("ControlNet + UNet forward", s2 - s0, fc + fu, peak_rss_gb(), "~20 s");
+        row("ControlNet branch (512 hint)", s1 - s0, fc, cli_peak_rss_gb(), "6.5 s");
+        row("ControlNet + UNet forward", s2 - s0, fc + fu, cli_peak_rss_gb(), "~20 s");
         asam_ctx_release(ctx, m);
         asam_controlnet_free(cn);
     }
@@ -247,14 +226,14 @@ int bench_sd_models_main(int argc, char **argv) {
         asam_tensor *xg = asam_contiguous_copy(ctx, x), *cg = asam_contiguous_copy(ctx, c);
         asam_set_requires_grad(xg, 1);
         asam_set_requires_grad(cg, 1);
-        reset_peak();
-        double s0 = now();
+        cli_reset_peak_rss();
+        double s0 = cli_now();
         asam_tensor *eps = asam_unet_forward(ctx, u, xg, &t, cg, NULL, 1.0f);
         asam_tensor *loss = asam_sum(ctx, asam_mul(ctx, eps, x));
-        double s1 = now();
+        double s1 = cli_now();
         size_t kept = asam_ctx_used(ctx); /* what one recorded UNet call holds until backward */
         int rc = loss ? asam_backward(ctx, loss) : -1;
-        double s2 = now();
+        double s2 = cli_now();
         if (rc != 0) {
             fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
             return 1;
@@ -262,8 +241,8 @@ int bench_sd_models_main(int argc, char **argv) {
         double gn = 0;
         for (int64_t i = 0; i < xg->numel; i++) gn += (double)xg->grad[i] * xg->grad[i];
         /* checkpointed backward = recompute (1x forward) + input gradients only (~1x) */
-        row("UNet forward (recording)", s1 - s0, fu, peak_rss_gb(), "");
-        row("UNet backward (dx, dcontext)", s2 - s1, 2 * fu, peak_rss_gb(), "");
+        row("UNet forward (recording)", s1 - s0, fu, cli_peak_rss_gb(), "");
+        row("UNet backward (dx, dcontext)", s2 - s1, 2 * fu, cli_peak_rss_gb(), "");
         printf("    |dL/dx| = %.4g, held for backward %.3f GB, arena peak %.2f GB (gradient "
                "checkpointing level %d)\n",
                sqrt(gn), kept / 1e9, asam_ctx_peak(ctx) / 1e9, level);
@@ -273,15 +252,15 @@ int bench_sd_models_main(int argc, char **argv) {
     if (!skipped(skip, "vae")) {
         double fv = sd_vae_decode_flops(v, size, size);
         asam_mark m = asam_ctx_mark(ctx);
-        reset_peak();
-        double s0 = now();
+        cli_reset_peak_rss();
+        double s0 = cli_now();
         asam_tensor *img = asam_vae_decode(ctx, v, x);
-        double sec = now() - s0;
+        double sec = cli_now() - s0;
         if (!img) {
             fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
             return 1;
         }
-        row("VAE decode 64 -> 512", sec, fv, peak_rss_gb(), "14.8 s (target <= 5 s)");
+        row("VAE decode 64 -> 512", sec, fv, cli_peak_rss_gb(), "14.8 s (target <= 5 s)");
         printf("    arena peak %.2f GB\n", asam_ctx_peak(ctx) / 1e9);
         asam_ctx_release(ctx, m);
     }
@@ -293,16 +272,16 @@ int bench_sd_models_main(int argc, char **argv) {
         asam_unet *u2 = NULL;
         asam_vae *v2 = NULL;
         if (open_ck(f_du, &du) != 0 || open_ck(f_dv, &dv) != 0) return 1;
-        double l0 = now();
+        double l0 = cli_now();
         if (asam_unet_load(du, "", &u2) != 0 || asam_vae_load(dv, "", &v2) != 0) {
             fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
             return 1;
         }
-        printf("loaded diffusers unet/ + vae/ in %.1f s\n", now() - l0);
+        printf("loaded diffusers unet/ + vae/ in %.1f s\n", cli_now() - l0);
         asam_mark m = asam_ctx_mark(ctx);
-        double s0 = now();
+        double s0 = cli_now();
         asam_tensor *eps = asam_unet_forward(ctx, u2, x, &t, c, NULL, 1.0f);
-        double s1 = now();
+        double s1 = cli_now();
         asam_tensor *img = eps ? asam_vae_decode(ctx, v2, x) : NULL;
         if (!img) {
             fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
@@ -325,7 +304,7 @@ int bench_sd_models_main(int argc, char **argv) {
     (void)eps_cv;
     free(eps_ref);
     asam_ctx_free(ctx);
-    printf("overall peak RSS since the last reset %.2f GB\n", peak_rss_gb());
+    printf("overall peak RSS since the last reset %.2f GB\n", cli_peak_rss_gb());
     if (clean) {
         remove(f_cv);
         remove(f_cn);

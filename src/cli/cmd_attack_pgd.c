@@ -1,4 +1,5 @@
 /* asam attack-pgd: the pixel-space PGD baseline dataset (adversarial PNGs in the adv: layout). */
+#include "cli/cli_util.h"
 #include "asam/asam.h"
 #include "asam/error.h"
 
@@ -22,24 +23,7 @@ static const char *k_usage =
     "  --limit N      first N images only\n"
     "  --quiet        no progress lines\n";
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "asam attack-pgd: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 1;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
+#define fail(...) cli_fail("attack-pgd", __VA_ARGS__)
 
 int cmd_attack_pgd(int argc, char **argv) {
     asam_pgd_opts o;
@@ -71,13 +55,13 @@ int cmd_attack_pgd(int argc, char **argv) {
             if (asam_parse_fraction(v, &o.step) || o.step < 0)
                 return fail("--step: expected e.g. 2/255, got '%s'", v);
         } else if (!strcmp(a, "--iters")) {
-            if (parse_int(v, 0, 100000, &o.iters))
+            if (cli_parse_int(v, 0, 100000, &o.iters))
                 return fail("--iters: expected an integer >= 0, got '%s'", v);
         } else if (!strcmp(a, "--max-masks")) {
-            if (parse_int(v, 0, 1 << 20, &o.max_masks))
+            if (cli_parse_int(v, 0, 1 << 20, &o.max_masks))
                 return fail("--max-masks: expected an integer >= 0, got '%s'", v);
         } else if (!strcmp(a, "--limit")) {
-            if (parse_int(v, 1, 1 << 30, &o.limit))
+            if (cli_parse_int(v, 1, 1 << 30, &o.limit))
                 return fail("--limit: expected a positive integer, got '%s'", v);
         } else
             return fail("unknown option '%s' (see asam attack-pgd --help)", a);

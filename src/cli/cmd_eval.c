@@ -1,4 +1,5 @@
 /* asam eval: mIoU and boundary IoU of SAM checkpoints with box prompts, side by side. */
+#include "cli/cli_util.h"
 #include "asam/asam.h"
 #include "asam/error.h"
 
@@ -21,16 +22,7 @@ static const char *k_usage =
     "Datasets as for 'asam tune' (sa1b:, adv:, coco:, masks:, idmap:); NAME= is optional.\n"
     "The Markdown table is also printed on stdout.\n";
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "asam eval: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 1;
-}
+#define fail(...) cli_fail("eval", __VA_ARGS__)
 
 int cmd_eval(int argc, char **argv) {
     asam_eval_opts o;

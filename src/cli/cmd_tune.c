@@ -1,4 +1,5 @@
 /* asam tune: train SAM's output tokens (iou_token + mask_tokens) on (adversarial) data. */
+#include "cli/cli_util.h"
 #include "asam/asam.h"
 #include "asam/error.h"
 
@@ -37,24 +38,7 @@ static const char *k_usage =
     "outputs in DIR: sam_tuned.pth (torch.save state dict, official keys), sam_tuned.safetensors,\n"
     "decoder_tokens.safetensors, state.safetensors (after every epoch), cache/ (--no-augment).\n";
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "asam tune: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 1;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
+#define fail(...) cli_fail("tune", __VA_ARGS__)
 
 int cmd_tune(int argc, char **argv) {
     asam_tune_opts o;
@@ -94,17 +78,17 @@ int cmd_tune(int argc, char **argv) {
         else if (!strcmp(a, "--cache"))
             o.cache_dir = v;
         else if (!strcmp(a, "--epochs")) {
-            if (parse_int(v, 1, 256, &o.epochs))
+            if (cli_parse_int(v, 1, 256, &o.epochs))
                 return fail("--epochs: expected 1..256, got '%s'", v);
         } else if (!strcmp(a, "--lr")) {
             if (asam_parse_fraction(v, &f) || !(f > 0))
                 return fail("--lr: expected a positive number, got '%s'", v);
             o.lr = f;
         } else if (!strcmp(a, "--batch")) {
-            if (parse_int(v, 1, 4096, &o.batch))
+            if (cli_parse_int(v, 1, 4096, &o.batch))
                 return fail("--batch: expected a positive integer, got '%s'", v);
         } else if (!strcmp(a, "--masks-per-image")) {
-            if (parse_int(v, 1, 64, &o.masks_per_image))
+            if (cli_parse_int(v, 1, 64, &o.masks_per_image))
                 return fail("--masks-per-image: expected 1..64, got '%s'", v);
         } else if (!strcmp(a, "--prompts")) {
             o.prompts = 0;
@@ -132,17 +116,17 @@ int cmd_tune(int argc, char **argv) {
             else
                 return fail("--loss: expected points or full, got '%s'", v);
         } else if (!strcmp(a, "--points")) {
-            if (parse_int(v, 1, 1 << 20, &o.loss.n_points))
+            if (cli_parse_int(v, 1, 1 << 20, &o.loss.n_points))
                 return fail("--points: expected a positive integer, got '%s'", v);
         } else if (!strcmp(a, "--seed")) {
             char *end;
             o.seed = strtoull(v, &end, 10);
             if (end == v || *end) return fail("--seed: expected an integer, got '%s'", v);
         } else if (!strcmp(a, "--limit")) {
-            if (parse_int(v, 1, 1 << 30, &o.limit))
+            if (cli_parse_int(v, 1, 1 << 30, &o.limit))
                 return fail("--limit: expected a positive integer, got '%s'", v);
         } else if (!strcmp(a, "--stop-after")) {
-            if (parse_int(v, 1, 256, &o.stop_after))
+            if (cli_parse_int(v, 1, 256, &o.stop_after))
                 return fail("--stop-after: expected 1..256, got '%s'", v);
         } else
             return fail("unknown option '%s' (see asam tune --help)", a);
