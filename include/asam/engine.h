@@ -219,23 +219,14 @@ asam_tensor *asam_bce_with_logits(asam_ctx *ctx, asam_tensor *logits, asam_tenso
 asam_tensor *asam_dice_loss(asam_ctx *ctx, asam_tensor *logits, asam_tensor *target, float smooth);
 asam_tensor *asam_mse(asam_ctx *ctx, asam_tensor *a, asam_tensor *b);
 
-#ifdef __cplusplus
-}
-#endif
-#endif
-
-/* ==== appended by the tuning work (issue 5): point sampling ================================ */
-#ifndef ASAM_ENGINE_POINT_SAMPLE_H
-#define ASAM_ENGINE_POINT_SAMPLE_H
-#ifdef __cplusplus
-extern "C" {
-#endif
+/* Point sampling (HQ-SAM / Mask2Former point-sampled losses). */
 /* Bilinear sampling of x (N, C, H, W) at P points per batch row: coords (N, P, 2) = (x, y)
  * in [0, 1] of the whole map -> (N, C, P). Same as detectron2's point_sample, i.e.
  * grid_sample(x, 2 * coords - 1, align_corners=False, padding_mode="zeros"). Gradient flows
  * to x; coords are constants (copied). */
 asam_tensor *asam_point_sample(asam_ctx *ctx, asam_tensor *x, const float *coords, int64_t P);
-/* ---- attack ops (src/engine/op_extra_attack.c; owner: generator) ------------------------ */
+
+/* Ops of the ASAM latent attack. */
 /* ASAM's soft clamp to [0,1] that keeps a gradient outside: x in [0,1] -> x;
  * x > 1 -> (tanh(1000 (x-1)) + 10000) / 10001; x < 0 -> tanh(1000 x) / 10000. */
 asam_tensor *asam_soft_clamp01(asam_ctx *ctx, asam_tensor *x);

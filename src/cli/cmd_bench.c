@@ -9,6 +9,7 @@
 int bench_engine_main(int argc, char **argv) __attribute__((weak));
 int bench_sam_main(int argc, char **argv) __attribute__((weak));
 int bench_sd_main(int argc, char **argv) __attribute__((weak));
+int bench_generator_main(int argc, char **argv) __attribute__((weak));
 
 typedef struct {
     const char *name;
@@ -21,6 +22,7 @@ int cmd_bench(int argc, char **argv) {
         {"engine", bench_engine_main, "matmul, conv2d, attention vs raw OpenBLAS sgemm"},
         {"sam", bench_sam_main, "SAM ViT-B encoder/decoder forward and backward at 1024"},
         {"sd", bench_sd_main, "SD 1.5 UNet, ControlNet, VAE at 64x64 latents"},
+        {"generator", bench_generator_main, "ASAM invert and attack per image (SD 1.5 + ViT-B)"},
     };
     size_t n = sizeof suites / sizeof suites[0];
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

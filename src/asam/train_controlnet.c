@@ -1,0 +1,662 @@
+/* Mask-to-image ControlNet training (see asam/train.h). */
+#include "asam/train.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "asam/checkpoint.h"
+#include "asam/error.h"
+#include "asam/fileio.h"
+#include "asam/generator.h"
+#include "asam/optim.h"
+#include "asam/sa1b.h"
+/* The UNet's weight list (names + tensors) is only reachable through the SD internals; we
+ * read it to copy the encoder into the new ControlNet. */
+#include "models/sd/sd_internal.h"
+
+#define CN_MAX_RES 64
+
+/* ---- small deterministic generator ------------------------------------------------------- */
+static uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+// A value keyed by (seed, index, stream): what the trainer draws per sample.
+static uint64_t key3(uint64_t seed, uint64_t idx, uint64_t stream) {
+    return mix64(mix64(mix64(seed) ^ idx) ^ (stream * 0xD1B54A32D192ED03ull));
+}
+
+/* ---- ControlNet initialisation from the UNet --------------------------------------------- */
+typedef struct {
+    char *name;
+    int ndim;
+    int64_t shape[4];
+    float *data; // owned when own != 0
+    int own;
+} init_entry;
+
+typedef struct {
+    init_entry *e;
+    size_t n, cap;
+} init_list;
+
+static int init_add(init_list *L, const char *name, int ndim, const int64_t *shape, float *data,
+                    int own) {
+    if (L->n == L->cap) {
+        size_t nc = L->cap ? 2 * L->cap : 256;
+        init_entry *ne = realloc(L->e, nc * sizeof *ne);
+        if (!ne) return asam_error("out of memory");
+        L->e = ne, L->cap = nc;
+    }
+    init_entry *e = &L->e[L->n];
+    memset(e, 0, sizeof *e);
+    size_t len = strlen(name) + 16;
+    e->name = malloc(len);
+    if (!e->name) return asam_error("out of memory");
+    snprintf(e->name, len, "control_model.%s", name);
+    e->ndim = ndim;
+    for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];
+    e->data = data, e->own = own;
+    L->n++;
+    return 0;
+}
+
+static void init_free(init_list *L) {
+    for (size_t i = 0; i < L->n; i++) {
+        free(L->e[i].name);
+        if (L->e[i].own) free(L->e[i].data);
+    }
+    free(L->e);
+}
+
+// A new owned conv: weight (co, ci, k, k) and bias (co), zero or torch's default init.
+static int init_conv(init_list *L, const char *wname, const char *bname, int co, int ci, int k,
+                     int zero, uint64_t *rng) {
+    size_t nw = (size_t)co * ci * k * k;
+    float *w = calloc(nw, sizeof *w), *b = calloc((size_t)co, sizeof *b);
+    if (!w || !b) {
+        free(w), free(b);
+        return asam_error("out of memory");
+    }
+    if (!zero) { // kaiming_uniform(a=sqrt(5)) and the bias rule both give U(-1/sqrt(fan_in), ..)
+        double bound = 1.0 / sqrt((double)ci * k * k);
+        for (size_t i = 0; i < nw; i++)
+            w[i] = (float)((2.0 * ((mix64((*rng)++) >> 11) * 0x1p-53) - 1.0) * bound);
+        for (int i = 0; i < co; i++)
+            b[i] = (float)((2.0 * ((mix64((*rng)++) >> 11) * 0x1p-53) - 1.0) * bound);
+    }
+    int64_t ws[4] = {co, ci, k, k}, bs[1] = {co};
+    if (init_add(L, wname, 4, ws, w, 1)) {
+        free(w), free(b);
+        return -1;
+    }
+    if (init_add(L, bname, 1, bs, b, 1)) {
+        free(b);
+        return -1;
+    }
+    return 0;
+}
+
+// Serialise the entries as a safetensors image in memory (F32, contiguous).
+static int init_to_safetensors(const init_list *L, uint8_t **out, size_t *out_n) {
+    cJSON *h = cJSON_CreateObject();
+    uint64_t off = 0;
+    for (size_t i = 0; i < L->n; i++) {
+        const init_entry *e = &L->e[i];
+        uint64_t numel = 1;
+        for (int d = 0; d < e->ndim; d++) numel *= (uint64_t)e->shape[d];
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "dtype", "F32");
+        cJSON *sh = cJSON_CreateArray();
+        for (int d = 0; d < e->ndim; d++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)e->shape[d]));
+        cJSON_AddItemToObject(t, "shape", sh);
+        cJSON *of = cJSON_CreateArray();
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + 4 * numel)));
+        cJSON_AddItemToObject(t, "data_offsets", of);
+        cJSON_AddItemToObject(h, e->name, t);
+        off += 4 * numel;
+    }
+    char *hs = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    if (!hs) return asam_error("out of memory");
+    size_t hl = strlen(hs), hp = (hl + 7) & ~(size_t)7;
+    size_t n = 8 + hp + (size_t)off;
+    uint8_t *buf = malloc(n);
+    if (!buf) {
+        free(hs);
+        return asam_error("out of memory");
+    }
+    uint64_t hl64 = hp;
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(hl64 >> (8 * i));
+    memcpy(buf + 8, hs, hl);
+    memset(buf + 8 + hl, ' ', hp - hl);
+    free(hs);
+    uint8_t *p = buf + 8 + hp;
+    for (size_t i = 0; i < L->n; i++) {
+        const init_entry *e = &L->e[i];
+        size_t numel = 1;
+        for (int d = 0; d < e->ndim; d++) numel *= (size_t)e->shape[d];
+        memcpy(p, e->data, 4 * numel);
+        p += 4 * numel;
+    }
+    *out = buf, *out_n = n;
+    return 0;
+}
+
+static int starts_with(const char *s, const char *p) {
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+int asam_controlnet_init_from_unet(const asam_unet *unet, int hint_channels, uint64_t seed,
+                                   asam_controlnet **out) {
+    *out = NULL;
+    if (hint_channels < 1)
+        return asam_error("controlnet init: bad hint channel count %d", hint_channels);
+    init_list L = {0};
+    int rc = 0;
+    // The encoder copy: time_embed, input_blocks, middle_block, shared with the UNet's tensors.
+    const sd_loader *W = &unet->weights;
+    for (size_t i = 0; i < W->n && !rc; i++) {
+        const char *nm = W->names[i];
+        if (!starts_with(nm, "time_embed.") && !starts_with(nm, "input_blocks.") &&
+            !starts_with(nm, "middle_block."))
+            continue;
+        const asam_tensor *t = W->params[i];
+        if (t->ndim > 4)
+            rc = asam_error("controlnet init: %s has %d dims", nm, t->ndim);
+        else
+            rc = init_add(&L, nm, t->ndim, t->shape, t->data, 0);
+    }
+    // Hint encoder: 8 3x3 convs 3 -> 16 -> 16 -> 32 -> 32 -> 96 -> 96 -> 256 -> mc; the last
+    // one is a zero_module in ControlNet (so is every zero conv).
+    const int mc = unet->model_channels;
+    const int hc[9] = {hint_channels, 16, 16, 32, 32, 96, 96, 256, mc};
+    uint64_t rng = mix64(seed ^ 0x68696e74ull);
+    char wn[64], bn[64];
+    for (int i = 0; i < 8 && !rc; i++) {
+        snprintf(wn, sizeof wn, "input_hint_block.%d.weight", 2 * i);
+        snprintf(bn, sizeof bn, "input_hint_block.%d.bias", 2 * i);
+        rc = init_conv(&L, wn, bn, hc[i + 1], hc[i], 3, i == 7, &rng);
+    }
+    for (int i = 0; i < unet->n_in && !rc; i++) {
+        snprintf(wn, sizeof wn, "zero_convs.%d.0.weight", i);
+        snprintf(bn, sizeof bn, "zero_convs.%d.0.bias", i);
+        rc = init_conv(&L, wn, bn, unet->skip_ch[i], unet->skip_ch[i], 1, 1, &rng);
+    }
+    if (!rc) {
+        int cm = unet->middle[2].cout;
+        rc = init_conv(&L, "middle_block_out.0.weight", "middle_block_out.0.bias", cm, cm, 1, 1,
+                       &rng);
+    }
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    if (!rc) rc = init_to_safetensors(&L, &buf, &n);
+    init_free(&L);
+    if (rc) return -1;
+    asam_checkpoint *ck = NULL;
+    rc = asam_checkpoint_open_memory(buf, n, "<controlnet init>", &ck);
+    if (!rc) rc = asam_controlnet_load(ck, "control_model.", out); // copies the weights
+    if (ck) asam_checkpoint_close(ck);
+    free(buf);
+    return rc;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+int asam_controlnet_save(const char *path, const asam_controlnet *cn) {
+    asam_tensor **params;
+    const char **names;
+    size_t n;
+    asam_controlnet_params(cn, &params, &names, &n);
+    asam_st_entry *e = calloc(n ? n : 1, sizeof *e);
+    char **full = calloc(n ? n : 1, sizeof *full);
+    int rc = (!e || !full) ? asam_error("%s: out of memory", path) : 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        size_t len = strlen(names[i]) + 16;
+        full[i] = malloc(len);
+        if (!full[i]) {
+            rc = asam_error("%s: out of memory", path);
+            break;
+        }
+        snprintf(full[i], len, "control_model.%s", names[i]);
+        e[i].name = full[i];
+        e[i].dtype = ASAM_DT_F32;
+        e[i].ndim = params[i]->ndim;
+        for (int d = 0; d < params[i]->ndim; d++) e[i].shape[d] = params[i]->shape[d];
+        e[i].data = params[i]->data;
+    }
+    if (!rc) {
+        if (ends_with(path, ".safetensors")) {
+            const char *meta[2] = {"format", "pt"};
+            rc = asam_safetensors_write(path, e, n, meta, 1);
+        } else {
+            rc = asam_torch_save_write(path, e, n);
+        }
+    }
+    for (size_t i = 0; full && i < n; i++) free(full[i]);
+    free(full);
+    free(e);
+    return rc;
+}
+
+asam_tensor *asam_controlnet_loss(asam_ctx *ctx, const asam_unet *unet, const asam_controlnet *cn,
+                                  asam_tensor *z0, const int *t, asam_tensor *noise,
+                                  asam_tensor *context, asam_tensor *hint) {
+    if (!z0 || !noise || !context || !hint)
+        return asam_ctx_fail(ctx, "controlnet loss: missing input");
+    if (z0->ndim != 4 || !asam_same_shape(z0, noise))
+        return asam_ctx_fail(ctx, "controlnet loss: latent and noise shapes differ");
+    const int64_t B = z0->shape[0], per = z0->numel / B;
+    static float ac[ASAM_DDPM_STEPS];
+    static int ac_ready = 0;
+    if (!ac_ready) asam_sd_alphas_cumprod(ac), ac_ready = 1;
+    // z_t = sqrt(a) z + sqrt(1-a) n: computed directly (no gradient flows to the data).
+    asam_tensor *zt = asam_new_like(ctx, z0);
+    float tf[CN_MAX_RES];
+    if (!zt) return NULL;
+    if (B > CN_MAX_RES)
+        return asam_ctx_fail(ctx, "controlnet loss: batch %lld too large", (long long)B);
+    for (int64_t b = 0; b < B; b++) {
+        if (t[b] < 0 || t[b] >= ASAM_DDPM_STEPS)
+            return asam_ctx_fail(ctx, "controlnet loss: timestep %d outside [0, 1000)", t[b]);
+        const float sa = sqrtf(ac[t[b]]), sn = sqrtf(1.0f - ac[t[b]]);
+        for (int64_t i = 0; i < per; i++)
+            zt->data[b * per + i] = sa * z0->data[b * per + i] + sn * noise->data[b * per + i];
+        tf[b] = (float)t[b];
+    }
+    asam_tensor *res[CN_MAX_RES];
+    if (asam_controlnet_forward(ctx, cn, zt, tf, context, hint, res)) return NULL;
+    asam_tensor *eps = asam_unet_forward(ctx, unet, zt, tf, context, res, 1.0f);
+    return asam_mse(ctx, eps, noise);
+}
+
+/* ---- dataset: sa_N.json + image in a folder ---------------------------------------------- */
+typedef struct {
+    char *dir;
+    char **json; // sorted by the number in sa_N (version order)
+    size_t n;
+    asam_captions *caps;
+} cn_data;
+
+static long stem_number(const char *name) {
+    const char *p = name;
+    while (*p && (*p < '0' || *p > '9')) p++;
+    return *p ? strtol(p, NULL, 10) : -1;
+}
+static int cmp_names(const void *a, const void *b) {
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    long nx = stem_number(x), ny = stem_number(y);
+    if (nx != ny) return nx < ny ? -1 : 1;
+    return strcmp(x, y);
+}
+
+static void data_free(cn_data *d) {
+    for (size_t i = 0; i < d->n; i++) free(d->json[i]);
+    free(d->json);
+    free(d->dir);
+    if (d->caps) asam_captions_free(d->caps);
+    memset(d, 0, sizeof *d);
+}
+
+static int data_open(const char *spec, const char *captions, cn_data *d) {
+    memset(d, 0, sizeof *d);
+    const char *dir = starts_with(spec, "sa1b:") ? spec + 5 : spec;
+    d->dir = strdup(dir);
+    DIR *dp = opendir(dir);
+    if (!d->dir || !dp) {
+        if (dp) closedir(dp);
+        free(d->dir);
+        d->dir = NULL;
+        return asam_error("%s: cannot open the data folder", dir);
+    }
+    size_t cap = 0;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(dp)) && !rc) {
+        const char *nm = de->d_name;
+        if (!ends_with(nm, ".json") || stem_number(nm) < 0) continue;
+        if (d->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nj = realloc(d->json, cap * sizeof *nj);
+            if (!nj) {
+                rc = asam_error("out of memory");
+                break;
+            }
+            d->json = nj;
+        }
+        if (!(d->json[d->n] = strdup(nm)))
+            rc = asam_error("out of memory");
+        else
+            d->n++;
+    }
+    closedir(dp);
+    if (!rc && d->n == 0) rc = asam_error("%s: no sa_N.json annotation files", dir);
+    if (!rc) qsort(d->json, d->n, sizeof *d->json, cmp_names);
+    char path[4096];
+    if (!rc && !captions) {
+        snprintf(path, sizeof path, "%s/captions.jsonl", dir);
+        if (asam_file_exists(path)) captions = path;
+    }
+    if (!rc && captions) rc = asam_captions_load(captions, &d->caps);
+    if (rc) data_free(d);
+    return rc;
+}
+
+/* One training sample prepared without gradients: z0 (1,4,h,w) scaled, hint (1,3,S,S),
+ * context (1,77,D). */
+static int data_sample(asam_ctx *ctx, const cn_data *d, size_t i, const asam_sd *sd, int size,
+                       asam_tensor **z0, asam_tensor **hint, asam_tensor **context) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", d->dir, d->json[i]);
+    asam_sa1b_image ann;
+    if (asam_sa1b_read(path, &ann)) return -1;
+    char img_name[1024];
+    if (ann.file_name && *ann.file_name)
+        snprintf(img_name, sizeof img_name, "%s", ann.file_name);
+    else
+        snprintf(img_name, sizeof img_name, "%.*s.jpg", (int)(strlen(d->json[i]) - 5), d->json[i]);
+    snprintf(path, sizeof path, "%s/%s", d->dir, img_name);
+    asam_image img = {0};
+    int rc = asam_image_read(path, 3, &img);
+    if (!rc) {
+        *hint = asam_mask_map_tensor(ctx, &ann, size);
+        asam_tensor *x = asam_sd_image_to_tensor(ctx, &img, size, size, -1.0f);
+        asam_tensor *mean = x ? asam_vae_encode(ctx, sd->vae, x) : NULL;
+        *z0 = asam_scale(ctx, mean, ASAM_SD_LATENT_SCALE);
+        const char *cap = d->caps ? asam_captions_get(d->caps, img_name) : "";
+        *context = asam_sd_encode_prompt(ctx, sd, cap);
+        if (!asam_ctx_ok(ctx) || !*hint || !*z0 || !*context)
+            rc = asam_error("%s: %s", path, asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "failed");
+    }
+    asam_image_free(&img);
+    asam_sa1b_free(&ann);
+    return rc;
+}
+
+// Position of sample `k` (global index) in the data: a shuffled order per epoch.
+static size_t sample_index(uint64_t seed, size_t N, uint64_t k, size_t *perm,
+                           uint64_t *perm_epoch) {
+    uint64_t epoch = k / N;
+    if (*perm_epoch != epoch) {
+        for (size_t i = 0; i < N; i++) perm[i] = i;
+        for (size_t i = N - 1; i > 0; i--) { // Fisher-Yates
+            size_t j = (size_t)(key3(seed, epoch, 3 + i) % (i + 1));
+            size_t tmp = perm[i];
+            perm[i] = perm[j], perm[j] = tmp;
+        }
+        *perm_epoch = epoch;
+    }
+    return perm[k % N];
+}
+
+/* ---- resumable state ------------------------------------------------------------------------ */
+static int state_save(const char *path, const asam_controlnet *cn, const asam_optim *opt,
+                      int64_t step, uint64_t seed, int batch, int size) {
+    asam_tensor **params;
+    const char **names;
+    size_t n;
+    asam_controlnet_params(cn, &params, &names, &n);
+    int64_t sn = asam_optim_state_numel(opt);
+    float *m = malloc((size_t)sn * sizeof *m), *v = malloc((size_t)sn * sizeof *v);
+    asam_st_entry *e = calloc(n + 2, sizeof *e);
+    char **full = calloc(n, sizeof *full);
+    int rc = (!m || !v || !e || !full) ? asam_error("%s: out of memory", path) : 0;
+    int64_t st = 0;
+    if (!rc) asam_optim_get_state(opt, m, v, &st);
+    for (size_t i = 0; i < n && !rc; i++) {
+        size_t len = strlen(names[i]) + 8;
+        if (!(full[i] = malloc(len))) {
+            rc = asam_error("%s: out of memory", path);
+            break;
+        }
+        snprintf(full[i], len, "param.%s", names[i]);
+        e[i] = (asam_st_entry){.name = full[i],
+                               .dtype = ASAM_DT_F32,
+                               .ndim = params[i]->ndim,
+                               .data = params[i]->data};
+        for (int d = 0; d < params[i]->ndim; d++) e[i].shape[d] = params[i]->shape[d];
+    }
+    if (!rc) {
+        e[n] = (asam_st_entry){.name = "optim.m", .dtype = ASAM_DT_F32, .ndim = 1, .data = m};
+        e[n + 1] = (asam_st_entry){.name = "optim.v", .dtype = ASAM_DT_F32, .ndim = 1, .data = v};
+        e[n].shape[0] = e[n + 1].shape[0] = sn;
+        char s_step[32], s_seed[32], s_batch[16], s_size[16], s_ostep[32];
+        snprintf(s_step, sizeof s_step, "%lld", (long long)step);
+        snprintf(s_seed, sizeof s_seed, "%llu", (unsigned long long)seed);
+        snprintf(s_batch, sizeof s_batch, "%d", batch);
+        snprintf(s_size, sizeof s_size, "%d", size);
+        snprintf(s_ostep, sizeof s_ostep, "%lld", (long long)st);
+        const char *meta[12] = {"format",     "asam-controlnet-train-state-1",
+                                "step",       s_step,
+                                "seed",       s_seed,
+                                "batch",      s_batch,
+                                "size",       s_size,
+                                "optim_step", s_ostep};
+        rc = asam_safetensors_write(path, e, n + 2, meta, 6);
+    }
+    for (size_t i = 0; full && i < n; i++) free(full[i]);
+    free(full), free(e), free(m), free(v);
+    return rc;
+}
+
+static int meta_ll(const asam_checkpoint *ck, const char *key, long long *out) {
+    const char *s = asam_checkpoint_metadata(ck, key);
+    char *end;
+    if (!s) return asam_error("%s: state file has no \"%s\"", asam_checkpoint_path(ck), key);
+    *out = strtoll(s, &end, 10);
+    if (*end) return asam_error("%s: bad \"%s\" value %s", asam_checkpoint_path(ck), key, s);
+    return 0;
+}
+
+static int state_load(const char *path, asam_controlnet *cn, asam_optim *opt, int64_t *step,
+                      uint64_t seed, int batch, int size) {
+    asam_checkpoint *ck;
+    if (asam_checkpoint_open(path, &ck)) return -1;
+    long long st = 0, sd = 0, bt = 0, sz = 0, ost = 0;
+    const char *fmt = asam_checkpoint_metadata(ck, "format");
+    int rc = (!fmt || strcmp(fmt, "asam-controlnet-train-state-1"))
+                 ? asam_error("%s: not a train-controlnet state file", path)
+                 : 0;
+    if (!rc)
+        rc = meta_ll(ck, "step", &st) || meta_ll(ck, "seed", &sd) || meta_ll(ck, "batch", &bt) ||
+             meta_ll(ck, "size", &sz) || meta_ll(ck, "optim_step", &ost);
+    if (!rc && ((uint64_t)sd != seed || bt != batch || sz != size))
+        rc =
+            asam_error("%s: state was made with --seed %llu --batch %lld --size %lld; this run "
+                       "uses %llu, %d, %d",
+                       path, (unsigned long long)sd, bt, sz, (unsigned long long)seed, batch, size);
+    asam_tensor **params;
+    const char **names;
+    size_t n;
+    asam_controlnet_params(cn, &params, &names, &n);
+    char key[512];
+    for (size_t i = 0; i < n && !rc; i++) {
+        snprintf(key, sizeof key, "param.%s", names[i]);
+        const asam_ckpt_tensor *t = asam_checkpoint_find(ck, key);
+        if (!t || t->numel != params[i]->numel)
+            rc = asam_error("%s: %s missing or of another size", path, key);
+        else
+            rc = asam_ckpt_read_f32(ck, t, params[i]->data);
+    }
+    int64_t sn = asam_optim_state_numel(opt);
+    const asam_ckpt_tensor *tm = rc ? NULL : asam_checkpoint_find(ck, "optim.m");
+    const asam_ckpt_tensor *tv = rc ? NULL : asam_checkpoint_find(ck, "optim.v");
+    if (!rc && (!tm || !tv || tm->numel != sn || tv->numel != sn))
+        rc = asam_error("%s: optimizer state missing or of another size", path);
+    if (!rc) {
+        float *m = malloc((size_t)sn * sizeof *m), *v = malloc((size_t)sn * sizeof *v);
+        if (!m || !v) rc = asam_error("%s: out of memory", path);
+        if (!rc) rc = asam_ckpt_read_f32(ck, tm, m) || asam_ckpt_read_f32(ck, tv, v);
+        if (!rc) asam_optim_set_state(opt, m, v, ost);
+        free(m), free(v);
+    }
+    asam_checkpoint_close(ck);
+    if (!rc) *step = st;
+    return rc;
+}
+
+/* ---- the job -------------------------------------------------------------------------------- */
+void asam_cn_train_opts_default(asam_cn_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->lr = 1e-5f;
+    o->weight_decay = 1e-2;
+    o->batch = 1;
+    o->epochs = 1;
+    o->size = 512;
+    o->save_every = 100;
+    o->verbose = 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+int asam_train_controlnet(const asam_cn_train_opts *o) {
+    if (!o->sd || !o->data || !o->out)
+        return asam_error("train-controlnet: --sd, --data and --out are required");
+    if (o->size < 64 || o->size % 64)
+        return asam_error("train-controlnet: --size %d must be a positive multiple of 64", o->size);
+    if (o->batch < 1 || o->batch > CN_MAX_RES)
+        return asam_error("train-controlnet: --batch %d outside 1..%d", o->batch, CN_MAX_RES);
+    if (!(o->lr > 0)) return asam_error("train-controlnet: --lr must be positive");
+    char state_path[4096];
+    snprintf(state_path, sizeof state_path, "%s.state.safetensors", o->out);
+    if (o->state) snprintf(state_path, sizeof state_path, "%s", o->state);
+
+    cn_data data;
+    if (data_open(o->data, o->captions, &data)) return -1;
+    const size_t N = data.n;
+    int64_t total =
+        o->steps > 0 ? o->steps : (int64_t)o->epochs * (int64_t)((N + o->batch - 1) / o->batch);
+    if (total < 1) {
+        data_free(&data);
+        return asam_error("train-controlnet: nothing to do (--steps/--epochs)");
+    }
+    asam_sd *sd = NULL;
+    asam_controlnet *cn = NULL;
+    asam_optim *opt = NULL;
+    asam_ctx *ctx = NULL;
+    size_t *perm = malloc(N * sizeof *perm);
+    float *noise_buf = NULL;
+    int rc = perm ? 0 : asam_error("out of memory");
+    if (!rc) rc = asam_sd_load(o->sd, NULL, &sd);
+    if (!rc) {
+        if (o->init_controlnet)
+            rc = asam_sd_controlnet_open(o->init_controlnet, sd->unet, &cn);
+        else
+            rc = asam_controlnet_init_from_unet(sd->unet, 3, o->seed, &cn);
+    }
+    asam_tensor **params = NULL;
+    const char **names = NULL;
+    size_t n_params = 0;
+    if (!rc) {
+        asam_controlnet_params(cn, &params, &names, &n_params);
+        asam_controlnet_set_trainable(cn, 1);
+        opt = asam_optim_new(ASAM_ADAMW, params, (int)n_params, o->lr, 0.9, 0.999, 1e-8,
+                             o->weight_decay);
+        ctx = asam_ctx_new(0);
+        if (!opt || !ctx) rc = asam_error("train-controlnet: out of memory");
+    }
+    int64_t step = 0;
+    if (!rc && o->resume && asam_file_exists(state_path)) {
+        rc = state_load(state_path, cn, opt, &step, o->seed, o->batch, o->size);
+        if (!rc && o->verbose)
+            fprintf(stderr, "train-controlnet: resumed from %s at step %lld/%lld\n", state_path,
+                    (long long)step, (long long)total);
+    }
+    const int lat = o->size / 8;
+    const size_t per = (size_t)4 * lat * lat;
+    if (!rc && !(noise_buf = malloc(per * o->batch * sizeof *noise_buf)))
+        rc = asam_error("out of memory");
+    uint64_t perm_epoch = UINT64_MAX;
+    const double t0 = now_s();
+    const int64_t step0 = step;
+    double loss_avg = 0;
+    int stopped = 0;
+    const int tty = isatty(2);
+    while (!rc && step < total) {
+        asam_mark mk = asam_ctx_mark(ctx);
+        asam_ctx_set_grad(ctx, 0);
+        asam_tensor *zs[CN_MAX_RES], *hs[CN_MAX_RES], *cs[CN_MAX_RES];
+        int t[CN_MAX_RES];
+        for (int b = 0; b < o->batch && !rc; b++) {
+            uint64_t k = (uint64_t)step * o->batch + b;
+            size_t idx = sample_index(o->seed, N, k, perm, &perm_epoch);
+            rc = data_sample(ctx, &data, idx, sd, o->size, &zs[b], &hs[b], &cs[b]);
+            t[b] = (int)(key3(o->seed, k, 1) % ASAM_DDPM_STEPS);
+            asam_randn(key3(o->seed, k, 2), noise_buf + b * per, per);
+        }
+        asam_tensor *loss = NULL;
+        if (!rc) {
+            asam_tensor *z0 = asam_concat(ctx, zs, o->batch, 0);
+            asam_tensor *hint = asam_concat(ctx, hs, o->batch, 0);
+            asam_tensor *context = asam_concat(ctx, cs, o->batch, 0);
+            asam_tensor *noise = asam_from_data(ctx, ASAM_SHAPE(o->batch, 4, lat, lat), noise_buf);
+            asam_ctx_set_grad(ctx, 1);
+            asam_optim_zero_grad(opt);
+            loss = asam_controlnet_loss(ctx, sd->unet, cn, z0, t, noise, context, hint);
+            if (!loss || asam_backward(ctx, loss))
+                rc = asam_error("train-controlnet: step %lld: %s", (long long)step,
+                                asam_ctx_error(ctx) ? asam_ctx_error(ctx) : asam_last_error());
+        }
+        if (!rc) {
+            float lv = loss->data[0];
+            if (!isfinite(lv))
+                rc = asam_error("train-controlnet: step %lld: loss is %g", (long long)step, lv);
+            opt->lr = o->lr;
+            if (!rc) asam_optim_step(opt);
+            if (o->losses) o->losses[step] = lv;
+            loss_avg = step == step0 ? lv : 0.95 * loss_avg + 0.05 * lv;
+            step++;
+            if (o->verbose) {
+                double el = now_s() - t0, per_step = el / (double)(step - step0);
+                int64_t every = total / 20 > 0 ? total / 20 : 1;
+                if (tty || step % every == 0 || step == total)
+                    fprintf(stderr,
+                            "%strain-controlnet: step %lld/%lld  loss %.5f (avg %.5f)  %.2f s/step"
+                            "  ETA %.0f s%s",
+                            tty ? "\r" : "", (long long)step, (long long)total, lv, loss_avg,
+                            per_step, per_step * (double)(total - step),
+                            tty && step < total ? "" : "\n");
+            }
+        }
+        asam_ctx_release(ctx, mk);
+        asam_ctx_clear_error(ctx);
+        if (rc) break;
+        int stop = o->stop_after > 0 && step >= o->stop_after && step < total;
+        if (stop || step == total || (o->save_every > 0 && step % o->save_every == 0))
+            rc = state_save(state_path, cn, opt, step, o->seed, o->batch, o->size);
+        if (stop) {
+            stopped = 1;
+            break;
+        }
+    }
+    if (!rc && !stopped) rc = asam_controlnet_save(o->out, cn);
+    if (!rc && !stopped && o->verbose)
+        fprintf(stderr, "train-controlnet: wrote %s (%zu tensors, control_model.*), state %s\n",
+                o->out, n_params, state_path);
+    free(noise_buf);
+    free(perm);
+    if (ctx) asam_ctx_free(ctx);
+    asam_optim_free(opt);
+    asam_controlnet_free(cn);
+    asam_sd_free(sd);
+    data_free(&data);
+    return rc ? -1 : stopped;
+}

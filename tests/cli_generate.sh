@@ -1,0 +1,102 @@
+#!/bin/bash
+# CLI test of `asam generate` / `invert` / `attack` on the tiny models (128 px, 3 DDIM steps):
+# outputs appear; a run stopped midway (test hook ASAM_GENERATE_STOP_AFTER) and restarted gives
+# byte-identical files to an uninterrupted run; --shard splits the work; attack reuses stored
+# inversions; bad input gives one "asam <cmd>: ..." line and exit 1.
+# usage: bash cli_generate.sh ASAM_BIN SRC_DIR
+set -u
+ASAM="$1"
+SRC="$2"
+FIX="${ASAM_FIXTURES:-$SRC/../shared/fixtures}"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+pass() { echo "ok   $1"; }
+failm() { echo "FAIL $1"; fails=$((fails + 1)); }
+
+fixture() {
+    local rel="$1" out="$T/$(basename "$1")"
+    if [ -f "$SRC/tests/data/$rel" ]; then cp "$SRC/tests/data/$rel" "$out"
+    elif [ -f "$SRC/tests/data/$rel.gz" ]; then gzip -dc "$SRC/tests/data/$rel.gz" >"$out"
+    elif [ -f "$FIX/$rel" ]; then cp "$FIX/$rel" "$out"
+    else return 1; fi
+    echo "$out"
+}
+SD=$(fixture sd_tiny/model.ckpt) || { echo "SKIP: sd_tiny/model.ckpt not found"; exit 77; }
+CN=$(fixture sd_tiny/control.pth) || { echo "SKIP: sd_tiny/control.pth not found"; exit 77; }
+SAM=$(fixture sam_tiny/model.pth) || { echo "SKIP: sam_tiny/model.pth not found"; exit 77; }
+
+# a 3-image SA-1B folder (the 40x30 test image under three names) and captions
+D="$T/data"
+mkdir -p "$D"
+for n in 1 2 3; do
+    cp "$SRC/tests/data/sa1b/sa_1.jpg" "$D/sa_$n.jpg"
+    cp "$SRC/tests/data/sa1b/sa_1.json" "$D/sa_$n.json"
+done
+printf '{"img": "sa_1.jpg", "prompt": "a red square"}\n{"img": "sa_3.jpg", "prompt": "a photo"}\n' >"$T/caps.jsonl"
+
+A=("$ASAM" --threads 2)
+OPTS=(--sd "$SD" --controlnet "$CN" --sam "$SAM" --captions "$T/caps.jsonl" --size 128 --steps 3
+      --null-steps 2 --iters 1 --max-boxes 3)
+
+if "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/full" >"$T/log" 2>&1 &&
+    [ -s "$T/full/adv/sa_3.png" ] && [ -s "$T/full/adv/sa_1.attack.json" ] &&
+    [ -s "$T/full/inv/sa_2.safetensors" ] && [ -s "$T/full/summary.json" ]; then
+    pass "generate writes inversions, adversarial images, records and the summary"
+else
+    failm "generate"; cat "$T/log"
+fi
+grep -q "ETA" "$T/log" && pass "progress line with ETA" || failm "progress line"
+grep -q '"miou_before"' "$T/full/summary.json" && pass "summary has mean IoU before/after" ||
+    failm "summary content"
+
+# stopped after 1 image (exit 3), then resumed
+ASAM_GENERATE_STOP_AFTER=1 "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/res" >"$T/log1" 2>&1
+rc=$?
+n1=$(ls "$T/res/adv/"*.png 2>/dev/null | wc -l)
+[ $rc -eq 3 ] && [ "$n1" -eq 1 ] && pass "stop hook: exit 3 after one image" ||
+    { failm "stop hook (rc $rc, $n1 images)"; cat "$T/log1"; }
+"${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/res" >"$T/log2" 2>&1 ||
+    { failm "resume"; cat "$T/log2"; }
+same=1
+for f in $(cd "$T/full" && find . -type f | sort); do
+    cmp -s "$T/full/$f" "$T/res/$f" || { same=0; echo "differs: $f"; }
+done
+[ "$(cd "$T/full" && find . -type f | wc -l)" = "$(cd "$T/res" && find . -type f | wc -l)" ] || same=0
+[ $same -eq 1 ] && pass "stopped + resumed run is byte-identical to an uninterrupted one" ||
+    failm "resume differs"
+
+# a third run does nothing new and leaves the files alone
+"${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/res" >"$T/log3" 2>&1
+! grep -q "s/image" "$T/log3" && cmp -s "$T/full/summary.json" "$T/res/summary.json" &&
+    pass "finished images are skipped" || { failm "re-run recomputed"; cat "$T/log3"; }
+
+# shards: 0/2 takes sa_1 and sa_3, 1/2 takes sa_2
+"${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/sh" --shard 1/2 >"$T/log4" 2>&1
+[ -s "$T/sh/adv/sa_2.png" ] && [ ! -e "$T/sh/adv/sa_1.png" ] && [ -s "$T/sh/summary.1-of-2.json" ] &&
+    cmp -s "$T/sh/adv/sa_2.png" "$T/full/adv/sa_2.png" && pass "--shard 1/2" ||
+    { failm "--shard"; cat "$T/log4"; }
+
+# invert then attack as two commands = generate
+"${A[@]}" invert "${OPTS[@]}" "$D/sa_1.jpg" --out "$T/two" >"$T/log5" 2>&1 &&
+    "${A[@]}" attack "${OPTS[@]}" "$D/sa_1.jpg" --out "$T/two" >>"$T/log5" 2>&1 &&
+    cmp -s "$T/two/adv/sa_1.png" "$T/full/adv/sa_1.png" &&
+    cmp -s "$T/two/inv/sa_1.safetensors" "$T/full/inv/sa_1.safetensors" &&
+    pass "invert + attack = generate" || { failm "invert + attack"; cat "$T/log5"; }
+
+# errors: one line, exit 1
+err_case() {
+    local name="$1" pat="$2"
+    shift 2
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ $rc -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$pat" "$T/err"; then pass "$name"
+    else failm "$name (rc $rc)"; cat "$T/err"; fi
+}
+err_case "missing data folder" "asam generate: .*nope.*" "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$T/nope" --out "$T/e1"
+err_case "attack without inversion" "asam attack: .*no inversion" "${A[@]}" attack "${OPTS[@]}" "$D/sa_2.jpg" --out "$T/e2"
+err_case "bad --grad" "asam generate: --grad" "${A[@]}" generate "${OPTS[@]}" --grad sometimes --data "$D" --out "$T/e3"
+err_case "missing SD model" "asam generate: .*missing.ckpt" "${A[@]}" generate --sd "$T/missing.ckpt" --sam "$SAM" --data "$D" --out "$T/e4"
+
+[ $fails -eq 0 ] && echo "all generate CLI tests passed"
+exit $((fails > 0))
