@@ -9,6 +9,7 @@
  *   - inversion files round-trip exactly. */
 #include "asam/error.h"
 #include "asam/generator.h"
+#include "gradcheck.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -298,6 +299,63 @@ int main(void) {
         if (res.miou[res.best] < res.miou[0] - 0.01f)
             printf("ok   skip-gradient attack lowers mIoU\n");
         asam_attack_result_free(&res);
+    }
+    /* ---- the chunked mask loss (more masks than one decoder chunk) has the value and the
+     * gradient of the unchunked one: 11 masks (the target's, repeated) ---- */
+    {
+        const size_t L2 = 256 * 256, S2 = 1024 * 1024;
+        asam_attack_target big = {.n = 11};
+        big.boxes = malloc((size_t)big.n * 4 * sizeof(float));
+        big.gt256 = malloc((size_t)big.n * L2 * sizeof(float));
+        big.gt1024 = malloc((size_t)big.n * S2);
+        for (int i = 0; i < big.n; i++) {
+            int j = i % tg.n;
+            memcpy(big.boxes + 4 * i, tg.boxes + 4 * j, 4 * sizeof(float));
+            memcpy(big.gt256 + i * L2, tg.gt256 + j * L2, L2 * sizeof(float));
+            memcpy(big.gt1024 + i * S2, tg.gt1024 + j * S2, S2);
+        }
+        asam_gen_opts ol = o;
+        ol.w_l2 = 0;
+        asam_mark mk = asam_ctx_mark(ctx);
+        int pg = asam_ctx_set_grad(ctx, 1);
+        asam_tensor *im = asam_full(ctx, ASAM_SHAPE(1, 3, 128, 128), 0.5f);
+        uint64_t sd = 99;
+        for (int64_t p = 0; p < im->numel; p++) im->data[p] = 0.5f + 0.3f * gc_rand(&sd);
+        asam_set_requires_grad(im, 1);
+        asam_tensor *loss = asam_attack_loss(ctx, &M, &ol, &big, im, NULL, NULL);
+        CHECK(loss && asam_backward(ctx, loss) == 0, "chunked loss: %s", asam_ctx_error(ctx));
+        /* Reference without chunking: the loss is a mean over masks, so it equals
+         * 8/11 loss(masks 0..7) + 3/11 loss(masks 8..10), each of which fits one chunk. */
+        int64_t ne = im->numel;
+        float *ga = malloc((size_t)ne * sizeof(float)), *gb = calloc((size_t)ne, sizeof(float));
+        for (int64_t p = 0; p < ne; p++) ga[p] = im->grad ? im->grad[p] : 0.0f;
+        double lb = 0;
+        for (int part = 0; part < 2; part++) {
+            asam_mark m2 = asam_ctx_mark(ctx);
+            asam_tensor *x = asam_from_data(ctx, im->ndim, im->shape, im->data);
+            asam_set_requires_grad(x, 1);
+            asam_attack_target sub = big;
+            sub.n = part ? 3 : 8;
+            sub.boxes += part ? 4 * 8 : 0;
+            sub.gt256 += part ? 8 * L2 : 0;
+            sub.gt1024 += part ? 8 * S2 : 0;
+            asam_tensor *l = asam_attack_loss(ctx, &M, &ol, &sub, x, NULL, NULL);
+            CHECK(l && asam_backward(ctx, l) == 0, "sub-loss: %s", asam_ctx_error(ctx));
+            float w = (float)sub.n / (float)big.n;
+            if (l && x->grad) {
+                lb += w * l->data[0];
+                for (int64_t p = 0; p < ne; p++) gb[p] += w * x->grad[p];
+            }
+            asam_ctx_release(ctx, m2);
+        }
+        CHECK(loss && fabs(loss->data[0] - lb) <= 1e-5 * fabs(lb), "chunked loss %.7g vs %.7g",
+              loss ? loss->data[0] : NAN, lb);
+        CHECK_CLOSE(ga, gb, (size_t)ne, 1e-4, "chunked attack-loss gradient (11 masks, 2 chunks)");
+        free(ga);
+        free(gb);
+        asam_ctx_set_grad(ctx, pg);
+        asam_ctx_release(ctx, mk);
+        asam_attack_target_free(&big);
     }
     asam_attack_target_free(&tg);
 

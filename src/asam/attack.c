@@ -54,22 +54,68 @@ static float mask_iou(const float *lr, const uint8_t *gt) {
     return uni ? (float)((double)inter / (double)uni) : 1.0f;
 }
 
+/* Prompts decoded per chunk: SAM's decoder copies the image tokens once per prompt, so 140
+ * boxes at once would hold tens of GB of activations in the backward pass. */
+#define ATTACK_DECODE_CHUNK 8
+
 asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                               const asam_attack_target *tg, asam_tensor *img01,
                               asam_tensor *clean01, float *miou) {
     if (!m->sam) return asam_ctx_fail(ctx, "attack: no SAM model");
+    if (tg->n < 1) return asam_ctx_fail(ctx, "attack: no GT masks");
     asam_tensor *xn = sam_input(ctx, img01);
     asam_tensor *emb = asam_sam_encode(ctx, m->sam, xn);
     if (!emb) return NULL;
-    asam_sam_prompt p = {.batch = tg->n, .n_points = 0, .boxes = tg->boxes};
-    asam_tensor *sparse, *dense, *low, *iou;
-    if (asam_sam_prompt_encode(ctx, m->sam, &p, &sparse, &dense) ||
-        asam_sam_decode(ctx, m->sam, emb, sparse, dense, 0, &low, &iou, NULL))
-        return NULL;
-    asam_tensor *gt =
-        asam_from_data(ctx, ASAM_SHAPE(tg->n, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES), tg->gt256);
-    asam_tensor *loss = asam_axpby(ctx, o->w_bce, asam_bce_with_logits(ctx, low, gt), o->w_dice,
-                                   asam_dice_loss(ctx, low, gt, 1.0f));
+    /* The mask loss is a mean over masks, so it is the sum over chunks of (n_c / n) times the
+     * chunk's loss. Each chunk is decoded against a leaf copy of the embedding and
+     * differentiated at once; the gradients collect in demb and reach the encoder through a
+     * surrogate below. */
+    int grad = asam_ctx_grad_enabled(ctx) && emb->requires_grad;
+    asam_tensor *emb_leaf = asam_detach(ctx, emb);
+    asam_tensor *demb = grad ? asam_zeros(ctx, emb->ndim, emb->shape) : NULL;
+    if (!emb_leaf || (grad && !demb)) return NULL;
+    if (grad) {
+        asam_set_requires_grad(emb_leaf, 1);
+        emb_leaf->grad = demb->data;
+    }
+    const size_t L2 = (size_t)ASAM_SAM_LOWRES * ASAM_SAM_LOWRES,
+                 S2 = (size_t)ASAM_SAM_IMG * ASAM_SAM_IMG;
+    double mask_loss = 0, iou_sum = 0;
+    for (int c0 = 0; c0 < tg->n; c0 += ATTACK_DECODE_CHUNK) {
+        int nc = tg->n - c0 < ATTACK_DECODE_CHUNK ? tg->n - c0 : ATTACK_DECODE_CHUNK;
+        asam_mark mk = asam_ctx_mark(ctx);
+        asam_sam_prompt p = {.batch = nc, .n_points = 0, .boxes = tg->boxes + (size_t)4 * c0};
+        asam_tensor *sparse, *dense, *low, *iou;
+        if (asam_sam_prompt_encode(ctx, m->sam, &p, &sparse, &dense) ||
+            asam_sam_decode(ctx, m->sam, emb_leaf, sparse, dense, 0, &low, &iou, NULL))
+            return NULL;
+        asam_tensor *gt = asam_from_data(ctx, ASAM_SHAPE(nc, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES),
+                                         tg->gt256 + (size_t)c0 * L2);
+        float share = (float)nc / (float)tg->n;
+        asam_tensor *lc = asam_axpby(ctx, share * o->w_bce, asam_bce_with_logits(ctx, low, gt),
+                                     share * o->w_dice, asam_dice_loss(ctx, low, gt, 1.0f));
+        if (!lc || (grad && asam_backward(ctx, lc))) return NULL;
+        mask_loss += lc->data[0];
+        if (miou) {
+            double acc = 0;
+#pragma omp parallel for reduction(+ : acc) schedule(dynamic)
+            for (int i = 0; i < nc; i++)
+                acc += mask_iou(low->data + i * L2, tg->gt1024 + (size_t)(c0 + i) * S2);
+            iou_sum += acc;
+        }
+        asam_ctx_release(ctx, mk);
+    }
+    if (miou) *miou = (float)(iou_sum / tg->n);
+    asam_tensor *loss;
+    if (grad) {
+        /* sum(emb * demb) has exactly the gradient demb w.r.t. emb; shifting it by a constant
+         * gives it the value of the chunked loss. */
+        asam_tensor *sur = asam_sum(ctx, asam_mul(ctx, emb, demb));
+        if (!sur) return NULL;
+        loss = asam_add_scalar(ctx, sur, (float)(mask_loss - (double)sur->data[0]));
+    } else {
+        loss = asam_scalar(ctx, (float)mask_loss);
+    }
     if (clean01 && o->w_l2 != 0) {
         int prev = asam_ctx_set_grad(ctx, 0);
         asam_tensor *cn = sam_input(ctx, clean01);
@@ -78,14 +124,6 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
         loss = asam_axpby(ctx, 1.0f, loss, -o->w_l2, l2);
     }
     if (!loss || !asam_ctx_ok(ctx)) return NULL;
-    if (miou) {
-        double acc = 0;
-        const size_t L2 = (size_t)ASAM_SAM_LOWRES * ASAM_SAM_LOWRES,
-                     S2 = (size_t)ASAM_SAM_IMG * ASAM_SAM_IMG;
-#pragma omp parallel for reduction(+ : acc) schedule(dynamic)
-        for (int i = 0; i < tg->n; i++) acc += mask_iou(low->data + i * L2, tg->gt1024 + i * S2);
-        *miou = (float)(acc / tg->n);
-    }
     return loss;
 }
 
