@@ -3,26 +3,10 @@
 # written; bad inputs print one line "asam <cmd>: ..." and exit non-zero.
 # usage: bash cli_tune_eval.sh ASAM_BIN SRC_DIR
 set -u
-BIN=$1
-SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-check() { # check DESCRIPTION CONDITION...
-    local what=$1
-    shift
-    if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fail=1; fi
-}
+. "$2/tests/lib/cli_common.sh"
 
 PTH=$TMP/model.pth
-if [ -f "$SRC/tests/data/sam_tiny/model.pth.gz" ]; then
-    gzip -dc "$SRC/tests/data/sam_tiny/model.pth.gz" > "$PTH"
-elif [ -f "${ASAM_FIXTURES:-$SRC/../shared/fixtures}/sam_tiny/model.pth" ]; then
-    cp "${ASAM_FIXTURES:-$SRC/../shared/fixtures}/sam_tiny/model.pth" "$PTH"
-else
-    echo "SKIP: sam_tiny/model.pth not found"
-    exit 77
-fi
+fixture sam_tiny/model.pth "$PTH"
 [ -f "$SRC/tests/data/sa1b/sa_1.json" ] || { echo "SKIP: tests/data/sa1b missing"; exit 77; }
 
 # a two-image SA-1B folder: the fixture image (3 masks) and a copy under another name
