@@ -129,6 +129,19 @@ static int is_pointwise(const conv_geom *g) {
     return g->kh == 1 && g->kw == 1 && g->s == 1 && g->p == 0;
 }
 
+/* Record a conv node (if a gradient is needed) with a copy of its geometry for backward.
+ * Returns -1 when the arena is out of memory. */
+static int record_conv(asam_ctx *ctx, const char *op, asam_backward_fn fn, asam_tensor *out,
+                       asam_tensor *x, asam_tensor *w, asam_tensor *b, const conv_geom *g) {
+    asam_tensor *ins[3] = {x, w, b};
+    asam_node *nd = asam_record(ctx, op, fn, out, 3, ins);
+    if (!nd) return 0;
+    nd->saved = asam_ctx_alloc(ctx, sizeof *g);
+    if (!nd->saved) return -1;
+    *(conv_geom *)nd->saved = *g;
+    return 0;
+}
+
 static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     asam_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
     const float *dy = nd->out->grad;
@@ -196,13 +209,7 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     if (!check_int(ctx, op, HW, HoWo, CKK) || !check_int(ctx, op, O, CKK * g.Wo, 0)) return NULL;
     asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(N, O, g.Ho, g.Wo));
     if (!out) return NULL;
-    asam_tensor *ins[3] = {x, w, b};
-    asam_node *nd = asam_record(ctx, op, conv2d_backward, out, 3, ins);
-    if (nd) {
-        nd->saved = asam_ctx_alloc(ctx, sizeof g);
-        if (!nd->saved) return NULL;
-        *(conv_geom *)nd->saved = g;
-    }
+    if (record_conv(ctx, op, conv2d_backward, out, x, w, b, &g)) return NULL;
 
     asam_mark m = asam_ctx_mark(ctx);
     int64_t rows = chunk_rows(&g);
@@ -286,13 +293,7 @@ asam_tensor *asam_conv_transpose2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w
     if (!check_int(ctx, op, HW, HoWo, OKK) || !check_int(ctx, op, C, OKK * W, 0)) return NULL;
     asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(N, O, Ho, Wo));
     if (!out) return NULL;
-    asam_tensor *ins[3] = {x, w, b};
-    asam_node *nd = asam_record(ctx, op, convt_backward, out, 3, ins);
-    if (nd) {
-        nd->saved = asam_ctx_alloc(ctx, sizeof g);
-        if (!nd->saved) return NULL;
-        *(conv_geom *)nd->saved = g;
-    }
+    if (record_conv(ctx, op, convt_backward, out, x, w, b, &g)) return NULL;
 
     asam_mark m = asam_ctx_mark(ctx);
     int64_t rows = chunk_rows(&g);

@@ -271,56 +271,6 @@ static float f16_to_f32(uint16_t h) {
     return f;
 }
 
-static double load_elem_f(asam_dtype dt, const uint8_t *p) {
-    switch (dt) {
-    case ASAM_DT_F32: {
-        float v;
-        memcpy(&v, p, 4);
-        return v;
-    }
-    case ASAM_DT_F16: {
-        uint16_t h;
-        memcpy(&h, p, 2);
-        return f16_to_f32(h);
-    }
-    case ASAM_DT_BF16: {
-        uint16_t h;
-        memcpy(&h, p, 2);
-        uint32_t b = (uint32_t)h << 16;
-        float v;
-        memcpy(&v, &b, 4);
-        return v;
-    }
-    case ASAM_DT_F64: {
-        double v;
-        memcpy(&v, p, 8);
-        return v;
-    }
-    case ASAM_DT_I64: {
-        int64_t v;
-        memcpy(&v, p, 8);
-        return (double)v;
-    }
-    case ASAM_DT_I32: {
-        int32_t v;
-        memcpy(&v, p, 4);
-        return v;
-    }
-    case ASAM_DT_I16: {
-        int16_t v;
-        memcpy(&v, p, 2);
-        return v;
-    }
-    case ASAM_DT_I8:
-        return (int8_t)p[0];
-    case ASAM_DT_U8:
-        return p[0];
-    case ASAM_DT_BOOL:
-        return p[0] != 0;
-    }
-    return 0;
-}
-
 static int64_t load_elem_i(asam_dtype dt, const uint8_t *p) {
     switch (dt) {
     case ASAM_DT_I64: {
@@ -348,6 +298,37 @@ static int64_t load_elem_i(asam_dtype dt, const uint8_t *p) {
         return 0;
     }
 }
+
+static double load_elem_f(asam_dtype dt, const uint8_t *p) {
+    switch (dt) {
+    case ASAM_DT_F32: {
+        float v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case ASAM_DT_F16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return f16_to_f32(h);
+    }
+    case ASAM_DT_BF16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        uint32_t b = (uint32_t)h << 16;
+        float v;
+        memcpy(&v, &b, 4);
+        return v;
+    }
+    case ASAM_DT_F64: {
+        double v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    default: /* integer and bool dtypes */
+        return (double)load_elem_i(dt, p);
+    }
+}
+
 
 static int is_contiguous(const asam_ckpt_tensor *t) {
     int64_t expect = 1;
