@@ -329,7 +329,6 @@ static double load_elem_f(asam_dtype dt, const uint8_t *p) {
     }
 }
 
-
 static int is_contiguous(const asam_ckpt_tensor *t) {
     int64_t expect = 1;
     for (int d = t->ndim - 1; d >= 0; d--) {
