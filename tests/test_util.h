@@ -13,14 +13,14 @@
 
 static int test_failures = 0;
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            test_failures++;                                                               \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fprintf(stderr, "\n");                                                         \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            test_failures++;                                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+        }                                                                                          \
     } while (0)
 
 /* max|a-b| / max|b| (the DESIGN.md §4 "relative to the tensor's scale" measure). */
@@ -34,11 +34,11 @@ static inline double test_rel_diff(const float *a, const float *b, size_t n) {
     return mb > 0 ? md / mb : md;
 }
 
-#define CHECK_CLOSE(a, b, n, tol, what)                                                    \
-    do {                                                                                   \
-        double rd_ = test_rel_diff((a), (b), (n));                                         \
-        CHECK(rd_ <= (tol), "%s: rel diff %.3g > %.3g", (what), rd_, (double)(tol));       \
-        if (rd_ <= (tol)) printf("ok   %s (rel diff %.3g)\n", (what), rd_);                \
+#define CHECK_CLOSE(a, b, n, tol, what)                                                            \
+    do {                                                                                           \
+        double rd_ = test_rel_diff((a), (b), (n));                                                 \
+        CHECK(rd_ <= (tol), "%s: rel diff %.3g > %.3g", (what), rd_, (double)(tol));               \
+        if (rd_ <= (tol)) printf("ok   %s (rel diff %.3g)\n", (what), rd_);                        \
     } while (0)
 
 /* Folder of the shared reference fixtures: $ASAM_FIXTURES or ../shared/fixtures. */
@@ -78,7 +78,8 @@ static inline int test_data_file(const char *rel, char *out, size_t n) {
         int ok = in && o;
         char buf[1 << 16];
         int k;
-        while (ok && (k = gzread(in, buf, sizeof buf)) > 0) ok = fwrite(buf, 1, (size_t)k, o) == (size_t)k;
+        while (ok && (k = gzread(in, buf, sizeof buf)) > 0)
+            ok = fwrite(buf, 1, (size_t)k, o) == (size_t)k;
         if (in) gzclose(in);
         if (o) ok = (fclose(o) == 0) && ok;
         if (ok && rename(tmp, out) == 0) return 0;
@@ -89,12 +90,12 @@ static inline int test_data_file(const char *rel, char *out, size_t n) {
 }
 
 /* Skip visibly (CTest shows "Skipped" for exit code 77). */
-#define TEST_SKIP(...)                                                                     \
-    do {                                                                                   \
-        printf("SKIP: ");                                                                  \
-        printf(__VA_ARGS__);                                                               \
-        printf("\n");                                                                      \
-        exit(77);                                                                          \
+#define TEST_SKIP(...)                                                                             \
+    do {                                                                                           \
+        printf("SKIP: ");                                                                          \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        exit(77);                                                                                  \
     } while (0)
 
 static inline int test_finish(const char *name) {

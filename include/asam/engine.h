@@ -42,16 +42,16 @@ typedef struct asam_ctx asam_ctx;
 typedef struct asam_node asam_node;
 
 typedef struct asam_tensor {
-    float *data;           /* numel floats, contiguous */
-    float *grad;           /* same size, NULL until backward (or zero_grad) creates it */
-    int ndim;              /* 0 = scalar (numel 1) */
+    float *data; /* numel floats, contiguous */
+    float *grad; /* same size, NULL until backward (or zero_grad) creates it */
+    int ndim;    /* 0 = scalar (numel 1) */
     int64_t shape[ASAM_MAX_DIMS];
     int64_t numel;
-    int requires_grad;     /* a gradient is wanted for this tensor (leaf or op result) */
-    int persistent;        /* made by asam_param_new: not in an arena */
-    asam_node *node;       /* the op that produced it while recording, else NULL */
+    int requires_grad;        /* a gradient is wanted for this tensor (leaf or op result) */
+    int persistent;           /* made by asam_param_new: not in an arena */
+    asam_node *node;          /* the op that produced it while recording, else NULL */
     struct asam_tensor *base; /* for views: the tensor whose data (and grad) this aliases */
-    const char *name;      /* optional, for messages */
+    const char *name;         /* optional, for messages */
 } asam_tensor;
 
 /* ---- threads ---------------------------------------------------------------------------- */
@@ -62,7 +62,7 @@ int asam_get_threads(void);
 /* reserve_bytes: virtual size of the arena (0 = 256 GiB; pages are committed on touch). */
 asam_ctx *asam_ctx_new(size_t reserve_bytes);
 void asam_ctx_free(asam_ctx *ctx);
-void asam_ctx_reset(asam_ctx *ctx);          /* drop every tensor, node and error */
+void asam_ctx_reset(asam_ctx *ctx); /* drop every tensor, node and error */
 typedef struct {
     size_t offset;
     asam_node *tape_tail;
@@ -72,8 +72,8 @@ void asam_ctx_release(asam_ctx *ctx, asam_mark m);
 /* Release to m but keep `keep` (allocated after m): returns the moved tensor, which becomes a
  * leaf (no node). Used by inference loops to bound memory. */
 asam_tensor *asam_ctx_release_keep(asam_ctx *ctx, asam_mark m, asam_tensor *keep);
-size_t asam_ctx_used(const asam_ctx *ctx);  /* bytes in use in the arena */
-size_t asam_ctx_peak(const asam_ctx *ctx);  /* high-water mark of asam_ctx_used */
+size_t asam_ctx_used(const asam_ctx *ctx); /* bytes in use in the arena */
+size_t asam_ctx_peak(const asam_ctx *ctx); /* high-water mark of asam_ctx_used */
 void asam_ctx_reset_peak(asam_ctx *ctx);
 /* Raw scratch memory from the arena (64-byte aligned), freed by the next release/reset. */
 void *asam_ctx_alloc(asam_ctx *ctx, size_t bytes);
@@ -82,10 +82,11 @@ void *asam_ctx_alloc(asam_ctx *ctx, size_t bytes);
 int asam_ctx_set_grad(asam_ctx *ctx, int enabled);
 int asam_ctx_grad_enabled(const asam_ctx *ctx);
 
-int asam_ctx_ok(const asam_ctx *ctx);           /* 1 while no error was recorded */
+int asam_ctx_ok(const asam_ctx *ctx);            /* 1 while no error was recorded */
 const char *asam_ctx_error(const asam_ctx *ctx); /* the first error, or NULL */
 /* Record an error (printf-style) and return NULL; for op and model code. */
-asam_tensor *asam_ctx_fail(asam_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+asam_tensor *asam_ctx_fail(asam_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void asam_ctx_clear_error(asam_ctx *ctx);
 
 /* ---- tensor creation ---------------------------------------------------------------------- */
@@ -109,9 +110,9 @@ void asam_param_zero_grad(asam_tensor *t); /* allocates the grad buffer if neede
 int asam_same_shape(const asam_tensor *a, const asam_tensor *b);
 void asam_shape_str(const asam_tensor *t, char *buf, size_t n); /* "(1, 64, 64, 768)" */
 /* Shorthand for shape literals: asam_new(ctx, ASAM_SHAPE(B, N, C)). */
-#define ASAM_SHAPE(...)                                                                    \
-    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) {         \
-        __VA_ARGS__                                                                        \
+#define ASAM_SHAPE(...)                                                                            \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) {                 \
+        __VA_ARGS__                                                                                \
     }
 
 /* ---- autograd ----------------------------------------------------------------------------- */
@@ -127,7 +128,7 @@ int asam_backward_from(asam_ctx *ctx, asam_tensor *out, const float *grad_out);
 typedef asam_tensor *(*asam_segment_fn)(asam_ctx *ctx, asam_tensor *const *inputs, int n_inputs,
                                         void *user);
 asam_tensor *asam_grad_checkpoint(asam_ctx *ctx, asam_segment_fn fn, asam_tensor *const *inputs,
-                             int n_inputs, void *user);
+                                  int n_inputs, void *user);
 
 /* ---- ops: every op has a forward and a backward kernel ------------------------------------ */
 /* Elementwise, numpy-style broadcasting. */
@@ -137,11 +138,12 @@ asam_tensor *asam_mul(asam_ctx *ctx, asam_tensor *a, asam_tensor *b);
 asam_tensor *asam_div(asam_ctx *ctx, asam_tensor *a, asam_tensor *b);
 asam_tensor *asam_scale(asam_ctx *ctx, asam_tensor *x, float s);      /* x * s */
 asam_tensor *asam_add_scalar(asam_ctx *ctx, asam_tensor *x, float s); /* x + s */
-asam_tensor *asam_axpby(asam_ctx *ctx, float a, asam_tensor *x, float b, asam_tensor *y); /* ax+by, same shape */
+asam_tensor *asam_axpby(asam_ctx *ctx, float a, asam_tensor *x, float b,
+                        asam_tensor *y); /* ax+by, same shape */
 
 /* Activations */
-asam_tensor *asam_gelu(asam_ctx *ctx, asam_tensor *x);      /* erf form */
-asam_tensor *asam_gelu_tanh(asam_ctx *ctx, asam_tensor *x); /* tanh approximation */
+asam_tensor *asam_gelu(asam_ctx *ctx, asam_tensor *x);       /* erf form */
+asam_tensor *asam_gelu_tanh(asam_ctx *ctx, asam_tensor *x);  /* tanh approximation */
 asam_tensor *asam_quick_gelu(asam_ctx *ctx, asam_tensor *x); /* x * sigmoid(1.702 x) */
 asam_tensor *asam_silu(asam_ctx *ctx, asam_tensor *x);
 asam_tensor *asam_relu(asam_ctx *ctx, asam_tensor *x);
@@ -156,12 +158,15 @@ asam_tensor *asam_sum_dim(asam_ctx *ctx, asam_tensor *x, int dim, int keepdim);
 asam_tensor *asam_mean_dim(asam_ctx *ctx, asam_tensor *x, int dim, int keepdim);
 
 /* Shape ops. dims may be negative (counted from the end). */
-asam_tensor *asam_reshape(asam_ctx *ctx, asam_tensor *x, int ndim, const int64_t *shape); /* view; one -1 allowed */
+asam_tensor *asam_reshape(asam_ctx *ctx, asam_tensor *x, int ndim,
+                          const int64_t *shape); /* view; one -1 allowed */
 asam_tensor *asam_permute(asam_ctx *ctx, asam_tensor *x, const int *perm);
 asam_tensor *asam_transpose(asam_ctx *ctx, asam_tensor *x, int d0, int d1);
 asam_tensor *asam_concat(asam_ctx *ctx, asam_tensor *const *xs, int n, int dim);
-asam_tensor *asam_slice(asam_ctx *ctx, asam_tensor *x, int dim, int64_t start, int64_t end); /* copy, [start,end) */
-asam_tensor *asam_slice0(asam_ctx *ctx, asam_tensor *x, int64_t start, int64_t end); /* view along dim 0 */
+asam_tensor *asam_slice(asam_ctx *ctx, asam_tensor *x, int dim, int64_t start,
+                        int64_t end); /* copy, [start,end) */
+asam_tensor *asam_slice0(asam_ctx *ctx, asam_tensor *x, int64_t start,
+                         int64_t end); /* view along dim 0 */
 /* Constant padding; pads[2*d] before and pads[2*d+1] after dim d, for all ndim dims. */
 asam_tensor *asam_pad(asam_ctx *ctx, asam_tensor *x, const int64_t *pads, float value);
 asam_tensor *asam_contiguous_copy(asam_ctx *ctx, asam_tensor *x); /* differentiable copy */
@@ -181,7 +186,8 @@ asam_tensor *asam_conv_transpose2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w
 
 /* Normalisation. layer_norm: over the last dim, w/b (C) or NULL. layer_norm2d: NCHW over C
  * (SAM's LayerNorm2d). group_norm: x (N, C, ...), groups | C, w/b (C) or NULL. */
-asam_tensor *asam_layer_norm(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b, float eps);
+asam_tensor *asam_layer_norm(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                             float eps);
 asam_tensor *asam_layer_norm2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
                                float eps);
 asam_tensor *asam_group_norm(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,

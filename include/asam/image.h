@@ -18,7 +18,7 @@ typedef struct {
  * (gray, gray+alpha becomes RGBA, 16-bit becomes 8-bit), 1/3/4 converts (RGBA->RGB drops
  * alpha, gray->RGB replicates). Errors name the file. */
 int asam_image_read(const char *path, int want_channels, asam_image *out);
-int asam_image_write_png(const char *path, const asam_image *img);     /* atomic */
+int asam_image_write_png(const char *path, const asam_image *img);               /* atomic */
 int asam_image_write_jpeg(const char *path, const asam_image *img, int quality); /* atomic */
 int asam_image_alloc(asam_image *img, int w, int h, int c);
 void asam_image_free(asam_image *img);

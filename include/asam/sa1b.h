@@ -10,8 +10,8 @@ extern "C" {
 
 typedef struct {
     long long id;
-    asam_rle rle;         /* segmentation */
-    double bbox[4];       /* x, y, w, h as stored */
+    asam_rle rle;   /* segmentation */
+    double bbox[4]; /* x, y, w, h as stored */
     double area;
     double predicted_iou;
     double stability_score;

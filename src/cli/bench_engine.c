@@ -18,8 +18,6 @@
 
 int bench_engine_main(int argc, char **argv);
 
-
-
 static void fill(asam_tensor *t, uint64_t seed, float scale) {
     for (int64_t i = 0; i < t->numel; i++) {
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;

@@ -11,9 +11,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-
-
-
 /* Analytic FLOPs (2 per multiply-add) of the encoder forward at 1024. */
 static double encoder_flops(const asam_sam_config *c) {
     const double N = 4096, C = c->embed_dim, M = c->mlp_dim, hd = c->head_dim, nH = c->num_heads;
@@ -94,7 +91,8 @@ int bench_sam_main(int argc, char **argv) {
     double fwd = best;
     printf("encoder forward  : %.2f s  %.1f GFLOP/s  (%.0f GFLOP; %.1f CPU-s)  arena peak %.2f GB  "
            "peak RSS %.2f GB\n",
-           fwd, flops / fwd / 1e9, flops / 1e9, best_cpu, asam_ctx_peak(ctx) / 1e9, cli_peak_rss_gb());
+           fwd, flops / fwd / 1e9, flops / 1e9, best_cpu, asam_ctx_peak(ctx) / 1e9,
+           cli_peak_rss_gb());
 
     /* decoder: one box per call, against the cached embedding */
     asam_tensor *e = asam_detach(ctx, emb);

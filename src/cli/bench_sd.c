@@ -24,9 +24,6 @@
 
 int bench_sd_models_main(int argc, char **argv) __attribute__((weak));
 
-
-
-
 static void row(const char *what, double sec, double flops, const char *note) {
     printf("%-34s %8.2f s %8.1f GFLOP/s %7.2f GB   %s\n", what, sec,
            flops > 0 ? flops / sec / 1e9 : 0.0, cli_peak_rss_gb(), note);
@@ -158,7 +155,8 @@ int bench_sd_main(int argc, char **argv) {
             asam_clip_tokenize(tok, "", ids);
             ntok = asam_clip_tokenize(tok, prompt, ids + ASAM_CLIP_CONTEXT);
         }
-        printf("%-34s %8.1f us (%d tokens)\n", "tokenizer (2 prompts)", (cli_now() - t0) * 1e4, ntok);
+        printf("%-34s %8.1f us (%d tokens)\n", "tokenizer (2 prompts)", (cli_now() - t0) * 1e4,
+               ntok);
         asam_ctx *ctx = asam_ctx_new(0);
         asam_ctx_set_grad(ctx, 0);
         /* 12 layers x 77 tokens x (8 D^2 + 4 D F + 4 N D) x batch 2 */

@@ -25,9 +25,6 @@
 
 int bench_sd_models_main(int argc, char **argv);
 
-
-
-
 static int exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;

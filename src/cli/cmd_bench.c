@@ -27,13 +27,15 @@ int cmd_bench(int argc, char **argv) {
     size_t n = sizeof suites / sizeof suites[0];
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         FILE *f = argc < 2 ? stderr : stdout;
-        fprintf(f, "usage: asam bench <suite> [options]   ('asam bench <suite> --help')\n\nsuites:\n");
+        fprintf(f,
+                "usage: asam bench <suite> [options]   ('asam bench <suite> --help')\n\nsuites:\n");
         for (size_t i = 0; i < n; i++)
             if (suites[i].fn) fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].help);
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < n; i++)
-        if (suites[i].fn && !strcmp(argv[1], suites[i].name)) return suites[i].fn(argc - 1, argv + 1);
+        if (suites[i].fn && !strcmp(argv[1], suites[i].name))
+            return suites[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "asam bench: unknown suite '%s' (see asam bench --help)\n", argv[1]);
     return 2;
 }

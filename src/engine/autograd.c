@@ -130,7 +130,7 @@ static void checkpoint_backward(asam_ctx *ctx, asam_node *node) {
 }
 
 asam_tensor *asam_grad_checkpoint(asam_ctx *ctx, asam_segment_fn fn, asam_tensor *const *inputs,
-                             int n_inputs, void *user) {
+                                  int n_inputs, void *user) {
     if (ctx->error[0]) return NULL;
     for (int i = 0; i < n_inputs; i++)
         if (!inputs[i]) return NULL;

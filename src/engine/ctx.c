@@ -31,8 +31,8 @@ asam_ctx *asam_ctx_new(size_t reserve_bytes) {
     size_t size = reserve_bytes ? reserve_bytes : ((size_t)256 << 30);
     /* Overcommit policies differ: shrink the reservation until the kernel accepts it. */
     for (; size >= ((size_t)64 << 20); size /= 2) {
-        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                       -1, 0);
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p != MAP_FAILED) {
             ctx->base = p;
             ctx->reserved = size;

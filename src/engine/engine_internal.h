@@ -20,21 +20,21 @@ struct asam_node {
     asam_tensor *out;
     asam_tensor *in[ASAM_NODE_MAX_IN];
     int n_in;
-    int64_t ip[8];   /* small integer parameters (dims, strides, ...) */
-    float fp[4];     /* small float parameters (eps, scale, ...) */
-    void *saved;     /* op-specific data kept for backward (arena memory) */
+    int64_t ip[8]; /* small integer parameters (dims, strides, ...) */
+    float fp[4];   /* small float parameters (eps, scale, ...) */
+    void *saved;   /* op-specific data kept for backward (arena memory) */
 };
 
 struct asam_ctx {
-    uint8_t *base;          /* reserved virtual region */
-    size_t reserved;        /* its size */
-    size_t top;             /* bump pointer (offset) */
-    size_t peak;            /* high-water mark of top */
-    size_t touched;         /* highest offset possibly backed by pages */
-    asam_node *tape_tail;   /* last recorded node */
+    uint8_t *base;        /* reserved virtual region */
+    size_t reserved;      /* its size */
+    size_t top;           /* bump pointer (offset) */
+    size_t peak;          /* high-water mark of top */
+    size_t touched;       /* highest offset possibly backed by pages */
+    asam_node *tape_tail; /* last recorded node */
     bool grad_enabled;
-    size_t ckpt_floor;      /* inside a checkpoint recompute: arena offset of its mark */
-    char error[512];        /* first error, "" when none */
+    size_t ckpt_floor; /* inside a checkpoint recompute: arena offset of its mark */
+    char error[512];   /* first error, "" when none */
 };
 
 /* Allocate an op output of the given shape (uninitialised). NULL on failure (error set). */
