@@ -2,7 +2,7 @@
 # CLI test of `asam generate` / `invert` / `attack` on the tiny models (128 px, 3 DDIM steps):
 # outputs appear; a run stopped midway (test hook ASAM_GENERATE_STOP_AFTER) and restarted gives
 # byte-identical files to an uninterrupted run; --shard splits the work; attack reuses stored
-# inversions; bad input gives one "asam <cmd>: ..." line and exit 1.
+# inversions; bad input gives one "asam <cmd>: ..." line and exit 1 (usage errors 2).
 # usage: bash cli_generate.sh ASAM_BIN SRC_DIR
 set -u
 ASAM="$1"
@@ -84,19 +84,19 @@ done
     cmp -s "$T/two/inv/sa_1.safetensors" "$T/full/inv/sa_1.safetensors" &&
     pass "invert + attack = generate" || { failm "invert + attack"; cat "$T/log5"; }
 
-# errors: one line, exit 1
+# errors: one line, exit 1 for a failure, 2 for a usage error
 err_case() {
-    local name="$1" pat="$2"
-    shift 2
+    local name="$1" pat="$2" want="$3"
+    shift 3
     "$@" >"$T/out" 2>"$T/err"
     local rc=$?
-    if [ $rc -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$pat" "$T/err"; then pass "$name"
+    if [ $rc -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$pat" "$T/err"; then pass "$name"
     else failm "$name (rc $rc)"; cat "$T/err"; fi
 }
-err_case "missing data folder" "asam generate: .*nope.*" "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$T/nope" --out "$T/e1"
-err_case "attack without inversion" "asam attack: .*no inversion" "${A[@]}" attack "${OPTS[@]}" "$D/sa_2.jpg" --out "$T/e2"
-err_case "bad --grad" "asam generate: --grad" "${A[@]}" generate "${OPTS[@]}" --grad sometimes --data "$D" --out "$T/e3"
-err_case "missing SD model" "asam generate: .*missing.ckpt" "${A[@]}" generate --sd "$T/missing.ckpt" --sam "$SAM" --data "$D" --out "$T/e4"
+err_case "missing data folder" "asam generate: .*nope.*" 1 "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$T/nope" --out "$T/e1"
+err_case "attack without inversion" "asam attack: .*no inversion" 1 "${A[@]}" attack "${OPTS[@]}" "$D/sa_2.jpg" --out "$T/e2"
+err_case "bad --grad" "asam generate: --grad" 2 "${A[@]}" generate "${OPTS[@]}" --grad sometimes --data "$D" --out "$T/e3"
+err_case "missing SD model" "asam generate: .*missing.ckpt" 1 "${A[@]}" generate --sd "$T/missing.ckpt" --sam "$SAM" --data "$D" --out "$T/e4"
 
 [ $fails -eq 0 ] && echo "all generate CLI tests passed"
 exit $((fails > 0))

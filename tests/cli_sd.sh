@@ -31,16 +31,17 @@ run_ok() {
     shift 2
     if "$@" >"$T/log" 2>&1 && [ -s "$out" ]; then pass "$name"; else failm "$name"; cat "$T/log"; fi
 }
-# run_err NAME PATTERN OUTFILE CMD...: exit 1, one line on stderr matching PATTERN, no OUTFILE
+# run_err NAME PATTERN OUTFILE CMD...: exit 1 (RC=2: a usage error), one line on stderr matching
+# PATTERN, no OUTFILE
 run_err() {
-    local name="$1" pat="$2" out="$3"
+    local name="$1" pat="$2" out="$3" want=${RC:-1}
     shift 3
     rm -f "$out"
     "$@" >"$T/out" 2>"$T/err"
     local rc=$?
     local lines
     lines=$(wc -l <"$T/err")
-    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$T/err" && [ ! -e "$out" ]; then
+    if [ $rc -eq "$want" ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$T/err" && [ ! -e "$out" ]; then
         pass "$name: $(cat "$T/err")"
     else
         failm "$name (rc $rc, $lines lines, output $([ -e "$out" ] && echo present || echo absent))"
@@ -103,7 +104,7 @@ run_err "missing model file" "asam txt2img: /nonexistent.ckpt" "$T/x.png" \
 run_err "not a ControlNet" "asam txt2img: .*model.ckpt" "$T/x.png" \
     "${A[@]}" txt2img --sd "$MODEL" --prompt x --controlnet "$MODEL" --control "$T/a.png" --steps 2 \
     --size 128 --out "$T/x.png"
-run_err "size not a multiple of 64" "asam txt2img: --size" "$T/x.png" \
+RC=2 run_err "size not a multiple of 64" "asam txt2img: --size" "$T/x.png" \
     "${A[@]}" txt2img --sd "$MODEL" --prompt x --size 100 --out "$T/x.png"
 run_err "reconstruct unreadable image" "asam reconstruct: .*bad.png" "$T/x.png" \
     "${A[@]}" reconstruct --sd "$MODEL" --image "$T/bad.png" --size 128 --out "$T/x.png"

@@ -2,6 +2,7 @@
  * use, next to raw cblas_sgemm at the same GEMM shape. Prints seconds (best of the repeats),
  * GFLOP/s, the arena peak of the op and, at the end, the process's peak RSS. */
 #include "cli/cli_util.h"
+#include "cli/options.h"
 #include "asam/engine.h"
 
 #include <stdio.h>
@@ -15,8 +16,6 @@
 #define ROW_MAJOR CblasRowMajor
 #define NO_TRANS CblasNoTrans
 #define TRANS CblasTrans
-
-int bench_engine_main(int argc, char **argv);
 
 static void fill(asam_tensor *t, uint64_t seed, float scale) {
     for (int64_t i = 0; i < t->numel; i++) {
@@ -171,24 +170,32 @@ static void run_case(asam_ctx *ctx, const bench_case *c) {
     report(c->name, best, best_cpu, flops, peak);
 }
 
+static int parse_args(int argc, char **argv) {
+    int threads = 0;
+    const cli_opt opts[] = {
+        {"--quick", OPT_UNSET, &g_repeats, NULL, "one repeat per case"},
+        {"--threads", OPT_INT, &threads, "N", "CPU threads", 1, 4096, .no_default = 1},
+        {"--repeats", OPT_INT, &g_repeats, "N", "repeats per case (the best is reported)", 1, 1000},
+        {"--only", OPT_STR, &g_only, "SUBSTR", "run the cases whose name contains SUBSTR"},
+    };
+    const cli_spec spec = {
+        "bench engine",
+        "[options]",
+        "Timings of the engine's heavy ops at SAM ViT-B and SD 1.5 shapes, next\n"
+        "to raw cblas_sgemm at the same GEMM shape.\n",
+        opts,
+        CLI_NOPTS(opts),
+        NULL,
+        NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (g_repeats == 0) g_repeats = 1; /* --quick */
+    if (threads) asam_set_threads(threads);
+    return rc;
+}
+
 int bench_engine_main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick"))
-            g_repeats = 1;
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            asam_set_threads(atoi(argv[++i]));
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
-            g_only = argv[++i];
-        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) {
-            g_repeats = atoi(argv[++i]);
-            if (g_repeats < 1) g_repeats = 1;
-        } else {
-            fprintf(
-                stderr,
-                "usage: asam bench engine [--quick] [--threads N] [--repeats N] [--only SUBSTR]\n");
-            return 2;
-        }
-    }
+    int prc = parse_args(argc, argv);
+    if (prc) return cli_exit_code(prc);
     asam_ctx *ctx = asam_ctx_new(0);
     if (!ctx) {
         fprintf(stderr, "asam bench engine: cannot reserve the arena\n");

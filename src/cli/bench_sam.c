@@ -2,6 +2,7 @@
  * needed), decoder per prompt, encoder backward with checkpointed blocks; seconds, GFLOP/s,
  * peak RSS and arena peak. */
 #include "cli/cli_util.h"
+#include "cli/options.h"
 #include "asam/error.h"
 #include "asam/sam.h"
 
@@ -27,44 +28,101 @@ static double encoder_flops(const asam_sam_config *c) {
     return f;
 }
 
+typedef struct {
+    const char *variant;
+    int iters, n_prompts, no_backward;
+} bench_sam_args;
+
+static int parse_args(bench_sam_args *a, int argc, char **argv) {
+    *a = (bench_sam_args){.variant = "vit_b", .iters = 1, .n_prompts = 10};
+    const cli_opt opts[] = {
+        {"--variant", OPT_STR, &a->variant, "vit_b|vit_l|vit_h", "encoder size"},
+        {"--iters", OPT_INT, &a->iters, "N", "encoder forward runs (the best is reported)", 1,
+         1000},
+        {"--prompts", OPT_INT, &a->n_prompts, "N", "decoder runs, one box each", 1, 100000},
+        {"--no-backward", OPT_FLAG, &a->no_backward, NULL, "leave the encoder backward out"},
+    };
+    const cli_spec spec = {"bench sam",
+                           "[options]",
+                           "SAM image encoder forward at 1024 (random weights, real shapes), mask\n"
+                           "decoder per box prompt, encoder backward (checkpointed blocks).\n",
+                           opts,
+                           CLI_NOPTS(opts),
+                           NULL,
+                           NULL};
+    return cli_parse(&spec, argc, argv);
+}
+
+/* Best of `iters` forwards; returns the seconds, or a negative number on error. */
+static double bench_encoder(asam_ctx *ctx, const asam_sam *m, asam_tensor *x, int iters,
+                            double flops, asam_tensor **emb) {
+    asam_mark base = asam_ctx_mark(ctx);
+    asam_ctx_reset_peak(ctx);
+    double best = 1e30, best_cpu = 0;
+    for (int it = 0; it < iters; it++) {
+        asam_ctx_release(ctx, base);
+        double t0 = cli_now(), c0 = cli_cpu_now();
+        *emb = asam_sam_encode(ctx, m, x);
+        double t = cli_now() - t0, c = cli_cpu_now() - c0;
+        if (!*emb) return -1;
+        if (t < best) best = t, best_cpu = c;
+    }
+    printf("encoder forward  : %.2f s  %.1f GFLOP/s  (%.0f GFLOP; %.1f CPU-s)  arena peak %.2f GB  "
+           "peak RSS %.2f GB\n",
+           best, flops / best / 1e9, flops / 1e9, best_cpu, asam_ctx_peak(ctx) / 1e9,
+           cli_peak_rss_gb());
+    return best;
+}
+
+/* The decoder: one box per call, against the cached embedding. */
+static int bench_decoder(asam_ctx *ctx, const asam_sam *m, asam_tensor *emb, int n_prompts) {
+    asam_tensor *e = asam_detach(ctx, emb);
+    double t0 = cli_now();
+    for (int i = 0; i < n_prompts; i++) {
+        asam_mark mk = asam_ctx_mark(ctx);
+        float box[4] = {100.0f + i, 200, 600, 700.0f - i};
+        asam_sam_prompt pr = {.batch = 1, .boxes = box};
+        asam_tensor *sp, *de, *low, *iou;
+        if (asam_sam_prompt_encode(ctx, m, &pr, &sp, &de) != 0 ||
+            asam_sam_decode(ctx, m, e, sp, de, 1, &low, &iou, NULL) != 0)
+            return -1;
+        asam_ctx_release(ctx, mk);
+    }
+    double dec = (cli_now() - t0) / n_prompts;
+    printf("decoder          : %.1f ms per prompt (box, multimask; %d prompts)\n", dec * 1e3,
+           n_prompts);
+    return 0;
+}
+
+/* Encoder backward of mean(y^2) with recording (blocks checkpointed). */
+static int bench_backward(asam_ctx *ctx, const asam_sam *m, asam_tensor *x, double fwd) {
+    asam_ctx_reset_peak(ctx);
+    asam_ctx_set_grad(ctx, 1);
+    asam_set_requires_grad(x, 1);
+    double t1 = cli_now();
+    asam_tensor *y = asam_sam_encode(ctx, m, x);
+    double tf = cli_now() - t1;
+    asam_tensor *loss = asam_mean(ctx, asam_mul(ctx, y, y));
+    double t2 = cli_now(), c2 = cli_cpu_now();
+    int rc = loss ? asam_backward(ctx, loss) : -1;
+    double tb = cli_now() - t2, cb = cli_cpu_now() - c2;
+    if (rc != 0 || !asam_ctx_ok(ctx)) return -1;
+    printf("encoder backward : %.2f s (%.2fx forward; %.1f CPU-s; forward with recording %.2f s)  "
+           "arena peak %.2f GB  peak RSS %.2f GB\n",
+           tb, tb / fwd, cb, tf, asam_ctx_peak(ctx) / 1e9, cli_peak_rss_gb());
+    return 0;
+}
+
 int bench_sam_main(int argc, char **argv) {
-    const char *variant = "vit_b";
-    int iters = 1, backward = 1, n_prompts = 10;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: asam bench sam [--variant vit_b|vit_l|vit_h] [--iters N] "
-                   "[--prompts N] [--no-backward]\n"
-                   "  SAM image encoder forward at 1024 (random weights, real shapes), mask\n"
-                   "  decoder per box prompt, encoder backward (checkpointed blocks).\n");
-            return 0;
-        } else if (!strcmp(argv[i], "--variant") && i + 1 < argc) {
-            variant = argv[++i];
-        } else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
-            iters = atoi(argv[++i]);
-            if (iters < 1) iters = 1;
-        } else if (!strcmp(argv[i], "--prompts") && i + 1 < argc) {
-            n_prompts = atoi(argv[++i]);
-            if (n_prompts < 1) n_prompts = 1;
-        } else if (!strcmp(argv[i], "--no-backward")) {
-            backward = 0;
-        } else {
-            fprintf(stderr, "asam bench sam: unknown option '%s'\n", argv[i]);
-            return 2;
-        }
-    }
+    bench_sam_args a;
+    int rc = parse_args(&a, argc, argv);
+    if (rc) return cli_exit_code(rc);
     asam_sam_config cfg;
-    if (asam_sam_config_preset(variant, &cfg) != 0) {
-        fprintf(stderr, "asam bench sam: %s\n", asam_last_error());
-        return 1;
-    }
     asam_sam *m;
-    if (asam_sam_init_random(&cfg, 1, &m) != 0) {
-        fprintf(stderr, "asam bench sam: %s\n", asam_last_error());
-        return 1;
-    }
+    if (asam_sam_config_preset(a.variant, &cfg) != 0 || asam_sam_init_random(&cfg, 1, &m) != 0)
+        return cli_fail("bench sam", "%s", asam_last_error());
     printf("SAM %s encoder: C=%d depth=%d heads=%d, %d threads\n", cfg.variant, cfg.embed_dim,
            cfg.depth, cfg.num_heads, asam_get_threads());
-    double flops = encoder_flops(&cfg);
     asam_ctx *ctx = asam_ctx_new(0);
     asam_tensor *x = asam_new(ctx, ASAM_SHAPE(1, 3, 1024, 1024));
     uint64_t s = 7;
@@ -74,67 +132,15 @@ int bench_sam_main(int argc, char **argv) {
     }
     asam_ctx_set_grad(ctx, 0);
     asam_mark base = asam_ctx_mark(ctx);
-    asam_ctx_reset_peak(ctx);
-    double best = 1e30, best_cpu = 0;
     asam_tensor *emb = NULL;
-    for (int it = 0; it < iters; it++) {
+    double fwd = bench_encoder(ctx, m, x, a.iters, encoder_flops(&cfg), &emb);
+    rc = fwd < 0 || bench_decoder(ctx, m, emb, a.n_prompts);
+    if (!rc && !a.no_backward) {
         asam_ctx_release(ctx, base);
-        double t0 = cli_now(), c0 = cli_cpu_now();
-        emb = asam_sam_encode(ctx, m, x);
-        double t = cli_now() - t0, c = cli_cpu_now() - c0;
-        if (!emb) {
-            fprintf(stderr, "asam bench sam: %s\n", asam_ctx_error(ctx));
-            return 1;
-        }
-        if (t < best) best = t, best_cpu = c;
+        rc = bench_backward(ctx, m, x, fwd);
     }
-    double fwd = best;
-    printf("encoder forward  : %.2f s  %.1f GFLOP/s  (%.0f GFLOP; %.1f CPU-s)  arena peak %.2f GB  "
-           "peak RSS %.2f GB\n",
-           fwd, flops / fwd / 1e9, flops / 1e9, best_cpu, asam_ctx_peak(ctx) / 1e9,
-           cli_peak_rss_gb());
-
-    /* decoder: one box per call, against the cached embedding */
-    asam_tensor *e = asam_detach(ctx, emb);
-    double t0 = cli_now();
-    for (int i = 0; i < n_prompts; i++) {
-        asam_mark mk = asam_ctx_mark(ctx);
-        float box[4] = {100.0f + i, 200, 600, 700.0f - i};
-        asam_sam_prompt pr = {.batch = 1, .boxes = box};
-        asam_tensor *sp, *de, *low, *iou;
-        if (asam_sam_prompt_encode(ctx, m, &pr, &sp, &de) != 0 ||
-            asam_sam_decode(ctx, m, e, sp, de, 1, &low, &iou, NULL) != 0) {
-            fprintf(stderr, "asam bench sam: %s\n", asam_ctx_error(ctx));
-            return 1;
-        }
-        asam_ctx_release(ctx, mk);
-    }
-    double dec = (cli_now() - t0) / n_prompts;
-    printf("decoder          : %.1f ms per prompt (box, multimask; %d prompts)\n", dec * 1e3,
-           n_prompts);
-
-    if (backward) {
-        asam_ctx_release(ctx, base);
-        asam_ctx_reset_peak(ctx);
-        asam_ctx_set_grad(ctx, 1);
-        asam_set_requires_grad(x, 1);
-        double t1 = cli_now();
-        asam_tensor *y = asam_sam_encode(ctx, m, x);
-        double tf = cli_now() - t1;
-        asam_tensor *loss = asam_mean(ctx, asam_mul(ctx, y, y));
-        double t2 = cli_now(), c2 = cli_cpu_now();
-        int rc = loss ? asam_backward(ctx, loss) : -1;
-        double tb = cli_now() - t2, cb = cli_cpu_now() - c2;
-        if (rc != 0 || !asam_ctx_ok(ctx)) {
-            fprintf(stderr, "asam bench sam: backward: %s\n", asam_ctx_error(ctx));
-            return 1;
-        }
-        printf(
-            "encoder backward : %.2f s (%.2fx forward; %.1f CPU-s; forward with recording %.2f s)  "
-            "arena peak %.2f GB  peak RSS %.2f GB\n",
-            tb, tb / fwd, cb, tf, asam_ctx_peak(ctx) / 1e9, cli_peak_rss_gb());
-    }
+    if (rc) cli_fail("bench sam", "%s", asam_ctx_error(ctx));
     asam_ctx_free(ctx);
     asam_sam_free(m);
-    return 0;
+    return rc;
 }

@@ -1,15 +1,10 @@
 /* asam bench <engine|sam|sd> [options]: benchmarks that print seconds, GFLOP/s and peak
  * memory next to the DESIGN.md anchors. Never used as timed tests. Each suite lives in its
- * own bench_<suite>.c; a suite not built into this binary is not listed. */
+ * own bench_<suite>.c and is listed in the table below. */
 #include "cli/commands.h"
 
 #include <stdio.h>
 #include <string.h>
-
-int bench_engine_main(int argc, char **argv) __attribute__((weak));
-int bench_sam_main(int argc, char **argv) __attribute__((weak));
-int bench_sd_main(int argc, char **argv) __attribute__((weak));
-int bench_generator_main(int argc, char **argv) __attribute__((weak));
 
 typedef struct {
     const char *name;
@@ -29,13 +24,11 @@ int cmd_bench(int argc, char **argv) {
         FILE *f = argc < 2 ? stderr : stdout;
         fprintf(f,
                 "usage: asam bench <suite> [options]   ('asam bench <suite> --help')\n\nsuites:\n");
-        for (size_t i = 0; i < n; i++)
-            if (suites[i].fn) fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].help);
+        for (size_t i = 0; i < n; i++) fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].help);
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < n; i++)
-        if (suites[i].fn && !strcmp(argv[1], suites[i].name))
-            return suites[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], suites[i].name)) return suites[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "asam bench: unknown suite '%s' (see asam bench --help)\n", argv[1]);
     return 2;
 }

@@ -1,182 +1,164 @@
 /* asam generate / invert / attack: the ASAM generator over SA-1B images (see asam/generator.h).
- * The three commands share one option parser (gen_cli_main); invert and attack are generate
- * restricted to one half. */
+ * The three commands share one option table; invert and attack are generate restricted to one
+ * half. parse -> load models -> run (dataset or listed images; outputs written per image). */
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "cli/options.h"
 #include "asam/error.h"
 #include "asam/generator.h"
-#include "cli/commands.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int gen_cli_main(const char *cmd, int mode, int argc, char **argv);
+typedef struct {
+    const char *cmd;
+    int mode;
+    asam_gen_opts o;
+    asam_generate_cfg cfg;
+    const char *sd, *cn, *sam;
+    cli_list images;
+} gen_args;
 
-static void usage(const char *cmd, FILE *f) {
-    fprintf(f,
-            "usage: asam %s --sd FILE|DIR [--controlnet FILE] %s--out DIR\n"
-            "       (--data sa1b:DIR | IMAGE...)  [options]\n"
-            "  IMAGE: sa_N.jpg with its annotations sa_N.json beside it\n"
-            "  --captions FILE     JSON lines {\"img\": \"sa_1.jpg\", \"prompt\": \"...\"}\n"
-            "  --steps 50 --cfg 7.5 --control-scale 1 --size 512\n"
-            "  --null-steps 10 --null-lr 0.01\n"
-            "  --iters 10 --alpha 0.02 --eps 0.2 --max-boxes 140 --grad skip|full\n"
-            "  --shard I/N --limit N -v (progress of every step)\n"
-            "outputs: OUT/inv/STEM.safetensors, OUT/adv/STEM.png, OUT/adv/STEM.attack.json,\n"
-            "         OUT/summary.json; finished outputs are skipped (resumable)\n",
-            cmd, strcmp(cmd, "invert") ? "--sam FILE " : "");
-}
-
-static int num_arg(const char *cmd, const char *opt, const char *v, double lo, double hi,
-                   double *out) {
-    char *e;
-    double x = v ? strtod(v, &e) : 0;
-    if (!v || *e || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "asam %s: %s needs a number in [%g, %g], got '%s'\n", cmd, opt, lo, hi,
-                v ? v : "");
+static int parse_shard(const char *v, void *dst, char *err, size_t n) {
+    asam_generate_cfg *cfg = dst;
+    int s, k;
+    char tail;
+    if (sscanf(v, "%d/%d%c", &s, &k, &tail) != 2 || k < 1 || s < 0 || s >= k) {
+        snprintf(err, n, "expected I/N with 0 <= I < N");
         return -1;
     }
-    *out = x;
+    cfg->shard = s, cfg->n_shards = k;
     return 0;
 }
 
-int gen_cli_main(const char *cmd, int mode, int argc, char **argv) {
-    asam_gen_opts o;
-    asam_gen_opts_default(&o);
-    asam_generate_cfg cfg = {.mode = mode, .n_shards = 1};
-    const char *sd = NULL, *cn = NULL, *sam = NULL;
-    const char **images = calloc((size_t)argc + 1, sizeof *images);
-    int n_images = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double x;
-#define NUM(name, lo, hi, dst)                                                                     \
-    if (!strcmp(a, name)) {                                                                        \
-        if (num_arg(cmd, name, v, lo, hi, &x)) goto bad;                                           \
-        dst = x;                                                                                   \
-        i++;                                                                                       \
-        continue;                                                                                  \
+static int parse_args(gen_args *a, int argc, char **argv) {
+    asam_gen_opts_default(&a->o);
+    a->cfg = (asam_generate_cfg){.mode = a->mode, .n_shards = 1};
+    a->images = (cli_list){calloc((size_t)argc + 1, sizeof(char *)), 0, argc};
+    int grad = a->o.grad == ASAM_GRAD_FULL;
+    const int attack = a->mode & ASAM_GEN_ATTACK;
+    const cli_opt opts[] = {
+        {"--sd", OPT_STR, &a->sd, "FILE|DIR", "SD 1.5 (CompVis single file or diffusers folder)",
+         .required = 1},
+        {"--controlnet", OPT_STR, &a->cn, "FILE", "mask ControlNet (v1.0/v1.1 layout)"},
+        {"--sam", OPT_STR, &a->sam, "FILE", "the attacked SAM checkpoint", .required = attack},
+        {"--captions", OPT_STR, &a->cfg.captions, "FILE",
+         "JSON lines {\"img\": \"sa_1.jpg\", \"prompt\": \"...\"}"},
+        {"--out", OPT_STR, &a->cfg.out, "DIR", "output folder", .required = 1},
+        {"--data", OPT_STR, &a->cfg.data, "sa1b:DIR", "folder of sa_N.jpg + sa_N.json"},
+        {"--steps", OPT_INT, &a->o.steps, "N", "DDIM steps", 1, 1000},
+        {"--cfg", OPT_FLOAT, &a->o.cfg, "W", "classifier-free guidance", 0, 100},
+        {"--control-scale", OPT_FLOAT, &a->o.control_scale, "S", "ControlNet scale", 0, 100},
+        {"--size", OPT_INT, &a->o.size, "N", "SD image side, a multiple of 8", 8, 4096},
+        {"--null-steps", OPT_INT, &a->o.null_steps, "N", "null-text Adam steps per timestep", 0,
+         10000},
+        {"--null-lr", OPT_FLOAT, &a->o.null_lr, "X", "null-text base learning rate", 0, 100},
+        {"--iters", OPT_INT, &a->o.iters, "N", "attack iterations", 0, 10000},
+        {"--alpha", OPT_FLOAT, &a->o.alpha, "X", "MI-FGSM step", 0, 100},
+        {"--eps", OPT_FLOAT, &a->o.eps, "X", "L-inf radius around x_T", 0, 100},
+        {"--max-boxes", OPT_INT, &a->o.max_boxes, "N", "GT box prompts per image", 1, 100000},
+        {"--grad", OPT_CHOICE, &grad, NULL,
+         "skip: dL/dz0 in place of dL/dx_T (official code);\n"
+         "full: the chain rule through every DDIM step (the paper)",
+         .choices = "skip|full"},
+        {"--shard", OPT_CUSTOM, &a->cfg, "I/N", "images with index % N == I", .parse = parse_shard},
+        {"--limit", OPT_INT, &a->cfg.limit, "N", "only the first N images (0 = all)", 0, 1e9},
+        {"-v|--verbose", OPT_COUNT, &a->o.verbose, NULL, "progress of every step"},
+    };
+    char synopsis[256];
+    snprintf(synopsis, sizeof synopsis,
+             "--sd FILE|DIR [--controlnet FILE] %s--out DIR (--data sa1b:DIR | IMAGE...) "
+             "[options]",
+             attack ? "--sam FILE " : "");
+    const cli_spec spec = {
+        a->cmd,
+        synopsis,
+        "IMAGE: sa_N.jpg with its annotations sa_N.json beside it\n",
+        opts,
+        CLI_NOPTS(opts),
+        &a->images,
+        "outputs: OUT/inv/STEM.safetensors, OUT/adv/STEM.png, OUT/adv/STEM.attack.json,\n"
+        "         OUT/summary.json; finished outputs are skipped (resumable)\n"};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc) return rc;
+    a->o.grad = grad ? ASAM_GRAD_FULL : ASAM_GRAD_SKIP;
+    if (!a->cfg.data && !a->images.n) {
+        fprintf(stderr, "asam %s: give --data sa1b:DIR or IMAGE files (see asam %s --help)\n",
+                a->cmd, a->cmd);
+        return CLI_USAGE;
     }
-#define STR(name, dst)                                                                             \
-    if (!strcmp(a, name)) {                                                                        \
-        if (!v) {                                                                                  \
-            fprintf(stderr, "asam %s: %s needs a value\n", cmd, name);                             \
-            goto bad;                                                                              \
-        }                                                                                          \
-        dst = v;                                                                                   \
-        i++;                                                                                       \
-        continue;                                                                                  \
+    if (a->o.size % 8) {
+        fprintf(stderr, "asam %s: --size must be a multiple of 8\n", a->cmd);
+        return CLI_USAGE;
     }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(cmd, stdout);
-            free(images);
-            return 0;
-        }
-        STR("--sd", sd);
-        STR("--controlnet", cn);
-        STR("--sam", sam);
-        STR("--captions", cfg.captions);
-        STR("--out", cfg.out);
-        STR("--data", cfg.data);
-        NUM("--steps", 1, 1000, o.steps);
-        NUM("--cfg", 0, 100, o.cfg);
-        NUM("--control-scale", 0, 100, o.control_scale);
-        NUM("--size", 8, 4096, o.size);
-        NUM("--null-steps", 0, 10000, o.null_steps);
-        NUM("--null-lr", 0, 100, o.null_lr);
-        NUM("--iters", 0, 10000, o.iters);
-        NUM("--alpha", 0, 100, o.alpha);
-        NUM("--eps", 0, 100, o.eps);
-        NUM("--max-boxes", 1, 100000, o.max_boxes);
-        NUM("--limit", 0, 1e9, cfg.limit);
-        if (!strcmp(a, "--grad")) {
-            if (v && !strcmp(v, "skip"))
-                o.grad = ASAM_GRAD_SKIP;
-            else if (v && !strcmp(v, "full"))
-                o.grad = ASAM_GRAD_FULL;
-            else {
-                fprintf(stderr, "asam %s: --grad takes skip or full\n", cmd);
-                goto bad;
-            }
-            i++;
-            continue;
-        }
-        if (!strcmp(a, "--shard")) {
-            int s, n;
-            char tail;
-            if (!v || sscanf(v, "%d/%d%c", &s, &n, &tail) != 2 || n < 1 || s < 0 || s >= n) {
-                fprintf(stderr, "asam %s: --shard takes I/N with 0 <= I < N\n", cmd);
-                goto bad;
-            }
-            cfg.shard = s, cfg.n_shards = n;
-            i++;
-            continue;
-        }
-        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            o.verbose++;
-            continue;
-        }
-        if (a[0] == '-') {
-            fprintf(stderr, "asam %s: unknown option %s (see --help)\n", cmd, a);
-            goto bad;
-        }
-        images[n_images++] = a;
-    }
-    if (!sd || !cfg.out || (!cfg.data && !n_images) || ((mode & ASAM_GEN_ATTACK) && !sam)) {
-        usage(cmd, stderr);
-        goto bad;
-    }
-    if (o.size % 8) {
-        fprintf(stderr, "asam %s: --size must be a multiple of 8\n", cmd);
-        goto bad;
-    }
-    asam_gen_models m;
-    if (asam_gen_models_load(sd, cn, (mode & ASAM_GEN_ATTACK) ? sam : NULL, &m)) {
-        fprintf(stderr, "asam %s: %s\n", cmd, asam_last_error());
-        goto bad;
-    }
+    return CLI_OK;
+}
+
+/* The listed images, each with sa_N.json beside it. */
+static int run_images(const gen_args *a, const asam_gen_models *m) {
+    asam_captions *caps = NULL;
+    if (a->cfg.captions && asam_captions_load(a->cfg.captions, &caps))
+        return cli_fail(a->cmd, "%s", asam_last_error());
     int rc = 0;
-    if (cfg.data) {
-        asam_generate_stats st;
-        rc = asam_generate(&m, &o, &cfg, &st);
-        if (rc < 0)
-            fprintf(stderr, "asam %s: %s\n", cmd, asam_last_error());
-        else if (rc == 1)
-            fprintf(stderr, "asam %s: stopped after %d new images (test hook)\n", cmd,
-                    st.done - st.skipped);
-        rc = rc < 0 ? 1 : (rc == 1 ? 3 : 0);
-    } else {
-        asam_captions *caps = NULL;
-        if (cfg.captions && asam_captions_load(cfg.captions, &caps)) {
-            fprintf(stderr, "asam %s: %s\n", cmd, asam_last_error());
-            rc = 1;
-        }
-        for (int k = 0; k < n_images && !rc; k++) {
-            char ann[4096];
-            const char *dot = strrchr(images[k], '.'), *sl = strrchr(images[k], '/');
-            int stem_len =
-                dot && (!sl || dot > sl) ? (int)(dot - images[k]) : (int)strlen(images[k]);
-            snprintf(ann, sizeof ann, "%.*s.json", stem_len, images[k]);
-            float b, a;
-            if (asam_generate_image(&m, &o, images[k], ann,
-                                    asam_captions_get(caps, sl ? sl + 1 : images[k]), cfg.out, mode,
-                                    &b, &a, NULL)) {
-                fprintf(stderr, "asam %s: %s\n", cmd, asam_last_error());
-                rc = 1;
-            } else if (!isnan(b)) {
-                fprintf(stderr, "%s: mean IoU %.4f -> %.4f\n", images[k], b, a);
-            }
-        }
-        asam_captions_free(caps);
+    for (int k = 0; k < a->images.n && !rc; k++) {
+        const char *img = a->images.v[k];
+        char ann[4096];
+        const char *dot = strrchr(img, '.'), *sl = strrchr(img, '/');
+        int stem_len = dot && (!sl || dot > sl) ? (int)(dot - img) : (int)strlen(img);
+        snprintf(ann, sizeof ann, "%.*s.json", stem_len, img);
+        float b, af;
+        if (asam_generate_image(m, &a->o, img, ann, asam_captions_get(caps, sl ? sl + 1 : img),
+                                a->cfg.out, a->mode, &b, &af, NULL))
+            rc = cli_fail(a->cmd, "%s", asam_last_error());
+        else if (!isnan(b))
+            fprintf(stderr, "%s: mean IoU %.4f -> %.4f\n", img, b, af);
     }
-    asam_gen_models_free(&m);
-    free(images);
+    asam_captions_free(caps);
     return rc;
-bad:
-    free(images);
-    return 1;
+}
+
+/* The dataset; exit 3 when the test hook stopped the run early. */
+static int run_dataset(const gen_args *a, const asam_gen_models *m) {
+    asam_generate_stats st;
+    int rc = asam_generate(m, &a->o, &a->cfg, &st);
+    if (rc < 0) return cli_fail(a->cmd, "%s", asam_last_error());
+    if (rc == 1) {
+        fprintf(stderr, "asam %s: stopped after %d new images (test hook)\n", a->cmd,
+                st.done - st.skipped);
+        return 3;
+    }
+    return 0;
+}
+
+static int gen_cli_main(const char *cmd, int mode, int argc, char **argv) {
+    gen_args a = {.cmd = cmd, .mode = mode};
+    int rc = parse_args(&a, argc, argv);
+    if (!rc) {
+        asam_gen_models m;
+        if (asam_gen_models_load(a.sd, a.cn, (mode & ASAM_GEN_ATTACK) ? a.sam : NULL, &m)) {
+            rc = cli_fail(cmd, "%s", asam_last_error());
+        } else {
+            rc = a.cfg.data ? run_dataset(&a, &m) : run_images(&a, &m);
+            asam_gen_models_free(&m);
+        }
+    }
+    free(a.images.v);
+    return cli_exit_code(rc);
 }
 
 int cmd_generate(int argc, char **argv) {
     return gen_cli_main("generate", ASAM_GEN_BOTH, argc, argv);
+}
+
+/* The first half of generate: DDIM + null-text inversion with the mask ControlNet. */
+int cmd_invert(int argc, char **argv) {
+    return gen_cli_main("invert", ASAM_GEN_INVERT, argc, argv);
+}
+
+/* The second half: the MI-FGSM latent attack against SAM from stored inversions (OUT/inv),
+ * writing the adversarial images and records. */
+int cmd_attack(int argc, char **argv) {
+    return gen_cli_main("attack", ASAM_GEN_ATTACK, argc, argv);
 }

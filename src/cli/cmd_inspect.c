@@ -1,18 +1,11 @@
 /* asam inspect FILE [--json]: every tensor's name, dtype and shape, plus a summary. */
+#include "cli/options.h"
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
-
-static void usage(FILE *f) {
-    fprintf(f, "usage: asam inspect FILE [--json]\n\n"
-               "Print every tensor's name, dtype and shape of a checkpoint (safetensors or a\n"
-               "torch.save .pth/.ckpt/.bin zip), then a summary line (count, values, format).\n\n"
-               "  --json   print one JSON object {file, format, count, values, metadata,\n"
-               "           tensors: [{name, dtype, shape}]} to stdout instead\n");
-}
 
 static void shape_text(const asam_ckpt_tensor *t, char *buf, size_t n) {
     size_t k = (size_t)snprintf(buf, n, "[");
@@ -52,29 +45,30 @@ static int print_json(const asam_checkpoint *ck, const char *path, double values
 }
 
 int cmd_inspect(int argc, char **argv) {
-    const char *path = NULL;
+    const char *files[2];
+    cli_list file_list = {files, 0, 1};
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--json")) {
-            json = 1;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "asam inspect: unknown option '%s' (see asam inspect --help)\n",
-                    argv[i]);
-            return 2;
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            fprintf(stderr, "asam inspect: expected one FILE, got '%s' and '%s'\n", path, argv[i]);
-            return 2;
-        }
+    const cli_opt opts[] = {
+        {"--json", OPT_FLAG, &json, NULL,
+         "print one JSON object {file, format, count, values, metadata,\n"
+         "tensors: [{name, dtype, shape}]} to stdout instead"},
+    };
+    const cli_spec spec = {
+        "inspect",
+        "FILE [--json]",
+        "Print every tensor's name, dtype and shape of a checkpoint (safetensors or a\n"
+        "torch.save .pth/.ckpt/.bin zip), then a summary line (count, values, format).\n",
+        opts,
+        CLI_NOPTS(opts),
+        &file_list,
+        NULL};
+    int prc = cli_parse(&spec, argc, argv);
+    if (prc) return cli_exit_code(prc);
+    if (!file_list.n) {
+        cli_help(&spec, stderr);
+        return CLI_USAGE;
     }
-    if (!path) {
-        usage(stderr);
-        return 2;
-    }
+    const char *path = files[0];
     asam_checkpoint *ck;
     if (asam_checkpoint_open(path, &ck)) {
         fprintf(stderr, "asam inspect: %s\n", asam_last_error());

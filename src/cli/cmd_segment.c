@@ -1,4 +1,6 @@
 /* asam segment: SAM masks from box / point / mask prompts, as the official SamPredictor. */
+#include "cli/cli_util.h"
+#include "cli/options.h"
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/sam.h"
@@ -11,50 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *k_usage =
-    "usage: asam segment --model FILE (--image FILE | --embedding FILE) [prompts] --out MASK.png\n"
-    "                    [--overlay OVERLAY.png] [--save RESULT.safetensors] [--json]\n"
-    "\n"
-    "Segment an image with SAM (ViT-B/L/H, official .pth or safetensors), as the official\n"
-    "SamPredictor: ResizeLongestSide(1024), decoder on the image embedding, masks = logits > 0.\n"
-    "\n"
-    "prompts (coordinates in original image pixels; at least one prompt):\n"
-    "  --box x0,y0,x1,y1     a box; repeat for several boxes: each box is one prompt and\n"
-    "                        gives one mask (points, if any, are added to every box)\n"
-    "  --point x,y[,label]   a point, label 1 (foreground, default), 0 (background) or -1\n"
-    "                        (ignored); all points go into the same prompt(s)\n"
-    "  --mask-input FILE     a low-res mask prompt in the 256x256 frame of the padded 1024\n"
-    "                        input: a safetensors holding 'mask_input' (256x256 logits, any\n"
-    "                        leading dims of 1), or a --save file (its best-IoU low-res mask of\n"
-    "                        the first prompt is used), or an 8-bit gray 256x256 PNG where pixel\n"
-    "                        v means logit (v - 128) / 6.35 (0 -> -20, 255 -> +20)\n"
-    "  --multimask           predict 3 masks per prompt and keep the one with the highest\n"
-    "                        predicted IoU (--save keeps all 3)\n"
-    "\n"
-    "outputs:\n"
-    "  --out MASK.png        binary mask (0/255) at the original size; with several prompts one\n"
-    "                        PNG per prompt: MASK_0.png, MASK_1.png, ... (suffix before .png)\n"
-    "  --overlay FILE.png    the image with the mask(s) tinted on top (needs --image)\n"
-    "  --save FILE           safetensors with image_embedding (1,256,64,64), low_res_logits,\n"
-    "                        iou_predictions and mask_logits with the official predictor's\n"
-    "                        shapes: (C,256,256), (C), (C,H,W) for one prompt, (B,C,...) for B\n"
-    "                        boxes; metadata holds orig_h, orig_w, input_h, input_w\n"
-    "  --json                print IoU predictions and mask areas as JSON on stdout\n"
-    "  --embedding FILE      reuse the image_embedding of a --save file (skips the encoder);\n"
-    "                        --image is then optional (needed only for --overlay)\n";
-
 #define MAX_PROMPTS 256
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "asam segment: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 1;
-}
 
 /* Parse exactly n (or n-1 when optional_last) comma-separated finite numbers. */
 static int parse_floats(const char *s, float *out, int n, int optional_last) {
@@ -183,280 +142,317 @@ static int write_overlay(const char *path, const asam_image *img, const asam_sam
     return rc;
 }
 
-int cmd_segment(int argc, char **argv) {
-    const char *model_path = NULL, *image_path = NULL, *out_path = NULL, *overlay_path = NULL;
-    const char *save_path = NULL, *mask_path = NULL, *emb_path = NULL;
-    int multimask = 0, json = 0, n_boxes = 0, n_points = 0;
-    static float boxes[MAX_PROMPTS * 4], points[MAX_PROMPTS * 2], labels[MAX_PROMPTS];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has_val = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(k_usage, stdout);
-            return 0;
-        } else if (!strcmp(a, "--multimask")) {
-            multimask = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "--image") || !strcmp(a, "--out") ||
-                   !strcmp(a, "--overlay") || !strcmp(a, "--save") || !strcmp(a, "--mask-input") ||
-                   !strcmp(a, "--embedding") || !strcmp(a, "--box") || !strcmp(a, "--point")) {
-            if (!has_val) return fail("%s needs a value", a);
-            const char *v = argv[++i];
-            if (!strcmp(a, "--model"))
-                model_path = v;
-            else if (!strcmp(a, "--image"))
-                image_path = v;
-            else if (!strcmp(a, "--out"))
-                out_path = v;
-            else if (!strcmp(a, "--overlay"))
-                overlay_path = v;
-            else if (!strcmp(a, "--save"))
-                save_path = v;
-            else if (!strcmp(a, "--mask-input"))
-                mask_path = v;
-            else if (!strcmp(a, "--embedding"))
-                emb_path = v;
-            else if (!strcmp(a, "--box")) {
-                if (n_boxes == MAX_PROMPTS) return fail("too many boxes (at most %d)", MAX_PROMPTS);
-                float *b = boxes + 4 * n_boxes;
-                if (parse_floats(v, b, 4, 0) != 4)
-                    return fail("--box '%s': expected x0,y0,x1,y1 (four numbers)", v);
-                if (b[2] <= b[0] || b[3] <= b[1])
-                    return fail("--box '%s': needs x0 < x1 and y0 < y1", v);
-                n_boxes++;
-            } else {
-                if (n_points == MAX_PROMPTS)
-                    return fail("too many points (at most %d)", MAX_PROMPTS);
-                float t[3] = {0, 0, 1};
-                int k = parse_floats(v, t, 3, 1);
-                if (k < 2) return fail("--point '%s': expected x,y or x,y,label", v);
-                if (k == 3 && t[2] != 1.0f && t[2] != 0.0f && t[2] != -1.0f)
-                    return fail("--point '%s': label must be 1, 0 or -1", v);
-                points[2 * n_points] = t[0];
-                points[2 * n_points + 1] = t[1];
-                labels[n_points++] = t[2];
-            }
-        } else {
-            return fail("unknown option '%s' (see asam segment --help)", a);
-        }
-    }
-    if (!model_path) return fail("--model FILE is required");
-    if (!image_path && !emb_path) return fail("--image FILE (or --embedding FILE) is required");
-    if (!out_path) return fail("--out FILE is required");
-    if (!n_boxes && !n_points && !mask_path)
-        return fail("no prompt: give --box, --point or --mask-input");
-    if (overlay_path && !image_path) return fail("--overlay needs --image");
+typedef struct {
+    const char *model_path, *image_path, *out_path, *overlay_path, *save_path, *mask_path;
+    const char *emb_path;
+    int multimask, json, n_boxes, n_points;
+    float boxes[MAX_PROMPTS * 4], points[MAX_PROMPTS * 2], labels[MAX_PROMPTS];
+} segment_args;
 
-    asam_image img = {0};
-    asam_sam_sizes sz = {0};
-    float *emb = NULL, *mask = NULL;
-    asam_sam *m = NULL;
-    asam_sam_predictor pred = {0};
-    asam_sam_result res = {0};
-    int rc = 1, *chosen = NULL;
-    if (image_path) {
-        if (asam_image_read(image_path, 3, &img) != 0) {
-            fail("%s", asam_last_error());
-            goto done;
-        }
-        asam_sam_sizes_for(img.h, img.w, &sz);
+static int parse_box(const char *v, void *dst, char *err, size_t n) {
+    segment_args *a = dst;
+    if (a->n_boxes == MAX_PROMPTS)
+        return snprintf(err, n, "too many boxes (%d at most)", MAX_PROMPTS), -1;
+    float *b = a->boxes + 4 * a->n_boxes;
+    if (parse_floats(v, b, 4, 0) != 4)
+        return snprintf(err, n, "expected x0,y0,x1,y1 (four numbers)"), -1;
+    if (b[2] <= b[0] || b[3] <= b[1]) return snprintf(err, n, "needs x0 < x1 and y0 < y1"), -1;
+    a->n_boxes++;
+    return 0;
+}
+
+static int parse_point(const char *v, void *dst, char *err, size_t n) {
+    segment_args *a = dst;
+    if (a->n_points == MAX_PROMPTS)
+        return snprintf(err, n, "too many points (%d at most)", MAX_PROMPTS), -1;
+    float t[3] = {0, 0, 1};
+    int k = parse_floats(v, t, 3, 1);
+    if (k < 2) return snprintf(err, n, "expected x,y or x,y,label"), -1;
+    if (k == 3 && t[2] != 1.0f && t[2] != 0.0f && t[2] != -1.0f)
+        return snprintf(err, n, "label must be 1, 0 or -1"), -1;
+    a->points[2 * a->n_points] = t[0];
+    a->points[2 * a->n_points + 1] = t[1];
+    a->labels[a->n_points++] = t[2];
+    return 0;
+}
+
+static int parse_args(segment_args *a, int argc, char **argv) {
+    const cli_opt opts[] = {
+        {"--model", OPT_STR, &a->model_path, "FILE", "SAM ViT-B/L/H (official .pth or safetensors)",
+         .required = 1},
+        {"--image", OPT_STR, &a->image_path, "FILE", "the image (JPEG/PNG)"},
+        {"--box", OPT_CUSTOM, a, "x0,y0,x1,y1",
+         "a box; repeat for several boxes: each box is one prompt and\n"
+         "gives one mask (points, if any, are added to every box)",
+         .parse = parse_box},
+        {"--point", OPT_CUSTOM, a, "x,y[,label]",
+         "a point, label 1 (foreground, default), 0 (background) or -1\n"
+         "(ignored); all points go into the same prompt(s)",
+         .parse = parse_point},
+        {"--mask-input", OPT_STR, &a->mask_path, "FILE",
+         "a low-res mask prompt in the 256x256 frame of the padded 1024\n"
+         "input: a safetensors holding 'mask_input' (256x256 logits, any\n"
+         "leading dims of 1), or a --save file (its best-IoU low-res mask of\n"
+         "the first prompt is used), or an 8-bit gray 256x256 PNG where pixel\n"
+         "v means logit (v - 128) / 6.35 (0 -> -20, 255 -> +20)"},
+        {"--multimask", OPT_FLAG, &a->multimask, NULL,
+         "predict 3 masks per prompt and keep the one with the highest\n"
+         "predicted IoU (--save keeps all 3)"},
+        {"--out", OPT_STR, &a->out_path, "MASK.png",
+         "binary mask (0/255) at the original size; with several prompts one\n"
+         "PNG per prompt: MASK_0.png, MASK_1.png, ... (suffix before .png)",
+         .required = 1},
+        {"--overlay", OPT_STR, &a->overlay_path, "FILE.png",
+         "the image with the mask(s) tinted on top (needs --image)"},
+        {"--save", OPT_STR, &a->save_path, "FILE",
+         "safetensors with image_embedding (1,256,64,64), low_res_logits,\n"
+         "iou_predictions and mask_logits with the official predictor's\n"
+         "shapes: (C,256,256), (C), (C,H,W) for one prompt, (B,C,...) for B\n"
+         "boxes; metadata holds orig_h, orig_w, input_h, input_w"},
+        {"--json", OPT_FLAG, &a->json, NULL,
+         "print IoU predictions and mask areas as JSON on stdout"},
+        {"--embedding", OPT_STR, &a->emb_path, "FILE",
+         "reuse the image_embedding of a --save file (skips the encoder);\n"
+         "--image is then optional (needed only for --overlay)"},
+    };
+    const cli_spec spec = {
+        "segment",
+        "--model FILE (--image FILE | --embedding FILE) [prompts] --out MASK.png\n"
+        "                    [--overlay OVERLAY.png] [--save RESULT.safetensors] [--json]",
+        "Segment an image with SAM (ViT-B/L/H, official .pth or safetensors), as the official\n"
+        "SamPredictor: ResizeLongestSide(1024), decoder on the image embedding, masks = logits > "
+        "0.\n"
+        "Prompt coordinates are in original image pixels; give at least one prompt.\n",
+        opts,
+        CLI_NOPTS(opts),
+        NULL,
+        NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc) return rc;
+    const char *bad = !a->image_path && !a->emb_path
+                          ? "--image FILE (or --embedding FILE) is required"
+                      : !a->n_boxes && !a->n_points && !a->mask_path
+                          ? "no prompt: give --box, --point or --mask-input"
+                      : a->overlay_path && !a->image_path ? "--overlay needs --image"
+                                                          : NULL;
+    if (bad) {
+        fprintf(stderr, "asam segment: %s (see asam segment --help)\n", bad);
+        return CLI_USAGE;
     }
-    if (emb_path) {
-        emb = malloc(sizeof(float) * 256 * 64 * 64);
+    return CLI_OK;
+}
+
+/* Everything one run holds; freed by seg_free. */
+typedef struct {
+    asam_image img;
+    asam_sam_sizes sz;
+    float *emb, *mask; /* (256,64,64) reused embedding; (256,256) mask prompt */
+    asam_sam *m;
+    asam_sam_predictor pred;
+    asam_sam_result res;
+    int B, *chosen; /* prompts; per prompt the kept mask (highest predicted IoU) */
+} seg_run;
+
+static void seg_free(seg_run *r) {
+    free(r->chosen);
+    asam_sam_result_free(&r->res);
+    if (r->pred.ctx) asam_sam_predictor_free(&r->pred);
+    asam_sam_free(r->m);
+    free(r->emb);
+    free(r->mask);
+    asam_image_free(&r->img);
+}
+
+/* The image and/or a stored embedding, checked against each other, then the prompts. */
+static int load_inputs(const segment_args *a, seg_run *r) {
+    if (a->image_path) {
+        if (asam_image_read(a->image_path, 3, &r->img) != 0) return -1;
+        asam_sam_sizes_for(r->img.h, r->img.w, &r->sz);
+    }
+    if (a->emb_path) {
         asam_sam_sizes es = {0};
         int have = 0;
-        if (!emb || load_embedding(emb_path, emb, &es, &have) != 0) {
-            fail("%s", asam_last_error());
-            goto done;
-        }
-        if (!have && !image_path) {
-            fail("%s: no orig_h/orig_w/input_h/input_w metadata; give --image too", emb_path);
-            goto done;
-        }
-        if (have && image_path && (es.orig_h != img.h || es.orig_w != img.w)) {
-            fail("%s: embedding is for a %dx%d image but %s is %dx%d", emb_path, es.orig_w,
-                 es.orig_h, image_path, img.w, img.h);
-            goto done;
-        }
-        if (have) sz = es;
+        r->emb = malloc(sizeof(float) * 256 * 64 * 64);
+        if (!r->emb) return asam_error("out of memory");
+        if (load_embedding(a->emb_path, r->emb, &es, &have) != 0) return -1;
+        if (!have && !a->image_path)
+            return asam_error("%s: no orig_h/orig_w/input_h/input_w metadata; give --image too",
+                              a->emb_path);
+        if (have && a->image_path && (es.orig_h != r->img.h || es.orig_w != r->img.w))
+            return asam_error("%s: embedding is for a %dx%d image but %s is %dx%d", a->emb_path,
+                              es.orig_w, es.orig_h, a->image_path, r->img.w, r->img.h);
+        if (have) r->sz = es;
     }
     /* prompts must lie inside the image */
-    for (int b = 0; b < n_boxes; b++) {
-        float *x = boxes + 4 * b;
-        if (x[0] < 0 || x[1] < 0 || x[2] > sz.orig_w || x[3] > sz.orig_h) {
-            fail("box %g,%g,%g,%g lies outside the %dx%d image", x[0], x[1], x[2], x[3], sz.orig_w,
-                 sz.orig_h);
-            goto done;
-        }
+    const asam_sam_sizes *sz = &r->sz;
+    for (int b = 0; b < a->n_boxes; b++) {
+        const float *x = a->boxes + 4 * b;
+        if (x[0] < 0 || x[1] < 0 || x[2] > sz->orig_w || x[3] > sz->orig_h)
+            return asam_error("box %g,%g,%g,%g lies outside the %dx%d image", x[0], x[1], x[2],
+                              x[3], sz->orig_w, sz->orig_h);
     }
-    for (int p = 0; p < n_points; p++) {
-        float *x = points + 2 * p;
-        if (x[0] < 0 || x[1] < 0 || x[0] > sz.orig_w || x[1] > sz.orig_h) {
-            fail("point %g,%g lies outside the %dx%d image", x[0], x[1], sz.orig_w, sz.orig_h);
-            goto done;
-        }
+    for (int p = 0; p < a->n_points; p++) {
+        const float *x = a->points + 2 * p;
+        if (x[0] < 0 || x[1] < 0 || x[0] > sz->orig_w || x[1] > sz->orig_h)
+            return asam_error("point %g,%g lies outside the %dx%d image", x[0], x[1], sz->orig_w,
+                              sz->orig_h);
     }
-    if (mask_path) {
-        mask = malloc(sizeof(float) * 65536);
-        if (!mask || load_mask_input(mask_path, mask) != 0) {
-            fail("%s", asam_last_error());
-            goto done;
-        }
+    if (a->mask_path) {
+        r->mask = malloc(sizeof(float) * 65536);
+        if (!r->mask) return asam_error("out of memory");
+        if (load_mask_input(a->mask_path, r->mask) != 0) return -1;
     }
-    if (asam_sam_load(model_path, &m) != 0) {
-        fail("%s", asam_last_error());
-        goto done;
-    }
-    if (asam_sam_predictor_init(&pred, m) != 0) {
-        fail("%s", asam_last_error());
-        goto done;
-    }
-    if (emb) {
-        rc = asam_sam_predictor_set_embedding(&pred, emb, &sz);
+    return 0;
+}
+
+/* Copy a per-prompt array B times (the points and the mask prompt go with every box). */
+static float *repeat(const float *src, size_t n, int B) {
+    float *dst = malloc(sizeof(float) * n * (size_t)B);
+    if (dst)
+        for (int b = 0; b < B; b++) memcpy(dst + (size_t)b * n, src, sizeof(float) * n);
+    return dst;
+}
+
+/* Model, encoder (or the reused embedding), decoder; B prompts: one per box, else one. */
+static int run(const segment_args *a, seg_run *r) {
+    if (asam_sam_load(a->model_path, &r->m) != 0) return -1;
+    if (asam_sam_predictor_init(&r->pred, r->m) != 0) return -1;
+    if (r->emb ? asam_sam_predictor_set_embedding(&r->pred, r->emb, &r->sz)
+               : asam_sam_predictor_set_image(&r->pred, &r->img))
+        return -1;
+    const int B = r->B = a->n_boxes ? a->n_boxes : 1, np = a->n_points;
+    float *pts = np ? repeat(a->points, (size_t)np * 2, B) : NULL;
+    float *lab = np ? repeat(a->labels, (size_t)np, B) : NULL;
+    float *mk = r->mask ? repeat(r->mask, 65536, B) : NULL;
+    int rc;
+    if ((np && (!pts || !lab)) || (r->mask && !mk)) {
+        rc = asam_error("out of memory");
     } else {
-        rc = asam_sam_predictor_set_image(&pred, &img);
+        asam_sam_query q = {.batch = B,
+                            .n_points = np,
+                            .points = pts,
+                            .labels = lab,
+                            .boxes = a->n_boxes ? a->boxes : NULL,
+                            .mask_input = mk};
+        rc = asam_sam_predictor_predict(&r->pred, &q, a->multimask, &r->res);
     }
-    if (rc != 0) {
-        fail("%s", asam_last_error());
-        rc = 1;
-        goto done;
-    }
-    rc = 1;
-    /* B prompts: one per box (points shared), else one */
-    int B = n_boxes ? n_boxes : 1;
-    float *pts = NULL, *lab = NULL, *mk = NULL;
-    if (n_points) {
-        pts = malloc(sizeof(float) * (size_t)B * n_points * 2);
-        lab = malloc(sizeof(float) * (size_t)B * n_points);
-        for (int b = 0; b < B; b++) {
-            memcpy(pts + (size_t)b * n_points * 2, points, sizeof(float) * n_points * 2);
-            memcpy(lab + (size_t)b * n_points, labels, sizeof(float) * n_points);
-        }
-    }
-    if (mask) {
-        mk = malloc(sizeof(float) * (size_t)B * 65536);
-        for (int b = 0; b < B; b++) memcpy(mk + (size_t)b * 65536, mask, sizeof(float) * 65536);
-    }
-    asam_sam_query q = {.batch = B,
-                        .n_points = n_points,
-                        .points = pts,
-                        .labels = lab,
-                        .boxes = n_boxes ? boxes : NULL,
-                        .mask_input = mk};
-    int prc = asam_sam_predictor_predict(&pred, &q, multimask, &res);
     free(pts);
     free(lab);
     free(mk);
-    if (prc != 0) {
-        fail("%s", asam_last_error());
-        goto done;
-    }
-    int C = res.n_masks, H = res.h, W = res.w;
-    int64_t hw = (int64_t)H * W;
-    chosen = calloc((size_t)B, sizeof(int));
+    if (rc) return -1;
+    const int C = r->res.n_masks;
+    r->chosen = calloc((size_t)B, sizeof(int));
+    if (!r->chosen) return asam_error("out of memory");
     for (int b = 0; b < B; b++)
         for (int c = 1; c < C; c++)
-            if (res.iou[b * C + c] > res.iou[b * C + chosen[b]]) chosen[b] = c;
+            if (r->res.iou[b * C + c] > r->res.iou[b * C + r->chosen[b]]) r->chosen[b] = c;
+    return 0;
+}
 
-    /* outputs (each written atomically) */
-    if (save_path) {
-        char oh[16], ow[16], ih[16], iw[16];
-        snprintf(oh, sizeof oh, "%d", H);
-        snprintf(ow, sizeof ow, "%d", W);
-        snprintf(ih, sizeof ih, "%d", sz.input_h);
-        snprintf(iw, sizeof iw, "%d", sz.input_w);
-        const char *meta[] = {"orig_h", oh, "orig_w", ow, "input_h", ih, "input_w", iw};
-        int one = B == 1 && n_boxes <= 1; /* predict() shapes, else predict_torch's */
-        asam_st_entry e[4];
-        memset(e, 0, sizeof e);
-        e[0] = (asam_st_entry){
-            "image_embedding", ASAM_DT_F32, 4, {1, 256, 64, 64}, pred.embedding->data};
-        if (one) {
-            e[1] = (asam_st_entry){"low_res_logits", ASAM_DT_F32, 3, {C, 256, 256}, res.low_res};
-            e[2] = (asam_st_entry){"iou_predictions", ASAM_DT_F32, 1, {C}, res.iou};
-            e[3] = (asam_st_entry){"mask_logits", ASAM_DT_F32, 3, {C, H, W}, res.mask_logits};
-        } else {
-            e[1] = (asam_st_entry){"low_res_logits", ASAM_DT_F32, 4, {B, C, 256, 256}, res.low_res};
-            e[2] = (asam_st_entry){"iou_predictions", ASAM_DT_F32, 2, {B, C}, res.iou};
-            e[3] = (asam_st_entry){"mask_logits", ASAM_DT_F32, 4, {B, C, H, W}, res.mask_logits};
-        }
-        if (asam_safetensors_write(save_path, e, 4, meta, 4) != 0) {
-            fail("%s", asam_last_error());
-            goto done;
-        }
+/* --save: the embedding and every output with the official predictor's shapes. */
+static int write_save(const segment_args *a, const seg_run *r) {
+    const asam_sam_result *res = &r->res;
+    const int B = r->B, C = res->n_masks, H = res->h, W = res->w;
+    char oh[16], ow[16], ih[16], iw[16];
+    snprintf(oh, sizeof oh, "%d", H);
+    snprintf(ow, sizeof ow, "%d", W);
+    snprintf(ih, sizeof ih, "%d", r->sz.input_h);
+    snprintf(iw, sizeof iw, "%d", r->sz.input_w);
+    const char *meta[] = {"orig_h", oh, "orig_w", ow, "input_h", ih, "input_w", iw};
+    int one = B == 1 && a->n_boxes <= 1; /* predict() shapes, else predict_torch's */
+    asam_st_entry e[4];
+    memset(e, 0, sizeof e);
+    e[0] = (asam_st_entry){
+        "image_embedding", ASAM_DT_F32, 4, {1, 256, 64, 64}, r->pred.embedding->data};
+    if (one) {
+        e[1] = (asam_st_entry){"low_res_logits", ASAM_DT_F32, 3, {C, 256, 256}, res->low_res};
+        e[2] = (asam_st_entry){"iou_predictions", ASAM_DT_F32, 1, {C}, res->iou};
+        e[3] = (asam_st_entry){"mask_logits", ASAM_DT_F32, 3, {C, H, W}, res->mask_logits};
+    } else {
+        e[1] = (asam_st_entry){"low_res_logits", ASAM_DT_F32, 4, {B, C, 256, 256}, res->low_res};
+        e[2] = (asam_st_entry){"iou_predictions", ASAM_DT_F32, 2, {B, C}, res->iou};
+        e[3] = (asam_st_entry){"mask_logits", ASAM_DT_F32, 4, {B, C, H, W}, res->mask_logits};
     }
+    return asam_safetensors_write(a->save_path, e, 4, meta, 4);
+}
+
+/* The --json record of prompt b: every mask's predicted IoU and area, and the kept one. */
+static void json_prompt(cJSON *jm, const seg_run *r, int b, const char *path, int64_t area) {
+    const asam_sam_result *res = &r->res;
+    const int C = res->n_masks;
+    const int64_t hw = (int64_t)res->h * res->w;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "prompt", b);
+    cJSON_AddStringToObject(o, "file", path);
+    cJSON *ious = cJSON_AddArrayToObject(o, "iou_predictions");
+    cJSON *areas = cJSON_AddArrayToObject(o, "areas");
+    for (int c = 0; c < C; c++) {
+        int64_t ac = 0;
+        const uint8_t *mc = res->masks + ((int64_t)b * C + c) * hw;
+        for (int64_t i = 0; i < hw; i++) ac += mc[i];
+        cJSON_AddItemToArray(ious, cJSON_CreateNumber(res->iou[b * C + c]));
+        cJSON_AddItemToArray(areas, cJSON_CreateNumber((double)ac));
+    }
+    cJSON_AddNumberToObject(o, "chosen", r->chosen[b]);
+    cJSON_AddNumberToObject(o, "iou", res->iou[b * C + r->chosen[b]]);
+    cJSON_AddNumberToObject(o, "area", (double)area);
+    cJSON_AddItemToArray(jm, o);
+}
+
+static void json_print(cJSON *js, const seg_run *r) {
+    cJSON_AddStringToObject(js, "model", r->m->cfg.variant);
+    cJSON *osz = cJSON_AddArrayToObject(js, "original_size");
+    cJSON_AddItemToArray(osz, cJSON_CreateNumber(r->res.h));
+    cJSON_AddItemToArray(osz, cJSON_CreateNumber(r->res.w));
+    cJSON *isz = cJSON_AddArrayToObject(js, "input_size");
+    cJSON_AddItemToArray(isz, cJSON_CreateNumber(r->sz.input_h));
+    cJSON_AddItemToArray(isz, cJSON_CreateNumber(r->sz.input_w));
+    char *s = cJSON_Print(js);
+    if (s) puts(s);
+    free(s);
+}
+
+/* Every output, each written atomically: --save, the mask PNG(s), --overlay, then --json. */
+static int write_outputs(const segment_args *a, const seg_run *r) {
+    if (a->save_path && write_save(a, r) != 0) return -1;
+    const asam_sam_result *res = &r->res;
+    const int C = res->n_masks;
+    const int64_t hw = (int64_t)res->h * res->w;
     asam_image mimg = {0};
-    if (asam_image_alloc(&mimg, W, H, 1) != 0) {
-        fail("out of memory");
-        goto done;
-    }
-    cJSON *js = json ? cJSON_CreateObject() : NULL;
+    if (asam_image_alloc(&mimg, res->w, res->h, 1) != 0) return -1;
+    cJSON *js = a->json ? cJSON_CreateObject() : NULL;
     cJSON *jm = js ? cJSON_AddArrayToObject(js, "masks") : NULL;
-    for (int b = 0; b < B; b++) {
-        const uint8_t *src = res.masks + ((int64_t)b * C + chosen[b]) * hw;
+    int rc = 0;
+    for (int b = 0; b < r->B && !rc; b++) {
+        const uint8_t *src = res->masks + ((int64_t)b * C + r->chosen[b]) * hw;
         int64_t area = 0;
         for (int64_t i = 0; i < hw; i++) {
             mimg.data[i] = src[i] ? 255 : 0;
             area += src[i];
         }
         char path[4096];
-        if (B == 1)
-            snprintf(path, sizeof path, "%s", out_path);
+        if (r->B == 1)
+            snprintf(path, sizeof path, "%s", a->out_path);
         else
-            numbered_path(out_path, b, path, sizeof path);
-        if (asam_image_write_png(path, &mimg) != 0) {
-            fail("%s", asam_last_error());
-            asam_image_free(&mimg);
-            cJSON_Delete(js);
-            goto done;
-        }
-        if (jm) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddNumberToObject(o, "prompt", b);
-            cJSON_AddStringToObject(o, "file", path);
-            cJSON *ious = cJSON_AddArrayToObject(o, "iou_predictions");
-            cJSON *areas = cJSON_AddArrayToObject(o, "areas");
-            for (int c = 0; c < C; c++) {
-                int64_t ac = 0;
-                const uint8_t *mc = res.masks + ((int64_t)b * C + c) * hw;
-                for (int64_t i = 0; i < hw; i++) ac += mc[i];
-                cJSON_AddItemToArray(ious, cJSON_CreateNumber(res.iou[b * C + c]));
-                cJSON_AddItemToArray(areas, cJSON_CreateNumber((double)ac));
-            }
-            cJSON_AddNumberToObject(o, "chosen", chosen[b]);
-            cJSON_AddNumberToObject(o, "iou", res.iou[b * C + chosen[b]]);
-            cJSON_AddNumberToObject(o, "area", (double)area);
-            cJSON_AddItemToArray(jm, o);
-        }
+            numbered_path(a->out_path, b, path, sizeof path);
+        rc = asam_image_write_png(path, &mimg);
+        if (!rc && jm) json_prompt(jm, r, b, path, area);
     }
     asam_image_free(&mimg);
-    if (overlay_path && write_overlay(overlay_path, &img, &res, chosen) != 0) {
-        fail("%s", asam_last_error());
-        cJSON_Delete(js);
-        goto done;
-    }
-    if (js) {
-        cJSON_AddStringToObject(js, "model", m->cfg.variant);
-        cJSON *osz = cJSON_AddArrayToObject(js, "original_size");
-        cJSON_AddItemToArray(osz, cJSON_CreateNumber(H));
-        cJSON_AddItemToArray(osz, cJSON_CreateNumber(W));
-        cJSON *isz = cJSON_AddArrayToObject(js, "input_size");
-        cJSON_AddItemToArray(isz, cJSON_CreateNumber(sz.input_h));
-        cJSON_AddItemToArray(isz, cJSON_CreateNumber(sz.input_w));
-        char *s = cJSON_Print(js);
-        if (s) puts(s);
-        free(s);
-        cJSON_Delete(js);
-    }
-    rc = 0;
-done:
-    free(chosen);
-    asam_sam_result_free(&res);
-    if (pred.ctx) asam_sam_predictor_free(&pred);
-    asam_sam_free(m);
-    free(emb);
-    free(mask);
-    asam_image_free(&img);
+    if (!rc && a->overlay_path) rc = write_overlay(a->overlay_path, &r->img, res, r->chosen);
+    if (!rc && js) json_print(js, r);
+    cJSON_Delete(js);
+    return rc;
+}
+
+int cmd_segment(int argc, char **argv) {
+    static segment_args a; /* ~5 KB of prompts: off the stack */
+    memset(&a, 0, sizeof a);
+    int rc = parse_args(&a, argc, argv);
+    if (rc) return cli_exit_code(rc);
+    seg_run r = {0};
+    rc = load_inputs(&a, &r) || run(&a, &r) || write_outputs(&a, &r);
+    if (rc) cli_fail("segment", "%s", asam_last_error());
+    seg_free(&r);
     return rc;
 }

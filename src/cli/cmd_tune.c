@@ -1,144 +1,116 @@
-/* asam tune: train SAM's output tokens (iou_token + mask_tokens) on (adversarial) data. */
+/* asam tune: train SAM's output tokens (iou_token + mask_tokens) on (adversarial) data.
+ * parse (option table) -> run (asam_tune writes every output) -> one summary line. */
 #include "cli/cli_util.h"
+#include "cli/options.h"
 #include "asam/asam.h"
 #include "asam/error.h"
 
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-static const char *k_usage =
-    "usage: asam tune --model SAM.pth --data DATASET [--data ...] --out DIR [options]\n"
-    "\n"
-    "Tune only mask_decoder.iou_token and mask_decoder.mask_tokens (1,280 values) with Adam,\n"
-    "as ASAM's tuning stage (defaults = the official code's numbers).\n"
-    "\n"
-    "datasets: sa1b:DIR | sa1b:SHARD.tar | adv:ADVDIR:SA1BDIR | coco:ANN.json:IMGDIR |\n"
-    "          masks:IMGDIR:MASKDIR | idmap:IMGDIR:MAPDIR[:ignore=V]\n"
-    "\n"
-    "options:\n"
-    "  --epochs N            epochs (20); lr factor (e+1)/10 for e < 10, else 0.5^(e-9)\n"
-    "  --lr X                base learning rate (2e-3), Adam betas 0.9/0.999, no decay\n"
-    "  --batch N             images per optimiser step (4)\n"
-    "  --masks-per-image N   first N annotations of each image, wrapping around (4)\n"
-    "  --prompts LIST        prompt kinds drawn per image: box,points,mask (all three)\n"
-    "  --box-noise X         HQ-SAM box jitter scale (0 = exact GT box)\n"
-    "  --loss points|full    BCE+Dice on 112x112 uncertainty-sampled points (default) or on\n"
-    "                        the full 256x256 low-res logits\n"
-    "  --points N            sampled points per mask for --loss points (12544)\n"
-    "  --no-augment          no flip / large-scale jitter: embeddings computed once and cached\n"
-    "  --cache DIR           embedding cache folder (DIR/cache)\n"
-    "  --seed N              random seed (0)\n"
-    "  --limit N             use at most N images per dataset\n"
-    "  --resume              continue from DIR/state.safetensors (last completed epoch)\n"
-    "  --stop-after N        stop after N completed epochs (resume later with --resume)\n"
-    "  --quiet               no progress lines\n"
-    "\n"
-    "outputs in DIR: sam_tuned.pth (torch.save state dict, official keys), sam_tuned.safetensors,\n"
-    "decoder_tokens.safetensors, state.safetensors (after every epoch), cache/ (--no-augment).\n";
+#define MAX_DATA 64
 
-#define fail(...) cli_fail("tune", __VA_ARGS__)
+typedef struct {
+    asam_tune_opts o;
+    const char *data[MAX_DATA];
+    cli_list data_list;
+    int loss_kind, no_augment, quiet;
+} tune_args;
+
+/* "box,points,mask" -> ASAM_PROMPT_* bits */
+static int parse_prompts(const char *v, void *dst, char *err, size_t n) {
+    int bits = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "box"))
+            bits |= ASAM_PROMPT_BOX;
+        else if (!strcmp(t, "points"))
+            bits |= ASAM_PROMPT_POINTS;
+        else if (!strcmp(t, "mask"))
+            bits |= ASAM_PROMPT_MASK;
+        else {
+            snprintf(err, n, "unknown kind '%s' (box, points, mask)", t);
+            return -1;
+        }
+    }
+    if (!bits) {
+        snprintf(err, n, "no prompt kind (box, points, mask)");
+        return -1;
+    }
+    *(int *)dst = bits;
+    return 0;
+}
+
+static int parse_args(tune_args *a, int argc, char **argv) {
+    asam_tune_defaults(&a->o);
+    a->data_list = (cli_list){a->data, 0, MAX_DATA};
+    const cli_opt opts[] = {
+        {"--model", OPT_STR, &a->o.model_path, "SAM.pth", "SAM checkpoint to tune", .required = 1},
+        {"--data", OPT_LIST, &a->data_list, "DATASET", "training data; repeatable", .required = 1},
+        {"--out", OPT_STR, &a->o.out_dir, "DIR", "output folder", .required = 1},
+        {"--epochs", OPT_INT, &a->o.epochs, "N",
+         "epochs; lr factor (e+1)/10 for e < 10, else 0.5^(e-9)", 1, 256},
+        {"--lr", OPT_FLOAT, &a->o.lr, "X", "base learning rate, Adam betas 0.9/0.999, no decay",
+         1e-30, 1e30},
+        {"--batch", OPT_INT, &a->o.batch, "N", "images per optimiser step", 1, 4096},
+        {"--masks-per-image", OPT_INT, &a->o.masks_per_image, "N",
+         "first N annotations of each image, wrapping around", 1, 64},
+        {"--prompts", OPT_CUSTOM, &a->o.prompts, "LIST",
+         "prompt kinds drawn per image: box,points,mask (all three)", .parse = parse_prompts},
+        {"--box-noise", OPT_FLOAT, &a->o.box_noise, "X", "HQ-SAM box jitter scale (0 = exact box)",
+         0, 1e30},
+        {"--loss", OPT_CHOICE, &a->loss_kind, NULL,
+         "BCE+Dice on 112x112 uncertainty-sampled points, or on\n"
+         "the full 256x256 low-res logits",
+         .choices = "points|full"},
+        {"--points", OPT_INT, &a->o.loss.n_points, "N", "sampled points per mask (--loss points)",
+         1, 1 << 20},
+        {"--no-augment", OPT_FLAG, &a->no_augment, NULL,
+         "no flip / large-scale jitter: embeddings computed once and cached"},
+        {"--cache", OPT_STR, &a->o.cache_dir, "DIR", "embedding cache folder (DIR/cache)"},
+        {"--seed", OPT_U64, &a->o.seed, "N", "random seed"},
+        {"--limit", OPT_INT, &a->o.limit, "N", "use at most N images per dataset", 1, 1 << 30,
+         .no_default = 1},
+        {"--resume", OPT_FLAG, &a->o.resume, NULL,
+         "continue from DIR/state.safetensors (last completed epoch)"},
+        {"--stop-after", OPT_INT, &a->o.stop_after, "N",
+         "stop after N completed epochs (resume later with --resume)", 1, 256, .no_default = 1},
+        {"--quiet", OPT_FLAG, &a->quiet, NULL, "no progress lines"},
+    };
+    const cli_spec spec = {
+        "tune",
+        "--model SAM.pth --data DATASET [--data ...] --out DIR [options]",
+        "Tune only mask_decoder.iou_token and mask_decoder.mask_tokens (1,280 values) with Adam,\n"
+        "as ASAM's tuning stage (defaults = the official code's numbers).\n"
+        "\n"
+        "datasets: sa1b:DIR | sa1b:SHARD.tar | adv:ADVDIR:SA1BDIR | coco:ANN.json:IMGDIR |\n"
+        "          masks:IMGDIR:MASKDIR | idmap:IMGDIR:MAPDIR[:ignore=V]\n",
+        opts,
+        CLI_NOPTS(opts),
+        NULL,
+        "outputs in DIR: sam_tuned.pth (torch.save state dict, official keys),\n"
+        "sam_tuned.safetensors, decoder_tokens.safetensors, state.safetensors (after every\n"
+        "epoch), cache/ (--no-augment).\n"};
+    a->loss_kind = a->o.loss.points ? 0 : 1;
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc) return rc;
+    a->o.loss.points = a->loss_kind == 0;
+    if (a->no_augment) a->o.augment = 0;
+    a->o.progress = !a->quiet;
+    a->o.data = a->data;
+    a->o.n_data = a->data_list.n;
+    return CLI_OK;
+}
 
 int cmd_tune(int argc, char **argv) {
-    asam_tune_opts o;
-    asam_tune_defaults(&o);
-    o.progress = 1;
-    const char *data[64];
-    int n_data = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(k_usage, stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-augment")) {
-            o.augment = 0;
-            continue;
-        }
-        if (!strcmp(a, "--resume")) {
-            o.resume = 1;
-            continue;
-        }
-        if (!strcmp(a, "--quiet")) {
-            o.progress = 0;
-            continue;
-        }
-        if (!v) return fail("%s: missing value (see asam tune --help)", a);
-        i++;
-        float f;
-        if (!strcmp(a, "--model"))
-            o.model_path = v;
-        else if (!strcmp(a, "--data")) {
-            if (n_data == 64) return fail("too many --data (64 at most)");
-            data[n_data++] = v;
-        } else if (!strcmp(a, "--out"))
-            o.out_dir = v;
-        else if (!strcmp(a, "--cache"))
-            o.cache_dir = v;
-        else if (!strcmp(a, "--epochs")) {
-            if (cli_parse_int(v, 1, 256, &o.epochs))
-                return fail("--epochs: expected 1..256, got '%s'", v);
-        } else if (!strcmp(a, "--lr")) {
-            if (asam_parse_fraction(v, &f) || !(f > 0))
-                return fail("--lr: expected a positive number, got '%s'", v);
-            o.lr = f;
-        } else if (!strcmp(a, "--batch")) {
-            if (cli_parse_int(v, 1, 4096, &o.batch))
-                return fail("--batch: expected a positive integer, got '%s'", v);
-        } else if (!strcmp(a, "--masks-per-image")) {
-            if (cli_parse_int(v, 1, 64, &o.masks_per_image))
-                return fail("--masks-per-image: expected 1..64, got '%s'", v);
-        } else if (!strcmp(a, "--prompts")) {
-            o.prompts = 0;
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", v);
-            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                if (!strcmp(t, "box"))
-                    o.prompts |= ASAM_PROMPT_BOX;
-                else if (!strcmp(t, "points"))
-                    o.prompts |= ASAM_PROMPT_POINTS;
-                else if (!strcmp(t, "mask"))
-                    o.prompts |= ASAM_PROMPT_MASK;
-                else
-                    return fail("--prompts: unknown kind '%s' (box, points, mask)", t);
-            }
-        } else if (!strcmp(a, "--box-noise")) {
-            if (asam_parse_fraction(v, &f) || f < 0)
-                return fail("--box-noise: expected a number >= 0, got '%s'", v);
-            o.box_noise = f;
-        } else if (!strcmp(a, "--loss")) {
-            if (!strcmp(v, "points"))
-                o.loss.points = 1;
-            else if (!strcmp(v, "full"))
-                o.loss.points = 0;
-            else
-                return fail("--loss: expected points or full, got '%s'", v);
-        } else if (!strcmp(a, "--points")) {
-            if (cli_parse_int(v, 1, 1 << 20, &o.loss.n_points))
-                return fail("--points: expected a positive integer, got '%s'", v);
-        } else if (!strcmp(a, "--seed")) {
-            char *end;
-            o.seed = strtoull(v, &end, 10);
-            if (end == v || *end) return fail("--seed: expected an integer, got '%s'", v);
-        } else if (!strcmp(a, "--limit")) {
-            if (cli_parse_int(v, 1, 1 << 30, &o.limit))
-                return fail("--limit: expected a positive integer, got '%s'", v);
-        } else if (!strcmp(a, "--stop-after")) {
-            if (cli_parse_int(v, 1, 256, &o.stop_after))
-                return fail("--stop-after: expected 1..256, got '%s'", v);
-        } else
-            return fail("unknown option '%s' (see asam tune --help)", a);
-    }
-    if (!o.model_path || !n_data || !o.out_dir)
-        return fail("--model, --data and --out are required (see asam tune --help)");
-    o.data = data;
-    o.n_data = n_data;
+    tune_args a = {0};
+    int rc = parse_args(&a, argc, argv);
+    if (rc) return cli_exit_code(rc);
     asam_tune_report rep;
-    if (asam_tune(&o, &rep)) return fail("%s", asam_last_error());
-    if (o.progress)
+    if (asam_tune(&a.o, &rep)) return cli_fail("tune", "%s", asam_last_error());
+    if (a.o.progress)
         fprintf(stderr, "asam tune: %d/%d epochs done on %d images; wrote %s/sam_tuned.pth\n",
-                rep.epochs_done, o.epochs, rep.n_images, o.out_dir);
+                rep.epochs_done, a.o.epochs, rep.n_images, a.o.out_dir);
     return 0;
 }

@@ -1,28 +1,30 @@
-/* Subcommands of the `asam` program. Each lives in its own cmd_<name>.c and is declared
- * weak here, so a command whose file is not part of the build is simply absent from
- * `asam --help` (never a stub). Each returns the process exit code. */
+/* Subcommands of the `asam` program, each in its own cmd_<name>.c. The registry (the table
+ * in main.c) names every one explicitly, so a command missing from the build is a link error,
+ * never a silently absent command. Each returns the process exit code: 0 success, 1 failure,
+ * 2 usage error (see options.h). */
 #ifndef ASAM_CLI_COMMANDS_H
 #define ASAM_CLI_COMMANDS_H
 
 typedef int (*asam_cmd_fn)(int argc, char **argv);
 
-#define ASAM_COMMANDS(X)                                                                           \
-    X(inspect, "print every tensor's name, dtype and shape of a checkpoint")                       \
-    X(segment, "segment an image with SAM from box/point/mask prompts")                            \
-    X(txt2img, "generate an image with Stable Diffusion (+ ControlNet)")                           \
-    X(reconstruct, "VAE round trip or DDIM inversion + regeneration of an image")                  \
-    X(invert, "DDIM + null-text inversion of SA-1B images")                                        \
-    X(attack, "adversarial latent attack against SAM")                                             \
-    X(generate, "invert + attack over a dataset (resumable)")                                      \
-    X(train_controlnet, "train a mask-to-image ControlNet")                                        \
-    X(tune, "tune SAM's output tokens on (adversarial) data")                                      \
-    X(eval, "evaluate SAM checkpoints (mIoU, boundary IoU)")                                       \
-    X(attack_pgd, "pixel-space PGD baseline dataset")                                              \
-    X(demo, "run the ASAM pipeline end to end on a built-in synthetic default")                    \
-    X(bench, "benchmarks: engine, sam, sd")
+int cmd_inspect(int argc, char **argv);
+int cmd_segment(int argc, char **argv);
+int cmd_txt2img(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+int cmd_invert(int argc, char **argv);
+int cmd_attack(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_train_controlnet(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_attack_pgd(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
-#define ASAM_DECLARE_CMD(name, help) int cmd_##name(int argc, char **argv) __attribute__((weak));
-ASAM_COMMANDS(ASAM_DECLARE_CMD)
-#undef ASAM_DECLARE_CMD
+/* The benchmark suites behind `asam bench <suite>` (src/cli/bench_<suite>.c). */
+int bench_engine_main(int argc, char **argv);
+int bench_sam_main(int argc, char **argv);
+int bench_sd_main(int argc, char **argv);
+int bench_generator_main(int argc, char **argv);
 
 #endif

@@ -1,69 +1,68 @@
-/* asam: one program, many subcommands. Global flags (before the command):
+/* asam: one program, many subcommands, listed in one registry below. Global flags (before the
+ * command):
  *   --threads N   number of CPU threads (default: OMP_NUM_THREADS or all cores) */
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "asam/engine.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
-    const char *name; /* as typed: underscores become dashes */
+    const char *name;
     asam_cmd_fn fn;
     const char *help;
 } command;
 
-#define ASAM_CMD_ENTRY(name, help) {#name, cmd_##name, help},
-static const command commands[] = {ASAM_COMMANDS(ASAM_CMD_ENTRY)};
-#undef ASAM_CMD_ENTRY
-
-static void cmd_display_name(const char *name, char *out, size_t n) {
-    snprintf(out, n, "%s", name);
-    for (char *p = out; *p; p++)
-        if (*p == '_') *p = '-';
-}
+static const command commands[] = {
+    {"inspect", cmd_inspect, "print every tensor's name, dtype and shape of a checkpoint"},
+    {"segment", cmd_segment, "segment an image with SAM from box/point/mask prompts"},
+    {"txt2img", cmd_txt2img, "generate an image with Stable Diffusion (+ ControlNet)"},
+    {"reconstruct", cmd_reconstruct, "VAE round trip or DDIM inversion + regeneration of an image"},
+    {"invert", cmd_invert, "DDIM + null-text inversion of SA-1B images"},
+    {"attack", cmd_attack, "adversarial latent attack against SAM"},
+    {"generate", cmd_generate, "invert + attack over a dataset (resumable)"},
+    {"train-controlnet", cmd_train_controlnet, "train a mask-to-image ControlNet"},
+    {"tune", cmd_tune, "tune SAM's output tokens on (adversarial) data"},
+    {"eval", cmd_eval, "evaluate SAM checkpoints (mIoU, boundary IoU)"},
+    {"attack-pgd", cmd_attack_pgd, "pixel-space PGD baseline dataset"},
+    {"demo", cmd_demo, "run the ASAM pipeline end to end on a built-in synthetic default"},
+    {"bench", cmd_bench, "benchmarks: engine, sam, sd, generator"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void usage(FILE *f) {
     fprintf(f, "usage: asam [--threads N] <command> [options]\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (!commands[i].fn) continue;
-        char name[64];
-        cmd_display_name(commands[i].name, name, sizeof name);
-        fprintf(f, "  %-18s %s\n", name, commands[i].help);
-    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nRun 'asam <command> --help' for the options of one command.\n");
 }
 
 int main(int argc, char **argv) {
+    int threads = 0;
+    const cli_opt opts[] = {
+        {"--threads", OPT_INT, &threads, "N", "CPU threads", 1, 4096},
+    };
+    const cli_spec spec = {"", "[--threads N] <command> [options]", NULL, opts, 1, NULL, NULL};
     int i = 1;
-    while (i < argc && argv[i][0] == '-') {
+    while (i < argc && argv[i][0] == '-') { /* global flags, up to the command's name */
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            char *end;
-            long n = strtol(argv[i + 1], &end, 10);
-            if (*end || n < 1 || n > 4096) {
-                fprintf(stderr, "asam: --threads: expected a positive integer, got '%s'\n",
-                        argv[i + 1]);
-                return 2;
-            }
-            asam_set_threads((int)n);
-            i += 2;
-        } else {
-            fprintf(stderr, "asam: unknown option '%s' (see asam --help)\n", argv[i]);
-            return 2;
         }
+        int take = !strcmp(argv[i], "--threads") ? 2 : 1;
+        char *sub[3] = {"asam", argv[i], i + 1 < argc ? argv[i + 1] : NULL};
+        int rc = cli_parse(&spec, take == 2 && i + 1 < argc ? 3 : 2, sub);
+        if (rc) return cli_exit_code(rc);
+        i += take;
     }
+    if (threads) asam_set_threads(threads);
     if (i >= argc) {
         usage(stderr);
-        return 2;
+        return CLI_USAGE;
     }
-    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
-        char name[64];
-        cmd_display_name(commands[c].name, name, sizeof name);
-        if (commands[c].fn && !strcmp(argv[i], name)) return commands[c].fn(argc - i, argv + i);
-    }
+    for (size_t c = 0; c < N_COMMANDS; c++)
+        if (!strcmp(argv[i], commands[c].name)) return commands[c].fn(argc - i, argv + i);
     fprintf(stderr, "asam: unknown command '%s' (see asam --help)\n", argv[i]);
-    return 2;
+    return CLI_USAGE;
 }
