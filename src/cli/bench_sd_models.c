@@ -1,14 +1,12 @@
-/* Full-size check and benchmark of the SD image models: writes random SD 1.5-sized
- * checkpoints (F16 safetensors, CompVis and diffusers naming, in a scratch folder), loads
- * them, and times UNet forward (64x64 latent, batch 1), ControlNet + UNet, VAE decode
- * 64 -> 512 and UNet backward (input latent and text context), printing seconds, GFLOP/s and
- * peak RSS next to the PyTorch anchors of DESIGN.md §5.
- *
- *   bench_sd_models [--dir DIR] [--size 64] [--threads N] [--ckpt-level 0|1|2] [--skip
- * unet,control,vae,backward,diffusers]
- *                   [--clean]
- */
+/* Full-size check and benchmark of the SD image models (the first part of `asam bench sd`):
+ * writes random SD 1.5-sized checkpoints (F16 safetensors, CompVis and diffusers naming, in a
+ * scratch folder), loads them, and times UNet forward (64x64 latent, batch 1), ControlNet +
+ * UNet, VAE decode 64 -> 512 and UNet backward (input latent and text context), printing
+ * seconds, GFLOP/s and peak RSS next to the PyTorch anchors of DESIGN.md §5. */
+#include "cli/bench_util.h"
 #include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "cli/options.h"
 #include "asam/checkpoint.h"
 #include "asam/engine.h"
 #include "asam/error.h"
@@ -22,13 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-int bench_sd_models_main(int argc, char **argv);
-
-static int exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
 
 static double file_gb(const char *p) {
     struct stat st;
@@ -54,259 +45,264 @@ static int skipped(const char *skip, const char *what) {
     return skip && strstr(skip, what) != NULL;
 }
 
-static int open_ck(const char *path, asam_checkpoint **ck) {
-    if (asam_checkpoint_open(path, ck) != 0) {
-        fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
-        return -1;
+int bench_sd_parse_args(bench_sd_args *a, int argc, char **argv) {
+    *a = (bench_sd_args){.dir = "/tmp/asam_sd15_synth", .size = 64, .level = 1};
+    const cli_opt opts[] = {
+        {"--dir", OPT_STR, &a->dir, "DIR", "scratch folder for the random model files"},
+        {"--size", OPT_INT, &a->size, "N", "latent side, a multiple of 8", 8, 1024},
+        {"--threads", OPT_INT, &a->threads, "N", "CPU threads", 1, 4096, .no_default = 1},
+        {"--skip", OPT_STR, &a->skip, "LIST",
+         "leave out any of models,text,pipeline (asam bench sd) and\n"
+         "unet,control,vae,backward,diffusers"},
+        {"--ckpt-level", OPT_INT, &a->level, "0|1|2", "UNet gradient checkpointing level", 0, 2},
+        {"--clean", OPT_FLAG, &a->clean, NULL, "remove the model files at the end"},
+    };
+    const cli_spec spec = {
+        "bench sd",
+        "[options]",
+        "Stable Diffusion 1.5 at real sizes with random weights: UNet, ControlNet, VAE decode,\n"
+        "UNet backward; the CLIP ViT-L text encoder; a diffusers-folder bundle and one CFG step.\n",
+        opts,
+        CLI_NOPTS(opts),
+        NULL,
+        NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (!rc && a->size % 8) {
+        fprintf(stderr, "asam bench sd: --size must be a multiple of 8\n");
+        return CLI_USAGE;
     }
-    return 0;
+    if (a->threads) asam_set_threads(a->threads);
+    return rc;
 }
 
-static void row(const char *what, double sec, double flops, double rss, const char *anchor) {
-    printf("%-34s %8.2f s %8.1f GFLOP/s %7.2f GB   %s\n", what, sec,
-           flops > 0 ? flops / sec / 1e9 : 0.0, rss, anchor);
-}
+/* Random SD 1.5-sized checkpoints (the UNet weights of the CompVis and diffusers files are the
+ * same numbers: same seed, UNet keys first). */
+typedef struct {
+    char cv[1024], cn[1024], du[1024], dv[1024];
+} sdm_files;
 
-int bench_sd_models_main(int argc, char **argv) {
-    const char *dir = "/tmp/asam_sd15_synth", *skip = NULL;
-    int size = 64, clean = 0, level = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dir") && i + 1 < argc)
-            dir = argv[++i];
-        else if (!strcmp(argv[i], "--size") && i + 1 < argc)
-            size = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            asam_set_threads(atoi(argv[++i]));
-        else if (!strcmp(argv[i], "--skip") && i + 1 < argc)
-            skip = argv[++i];
-        else if (!strcmp(argv[i], "--clean"))
-            clean = 1;
-        else if (!strcmp(argv[i], "--ckpt-level") && i + 1 < argc)
-            level = atoi(argv[++i]);
-        else {
-            fprintf(
-                stderr,
-                "usage: bench_sd_models [--dir DIR] [--size 64] [--threads N] "
-                "[--skip unet,control,vae,backward,diffusers] [--ckpt-level 0|1|2] [--clean]\n");
-            return 2;
-        }
-    }
-    if (size <= 0 || size % 8) {
-        fprintf(stderr, "bench_sd_models: --size must be a positive multiple of 8\n");
-        return 2;
-    }
-    mkdir(dir, 0755);
-    char f_cv[1024], f_cn[1024], f_du[1024], f_dv[1024];
-    snprintf(f_cv, sizeof f_cv, "%s/sd15_compvis_f16.safetensors", dir);
-    snprintf(f_cn, sizeof f_cn, "%s/control_v11_f16.safetensors", dir);
-    snprintf(f_du, sizeof f_du, "%s/diffusers_unet_f16.safetensors", dir);
-    snprintf(f_dv, sizeof f_dv, "%s/diffusers_vae_f16.safetensors", dir);
+static int write_files(const bench_sd_args *a, sdm_files *f) {
+    snprintf(f->cv, sizeof f->cv, "%s/sd15_compvis_f16.safetensors", a->dir);
+    snprintf(f->cn, sizeof f->cn, "%s/control_v11_f16.safetensors", a->dir);
+    snprintf(f->du, sizeof f->du, "%s/diffusers_unet_f16.safetensors", a->dir);
+    snprintf(f->dv, sizeof f->dv, "%s/diffusers_vae_f16.safetensors", a->dir);
     sd_synth_unet_cfg uc = sd_synth_unet_sd15();
     sd_synth_vae_cfg vc = sd_synth_vae_sd15();
-    printf("threads %d, latent %dx%d (image %dx%d), files in %s\n", asam_get_threads(), size, size,
-           8 * size, 8 * size, dir);
-
-    /* 1. random SD 1.5-sized checkpoints (the UNet weights of the CompVis and diffusers files
-     *    are the same numbers: same seed, UNet keys first) */
     struct {
         const char *path, *what;
         int diffusers, unet, vae, control;
         uint64_t seed;
-    } files[] = {{f_cv, "CompVis UNet+VAE", 0, 1, 1, 0, 1},
-                 {f_cn, "ControlNet v1.1 (control_model.*)", 0, 0, 0, 1, 2},
-                 {f_du, "diffusers unet/", 1, 1, 0, 0, 1},
-                 {f_dv, "diffusers vae/", 1, 0, 1, 0, 3}};
+    } files[] = {{f->cv, "CompVis UNet+VAE", 0, 1, 1, 0, 1},
+                 {f->cn, "ControlNet v1.1 (control_model.*)", 0, 0, 0, 1, 2},
+                 {f->du, "diffusers unet/", 1, 1, 0, 0, 1},
+                 {f->dv, "diffusers vae/", 1, 0, 1, 0, 3}};
     for (int i = 0; i < 4; i++) {
-        if (exists(files[i].path)) continue;
-        if (i == 2 && skipped(skip, "diffusers")) continue;
-        if (i == 3 && skipped(skip, "diffusers")) continue;
+        if (bench_file_exists(files[i].path)) continue;
+        if (i >= 2 && skipped(a->skip, "diffusers")) continue;
         double t0 = cli_now();
         int64_t nt = 0, np = 0;
         if (sd_synth_write(files[i].path, files[i].unet ? &uc : NULL, "model.diffusion_model.",
                            files[i].vae ? &vc : NULL, "first_stage_model.",
                            files[i].control ? &uc : NULL, "control_model.", files[i].diffusers, 1,
-                           files[i].seed, &nt, &np) != 0) {
-            fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
-            return 1;
-        }
+                           files[i].seed, &nt, &np) != 0)
+            return -1;
         printf("wrote %-36s %5lld tensors %6.1fM params %5.2f GB in %.1f s\n", files[i].what,
                (long long)nt, np / 1e6, file_gb(files[i].path), cli_now() - t0);
     }
+    return 0;
+}
 
+/* The CompVis file's UNet and (unless skipped) VAE; the file mapping is dropped afterwards so
+ * the RSS below counts our tensors only. */
+static int load_compvis(const bench_sd_args *a, const sdm_files *f, asam_unet **u, asam_vae **v) {
     asam_checkpoint *ck = NULL;
-    if (open_ck(f_cv, &ck) != 0) return 1;
+    if (asam_checkpoint_open(f->cv, &ck)) return -1;
     double t0 = cli_now();
     cli_reset_peak_rss();
-    asam_unet *u = NULL;
-    if (asam_unet_load(ck, "model.diffusion_model.", &u) != 0) {
-        fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
-        return 1;
-    }
-    printf("loaded CompVis UNet in %.1f s (peak RSS %.2f GB)\n", cli_now() - t0, cli_peak_rss_gb());
-    asam_vae *v = NULL;
+    int rc = asam_unet_load(ck, "model.diffusion_model.", u);
+    if (!rc)
+        printf("loaded CompVis UNet in %.1f s (peak RSS %.2f GB)\n", cli_now() - t0,
+               cli_peak_rss_gb());
     t0 = cli_now();
-    if (!skipped(skip, "vae") && asam_vae_load(ck, "first_stage_model.", &v) != 0) {
-        fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
-        return 1;
+    if (!rc && !skipped(a->skip, "vae")) {
+        rc = asam_vae_load(ck, "first_stage_model.", v);
+        if (!rc) printf("loaded CompVis VAE in %.1f s\n", cli_now() - t0);
     }
-    if (v) printf("loaded CompVis VAE in %.1f s\n", cli_now() - t0);
-    asam_checkpoint_close(ck); /* drop the file mapping: RSS below counts our tensors only */
-    ck = NULL;
+    asam_checkpoint_close(ck);
     cli_reset_peak_rss();
     printf("weights in memory: RSS %.2f GB\n", cli_peak_rss_gb());
-    asam_ctx *ctx = asam_ctx_new(0);
-    asam_ctx_set_grad(ctx, 0);
-    asam_tensor *x = randn(ctx, ASAM_SHAPE(1, 4, size, size), 1);
-    asam_tensor *c = randn(ctx, ASAM_SHAPE(1, 77, 768), 2);
-    asam_tensor *hint = asam_full(ctx, ASAM_SHAPE(1, 3, 8 * size, 8 * size), 0.5f);
-    float t = 501;
-    double fu = sd_unet_flops(u, size, size, 77);
-    printf("\n%-34s %10s %16s %10s   %s\n", "what", "time", "rate", "peak RSS",
-           "PyTorch 1.13 CPU (DESIGN.md §5)");
-    asam_tensor *eps_cv = NULL;
-    float *eps_ref = malloc((size_t)4 * size * size * sizeof(float));
-    if (!skipped(skip, "unet")) {
-        for (int rep = 0; rep < 2; rep++) { /* first run warms up pages and BLAS */
-            asam_mark m = asam_ctx_mark(ctx);
-            cli_reset_peak_rss();
-            double s0 = cli_now();
-            asam_tensor *eps = asam_unet_forward(ctx, u, x, &t, c, NULL, 1.0f);
-            double sec = cli_now() - s0;
-            if (!eps) {
-                fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
-                return 1;
-            }
-            memcpy(eps_ref, eps->data, (size_t)eps->numel * sizeof(float));
-            eps_cv = eps;
-            char what[64];
-            snprintf(what, sizeof what, "UNet forward%s", rep ? "" : " (cold)");
-            row(what, sec, fu, cli_peak_rss_gb(), "13-15 s, 4.9 GB (target <= 5 s)");
-            printf("    arena peak %.2f GB\n", asam_ctx_peak(ctx) / 1e9);
-            asam_ctx_release(ctx, m);
-        }
-    }
-    if (!skipped(skip, "control")) {
-        asam_checkpoint *cc = NULL;
-        asam_controlnet *cn = NULL;
-        if (open_ck(f_cn, &cc) != 0) return 1;
-        double l0 = cli_now();
-        if (asam_controlnet_load(cc, "control_model.", &cn) != 0 ||
-            asam_controlnet_check(cn, u) != 0) {
-            fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
-            return 1;
-        }
-        printf("loaded ControlNet in %.1f s\n", cli_now() - l0);
-        asam_checkpoint_close(cc);
-        cc = NULL;
-        double fc = sd_controlnet_flops(cn, size, size, 77);
-        asam_mark m = asam_ctx_mark(ctx);
-        asam_tensor *res[13];
-        cli_reset_peak_rss();
-        double s0 = cli_now();
-        int rc = asam_controlnet_forward(ctx, cn, x, &t, c, hint, res);
-        double s1 = cli_now();
-        asam_tensor *eps = rc == 0 ? asam_unet_forward(ctx, u, x, &t, c, res, 1.0f) : NULL;
-        double s2 = cli_now();
-        if (!eps) {
-            fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
-            return 1;
-        }
-        row("ControlNet branch (512 hint)", s1 - s0, fc, cli_peak_rss_gb(), "6.5 s");
-        row("ControlNet + UNet forward", s2 - s0, fc + fu, cli_peak_rss_gb(), "~20 s");
-        asam_ctx_release(ctx, m);
-        asam_controlnet_free(cn);
-    }
-    if (!skipped(skip, "backward")) {
-        asam_mark m = asam_ctx_mark(ctx);
-        asam_unet_set_checkpointing(u, level);
-        asam_ctx_set_grad(ctx, 1);
-        asam_tensor *xg = asam_contiguous_copy(ctx, x), *cg = asam_contiguous_copy(ctx, c);
-        asam_set_requires_grad(xg, 1);
-        asam_set_requires_grad(cg, 1);
-        cli_reset_peak_rss();
-        double s0 = cli_now();
-        asam_tensor *eps = asam_unet_forward(ctx, u, xg, &t, cg, NULL, 1.0f);
-        asam_tensor *loss = asam_sum(ctx, asam_mul(ctx, eps, x));
-        double s1 = cli_now();
-        size_t kept = asam_ctx_used(ctx); /* what one recorded UNet call holds until backward */
-        int rc = loss ? asam_backward(ctx, loss) : -1;
-        double s2 = cli_now();
-        if (rc != 0) {
-            fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
-            return 1;
-        }
-        double gn = 0;
-        for (int64_t i = 0; i < xg->numel; i++) gn += (double)xg->grad[i] * xg->grad[i];
-        /* checkpointed backward = recompute (1x forward) + input gradients only (~1x) */
-        row("UNet forward (recording)", s1 - s0, fu, cli_peak_rss_gb(), "");
-        row("UNet backward (dx, dcontext)", s2 - s1, 2 * fu, cli_peak_rss_gb(), "");
-        printf("    |dL/dx| = %.4g, held for backward %.3f GB, arena peak %.2f GB (gradient "
-               "checkpointing level %d)\n",
-               sqrt(gn), kept / 1e9, asam_ctx_peak(ctx) / 1e9, level);
-        asam_ctx_set_grad(ctx, 0);
-        asam_ctx_release(ctx, m);
-    }
-    if (!skipped(skip, "vae")) {
-        double fv = sd_vae_decode_flops(v, size, size);
-        asam_mark m = asam_ctx_mark(ctx);
-        cli_reset_peak_rss();
-        double s0 = cli_now();
-        asam_tensor *img = asam_vae_decode(ctx, v, x);
-        double sec = cli_now() - s0;
-        if (!img) {
-            fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
-            return 1;
-        }
-        row("VAE decode 64 -> 512", sec, fv, cli_peak_rss_gb(), "14.8 s (target <= 5 s)");
-        printf("    arena peak %.2f GB\n", asam_ctx_peak(ctx) / 1e9);
-        asam_ctx_release(ctx, m);
-    }
-    asam_vae_free(v);
-    asam_unet_free(u);
+    return rc;
+}
 
-    if (!skipped(skip, "diffusers")) {
-        asam_checkpoint *du = NULL, *dv = NULL;
-        asam_unet *u2 = NULL;
-        asam_vae *v2 = NULL;
-        if (open_ck(f_du, &du) != 0 || open_ck(f_dv, &dv) != 0) return 1;
-        double l0 = cli_now();
-        if (asam_unet_load(du, "", &u2) != 0 || asam_vae_load(dv, "", &v2) != 0) {
-            fprintf(stderr, "bench_sd_models: %s\n", asam_last_error());
-            return 1;
-        }
-        printf("loaded diffusers unet/ + vae/ in %.1f s\n", cli_now() - l0);
-        asam_mark m = asam_ctx_mark(ctx);
+/* What the timed sections share. */
+typedef struct {
+    asam_ctx *ctx;
+    asam_unet *u;
+    asam_vae *v;
+    asam_tensor *x, *c, *hint; /* latent, text context, ControlNet hint */
+    float t;                   /* timestep */
+    double fu;                 /* UNet forward FLOPs */
+    float *eps_ref;            /* eps of the CompVis UNet (for the diffusers comparison) */
+    int have_eps;
+} sdm_run;
+
+static int time_unet(sdm_run *r) {
+    for (int rep = 0; rep < 2; rep++) { /* first run warms up pages and BLAS */
+        asam_mark m = asam_ctx_mark(r->ctx);
+        cli_reset_peak_rss();
         double s0 = cli_now();
-        asam_tensor *eps = asam_unet_forward(ctx, u2, x, &t, c, NULL, 1.0f);
-        double s1 = cli_now();
-        asam_tensor *img = eps ? asam_vae_decode(ctx, v2, x) : NULL;
-        if (!img) {
-            fprintf(stderr, "bench_sd_models: %s\n", asam_ctx_error(ctx));
-            return 1;
-        }
-        double md = 0, mx = 0;
-        if (eps_cv)
-            for (int64_t i = 0; i < eps->numel; i++) {
-                md = fmax(md, fabs(eps->data[i] - eps_ref[i]));
-                mx = fmax(mx, fabs(eps_ref[i]));
-            }
-        printf("diffusers UNet step %.2f s; eps vs CompVis file: max|diff| %.3g (max|eps| %.3g)\n",
-               s1 - s0, md, mx);
-        asam_ctx_release(ctx, m);
-        asam_unet_free(u2);
-        asam_vae_free(v2);
-        asam_checkpoint_close(du);
-        asam_checkpoint_close(dv);
-    }
-    (void)eps_cv;
-    free(eps_ref);
-    asam_ctx_free(ctx);
-    printf("overall peak RSS since the last reset %.2f GB\n", cli_peak_rss_gb());
-    if (clean) {
-        remove(f_cv);
-        remove(f_cn);
-        remove(f_du);
-        remove(f_dv);
+        asam_tensor *eps = asam_unet_forward(r->ctx, r->u, r->x, &r->t, r->c, NULL, 1.0f);
+        double sec = cli_now() - s0;
+        if (!eps) return asam_error("%s", asam_ctx_error(r->ctx));
+        memcpy(r->eps_ref, eps->data, (size_t)eps->numel * sizeof(float));
+        r->have_eps = 1;
+        bench_row(rep ? "UNet forward" : "UNet forward (cold)", sec, r->fu,
+                  "13-15 s, 4.9 GB (target <= 5 s)");
+        printf("    arena peak %.2f GB\n", asam_ctx_peak(r->ctx) / 1e9);
+        asam_ctx_release(r->ctx, m);
     }
     return 0;
+}
+
+static int time_controlnet(sdm_run *r, const sdm_files *f, int size) {
+    asam_checkpoint *cc = NULL;
+    asam_controlnet *cn = NULL;
+    if (asam_checkpoint_open(f->cn, &cc)) return -1;
+    double l0 = cli_now();
+    int rc = asam_controlnet_load(cc, "control_model.", &cn) || asam_controlnet_check(cn, r->u);
+    asam_checkpoint_close(cc);
+    if (rc) return asam_controlnet_free(cn), -1;
+    printf("loaded ControlNet in %.1f s\n", cli_now() - l0);
+    double fc = sd_controlnet_flops(cn, size, size, 77);
+    asam_mark m = asam_ctx_mark(r->ctx);
+    asam_tensor *res[13];
+    cli_reset_peak_rss();
+    double s0 = cli_now();
+    rc = asam_controlnet_forward(r->ctx, cn, r->x, &r->t, r->c, r->hint, res);
+    double s1 = cli_now();
+    asam_tensor *eps =
+        rc == 0 ? asam_unet_forward(r->ctx, r->u, r->x, &r->t, r->c, res, 1.0f) : NULL;
+    double s2 = cli_now();
+    asam_controlnet_free(cn);
+    if (!eps) return asam_error("%s", asam_ctx_error(r->ctx));
+    bench_row("ControlNet branch (512 hint)", s1 - s0, fc, "6.5 s");
+    bench_row("ControlNet + UNet forward", s2 - s0, fc + r->fu, "~20 s");
+    asam_ctx_release(r->ctx, m);
+    return 0;
+}
+
+/* Checkpointed backward = recompute (1x forward) + input gradients only (~1x). */
+static int time_backward(sdm_run *r, int level) {
+    asam_ctx *ctx = r->ctx;
+    asam_mark m = asam_ctx_mark(ctx);
+    asam_unet_set_checkpointing(r->u, level);
+    asam_ctx_set_grad(ctx, 1);
+    asam_tensor *xg = asam_contiguous_copy(ctx, r->x), *cg = asam_contiguous_copy(ctx, r->c);
+    asam_set_requires_grad(xg, 1);
+    asam_set_requires_grad(cg, 1);
+    cli_reset_peak_rss();
+    double s0 = cli_now();
+    asam_tensor *eps = asam_unet_forward(ctx, r->u, xg, &r->t, cg, NULL, 1.0f);
+    asam_tensor *loss = asam_sum(ctx, asam_mul(ctx, eps, r->x));
+    double s1 = cli_now();
+    size_t kept = asam_ctx_used(ctx); /* what one recorded UNet call holds until backward */
+    int rc = loss ? asam_backward(ctx, loss) : -1;
+    double s2 = cli_now();
+    if (rc != 0) return asam_error("%s", asam_ctx_error(ctx));
+    double gn = 0;
+    for (int64_t i = 0; i < xg->numel; i++) gn += (double)xg->grad[i] * xg->grad[i];
+    bench_row("UNet forward (recording)", s1 - s0, r->fu, "");
+    bench_row("UNet backward (dx, dcontext)", s2 - s1, 2 * r->fu, "");
+    printf("    |dL/dx| = %.4g, held for backward %.3f GB, arena peak %.2f GB (gradient "
+           "checkpointing level %d)\n",
+           sqrt(gn), kept / 1e9, asam_ctx_peak(ctx) / 1e9, level);
+    asam_ctx_set_grad(ctx, 0);
+    asam_ctx_release(ctx, m);
+    return 0;
+}
+
+static int time_vae(sdm_run *r, int size) {
+    double fv = sd_vae_decode_flops(r->v, size, size);
+    asam_mark m = asam_ctx_mark(r->ctx);
+    cli_reset_peak_rss();
+    double s0 = cli_now();
+    asam_tensor *img = asam_vae_decode(r->ctx, r->v, r->x);
+    double sec = cli_now() - s0;
+    if (!img) return asam_error("%s", asam_ctx_error(r->ctx));
+    bench_row("VAE decode 64 -> 512", sec, fv, "14.8 s (target <= 5 s)");
+    printf("    arena peak %.2f GB\n", asam_ctx_peak(r->ctx) / 1e9);
+    asam_ctx_release(r->ctx, m);
+    return 0;
+}
+
+/* The diffusers-named files hold the same UNet: one step, compared with the CompVis eps. */
+static int time_diffusers(sdm_run *r, const sdm_files *f) {
+    asam_checkpoint *du = NULL, *dv = NULL;
+    asam_unet *u2 = NULL;
+    asam_vae *v2 = NULL;
+    double l0 = cli_now();
+    int rc = asam_checkpoint_open(f->du, &du) || asam_checkpoint_open(f->dv, &dv) ||
+             asam_unet_load(du, "", &u2) || asam_vae_load(dv, "", &v2);
+    asam_tensor *eps = NULL, *img = NULL;
+    double s0 = 0, s1 = 0;
+    asam_mark m = asam_ctx_mark(r->ctx);
+    if (!rc) {
+        printf("loaded diffusers unet/ + vae/ in %.1f s\n", cli_now() - l0);
+        s0 = cli_now();
+        eps = asam_unet_forward(r->ctx, u2, r->x, &r->t, r->c, NULL, 1.0f);
+        s1 = cli_now();
+        img = eps ? asam_vae_decode(r->ctx, v2, r->x) : NULL;
+        if (!img) rc = asam_error("%s", asam_ctx_error(r->ctx));
+    }
+    if (!rc) {
+        double md = 0, mx = 0;
+        for (int64_t i = 0; r->have_eps && i < eps->numel; i++) {
+            md = fmax(md, fabs(eps->data[i] - r->eps_ref[i]));
+            mx = fmax(mx, fabs(r->eps_ref[i]));
+        }
+        printf("diffusers UNet step %.2f s; eps vs CompVis file: max|diff| %.3g (max|eps| %.3g)\n",
+               s1 - s0, md, mx);
+    }
+    asam_ctx_release(r->ctx, m);
+    asam_unet_free(u2);
+    asam_vae_free(v2);
+    if (du) asam_checkpoint_close(du);
+    if (dv) asam_checkpoint_close(dv);
+    return rc;
+}
+
+int bench_sd_image_models(const bench_sd_args *ap) {
+    const bench_sd_args a = *ap;
+    int rc;
+    mkdir(a.dir, 0755);
+    printf("threads %d, latent %dx%d (image %dx%d), files in %s\n", asam_get_threads(), a.size,
+           a.size, 8 * a.size, 8 * a.size, a.dir);
+    sdm_files f;
+    sdm_run r = {.t = 501};
+    if (write_files(&a, &f) || load_compvis(&a, &f, &r.u, &r.v)) {
+        asam_unet_free(r.u);
+        return cli_fail("bench sd", "%s", asam_last_error());
+    }
+    r.ctx = asam_ctx_new(0);
+    asam_ctx_set_grad(r.ctx, 0);
+    r.x = randn(r.ctx, ASAM_SHAPE(1, 4, a.size, a.size), 1);
+    r.c = randn(r.ctx, ASAM_SHAPE(1, 77, 768), 2);
+    r.hint = asam_full(r.ctx, ASAM_SHAPE(1, 3, 8 * a.size, 8 * a.size), 0.5f);
+    r.fu = sd_unet_flops(r.u, a.size, a.size, 77);
+    r.eps_ref = malloc((size_t)4 * a.size * a.size * sizeof(float));
+    printf("\n%-34s %10s %16s %10s   %s\n", "what", "time", "rate", "peak RSS",
+           "PyTorch 1.13 CPU (DESIGN.md §5)");
+    rc = (!skipped(a.skip, "unet") && time_unet(&r)) ||
+         (!skipped(a.skip, "control") && time_controlnet(&r, &f, a.size)) ||
+         (!skipped(a.skip, "backward") && time_backward(&r, a.level)) ||
+         (!skipped(a.skip, "vae") && time_vae(&r, a.size));
+    asam_vae_free(r.v);
+    asam_unet_free(r.u);
+    if (!rc && !skipped(a.skip, "diffusers")) rc = time_diffusers(&r, &f);
+    if (rc) cli_fail("bench sd", "%s", asam_last_error());
+    free(r.eps_ref);
+    asam_ctx_free(r.ctx);
+    printf("overall peak RSS since the last reset %.2f GB\n", cli_peak_rss_gb());
+    if (a.clean) remove(f.cv), remove(f.cn), remove(f.du), remove(f.dv);
+    return rc;
 }
