@@ -3,16 +3,8 @@
 # a rerun skips the finished stages; missing assets give a clear error.
 # usage: bash cli_demo.sh ASAM_BIN SRC_DIR
 set -u
-ASAM=$1
-SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fail=1; fi
-}
+. "$2/tests/lib/cli_common.sh"
+ASAM=$BIN
 is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; }
 
 # Tiny models: one thread avoids OpenMP contention when tests run in parallel.

@@ -5,26 +5,12 @@
 # inversions; bad input gives one "asam <cmd>: ..." line and exit 1 (usage errors 2).
 # usage: bash cli_generate.sh ASAM_BIN SRC_DIR
 set -u
-ASAM="$1"
-SRC="$2"
-FIX="${ASAM_FIXTURES:-$SRC/../shared/fixtures}"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-failm() { echo "FAIL $1"; fails=$((fails + 1)); }
-
-fixture() {
-    local rel="$1" out="$T/$(basename "$1")"
-    if [ -f "$SRC/tests/data/$rel" ]; then cp "$SRC/tests/data/$rel" "$out"
-    elif [ -f "$SRC/tests/data/$rel.gz" ]; then gzip -dc "$SRC/tests/data/$rel.gz" >"$out"
-    elif [ -f "$FIX/$rel" ]; then cp "$FIX/$rel" "$out"
-    else return 1; fi
-    echo "$out"
-}
-SD=$(fixture sd_tiny/model.ckpt) || { echo "SKIP: sd_tiny/model.ckpt not found"; exit 77; }
-CN=$(fixture sd_tiny/control.pth) || { echo "SKIP: sd_tiny/control.pth not found"; exit 77; }
-SAM=$(fixture sam_tiny/model.pth) || { echo "SKIP: sam_tiny/model.pth not found"; exit 77; }
+. "$2/tests/lib/cli_common.sh"
+ASAM=$BIN T=$TMP
+fixture sd_tiny/model.ckpt "$T/model.ckpt"
+fixture sd_tiny/control.pth "$T/control.pth"
+fixture sam_tiny/model.pth "$T/model.pth"
+SD=$T/model.ckpt CN=$T/control.pth SAM=$T/model.pth
 
 # a 3-image SA-1B folder (the 40x30 test image under three names) and captions
 D="$T/data"
@@ -98,5 +84,5 @@ err_case "attack without inversion" "asam attack: .*no inversion" 1 "${A[@]}" at
 err_case "bad --grad" "asam generate: --grad" 2 "${A[@]}" generate "${OPTS[@]}" --grad sometimes --data "$D" --out "$T/e3"
 err_case "missing SD model" "asam generate: .*missing.ckpt" 1 "${A[@]}" generate --sd "$T/missing.ckpt" --sam "$SAM" --data "$D" --out "$T/e4"
 
-[ $fails -eq 0 ] && echo "all generate CLI tests passed"
-exit $((fails > 0))
+[ $fail -eq 0 ] && echo "all generate CLI tests passed"
+exit $fail

@@ -3,26 +3,10 @@
 # outputs are produced, deterministic, and bad input gives one "asam <cmd>: ..." line naming the
 # file, exit status 1 and no output.   usage: bash cli_sd.sh ASAM_BIN SRC_DIR
 set -u
-ASAM="$1"
-SRC="$2"
-FIX="${ASAM_FIXTURES:-$SRC/../shared/fixtures}"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-failm() { echo "FAIL $1"; fails=$((fails + 1)); }
-
-# fixture: tests/data (possibly .gz) or the shared fixtures folder
-fixture() {
-    local rel="$1" out="$T/$(basename "$1")"
-    if [ -f "$SRC/tests/data/$rel" ]; then cp "$SRC/tests/data/$rel" "$out"
-    elif [ -f "$SRC/tests/data/$rel.gz" ]; then gzip -dc "$SRC/tests/data/$rel.gz" >"$out"
-    elif [ -f "$FIX/$rel" ]; then cp "$FIX/$rel" "$out"
-    else return 1; fi
-    echo "$out"
-}
-
-MODEL=$(fixture sd_tiny/model.ckpt) || { echo "SKIP: sd_tiny/model.ckpt not found"; exit 77; }
+. "$2/tests/lib/cli_common.sh"
+ASAM=$BIN T=$TMP
+fixture sd_tiny/model.ckpt "$T/model.ckpt"
+MODEL=$T/model.ckpt
 A=("$ASAM" --threads 1)
 
 # run_ok NAME OUTFILE CMD...: exit 0 and OUTFILE written
@@ -68,7 +52,8 @@ run_ok "reconstruct (VAE round trip)" "$T/r1.png" "${A[@]}" reconstruct --sd "$M
 run_ok "reconstruct --invert" "$T/r2.png" "${A[@]}" reconstruct --sd "$MODEL" --image "$T/a.png" --size 128 \
     --invert --steps 2 --prompt "$P" --out "$T/r2.png"
 
-if CN=$(fixture sd_tiny/control.pth); then
+if (fixture sd_tiny/control.pth "$T/control.pth") >/dev/null; then
+    CN=$T/control.pth
     run_ok "txt2img + ControlNet" "$T/e.png" "${A[@]}" txt2img --sd "$MODEL" --prompt "$P" --steps 2 \
         --size 128 --controlnet "$CN" --control "$T/a.png" --control-scale 0.5 --out "$T/e.png"
     run_ok "reconstruct --invert + ControlNet" "$T/r3.png" "${A[@]}" reconstruct --sd "$MODEL" \
@@ -111,8 +96,8 @@ run_err "reconstruct unreadable image" "asam reconstruct: .*bad.png" "$T/x.png" 
 run_err "reconstruct missing image" "asam reconstruct: /nonexistent.png" "$T/x.png" \
     "${A[@]}" reconstruct --sd "$MODEL" --image /nonexistent.png --size 128 --out "$T/x.png"
 
-if [ $fails -ne 0 ]; then
-    echo "cli_sd: $fails failure(s)"
+if [ $fail -ne 0 ]; then
+    echo "cli_sd: failed"
     exit 1
 fi
 echo "cli_sd: all checks passed"

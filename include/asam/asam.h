@@ -153,7 +153,10 @@ int asam_pgd_attack_sample(const asam_sam *m, const asam_sample *s, const asam_p
 /* The whole dataset; images already in out_dir are skipped (resumable). */
 int asam_pgd_run(const asam_pgd_opts *o);
 
-/* Parse "8/255", "0.03" -> float; -1 on error. */
+/* The one number parser of the library and the CLI: a whole string holding a finite number
+ * ("0.03", "1e-5") or a fraction ("8/255"); -1 on anything else. */
+int asam_parse_number(const char *s, double *out);
+/* The same, rounded to float. */
 int asam_parse_fraction(const char *s, float *out);
 
 #ifdef __cplusplus

@@ -23,11 +23,12 @@ void asam_pgd_defaults(asam_pgd_opts *o) {
     o->max_masks = 140;
 }
 
-int asam_parse_fraction(const char *s, float *out) {
+int asam_parse_number(const char *s, double *out) {
+    if (!s) return -1;
     char *end;
     double a = strtod(s, &end);
     if (end == s) return -1;
-    if (*end == '/') {
+    if (*end == '/') { /* a fraction, as pixel budgets are written: 8/255 */
         const char *q = end + 1;
         double b = strtod(q, &end);
         if (end == q || *end || b == 0) return -1;
@@ -36,6 +37,13 @@ int asam_parse_fraction(const char *s, float *out) {
         return -1;
     }
     if (!isfinite(a)) return -1;
+    *out = a;
+    return 0;
+}
+
+int asam_parse_fraction(const char *s, float *out) {
+    double a;
+    if (asam_parse_number(s, &a)) return -1;
     *out = (float)a;
     return 0;
 }

@@ -87,7 +87,7 @@ static int parse_args(gen_bench_args *a, int argc, char **argv) {
         {"--steps", OPT_INT, &a->steps, "S", "DDIM steps each piece runs", 1, 1000},
         {"--null-steps", OPT_INT, &a->null_steps, "N", "null-text inner steps timed", 1, 1000},
         {"--boxes", OPT_INT, &a->boxes, "N", "GT box prompts (ASAM caps at 140)", 1, 100000},
-        {"--size", OPT_INT, &a->size, "N", "SD image side, a multiple of 8", 8, 4096},
+        {"--size", OPT_INT, &a->size, "N", "SD image side", 8, 4096, .multiple_of = 8},
         {"--skip", OPT_STR, &a->skip, "full", "leave the full-chain attack out"},
     };
     const cli_spec spec = {"bench generator",
@@ -98,12 +98,7 @@ static int parse_args(gen_bench_args *a, int argc, char **argv) {
                            CLI_NOPTS(opts),
                            NULL,
                            NULL};
-    int rc = cli_parse(&spec, argc, argv);
-    if (!rc && a->size % 8) {
-        fprintf(stderr, "asam bench generator: --size must be a multiple of 8\n");
-        return CLI_USAGE;
-    }
-    return rc;
+    return cli_parse(&spec, argc, argv);
 }
 
 /* What the pieces share: models, the image with its masks, the settings, the hint. */

@@ -49,7 +49,7 @@ int bench_sd_parse_args(bench_sd_args *a, int argc, char **argv) {
     *a = (bench_sd_args){.dir = "/tmp/asam_sd15_synth", .size = 64, .level = 1};
     const cli_opt opts[] = {
         {"--dir", OPT_STR, &a->dir, "DIR", "scratch folder for the random model files"},
-        {"--size", OPT_INT, &a->size, "N", "latent side, a multiple of 8", 8, 1024},
+        {"--size", OPT_INT, &a->size, "N", "latent side", 8, 1024, .multiple_of = 8},
         {"--threads", OPT_INT, &a->threads, "N", "CPU threads", 1, 4096, .no_default = 1},
         {"--skip", OPT_STR, &a->skip, "LIST",
          "leave out any of models,text,pipeline (asam bench sd) and\n"
@@ -67,10 +67,6 @@ int bench_sd_parse_args(bench_sd_args *a, int argc, char **argv) {
         NULL,
         NULL};
     int rc = cli_parse(&spec, argc, argv);
-    if (!rc && a->size % 8) {
-        fprintf(stderr, "asam bench sd: --size must be a multiple of 8\n");
-        return CLI_USAGE;
-    }
     if (a->threads) asam_set_threads(a->threads);
     return rc;
 }

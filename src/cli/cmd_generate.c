@@ -51,7 +51,7 @@ static int parse_args(gen_args *a, int argc, char **argv) {
         {"--steps", OPT_INT, &a->o.steps, "N", "DDIM steps", 1, 1000},
         {"--cfg", OPT_FLOAT, &a->o.cfg, "W", "classifier-free guidance", 0, 100},
         {"--control-scale", OPT_FLOAT, &a->o.control_scale, "S", "ControlNet scale", 0, 100},
-        {"--size", OPT_INT, &a->o.size, "N", "SD image side, a multiple of 8", 8, 4096},
+        {"--size", OPT_INT, &a->o.size, "N", "SD image side", 8, 4096, .multiple_of = 8},
         {"--null-steps", OPT_INT, &a->o.null_steps, "N", "null-text Adam steps per timestep", 0,
          10000},
         {"--null-lr", OPT_FLOAT, &a->o.null_lr, "X", "null-text base learning rate", 0, 100},
@@ -87,10 +87,6 @@ static int parse_args(gen_args *a, int argc, char **argv) {
     if (!a->cfg.data && !a->images.n) {
         fprintf(stderr, "asam %s: give --data sa1b:DIR or IMAGE files (see asam %s --help)\n",
                 a->cmd, a->cmd);
-        return CLI_USAGE;
-    }
-    if (a->o.size % 8) {
-        fprintf(stderr, "asam %s: --size must be a multiple of 8\n", a->cmd);
         return CLI_USAGE;
     }
     return CLI_OK;

@@ -3,6 +3,7 @@
  * followed by regeneration from the inverted x_T. */
 #include "cli/cli_util.h"
 #include "cli/options.h"
+#include "cli/sd_options.h"
 #include "asam/engine.h"
 #include "asam/checkpoint.h"
 
@@ -15,34 +16,24 @@
 #include <string.h>
 
 typedef struct {
-    const char *sd_path, *image, *prompt, *negative, *cn_path, *control, *out, *tok_dir;
-    int steps, size, invert;
-    double cfg, cscale;
+    sd_cli_common c;
+    const char *image, *prompt;
+    int invert;
+    double cfg;
 } recon_args;
 
 static int parse_args(recon_args *a, int argc, char **argv) {
-    *a =
-        (recon_args){.prompt = "", .negative = "", .steps = 50, .size = 512, .cfg = 1, .cscale = 1};
+    *a = (recon_args){.c = SD_CLI_DEFAULTS, .prompt = "", .cfg = 1};
     const cli_opt opts[] = {
-        {"--sd", OPT_STR, &a->sd_path, "FILE|DIR", "CompVis single file or diffusers folder",
-         .required = 1},
+        SD_CLI_OPTS(&a->c),
         {"--image", OPT_STR, &a->image, "IN", "input image (JPEG/PNG), resized to --size x --size",
          .required = 1},
         {"--invert", OPT_FLAG, &a->invert, NULL,
-         "DDIM inversion + regeneration instead of a VAE round trip"},
+         "DDIM inversion + regeneration instead of a VAE round trip;\n"
+         "the ControlNet, when given, is used in both directions"},
         {"--prompt", OPT_STR, &a->prompt, "TEXT", "prompt for inversion and regeneration"},
-        {"--negative", OPT_STR, &a->negative, "TEXT", "unconditional prompt when --cfg != 1"},
-        {"--controlnet", OPT_STR, &a->cn_path, "FILE",
-         "ControlNet used in both directions, with --control IMAGE"},
-        {"--control", OPT_STR, &a->control, "IMAGE",
-         "control image ([0,1], resized to the output size)"},
-        {"--control-scale", OPT_DOUBLE, &a->cscale, "S", "ControlNet conditioning scale", 0, 100},
-        {"--steps", OPT_INT, &a->steps, "N", "DDIM steps", 1, 1000},
         {"--cfg", OPT_DOUBLE, &a->cfg, "W", "guidance of the regeneration (1: as inverted)", 0,
          100},
-        {"--size", OPT_INT, &a->size, "N", "working size, a multiple of 64", 64, 8192},
-        {"--tokenizer", OPT_STR, &a->tok_dir, "DIR", "vocab.json + merges.txt"},
-        {"--out", OPT_STR, &a->out, "OUT", "output .png (or .jpg)", .required = 1},
     };
     const cli_spec spec = {"reconstruct",
                            "--sd FILE|DIR --image IN --out OUT [options]",
@@ -53,16 +44,12 @@ static int parse_args(recon_args *a, int argc, char **argv) {
                            NULL,
                            NULL};
     int rc = cli_parse(&spec, argc, argv);
-    if (rc) return rc;
-    const char *bad = !a->cn_path != !a->control ? "--controlnet and --control go together"
-                      : a->cn_path && !a->invert ? "--controlnet only applies with --invert"
-                      : a->size % 64             ? "--size must be a multiple of 64"
-                                                 : NULL;
-    if (bad) {
-        fprintf(stderr, "asam reconstruct: %s\n", bad);
+    if (!rc) rc = sd_cli_check("reconstruct", &a->c);
+    if (!rc && a->c.cn_path && !a->invert) {
+        fprintf(stderr, "asam reconstruct: --controlnet only applies with --invert\n");
         return CLI_USAGE;
     }
-    return CLI_OK;
+    return rc;
 }
 
 typedef struct {
@@ -76,18 +63,18 @@ typedef struct {
 static asam_tensor *invert_and_sample(const recon_args *a, const asam_ddim *sched, recon_run *r,
                                       asam_tensor *z) {
     asam_ctx *ctx = r->ctx;
-    const int S = a->size;
+    const int S = a->c.size;
     asam_sd_guide g = {.unet = r->sd->unet,
                        .controlnet = r->cn,
                        .hint = r->cn ? asam_sd_image_to_tensor(ctx, &r->cimg, S, S, 0.0f) : NULL,
-                       .control_scale = (float)a->cscale,
+                       .control_scale = (float)a->c.cscale,
                        .cond = asam_sd_encode_prompt(ctx, r->sd, a->prompt),
                        .guidance = 1.0f,
                        .batch_cfg = 1};
     asam_sd_progress_state ps;
     asam_sd_progress_start(&ps, "asam reconstruct: invert", sched, 1);
     asam_tensor *xT = asam_ddim_invert(ctx, &g, sched, z, NULL, asam_sd_progress_stderr, &ps);
-    if (a->cfg != 1.0) g.uncond = asam_sd_encode_prompt(ctx, r->sd, a->negative);
+    if (a->cfg != 1.0) g.uncond = asam_sd_encode_prompt(ctx, r->sd, a->c.negative);
     g.guidance = (float)a->cfg;
     asam_sd_progress_start(&ps, "asam reconstruct: sample", sched, 0);
     return xT && asam_ctx_ok(ctx)
@@ -96,12 +83,12 @@ static asam_tensor *invert_and_sample(const recon_args *a, const asam_ddim *sche
 }
 
 static int run(const recon_args *a, const asam_ddim *sched, recon_run *r) {
-    const int S = a->size;
+    const int S = a->c.size;
     if (asam_image_read(a->image, 3, &r->in) ||
-        (a->control && asam_image_read(a->control, 3, &r->cimg)))
+        (a->c.control && asam_image_read(a->c.control, 3, &r->cimg)))
         return -1;
-    if (asam_sd_load(a->sd_path, a->tok_dir, &r->sd) ||
-        (a->cn_path && asam_sd_controlnet_open(a->cn_path, r->sd->unet, &r->cn)))
+    if (asam_sd_load(a->c.sd_path, a->c.tok_dir, &r->sd) ||
+        (a->c.cn_path && asam_sd_controlnet_open(a->c.cn_path, r->sd->unet, &r->cn)))
         return -1;
     asam_ctx *ctx = r->ctx = asam_ctx_new(0);
     if (!ctx) return asam_error("out of memory");
@@ -122,13 +109,13 @@ int cmd_reconstruct(int argc, char **argv) {
     int rc = parse_args(&a, argc, argv);
     if (rc) return cli_exit_code(rc);
     asam_ddim sched;
-    if (asam_ddim_init(&sched, a.steps, 0)) return cli_fail("reconstruct", "bad --steps");
+    if (asam_ddim_init(&sched, a.c.steps, 0)) return cli_fail("reconstruct", "bad --steps");
     recon_run r = {0};
-    rc = run(&a, &sched, &r) || asam_sd_write_image(a.out, &r.res);
+    rc = run(&a, &sched, &r) || asam_sd_write_image(a.c.out, &r.res);
     if (rc)
         cli_fail("reconstruct", "%s", asam_last_error());
     else
-        printf("wrote %s (%dx%d, %s)\n", a.out, a.size, a.size,
+        printf("wrote %s (%dx%d, %s)\n", a.c.out, a.c.size, a.c.size,
                a.invert ? "DDIM inversion + regeneration" : "VAE round trip");
     asam_image_free(&r.in);
     asam_image_free(&r.cimg);

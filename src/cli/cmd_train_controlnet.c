@@ -33,7 +33,7 @@ static int parse_args(asam_cn_train_opts *o, int argc, char **argv) {
         {"--epochs", OPT_INT, &o->epochs, "N", "passes over the data (ignored with --steps)", 1,
          1e6},
         {"--steps", OPT_INT, &o->steps, "N", "optimiser steps in all", 1, 1e9, .no_default = 1},
-        {"--size", OPT_INT, &o->size, "N", "image and hint side, a multiple of 64", 64, 4096},
+        {"--size", OPT_INT, &o->size, "N", "image and hint side", 64, 4096, .multiple_of = 64},
         {"--seed", OPT_U64, &o->seed, "N", "seed of the data order, timesteps, noise, hint init"},
         {"--save-every", OPT_INT, &o->save_every, "N", "write the resume state every N steps", 0,
          1e9},

@@ -2,6 +2,7 @@
  * guidance. Everything is validated and computed before any output is written. */
 #include "cli/cli_util.h"
 #include "cli/options.h"
+#include "cli/sd_options.h"
 #include "asam/engine.h"
 #include "asam/checkpoint.h"
 #include "asam/error.h"
@@ -39,36 +40,25 @@ static int read_latent(const char *path, int lh, int lw, float *dst) {
 }
 
 typedef struct {
-    const char *sd_path, *prompt, *negative, *cn_path, *control, *latent, *save, *out, *tok_dir;
-    int steps, size, offset;
-    double cfg, cscale;
+    sd_cli_common c;
+    const char *prompt, *latent, *save;
+    int offset;
+    double cfg;
     uint64_t seed;
 } txt2img_args;
 
 static int parse_args(txt2img_args *a, int argc, char **argv) {
-    *a = (txt2img_args){
-        .negative = "", .steps = 50, .size = 512, .offset = 1, .cfg = 7.5, .cscale = 1};
+    *a = (txt2img_args){.c = SD_CLI_DEFAULTS, .offset = 1, .cfg = 7.5};
     const cli_opt opts[] = {
-        {"--sd", OPT_STR, &a->sd_path, "FILE|DIR",
-         "CompVis single file (.ckpt/.safetensors) or diffusers folder", .required = 1},
+        SD_CLI_OPTS(&a->c),
         {"--prompt", OPT_STR, &a->prompt, "TEXT", "text prompt", .required = 1},
-        {"--negative", OPT_STR, &a->negative, "TEXT", "negative prompt (unconditional branch)"},
-        {"--controlnet", OPT_STR, &a->cn_path, "FILE", "ControlNet (v1.0/v1.1 .pth/.safetensors)"},
-        {"--control", OPT_STR, &a->control, "IMAGE",
-         "control image (resized to the output size, scaled to [0,1])"},
-        {"--control-scale", OPT_DOUBLE, &a->cscale, "S", "ControlNet conditioning scale", 0, 100},
-        {"--steps", OPT_INT, &a->steps, "N", "DDIM steps", 1, 1000},
         {"--cfg", OPT_DOUBLE, &a->cfg, "W", "guidance scale", 0, 100},
         {"--seed", OPT_U64, &a->seed, "N", "seed of the starting noise (Philox + Box-Muller)"},
-        {"--size", OPT_INT, &a->size, "N", "image size, a multiple of 64", 64, 8192},
         {"--steps-offset", OPT_INT, &a->offset, "0|1",
          "timestep convention: 1 = CompVis/SD 1.5 (981..1),\n0 = ASAM (980..0)", 0, 1},
         {"--latent", OPT_STR, &a->latent, "FILE",
          "starting latent x_T (safetensors, (1,4,size/8,size/8))"},
         {"--save", OPT_STR, &a->save, "FILE", "write x_T, latent, cond, uncond (safetensors)"},
-        {"--tokenizer", OPT_STR, &a->tok_dir, "DIR",
-         "vocab.json + merges.txt (default: built-in / diffusers tokenizer/)"},
-        {"--out", OPT_STR, &a->out, "IMAGE", "output .png (or .jpg)", .required = 1},
     };
     const cli_spec spec = {"txt2img",
                            "--sd FILE|DIR --prompt TEXT --out IMAGE [options]",
@@ -79,16 +69,7 @@ static int parse_args(txt2img_args *a, int argc, char **argv) {
                            NULL,
                            NULL};
     int rc = cli_parse(&spec, argc, argv);
-    if (rc) return rc;
-    if (!a->cn_path != !a->control) {
-        fprintf(stderr, "asam txt2img: --controlnet and --control go together\n");
-        return CLI_USAGE;
-    }
-    if (a->size % 64) {
-        fprintf(stderr, "asam txt2img: --size must be a multiple of 64\n");
-        return CLI_USAGE;
-    }
-    return CLI_OK;
+    return rc ? rc : sd_cli_check("txt2img", &a->c);
 }
 
 /* The models and the prompt's conditioning, built once per run. */
@@ -112,8 +93,8 @@ static void run_free(txt2img_run *r) {
 
 /* Inputs first (cheap checks), then the models, then DDIM sampling and the VAE decode. */
 static int run(const txt2img_args *a, const asam_ddim *sched, txt2img_run *r) {
-    const int S = a->size, lh = S / 8, lw = S / 8;
-    if (a->control && asam_image_read(a->control, 3, &r->cimg)) return -1;
+    const int S = a->c.size, lh = S / 8, lw = S / 8;
+    if (a->c.control && asam_image_read(a->c.control, 3, &r->cimg)) return -1;
     r->xT = malloc(sizeof(float) * 4 * lh * lw);
     if (!r->xT) return asam_error("out of memory");
     if (a->latent) {
@@ -121,21 +102,21 @@ static int run(const txt2img_args *a, const asam_ddim *sched, txt2img_run *r) {
     } else {
         asam_randn(a->seed, r->xT, (size_t)4 * lh * lw);
     }
-    if (asam_sd_load(a->sd_path, a->tok_dir, &r->sd) ||
-        (a->cn_path && asam_sd_controlnet_open(a->cn_path, r->sd->unet, &r->cn)))
+    if (asam_sd_load(a->c.sd_path, a->c.tok_dir, &r->sd) ||
+        (a->c.cn_path && asam_sd_controlnet_open(a->c.cn_path, r->sd->unet, &r->cn)))
         return -1;
     asam_ctx *ctx = r->ctx = asam_ctx_new(0);
     if (!ctx) return asam_error("out of memory");
     asam_ctx_set_grad(ctx, 0);
     r->cond = asam_sd_encode_prompt(ctx, r->sd, a->prompt);
-    r->uncond = asam_sd_encode_prompt(ctx, r->sd, a->negative);
+    r->uncond = asam_sd_encode_prompt(ctx, r->sd, a->c.negative);
     asam_tensor *hint = r->cn ? asam_sd_image_to_tensor(ctx, &r->cimg, S, S, 0.0f) : NULL;
     asam_tensor *x = asam_from_data(ctx, ASAM_SHAPE(1, 4, lh, lw), r->xT);
     if (!asam_ctx_ok(ctx)) return asam_error("%s", asam_ctx_error(ctx));
     asam_sd_guide g = {.unet = r->sd->unet,
                        .controlnet = r->cn,
                        .hint = hint,
-                       .control_scale = (float)a->cscale,
+                       .control_scale = (float)a->c.cscale,
                        .cond = r->cond,
                        .uncond = r->uncond,
                        .guidance = (float)a->cfg,
@@ -154,7 +135,7 @@ static int run(const txt2img_args *a, const asam_ddim *sched, txt2img_run *r) {
 /* --save (x_T, latent, cond, uncond + the settings as metadata), then the image; the
  * safetensors file is removed again when the image cannot be written (no partial output). */
 static int write_outputs(const txt2img_args *a, const txt2img_run *r) {
-    const int lh = a->size / 8, lw = a->size / 8;
+    const int lh = a->c.size / 8, lw = a->c.size / 8;
     if (a->save) {
         const int D = (int)r->cond->shape[2];
         asam_st_entry e[4] = {
@@ -164,15 +145,15 @@ static int write_outputs(const txt2img_args *a, const txt2img_run *r) {
             {"x_T", ASAM_DT_F32, 4, {1, 4, lh, lw}, r->xT},
         };
         char st[32], cf[32], sdv[32], so[8];
-        snprintf(st, sizeof st, "%d", a->steps);
+        snprintf(st, sizeof st, "%d", a->c.steps);
         snprintf(cf, sizeof cf, "%g", a->cfg);
         snprintf(sdv, sizeof sdv, "%llu", (unsigned long long)a->seed);
         snprintf(so, sizeof so, "%d", a->offset);
-        const char *meta[] = {"prompt", a->prompt, "negative", a->negative, "steps",        st,
-                              "cfg",    cf,        "seed",     sdv,         "steps_offset", so};
+        const char *meta[] = {"prompt", a->prompt, "negative", a->c.negative, "steps",        st,
+                              "cfg",    cf,        "seed",     sdv,           "steps_offset", so};
         if (asam_safetensors_write(a->save, e, 4, meta, 6)) return -1;
     }
-    if (asam_sd_write_image(a->out, &r->img)) {
+    if (asam_sd_write_image(a->c.out, &r->img)) {
         if (a->save) remove(a->save);
         return -1;
     }
@@ -184,14 +165,14 @@ int cmd_txt2img(int argc, char **argv) {
     int rc = parse_args(&a, argc, argv);
     if (rc) return cli_exit_code(rc);
     asam_ddim sched;
-    if (asam_ddim_init(&sched, a.steps, a.offset)) return cli_fail("txt2img", "bad --steps");
+    if (asam_ddim_init(&sched, a.c.steps, a.offset)) return cli_fail("txt2img", "bad --steps");
     txt2img_run r = {0};
     rc = run(&a, &sched, &r) || write_outputs(&a, &r);
     if (rc)
         cli_fail("txt2img", "%s", asam_last_error());
     else
-        printf("wrote %s (%dx%d, %d steps, cfg %g%s)\n", a.out, a.size, a.size, sched.n, a.cfg,
-               r.cn ? ", ControlNet" : "");
+        printf("wrote %s (%dx%d, %d steps, cfg %g%s)\n", a.c.out, a.c.size, a.c.size, sched.n,
+               a.cfg, r.cn ? ", ControlNet" : "");
     run_free(&r);
     return rc;
 }

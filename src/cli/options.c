@@ -1,29 +1,11 @@
 /* The option table reader and --help printer shared by every command (see options.h). */
 #include "cli/options.h"
+#include "asam/asam.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-int cli_number(const char *s, double *out) {
-    if (!s || !*s) return -1;
-    char *end;
-    errno = 0;
-    double a = strtod(s, &end);
-    if (end == s || errno) return -1;
-    if (*end == '/') { /* a fraction such as 8/255, as the papers write pixel budgets */
-        const char *q = end + 1;
-        double b = strtod(q, &end);
-        if (end == q || *end || b == 0) return -1;
-        a /= b;
-    } else if (*end) {
-        return -1;
-    }
-    if (!isfinite(a)) return -1;
-    *out = a;
-    return 0;
-}
 
 static int parse_u64(const char *s, uint64_t *out) {
     if (!s || *s < '0' || *s > '9') return -1;
@@ -86,7 +68,13 @@ static int store(const cli_spec *s, const cli_opt *o, const char *v) {
         *(const char **)o->dst = v;
         return CLI_OK;
     case OPT_INT:
-        if (cli_number(v, &x) || x != floor(x) || x < o->lo || x > o->hi) return bad_range(s, o, v);
+        if (asam_parse_number(v, &x) || x != floor(x) || x < o->lo || x > o->hi)
+            return bad_range(s, o, v);
+        if (o->multiple_of > 1 && (long long)x % o->multiple_of) {
+            fprintf(stderr, "asam %s: %s must be a multiple of %d, got '%s'\n", s->cmd, o->name,
+                    o->multiple_of, v);
+            return CLI_USAGE;
+        }
         *(int *)o->dst = (int)x;
         return CLI_OK;
     case OPT_U64:
@@ -98,7 +86,7 @@ static int store(const cli_spec *s, const cli_opt *o, const char *v) {
         return CLI_OK;
     case OPT_DOUBLE:
     case OPT_FLOAT:
-        if (cli_number(v, &x) || x < o->lo || x > o->hi) return bad_range(s, o, v);
+        if (asam_parse_number(v, &x) || x < o->lo || x > o->hi) return bad_range(s, o, v);
         if (o->kind == OPT_DOUBLE)
             *(double *)o->dst = x;
         else
@@ -240,6 +228,11 @@ void cli_help(const cli_spec *s, FILE *f) {
         else
             snprintf(head, sizeof head, "%s", o->name);
         default_text(o, def, sizeof def);
+        if (o->kind == OPT_INT && o->multiple_of > 1) {
+            char tmp[96];
+            snprintf(tmp, sizeof tmp, " (a multiple of %d)%s", o->multiple_of, def);
+            snprintf(def, sizeof def, "%s", tmp);
+        }
         const char *h = o->help ? o->help : "";
         const char *nl = strchr(h, '\n');
         int first = nl ? (int)(nl - h) : (int)strlen(h);

@@ -1,7 +1,8 @@
 /* One option table for every command (as stable-diffusion.cpp's ArgOptions): each command
  * describes its flags once — name, kind, destination, bounds, help — and cli_parse() reads
- * argv, checks every value with one number parser, and cli_help() prints `--help` from the
- * same table, with each option's default taken from its destination before parsing.
+ * argv, checks every value with the one number parser (asam_parse_number), and cli_help() prints
+ * `--help` from the same table, with each option's default taken from its destination before
+ * parsing.
  *
  * Exit-code convention of the whole program (cli_parse's return values follow it):
  *   0 success (or --help printed), 2 usage error (unknown option, missing or malformed
@@ -44,7 +45,8 @@ typedef struct {
     const char *choices;
     int (*parse)(const char *value, void *dst, char *err, size_t n_err);
     int required;
-    int no_default; /* do not print "(default ...)" */
+    int no_default;  /* do not print "(default ...)" */
+    int multiple_of; /* OPT_INT: the value must be a multiple of this (sizes) */
 } cli_opt;
 
 typedef struct {
@@ -64,8 +66,6 @@ typedef struct {
 int cli_parse(const cli_spec *spec, int argc, char **argv);
 void cli_help(const cli_spec *spec, FILE *f);
 
-/* The one number parser: a whole string holding a finite number or a fraction "a/b". */
-int cli_number(const char *s, double *out);
 /* The parsed exit code of cli_parse as the command's return value: 0 for CLI_HELP. */
 static inline int cli_exit_code(int parse_rc) {
     return parse_rc == CLI_HELP ? 0 : parse_rc;

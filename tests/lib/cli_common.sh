@@ -1,9 +1,10 @@
 # Sourced by the tests/cli_*.sh scripts, which CTest runs as `bash X.sh ASAM_BIN SRC_DIR`:
-# sets BIN, SRC, a temporary folder TMP (removed on exit), the failure flag `fail`, and the
-# helpers below.
+# sets BIN, SRC, the shared fixtures folder FIX, a temporary folder TMP (removed on exit), the
+# failure flag `fail`, and the helpers below.
 BIN=$1
 SRC=$2
 TMP=$(mktemp -d)
+FIX=${ASAM_FIXTURES:-$SRC/../shared/fixtures}
 trap 'rm -rf "$TMP"' EXIT
 fail=0
 
@@ -17,7 +18,7 @@ check() { # check DESCRIPTION CONDITION...
 # .gz) or from $ASAM_FIXTURES (default ../shared/fixtures), copied to DEST; skips the test
 # (exit 77) when it is nowhere.
 fixture() {
-    local rel=$1 dest=$2 shared=${ASAM_FIXTURES:-$SRC/../shared/fixtures}
+    local rel=$1 dest=$2 shared=$FIX
     if [ -f "$SRC/tests/data/$rel.gz" ]; then
         gzip -dc "$SRC/tests/data/$rel.gz" > "$dest"
     elif [ -f "$SRC/tests/data/$rel" ]; then
@@ -28,4 +29,11 @@ fixture() {
         echo "SKIP: $rel not found"
         exit 77
     fi
+}
+
+# pass / failm MESSAGE: one result line; failm marks the test failed.
+pass() { echo "ok   $1"; }
+failm() {
+    echo "FAIL $1"
+    fail=1
 }
