@@ -7,6 +7,7 @@
 #include "asam/dataset.h"
 #include "asam/engine.h"
 #include "asam/sam.h"
+#include "asam/util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -15,15 +16,7 @@
 extern "C" {
 #endif
 
-/* ---- random numbers (xoshiro256**; the state is saved for exact resumes) ----------------- */
-typedef struct {
-    uint64_t s[4];
-} asam_rng;
-void asam_rng_seed(asam_rng *r, uint64_t seed); /* splitmix64 expansion */
-uint64_t asam_rng_u64(asam_rng *r);
-double asam_rng_uniform(asam_rng *r); /* [0, 1), 53 bits */
-int asam_rng_int(asam_rng *r, int n); /* [0, n) */
-double asam_rng_normal(asam_rng *r);  /* N(0, 1), Box-Muller (no cached spare) */
+/* random numbers: asam_rng (xoshiro256**, state saved for exact resumes) in asam/util.h */
 
 /* ---- metrics (masks are row-major 0/1 bytes) ---------------------------------------------- */
 /* |A and B| / |A or B|; both empty -> 1 (they agree). */

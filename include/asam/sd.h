@@ -11,6 +11,7 @@
 #include "asam/engine.h"
 #include "asam/image.h"
 #include "asam/sd_models.h"
+#include "asam/util.h"
 
 struct asam_checkpoint; /* asam/checkpoint.h */
 struct asam_checkpoint;
@@ -151,11 +152,8 @@ asam_tensor *asam_ddim_sample(asam_ctx *ctx, const asam_sd_guide *g, const asam_
 asam_tensor *asam_ddim_invert(asam_ctx *ctx, const asam_sd_guide *g, const asam_ddim *s,
                               asam_tensor *x_0, float *trajectory, asam_sd_progress cb, void *user);
 
-/* Deterministic standard normal noise: counter-based Philox-4x32-10 keyed by the 64-bit seed,
- * counter (i/4, 0, 0, 0) for element i, its four 32-bit outputs turned into four normals by
- * Box-Muller (u1 = (c0+1)/2^32, u2 = c1/2^32 -> r cos, r sin; same for c2, c3). Independent
- * of threads and platform. */
-void asam_randn(uint64_t seed, float *out, size_t n);
+/* Deterministic standard normal noise: asam_randn (Philox-4x32-10 + Box-Muller) in
+ * asam/util.h. */
 
 /* ---- the bundle ------------------------------------------------------------------------- */
 typedef struct {

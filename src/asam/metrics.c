@@ -1,52 +1,11 @@
-/* Mask IoU, boundary IoU (Cheng et al., as HQ-SAM's misc.boundary_iou computes it) and the
- * random-number generator shared by tuning and PGD. */
+/* Mask IoU and boundary IoU (Cheng et al., as HQ-SAM's misc.boundary_iou computes it). The
+ * random-number generator tuning and PGD draw from (asam_rng) is in util/rng.c. */
 #include "asam/asam.h"
 #include "asam/error.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- xoshiro256** ------------------------------------------------------------------------ */
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-void asam_rng_seed(asam_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
-
-uint64_t asam_rng_u64(asam_rng *r) {
-    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-double asam_rng_uniform(asam_rng *r) {
-    return (double)(asam_rng_u64(r) >> 11) * 0x1.0p-53;
-}
-
-int asam_rng_int(asam_rng *r, int n) {
-    return n <= 1 ? 0 : (int)(asam_rng_uniform(r) * n) % n;
-}
-
-double asam_rng_normal(asam_rng *r) {
-    double u1 = asam_rng_uniform(r), u2 = asam_rng_uniform(r);
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
-}
 
 /* ---- metrics -------------------------------------------------------------------------------- */
 

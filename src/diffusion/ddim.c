@@ -1,5 +1,6 @@
 /* DDPM schedule, DDIM timestep lists (CompVis and ASAM/diffusers conventions), the DDIM
- * update and its inversion, classifier-free guidance, and a deterministic Gaussian PRNG. */
+ * update and its inversion, classifier-free guidance. The Gaussian noise (asam_randn) is in
+ * util/rng.c. */
 #include "asam/sd.h"
 
 #include <math.h>
@@ -71,32 +72,3 @@ asam_tensor *asam_cfg_combine(asam_ctx *ctx, asam_tensor *e_u, asam_tensor *e_c,
     return asam_add(ctx, e_u, asam_scale(ctx, asam_sub(ctx, e_c, e_u), w));
 }
 
-/* ---- Philox-4x32-10 + Box-Muller ------------------------------------------------------------ */
-static void philox4x32(uint32_t ctr[4], uint32_t key0, uint32_t key1) {
-    const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)M0 * ctr[0], p1 = (uint64_t)M1 * ctr[2];
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ ctr[1] ^ key0, n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ ctr[3] ^ key1, n3 = (uint32_t)p0;
-        ctr[0] = n0, ctr[1] = n1, ctr[2] = n2, ctr[3] = n3;
-        key0 += W0, key1 += W1;
-    }
-}
-
-void asam_randn(uint64_t seed, float *out, size_t n) {
-    /* Block j (counter (j, 0, 0, 0)) gives 4 uniforms -> 4 normals (two Box-Muller pairs);
-     * element i comes from block i/4, so any element can be computed independently. */
-    for (size_t j = 0; j * 4 < n; j++) {
-        uint32_t c[4] = {(uint32_t)j, (uint32_t)((uint64_t)j >> 32), 0, 0};
-        philox4x32(c, (uint32_t)seed, (uint32_t)(seed >> 32));
-        for (int p = 0; p < 2; p++) {
-            /* uniforms in (0, 1] and [0, 1) from 32 bits each */
-            double u1 = ((double)c[2 * p] + 1.0) / 4294967296.0;
-            double u2 = (double)c[2 * p + 1] / 4294967296.0;
-            double r = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
-            size_t i = j * 4 + (size_t)p * 2;
-            if (i < n) out[i] = (float)(r * cos(th));
-            if (i + 1 < n) out[i + 1] = (float)(r * sin(th));
-        }
-    }
-}
