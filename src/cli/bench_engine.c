@@ -17,11 +17,12 @@
 #define NO_TRANS CblasNoTrans
 #define TRANS CblasTrans
 
+/* uniform in [-scale, scale) */
 static void fill(asam_tensor *t, uint64_t seed, float scale) {
-    for (int64_t i = 0; i < t->numel; i++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        t->data[i] = scale * (float)((double)(seed >> 11) / (double)(1ULL << 53) * 2.0 - 1.0);
-    }
+    asam_rng r;
+    asam_rng_seed(&r, seed);
+    for (int64_t i = 0; i < t->numel; i++)
+        t->data[i] = scale * (float)(asam_rng_uniform(&r) * 2.0 - 1.0);
 }
 
 static int g_repeats = 3;
@@ -48,10 +49,10 @@ static void bench_sgemm(const char *what, int M, int N, int K, int trans_b) {
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.1f;
     double best = 1e30, best_cpu = 1e30;
     for (int r = 0; r <= g_repeats; r++) { /* r == 0 warms up */
-        double t0 = cli_now(), c0 = cli_cpu_now();
+        double t0 = asam_now_s(), c0 = asam_cpu_s();
         cblas_sgemm(ROW_MAJOR, NO_TRANS, trans_b ? TRANS : NO_TRANS, M, N, K, 1.0f, A, K, B,
                     trans_b ? K : N, 0.0f, C, N);
-        double t = cli_now() - t0, c = cli_cpu_now() - c0;
+        double t = asam_now_s() - t0, c = asam_cpu_s() - c0;
         if (r && t < best) best = t;
         if (r && c < best_cpu) best_cpu = c;
     }
@@ -131,7 +132,7 @@ static void run_case(asam_ctx *ctx, const bench_case *c) {
         asam_ctx_reset_peak(ctx);
         for (int i = 0; i < 6; i++)
             if (in[i]) in[i]->grad = NULL;
-        double t0 = cli_now(), c0 = cli_cpu_now();
+        double t0 = asam_now_s(), c0 = asam_cpu_s();
         asam_tensor *out = NULL;
         switch (c->kind) {
         case OP_LINEAR:
@@ -154,7 +155,7 @@ static void run_case(asam_ctx *ctx, const bench_case *c) {
                 asam_backward_from(ctx, out, g);
             }
         }
-        double t = cli_now() - t0, cpu = cli_cpu_now() - c0;
+        double t = asam_now_s() - t0, cpu = asam_cpu_s() - c0;
         if (!out || !asam_ctx_ok(ctx)) {
             printf("%-58s failed: %s\n", c->name, asam_ctx_error(ctx));
             asam_ctx_clear_error(ctx);

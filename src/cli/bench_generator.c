@@ -125,22 +125,22 @@ static int bench_invert(gen_bench *b) {
     asam_ctx_reset_peak(ctx);
     asam_mark mk = asam_ctx_mark(ctx);
     int pg = asam_ctx_set_grad(ctx, 0);
-    double tv = cli_now();
+    double tv = asam_now_s();
     asam_tensor *x = asam_sd_image_to_tensor(ctx, &b->img, size, size, -1.0f);
     asam_vae_encode(ctx, b->m.sd->vae, x);
-    tv = cli_now() - tv;
+    tv = asam_now_s() - tv;
     asam_ctx_set_grad(ctx, pg);
     asam_ctx_release(ctx, mk);
     o.null_eps = -1; /* never stop early: time every inner step */
     o.null_steps = 0;
-    double t0i = cli_now();
+    double t0i = asam_now_s();
     if (asam_invert(ctx, &b->m, &o, &b->img, b->hint, "a photo", &b->inv)) return -1;
-    t0i = cli_now() - t0i;
+    t0i = asam_now_s() - t0i;
     asam_inversion_free(&b->inv);
     o.null_steps = NS;
-    double t1i = cli_now();
+    double t1i = asam_now_s();
     if (asam_invert(ctx, &b->m, &o, &b->img, b->hint, "a photo", &b->inv)) return -1;
-    t1i = cli_now() - t1i;
+    t1i = asam_now_s() - t1i;
     double per_step = (t0i - tv) / S, per_inner = (t1i - t0i) / (S * (double)NS);
     double inv50 = tv + 50 * per_step + 500 * per_inner;
     printf("%-26s VAE encode %.1f s; per DDIM step %.1f s (inversion + CFG advance); per null-text "
@@ -162,21 +162,21 @@ static int bench_attack_skip(gen_bench *b, const asam_attack_target *tg) {
     asam_tensor *cond = asam_sd_encode_prompt(ctx, b->m.sd, "a photo");
     asam_tensor *clean = asam_sd_image_to_tensor(ctx, &b->img, size, size, 0.0f);
     asam_tensor *xT = asam_from_data(ctx, ASAM_SHAPE(1, 4, size / 8, size / 8), b->inv.x_T);
-    double tc = cli_now();
+    double tc = asam_now_s();
     asam_tensor *z0 = asam_gen_sample_chain(ctx, &b->m, &b->o, &b->inv, cond, b->hint, xT, 0);
-    tc = cli_now() - tc;
+    tc = asam_now_s() - tc;
     z0 = asam_detach(ctx, z0);
     cli_reset_peak_rss();
     asam_ctx_reset_peak(ctx);
     size_t base = asam_ctx_used(ctx);
     asam_set_requires_grad(z0, 1);
     asam_ctx_set_grad(ctx, 1);
-    double tt = cli_now();
+    double tt = asam_now_s();
     float miou;
     asam_tensor *loss =
         asam_attack_loss(ctx, &b->m, &b->o, tg, asam_gen_decode01(ctx, &b->m, z0), clean, &miou);
     if (!loss || asam_backward(ctx, loss)) return asam_error("%s", asam_ctx_error(ctx));
-    tt = cli_now() - tt;
+    tt = asam_now_s() - tt;
     double tail_rss = cli_peak_rss_gb();
     b->tail_arena = (asam_ctx_peak(ctx) - base) / 1e9;
     asam_ctx_set_grad(ctx, 0);
@@ -206,7 +206,7 @@ static int bench_attack_full(gen_bench *b) {
     asam_tensor *cond = asam_sd_encode_prompt(ctx, b->m.sd, "a photo");
     asam_tensor *xT = asam_from_data(ctx, ASAM_SHAPE(1, 4, size / 8, size / 8), b->inv.x_T);
     asam_set_requires_grad(xT, 1);
-    double tf = cli_now();
+    double tf = asam_now_s();
     asam_tensor *z0 = asam_gen_sample_chain(ctx, &b->m, &b->o, &b->inv, cond, b->hint, xT, 1);
     float *g = z0 ? malloc((size_t)z0->numel * sizeof(float)) : NULL;
     if (g) {
@@ -216,7 +216,7 @@ static int bench_attack_full(gen_bench *b) {
     int rc = !g || asam_backward_from(ctx, z0, g);
     free(g);
     if (rc) return asam_error("%s", asam_ctx_error(ctx));
-    tf = cli_now() - tf;
+    tf = asam_now_s() - tf;
     double chain_rss = cli_peak_rss_gb(), chain_arena = (asam_ctx_peak(ctx) - base) / 1e9;
     asam_ctx_set_grad(ctx, 0);
     asam_ctx_release(ctx, mk);
@@ -239,11 +239,11 @@ int bench_generator_main(int argc, char **argv) {
     int rc = parse_args(&b.a, argc, argv);
     if (rc) return cli_exit_code(rc);
     const int size = b.a.size, boxes = b.a.boxes;
-    double t0 = cli_now();
+    double t0 = asam_now_s();
     if (load_models(b.a.dir, &b.m)) return cli_fail("bench generator", "%s", asam_last_error());
     printf("random SD 1.5 UNet + VAE + ControlNet, SAM ViT-B, %dx%d images, %d boxes, %d threads "
            "(setup %.1f s)\n",
-           size, size, boxes, asam_get_threads(), cli_now() - t0);
+           size, size, boxes, asam_get_threads(), asam_now_s() - t0);
     printf("each piece runs %d DDIM step(s); per-image numbers are EXTRAPOLATED to 50 steps, 10 "
            "null-text steps per timestep (no early stop) and 10 attack iterations\n\n",
            b.a.steps);

@@ -61,9 +61,9 @@ static double bench_encoder(asam_ctx *ctx, const asam_sam *m, asam_tensor *x, in
     double best = 1e30, best_cpu = 0;
     for (int it = 0; it < iters; it++) {
         asam_ctx_release(ctx, base);
-        double t0 = cli_now(), c0 = cli_cpu_now();
+        double t0 = asam_now_s(), c0 = asam_cpu_s();
         *emb = asam_sam_encode(ctx, m, x);
-        double t = cli_now() - t0, c = cli_cpu_now() - c0;
+        double t = asam_now_s() - t0, c = asam_cpu_s() - c0;
         if (!*emb) return -1;
         if (t < best) best = t, best_cpu = c;
     }
@@ -77,7 +77,7 @@ static double bench_encoder(asam_ctx *ctx, const asam_sam *m, asam_tensor *x, in
 /* The decoder: one box per call, against the cached embedding. */
 static int bench_decoder(asam_ctx *ctx, const asam_sam *m, asam_tensor *emb, int n_prompts) {
     asam_tensor *e = asam_detach(ctx, emb);
-    double t0 = cli_now();
+    double t0 = asam_now_s();
     for (int i = 0; i < n_prompts; i++) {
         asam_mark mk = asam_ctx_mark(ctx);
         float box[4] = {100.0f + i, 200, 600, 700.0f - i};
@@ -88,7 +88,7 @@ static int bench_decoder(asam_ctx *ctx, const asam_sam *m, asam_tensor *emb, int
             return -1;
         asam_ctx_release(ctx, mk);
     }
-    double dec = (cli_now() - t0) / n_prompts;
+    double dec = (asam_now_s() - t0) / n_prompts;
     printf("decoder          : %.1f ms per prompt (box, multimask; %d prompts)\n", dec * 1e3,
            n_prompts);
     return 0;
@@ -99,13 +99,13 @@ static int bench_backward(asam_ctx *ctx, const asam_sam *m, asam_tensor *x, doub
     asam_ctx_reset_peak(ctx);
     asam_ctx_set_grad(ctx, 1);
     asam_set_requires_grad(x, 1);
-    double t1 = cli_now();
+    double t1 = asam_now_s();
     asam_tensor *y = asam_sam_encode(ctx, m, x);
-    double tf = cli_now() - t1;
+    double tf = asam_now_s() - t1;
     asam_tensor *loss = asam_mean(ctx, asam_mul(ctx, y, y));
-    double t2 = cli_now(), c2 = cli_cpu_now();
+    double t2 = asam_now_s(), c2 = asam_cpu_s();
     int rc = loss ? asam_backward(ctx, loss) : -1;
-    double tb = cli_now() - t2, cb = cli_cpu_now() - c2;
+    double tb = asam_now_s() - t2, cb = asam_cpu_s() - c2;
     if (rc != 0 || !asam_ctx_ok(ctx)) return -1;
     printf("encoder backward : %.2f s (%.2fx forward; %.1f CPU-s; forward with recording %.2f s)  "
            "arena peak %.2f GB  peak RSS %.2f GB\n",
@@ -125,11 +125,9 @@ int bench_sam_main(int argc, char **argv) {
            cfg.depth, cfg.num_heads, asam_get_threads());
     asam_ctx *ctx = asam_ctx_new(0);
     asam_tensor *x = asam_new(ctx, ASAM_SHAPE(1, 3, 1024, 1024));
-    uint64_t s = 7;
-    for (int64_t i = 0; i < x->numel; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x->data[i] = (float)((s >> 40) & 0xFFFF) / 32768.0f - 1.0f;
-    }
+    asam_rng rng; /* an input image of uniform values in [-1, 1) */
+    asam_rng_seed(&rng, 7);
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = (float)(asam_rng_uniform(&rng) * 2 - 1);
     asam_ctx_set_grad(ctx, 0);
     asam_mark base = asam_ctx_mark(ctx);
     asam_tensor *emb = NULL;

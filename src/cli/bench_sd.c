@@ -45,13 +45,14 @@ static int bench_text(const char *clip_path, const char *prompt) {
         return -1;
     }
     int64_t ids[2 * ASAM_CLIP_CONTEXT];
-    double t0 = cli_now();
+    double t0 = asam_now_s();
     int ntok = 0;
     for (int r = 0; r < 100; r++) {
         asam_clip_tokenize(tok, "", ids);
         ntok = asam_clip_tokenize(tok, prompt, ids + ASAM_CLIP_CONTEXT);
     }
-    printf("%-34s %8.1f us (%d tokens)\n", "tokenizer (2 prompts)", (cli_now() - t0) * 1e4, ntok);
+    printf("%-34s %8.1f us (%d tokens)\n", "tokenizer (2 prompts)", (asam_now_s() - t0) * 1e4,
+           ntok);
     asam_ctx *ctx = asam_ctx_new(0);
     asam_ctx_set_grad(ctx, 0);
     /* 12 layers x 77 tokens x (8 D^2 + 4 D F + 4 N D) x batch 2 */
@@ -60,9 +61,9 @@ static int bench_text(const char *clip_path, const char *prompt) {
     for (int rep = 0; rep < 2 && !rc; rep++) {
         asam_mark mk = asam_ctx_mark(ctx);
         cli_reset_peak_rss();
-        t0 = cli_now();
+        t0 = asam_now_s();
         asam_tensor *out = asam_clip_text_forward(ctx, m, ids, 2, NULL);
-        double sec = cli_now() - t0;
+        double sec = asam_now_s() - t0;
         if (!out)
             rc = asam_error("%s", asam_ctx_error(ctx));
         else
@@ -102,18 +103,18 @@ static int make_folder(const char *dir, const char *clip_path, char *folder, siz
  * batch 2) and the VAE decode, with the projected 50-step time. */
 static int bench_pipeline(const char *folder, const char *prompt) {
     cli_reset_peak_rss();
-    double t0 = cli_now();
+    double t0 = asam_now_s();
     asam_sd *sd;
     if (asam_sd_load(folder, asam_clip_default_dir(), &sd)) return -1;
-    bench_row("load diffusers bundle (F16->F32)", cli_now() - t0, 0, folder);
+    bench_row("load diffusers bundle (F16->F32)", asam_now_s() - t0, 0, folder);
     asam_ctx *ctx = asam_ctx_new(0);
     asam_ctx_set_grad(ctx, 0);
     asam_ddim s;
     asam_ddim_init(&s, 50, 1);
-    t0 = cli_now();
+    t0 = asam_now_s();
     asam_tensor *cond = asam_sd_encode_prompt(ctx, sd, prompt);
     asam_tensor *uncond = asam_sd_encode_prompt(ctx, sd, "");
-    bench_row("encode prompt + negative", cli_now() - t0, 0, "");
+    bench_row("encode prompt + negative", asam_now_s() - t0, 0, "");
     asam_tensor *x = asam_new(ctx, ASAM_SHAPE(1, 4, 64, 64));
     asam_randn(0, x->data, (size_t)x->numel);
     asam_sd_guide g = {.unet = sd->unet,
@@ -125,17 +126,17 @@ static int bench_pipeline(const char *folder, const char *prompt) {
     asam_ddim one = s;
     one.n = 1;
     cli_reset_peak_rss();
-    t0 = cli_now();
+    t0 = asam_now_s();
     asam_tensor *z = asam_ddim_sample(ctx, &g, &one, x, NULL, NULL);
-    double step = cli_now() - t0;
+    double step = asam_now_s() - t0;
     asam_tensor *img = NULL;
     double dec = 0;
     if (z) {
         bench_row("DDIM step, CFG (UNet batch 2)", step, 0, "");
         cli_reset_peak_rss();
-        t0 = cli_now();
+        t0 = asam_now_s();
         img = asam_vae_decode(ctx, sd->vae, asam_scale(ctx, z, 1.0f / ASAM_SD_LATENT_SCALE));
-        dec = cli_now() - t0;
+        dec = asam_now_s() - t0;
     }
     int rc = img ? 0 : asam_error("%s", asam_ctx_error(ctx));
     if (img) {
@@ -157,10 +158,10 @@ int bench_sd_main(int argc, char **argv) {
     char clip_path[2048], folder[2048];
     snprintf(clip_path, sizeof clip_path, "%s/clip_l_text_f32.safetensors", a.dir);
     if (!bench_file_exists(clip_path)) {
-        double t0 = cli_now();
+        double t0 = asam_now_s();
         if (bench_write_clip_text(clip_path, 12))
             return cli_fail("bench sd", "%s", asam_last_error());
-        printf("wrote random CLIP ViT-L/14 text encoder in %.1f s\n", cli_now() - t0);
+        printf("wrote random CLIP ViT-L/14 text encoder in %.1f s\n", asam_now_s() - t0);
     }
     printf("\n%-34s %10s %16s %10s   %s\n", "what", "time", "rate", "peak RSS", "note");
     const char *prompt = "a highly detailed photograph of an astronaut riding a horse on the moon";

@@ -28,16 +28,7 @@ static double file_gb(const char *p) {
 
 static asam_tensor *randn(asam_ctx *ctx, int ndim, const int64_t *shape, uint64_t seed) {
     asam_tensor *t = asam_new(ctx, ndim, shape);
-    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
-    for (int64_t i = 0; t && i < t->numel; i += 2) { /* Box-Muller on an LCG */
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        double u1 = ((s >> 11) + 1.0) / 9007199254740993.0;
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        double u2 = (s >> 11) / 9007199254740992.0;
-        double r = sqrt(-2 * log(u1));
-        t->data[i] = (float)(r * cos(2 * M_PI * u2));
-        if (i + 1 < t->numel) t->data[i + 1] = (float)(r * sin(2 * M_PI * u2));
-    }
+    if (t) asam_randn(seed, t->data, (size_t)t->numel);
     return t;
 }
 
@@ -95,7 +86,7 @@ static int write_files(const bench_sd_args *a, sdm_files *f) {
     for (int i = 0; i < 4; i++) {
         if (bench_file_exists(files[i].path)) continue;
         if (i >= 2 && skipped(a->skip, "diffusers")) continue;
-        double t0 = cli_now();
+        double t0 = asam_now_s();
         int64_t nt = 0, np = 0;
         if (sd_synth_write(files[i].path, files[i].unet ? &uc : NULL, "model.diffusion_model.",
                            files[i].vae ? &vc : NULL, "first_stage_model.",
@@ -103,7 +94,7 @@ static int write_files(const bench_sd_args *a, sdm_files *f) {
                            files[i].seed, &nt, &np) != 0)
             return -1;
         printf("wrote %-36s %5lld tensors %6.1fM params %5.2f GB in %.1f s\n", files[i].what,
-               (long long)nt, np / 1e6, file_gb(files[i].path), cli_now() - t0);
+               (long long)nt, np / 1e6, file_gb(files[i].path), asam_now_s() - t0);
     }
     return 0;
 }
@@ -113,16 +104,16 @@ static int write_files(const bench_sd_args *a, sdm_files *f) {
 static int load_compvis(const bench_sd_args *a, const sdm_files *f, asam_unet **u, asam_vae **v) {
     asam_checkpoint *ck = NULL;
     if (asam_checkpoint_open(f->cv, &ck)) return -1;
-    double t0 = cli_now();
+    double t0 = asam_now_s();
     cli_reset_peak_rss();
     int rc = asam_unet_load(ck, "model.diffusion_model.", u);
     if (!rc)
-        printf("loaded CompVis UNet in %.1f s (peak RSS %.2f GB)\n", cli_now() - t0,
+        printf("loaded CompVis UNet in %.1f s (peak RSS %.2f GB)\n", asam_now_s() - t0,
                cli_peak_rss_gb());
-    t0 = cli_now();
+    t0 = asam_now_s();
     if (!rc && !skipped(a->skip, "vae")) {
         rc = asam_vae_load(ck, "first_stage_model.", v);
-        if (!rc) printf("loaded CompVis VAE in %.1f s\n", cli_now() - t0);
+        if (!rc) printf("loaded CompVis VAE in %.1f s\n", asam_now_s() - t0);
     }
     asam_checkpoint_close(ck);
     cli_reset_peak_rss();
@@ -146,9 +137,9 @@ static int time_unet(sdm_run *r) {
     for (int rep = 0; rep < 2; rep++) { /* first run warms up pages and BLAS */
         asam_mark m = asam_ctx_mark(r->ctx);
         cli_reset_peak_rss();
-        double s0 = cli_now();
+        double s0 = asam_now_s();
         asam_tensor *eps = asam_unet_forward(r->ctx, r->u, r->x, &r->t, r->c, NULL, 1.0f);
-        double sec = cli_now() - s0;
+        double sec = asam_now_s() - s0;
         if (!eps) return asam_error("%s", asam_ctx_error(r->ctx));
         memcpy(r->eps_ref, eps->data, (size_t)eps->numel * sizeof(float));
         r->have_eps = 1;
@@ -164,21 +155,21 @@ static int time_controlnet(sdm_run *r, const sdm_files *f, int size) {
     asam_checkpoint *cc = NULL;
     asam_controlnet *cn = NULL;
     if (asam_checkpoint_open(f->cn, &cc)) return -1;
-    double l0 = cli_now();
+    double l0 = asam_now_s();
     int rc = asam_controlnet_load(cc, "control_model.", &cn) || asam_controlnet_check(cn, r->u);
     asam_checkpoint_close(cc);
     if (rc) return asam_controlnet_free(cn), -1;
-    printf("loaded ControlNet in %.1f s\n", cli_now() - l0);
+    printf("loaded ControlNet in %.1f s\n", asam_now_s() - l0);
     double fc = sd_controlnet_flops(cn, size, size, 77);
     asam_mark m = asam_ctx_mark(r->ctx);
     asam_tensor *res[13];
     cli_reset_peak_rss();
-    double s0 = cli_now();
+    double s0 = asam_now_s();
     rc = asam_controlnet_forward(r->ctx, cn, r->x, &r->t, r->c, r->hint, res);
-    double s1 = cli_now();
+    double s1 = asam_now_s();
     asam_tensor *eps =
         rc == 0 ? asam_unet_forward(r->ctx, r->u, r->x, &r->t, r->c, res, 1.0f) : NULL;
-    double s2 = cli_now();
+    double s2 = asam_now_s();
     asam_controlnet_free(cn);
     if (!eps) return asam_error("%s", asam_ctx_error(r->ctx));
     bench_row("ControlNet branch (512 hint)", s1 - s0, fc, "6.5 s");
@@ -197,13 +188,13 @@ static int time_backward(sdm_run *r, int level) {
     asam_set_requires_grad(xg, 1);
     asam_set_requires_grad(cg, 1);
     cli_reset_peak_rss();
-    double s0 = cli_now();
+    double s0 = asam_now_s();
     asam_tensor *eps = asam_unet_forward(ctx, r->u, xg, &r->t, cg, NULL, 1.0f);
     asam_tensor *loss = asam_sum(ctx, asam_mul(ctx, eps, r->x));
-    double s1 = cli_now();
+    double s1 = asam_now_s();
     size_t kept = asam_ctx_used(ctx); /* what one recorded UNet call holds until backward */
     int rc = loss ? asam_backward(ctx, loss) : -1;
-    double s2 = cli_now();
+    double s2 = asam_now_s();
     if (rc != 0) return asam_error("%s", asam_ctx_error(ctx));
     double gn = 0;
     for (int64_t i = 0; i < xg->numel; i++) gn += (double)xg->grad[i] * xg->grad[i];
@@ -221,9 +212,9 @@ static int time_vae(sdm_run *r, int size) {
     double fv = sd_vae_decode_flops(r->v, size, size);
     asam_mark m = asam_ctx_mark(r->ctx);
     cli_reset_peak_rss();
-    double s0 = cli_now();
+    double s0 = asam_now_s();
     asam_tensor *img = asam_vae_decode(r->ctx, r->v, r->x);
-    double sec = cli_now() - s0;
+    double sec = asam_now_s() - s0;
     if (!img) return asam_error("%s", asam_ctx_error(r->ctx));
     bench_row("VAE decode 64 -> 512", sec, fv, "14.8 s (target <= 5 s)");
     printf("    arena peak %.2f GB\n", asam_ctx_peak(r->ctx) / 1e9);
@@ -236,17 +227,17 @@ static int time_diffusers(sdm_run *r, const sdm_files *f) {
     asam_checkpoint *du = NULL, *dv = NULL;
     asam_unet *u2 = NULL;
     asam_vae *v2 = NULL;
-    double l0 = cli_now();
+    double l0 = asam_now_s();
     int rc = asam_checkpoint_open(f->du, &du) || asam_checkpoint_open(f->dv, &dv) ||
              asam_unet_load(du, "", &u2) || asam_vae_load(dv, "", &v2);
     asam_tensor *eps = NULL, *img = NULL;
     double s0 = 0, s1 = 0;
     asam_mark m = asam_ctx_mark(r->ctx);
     if (!rc) {
-        printf("loaded diffusers unet/ + vae/ in %.1f s\n", cli_now() - l0);
-        s0 = cli_now();
+        printf("loaded diffusers unet/ + vae/ in %.1f s\n", asam_now_s() - l0);
+        s0 = asam_now_s();
         eps = asam_unet_forward(r->ctx, u2, r->x, &r->t, r->c, NULL, 1.0f);
-        s1 = cli_now();
+        s1 = asam_now_s();
         img = eps ? asam_vae_decode(r->ctx, v2, r->x) : NULL;
         if (!img) rc = asam_error("%s", asam_ctx_error(r->ctx));
     }

@@ -18,38 +18,6 @@ int cli_fail(const char *cmd, const char *fmt, ...) {
     return 1;
 }
 
-int cli_parse_int(const char *s, long lo, long hi, int *out) {
-    if (!s) return -1;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-int cli_parse_num(const char *s, double lo, double hi, double *out) {
-    if (!s) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-double cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-double cli_cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 double cli_peak_rss_gb(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];

@@ -112,11 +112,11 @@ int cmd_demo(int argc, char **argv) {
     int rc = parse_args(&d, argc, argv);
     if (rc) return cli_exit_code(rc);
     if (setup_out(&d)) return cli_fail("demo", "%s", asam_last_error());
-    const double t0 = cli_now();
+    const double t0 = asam_now_s();
     int ok = run_stages(&d);
     int rep = stage_report(&d);
     fprintf(stderr, "asam demo: %s in %.1f s; report: %s/report.md\n",
-            ok && rep == 0 ? "finished" : "FAILED", cli_now() - t0, d.out);
+            ok && rep == 0 ? "finished" : "FAILED", asam_now_s() - t0, d.out);
     if (!ok || rep) {
         for (int i = 0; i < d.n_st; i++)
             if (!d.st[i].ok && strncmp(d.st[i].status, "not run", 7))

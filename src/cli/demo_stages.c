@@ -22,7 +22,7 @@ stage *stage_begin(demo *d, const char *name) {
     stage *s = &d->st[d->n_st++];
     s->name = name;
     s->ok = 0;
-    s->seconds = cli_now();
+    s->seconds = asam_now_s();
     fprintf(stderr, "asam demo: == %s ==\n", name);
     return s;
 }
@@ -32,7 +32,7 @@ int stage_end(stage *s, int ok, const char *fmt, ...) {
     vsnprintf(s->status, sizeof s->status, fmt, ap);
     va_end(ap);
     s->ok = ok;
-    s->seconds = cli_now() - s->seconds;
+    s->seconds = asam_now_s() - s->seconds;
     fprintf(stderr, "asam demo: %s: %s (%.1f s)\n", s->name, s->status, s->seconds);
     return ok ? 0 : -1;
 }
