@@ -37,10 +37,10 @@ int stage_end(stage *s, int ok, const char *fmt, ...) {
     return ok ? 0 : -1;
 }
 
-/* The repository's tests/data, from this file's compile-time path (.../src/cli/cmd_demo.c). */
+/* The repository's tests/data, from this file's compile-time path (.../src/cli/demo_stages.c). */
 void demo_default_assets(char *out, size_t n) {
     snprintf(out, n, "%s", __FILE__);
-    char *p = strstr(out, "src/cli/cmd_demo.c");
+    char *p = strstr(out, "src/cli/demo_stages.c");
     if (p && (size_t)(p - out) + strlen("tests/data") < n)
         strcpy(p, "tests/data");
     else
