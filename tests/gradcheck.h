@@ -21,6 +21,15 @@ static inline void gc_fill(asam_tensor *t, uint64_t seed, float scale) {
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = scale * gc_rand(&seed);
 }
 
+/* A new arena tensor of uniform [-scale, scale) + offset values. */
+static inline asam_tensor *gc_new(asam_ctx *ctx, int nd, const int64_t *shape, uint64_t seed,
+                                  float scale, float offset) {
+    asam_tensor *t = asam_new(ctx, nd, shape);
+    gc_fill(t, seed, scale);
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] += offset;
+    return t;
+}
+
 static inline double gc_eval(asam_ctx *ctx, gradcheck_fn f, asam_tensor **in, void *user,
                              const float *R) {
     asam_mark m = asam_ctx_mark(ctx);

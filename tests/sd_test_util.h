@@ -23,6 +23,27 @@ static inline asam_checkpoint *sd_open(const char *rel) {
     return ck;
 }
 
+/* The tiny model's UNet / VAE / ControlNet under their CompVis prefixes; exits on failure. */
+static inline void sd_load_fail(void) {
+    fprintf(stderr, "FAIL load: %s\n", asam_last_error());
+    exit(1);
+}
+static inline asam_unet *sd_load_unet(const asam_checkpoint *ck) {
+    asam_unet *u = NULL;
+    if (asam_unet_load(ck, "model.diffusion_model.", &u) != 0) sd_load_fail();
+    return u;
+}
+static inline asam_vae *sd_load_vae(const asam_checkpoint *ck) {
+    asam_vae *v = NULL;
+    if (asam_vae_load(ck, "first_stage_model.", &v) != 0) sd_load_fail();
+    return v;
+}
+static inline asam_controlnet *sd_load_controlnet(const asam_checkpoint *ck) {
+    asam_controlnet *c = NULL;
+    if (asam_controlnet_load(ck, "control_model.", &c) != 0) sd_load_fail();
+    return c;
+}
+
 static inline const asam_ckpt_tensor *sd_entry(const asam_checkpoint *ck, const char *name) {
     const asam_ckpt_tensor *t = asam_checkpoint_find(ck, name);
     if (!t) {

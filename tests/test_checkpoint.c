@@ -3,6 +3,7 @@
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
+#include "io/bytebuf.h"
 #include "test_util.h"
 
 #include <stdint.h>
@@ -11,72 +12,49 @@
 int asam_torch_save_write_ex(const char *path, const asam_st_entry *entries, size_t n,
                              int force_zip64);
 
-/* ---- small byte-buffer builder ---- */
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} bb;
-
-static void bput(bb *b, const void *s, size_t n) {
-    if (!n) return;
-    if (b->n + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (b->n + n > nc) nc *= 2;
-        b->p = realloc(b->p, nc);
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
+/* ---- byte-buffer builders of hand-made (often malformed) files, on io/bytebuf.h ---- */
+static void bstr(io_buf *b, const char *s) { /* BINUNICODE */
+    io_put_u8(b, 'X');
+    io_put_le(b, strlen(s), 4);
+    io_put(b, s, strlen(s));
 }
-static void bop(bb *b, unsigned c) {
-    uint8_t x = (uint8_t)c;
-    bput(b, &x, 1);
+static void bint(io_buf *b, int32_t v) { /* BININT */
+    io_put_u8(b, 'J');
+    io_put_le(b, (uint32_t)v, 4);
 }
-static void ble(bb *b, uint64_t v, int k) {
-    for (int i = 0; i < k; i++) bop(b, (unsigned)(v >> (8 * i)) & 0xff);
-}
-static void bstr(bb *b, const char *s) { /* BINUNICODE */
-    bop(b, 'X');
-    ble(b, strlen(s), 4);
-    bput(b, s, strlen(s));
-}
-static void bint(bb *b, int32_t v) { /* BININT */
-    bop(b, 'J');
-    ble(b, (uint32_t)v, 4);
-}
-static void bglobal(bb *b, const char *mod, const char *name) {
-    bop(b, 'c');
-    bput(b, mod, strlen(mod));
-    bop(b, '\n');
-    bput(b, name, strlen(name));
-    bop(b, '\n');
+static void bglobal(io_buf *b, const char *mod, const char *name) {
+    io_put_u8(b, 'c');
+    io_put(b, mod, strlen(mod));
+    io_put_u8(b, '\n');
+    io_put(b, name, strlen(name));
+    io_put_u8(b, '\n');
 }
 /* _rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), offset, size, stride, ...) */
-static void btensor(bb *b, const char *key, int numel, int offset, const int *size,
+static void btensor(io_buf *b, const char *key, int numel, int offset, const int *size,
                     const int *stride, int nd) {
     bglobal(b, "torch._utils", "_rebuild_tensor_v2");
-    bop(b, '(');
-    bop(b, '(');
+    io_put_u8(b, '(');
+    io_put_u8(b, '(');
     bstr(b, "storage");
     bglobal(b, "torch", "FloatStorage");
     bstr(b, key);
     bstr(b, "cpu");
     bint(b, numel);
-    bop(b, 't');
-    bop(b, 'Q');
+    io_put_u8(b, 't');
+    io_put_u8(b, 'Q');
     bint(b, offset);
-    bop(b, '(');
+    io_put_u8(b, '(');
     for (int i = 0; i < nd; i++) bint(b, size[i]);
-    bop(b, 't');
-    bop(b, '(');
+    io_put_u8(b, 't');
+    io_put_u8(b, '(');
     for (int i = 0; i < nd; i++) bint(b, stride[i]);
-    bop(b, 't');
-    bop(b, 0x89);
+    io_put_u8(b, 't');
+    io_put_u8(b, 0x89);
     bglobal(b, "collections", "OrderedDict");
-    bop(b, ')');
-    bop(b, 'R');
-    bop(b, 't');
-    bop(b, 'R');
+    io_put_u8(b, ')');
+    io_put_u8(b, 'R');
+    io_put_u8(b, 't');
+    io_put_u8(b, 'R');
 }
 
 /* A stored zip (no alignment padding) of n named entries; method forced for entry `compress`. */
@@ -85,28 +63,33 @@ typedef struct {
     const void *data;
     size_t size;
 } zent;
-static bb make_zip(const zent *e, int n, int compress) {
-    bb z = {0}, cd = {0};
+static io_buf make_zip(const zent *e, int n, int compress) {
+    io_buf z = {0}, cd = {0};
     for (int i = 0; i < n; i++) {
         uint64_t off = z.n;
         uint32_t crc = (uint32_t)crc32(0, e[i].data, (uInt)e[i].size);
         unsigned method = i == compress ? 8 : 0;
         size_t nl = strlen(e[i].name);
-        ble(&z, 0x04034b50u, 4), ble(&z, 20, 2), ble(&z, 0, 2), ble(&z, method, 2), ble(&z, 0, 4);
-        ble(&z, crc, 4), ble(&z, e[i].size, 4), ble(&z, e[i].size, 4), ble(&z, nl, 2),
-            ble(&z, 0, 2);
-        bput(&z, e[i].name, nl);
-        bput(&z, e[i].data, e[i].size);
-        ble(&cd, 0x02014b50u, 4), ble(&cd, 20, 2), ble(&cd, 20, 2), ble(&cd, 0, 2);
-        ble(&cd, method, 2), ble(&cd, 0, 4), ble(&cd, crc, 4), ble(&cd, e[i].size, 4);
-        ble(&cd, e[i].size, 4), ble(&cd, nl, 2), ble(&cd, 0, 2), ble(&cd, 0, 2), ble(&cd, 0, 2);
-        ble(&cd, 0, 2), ble(&cd, 0, 4), ble(&cd, off, 4);
-        bput(&cd, e[i].name, nl);
+        io_put_le(&z, 0x04034b50u, 4), io_put_le(&z, 20, 2), io_put_le(&z, 0, 2),
+            io_put_le(&z, method, 2), io_put_le(&z, 0, 4);
+        io_put_le(&z, crc, 4), io_put_le(&z, e[i].size, 4), io_put_le(&z, e[i].size, 4),
+            io_put_le(&z, nl, 2), io_put_le(&z, 0, 2);
+        io_put(&z, e[i].name, nl);
+        io_put(&z, e[i].data, e[i].size);
+        io_put_le(&cd, 0x02014b50u, 4), io_put_le(&cd, 20, 2), io_put_le(&cd, 20, 2),
+            io_put_le(&cd, 0, 2);
+        io_put_le(&cd, method, 2), io_put_le(&cd, 0, 4), io_put_le(&cd, crc, 4),
+            io_put_le(&cd, e[i].size, 4);
+        io_put_le(&cd, e[i].size, 4), io_put_le(&cd, nl, 2), io_put_le(&cd, 0, 2),
+            io_put_le(&cd, 0, 2), io_put_le(&cd, 0, 2);
+        io_put_le(&cd, 0, 2), io_put_le(&cd, 0, 4), io_put_le(&cd, off, 4);
+        io_put(&cd, e[i].name, nl);
     }
     uint64_t cd_off = z.n;
-    bput(&z, cd.p, cd.n);
-    ble(&z, 0x06054b50u, 4), ble(&z, 0, 4), ble(&z, (unsigned)n, 2), ble(&z, (unsigned)n, 2);
-    ble(&z, cd.n, 4), ble(&z, cd_off, 4), ble(&z, 0, 2);
+    io_put(&z, cd.p, cd.n);
+    io_put_le(&z, 0x06054b50u, 4), io_put_le(&z, 0, 4), io_put_le(&z, (unsigned)n, 2),
+        io_put_le(&z, (unsigned)n, 2);
+    io_put_le(&z, cd.n, 4), io_put_le(&z, cd_off, 4), io_put_le(&z, 0, 2);
     free(cd.p);
     return z;
 }
@@ -114,7 +97,7 @@ static bb make_zip(const zent *e, int n, int compress) {
 static const float storage6[6] = {0, 1, 2, 3, 4, 5};
 
 /* torch zip with the given data.pkl and storage "0" = storage6. */
-static bb torch_zip(const bb *pkl, int compress) {
+static io_buf torch_zip(const io_buf *pkl, int compress) {
     zent e[3] = {{"archive/data.pkl", pkl->p, pkl->n},
                  {"archive/data/0", storage6, sizeof storage6},
                  {"archive/version", "3\n", 2}};
@@ -450,12 +433,12 @@ static void test_writers(void) {
 
 /* ---- malformed safetensors ---- */
 
-static bb st_file(const char *json, uint64_t hlen_override, size_t data_bytes) {
-    bb b = {0};
+static io_buf st_file(const char *json, uint64_t hlen_override, size_t data_bytes) {
+    io_buf b = {0};
     size_t hl = strlen(json);
-    ble(&b, hlen_override ? hlen_override : hl, 8);
-    bput(&b, json, hl);
-    for (size_t i = 0; i < data_bytes; i++) bop(&b, (unsigned)i);
+    io_put_le(&b, hlen_override ? hlen_override : hl, 8);
+    io_put(&b, json, hl);
+    for (size_t i = 0; i < data_bytes; i++) io_put_u8(&b, (unsigned)i);
     return b;
 }
 
@@ -500,7 +483,7 @@ static void test_bad_safetensors(void) {
          "dimensions", 0, 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        bb b = st_file(cases[i].json, cases[i].hlen, cases[i].data);
+        io_buf b = st_file(cases[i].json, cases[i].hlen, cases[i].data);
         expect_fail(b.p, b.n, cases[i].what, cases[i].needle);
         free(b.p);
     }
@@ -508,9 +491,9 @@ static void test_bad_safetensors(void) {
     expect_fail("", 0, "empty file", "empty");
     expect_fail("\x02\0\0\0", 4, "tiny file", NULL);
     /* a valid one for contrast, with metadata */
-    bb ok = st_file("{\"__metadata__\":{\"k\":\"v\"},\"a\":{\"dtype\":\"U8\",\"shape\":[2,2],"
-                    "\"data_offsets\":[0,4]}}",
-                    0, 4);
+    io_buf ok = st_file("{\"__metadata__\":{\"k\":\"v\"},\"a\":{\"dtype\":\"U8\",\"shape\":[2,2],"
+                        "\"data_offsets\":[0,4]}}",
+                        0, 4);
     asam_checkpoint *ck;
     void *copy = malloc(ok.n);
     memcpy(copy, ok.p, ok.n);
@@ -531,12 +514,13 @@ static void test_pickles(void) {
     const int sz2[2] = {2, 2}, st2[2] = {1, 2};
     /* 1. a strided view with offset: element (i,j) = storage[1 + i + 2j] */
     {
-        bb p = {0};
-        bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, 'q'), bop(&p, 0), bop(&p, '(');
+        io_buf p = {0};
+        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, 'q'),
+            io_put_u8(&p, 0), io_put_u8(&p, '(');
         bstr(&p, "w");
         btensor(&p, "0", 6, 1, sz2, st2, 2);
-        bop(&p, 'u'), bop(&p, '.');
-        bb z = torch_zip(&p, -1);
+        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+        io_buf z = torch_zip(&p, -1);
         asam_checkpoint *ck;
         void *copy = malloc(z.n);
         memcpy(copy, z.p, z.n);
@@ -560,35 +544,35 @@ static void test_pickles(void) {
     }
     /* 2. view extending past its storage */
     {
-        bb p = {0};
+        io_buf p = {0};
         const int sz[2] = {2, 3};
-        bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, '(');
+        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
         bstr(&p, "w");
         btensor(&p, "0", 6, 2, sz, st2, 2);
-        bop(&p, 'u'), bop(&p, '.');
-        bb z = torch_zip(&p, -1);
+        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+        io_buf z = torch_zip(&p, -1);
         expect_fail(z.p, z.n, "view past the storage", "storage");
         free(z.p), free(p.p);
     }
     /* 3. unknown GLOBAL + REDUCE must never run: {"cmd": os.system("touch ..."), "obj":
      *    argparse.Namespace() with BUILD, "w": tensor} still loads "w" */
     {
-        bb p = {0};
-        bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, '(');
+        io_buf p = {0};
+        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
         bstr(&p, "cmd");
         bglobal(&p, "os", "system");
         bstr(&p, "touch test_ckpt_PWNED");
-        bop(&p, 0x85), bop(&p, 'R');
+        io_put_u8(&p, 0x85), io_put_u8(&p, 'R');
         bstr(&p, "obj");
         bglobal(&p, "argparse", "Namespace");
-        bop(&p, ')'), bop(&p, 0x81);
-        bop(&p, '}'), bstr(&p, "lr"), bop(&p, 'G');
-        for (int i = 0; i < 8; i++) bop(&p, i == 0 ? 0x3f : 0);
-        bop(&p, 's'), bop(&p, 'b');
+        io_put_u8(&p, ')'), io_put_u8(&p, 0x81);
+        io_put_u8(&p, '}'), bstr(&p, "lr"), io_put_u8(&p, 'G');
+        for (int i = 0; i < 8; i++) io_put_u8(&p, i == 0 ? 0x3f : 0);
+        io_put_u8(&p, 's'), io_put_u8(&p, 'b');
         bstr(&p, "w");
         btensor(&p, "0", 6, 0, sz2, (const int[]){2, 1}, 2);
-        bop(&p, 'u'), bop(&p, '.');
-        bb z = torch_zip(&p, -1);
+        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+        io_buf z = torch_zip(&p, -1);
         asam_checkpoint *ck;
         void *copy = malloc(z.n);
         memcpy(copy, z.p, z.n);
@@ -605,17 +589,18 @@ static void test_pickles(void) {
     }
     /* 4. wrappers and nesting: {"state_dict": {"a": t, "sub": {"b": t}}, "global_step": 5} */
     {
-        bb p = {0};
-        bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, '(');
+        io_buf p = {0};
+        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
         bstr(&p, "global_step"), bint(&p, 5);
-        bstr(&p, "state_dict"), bop(&p, '}'), bop(&p, '(');
+        bstr(&p, "state_dict"), io_put_u8(&p, '}'), io_put_u8(&p, '(');
         bstr(&p, "a");
         btensor(&p, "0", 6, 0, sz2, (const int[]){2, 1}, 2);
-        bop(&p, 'q'), bop(&p, 7); /* memoize the tensor and share it */
-        bstr(&p, "sub"), bop(&p, '}'), bstr(&p, "b"), bop(&p, 'h'), bop(&p, 7), bop(&p, 's');
-        bop(&p, 'u'); /* inner */
-        bop(&p, 'u'), bop(&p, '.');
-        bb z = torch_zip(&p, -1);
+        io_put_u8(&p, 'q'), io_put_u8(&p, 7); /* memoize the tensor and share it */
+        bstr(&p, "sub"), io_put_u8(&p, '}'), bstr(&p, "b"), io_put_u8(&p, 'h'), io_put_u8(&p, 7),
+            io_put_u8(&p, 's');
+        io_put_u8(&p, 'u'); /* inner */
+        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+        io_buf z = torch_zip(&p, -1);
         asam_checkpoint *ck;
         void *copy = malloc(z.n);
         memcpy(copy, z.p, z.n);
@@ -672,44 +657,44 @@ static void test_pickles(void) {
         {"negative LONG4 length", "\x80\x02\x8b\xff\xff\xff\xff.", 8, "negative"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        bb p = {0};
-        bput(&p, bad[i].bytes, bad[i].n);
-        bb z = torch_zip(&p, -1);
+        io_buf p = {0};
+        io_put(&p, bad[i].bytes, bad[i].n);
+        io_buf z = torch_zip(&p, -1);
         expect_fail(z.p, z.n, bad[i].what, bad[i].needle);
         free(z.p), free(p.p);
     }
     /* 6. tensor argument errors */
     {
-        bb p = {0};
-        bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, '(');
+        io_buf p = {0};
+        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
         bstr(&p, "w");
         btensor(&p, "7", 6, 0, sz2, st2, 2); /* storage "7" is not in the archive */
-        bop(&p, 'u'), bop(&p, '.');
-        bb z = torch_zip(&p, -1);
+        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+        io_buf z = torch_zip(&p, -1);
         expect_fail(z.p, z.n, "missing storage entry", "missing");
         free(z.p), free(p.p);
-        p = (bb){0};
-        bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, '(');
+        p = (io_buf){0};
+        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
         bstr(&p, "w");
         btensor(&p, "0", 6, 0, sz2, (const int[]){1, -2}, 2);
-        bop(&p, 'u'), bop(&p, '.');
+        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
         z = torch_zip(&p, -1);
         expect_fail(z.p, z.n, "negative stride", "stride");
         free(z.p), free(p.p);
-        p = (bb){0};
-        bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, '(');
+        p = (io_buf){0};
+        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
         bstr(&p, "w");
         btensor(&p, "0", 6, 0x7fffffff, sz2, (const int[]){0x7fffffff, 0x7fffffff}, 2);
-        bop(&p, 'u'), bop(&p, '.');
+        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
         z = torch_zip(&p, -1);
         expect_fail(z.p, z.n, "huge offset/stride", "storage");
         free(z.p), free(p.p);
     }
     /* 7. archive-level errors */
     {
-        bb p = {0};
-        bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, '.');
-        bb z = torch_zip(&p, 1);
+        io_buf p = {0};
+        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '.');
+        io_buf z = torch_zip(&p, 1);
         expect_fail(z.p, z.n, "compressed zip entry", "compressed");
         free(z.p);
         zent noslash[1] = {{"data.pkl", p.p, p.n}};
@@ -788,22 +773,23 @@ static void test_mutations(void) {
     uint64_t seed = 12345;
 #define RND()                                                                                      \
     (seed = seed * 6364136223846793005ull + 1442695040888963407ull, (unsigned)(seed >> 33))
-    bb p = {0};
+    io_buf p = {0};
     const int sz2[2] = {2, 2};
-    bop(&p, 0x80), bop(&p, 2), bop(&p, '}'), bop(&p, 'q'), bop(&p, 0), bop(&p, '(');
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, 'q'), io_put_u8(&p, 0),
+        io_put_u8(&p, '(');
     bstr(&p, "w");
     btensor(&p, "0", 6, 1, sz2, (const int[]){1, 2}, 2);
     bstr(&p, "v");
     btensor(&p, "0", 6, 0, sz2, (const int[]){2, 1}, 2);
-    bop(&p, 'u'), bop(&p, '.');
-    bb z = torch_zip(&p, -1);
-    bb s =
+    io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+    io_buf z = torch_zip(&p, -1);
+    io_buf s =
         st_file("{\"__metadata__\":{\"k\":\"v\"},\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_"
                 "offsets\":[0,8]},\"b\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[8,16]}}",
                 0, 16);
     size_t loaded = 0, total = 0;
     for (int which = 0; which < 2; which++) {
-        bb *src = which ? &s : &z;
+        io_buf *src = which ? &s : &z;
         uint8_t *m = malloc(src->n);
         for (int it = 0; it < 3000; it++) {
             memcpy(m, src->p, src->n);

@@ -61,15 +61,9 @@ static asam_dataset *open_ok(const char *spec, size_t want_n) {
     return ds;
 }
 
-int main(void) {
-    snprintf(root, sizeof root, "/tmp/asam_test_dataset_XXXXXX");
-    if (!mkdtemp(root)) return 1;
-    char p[512], q[512], spec[2400];
-    syn_image A, B;
-    syn_make(&A, 1, 48, 32, 3);
-    syn_make(&B, 2, 48, 32, 3);
-
-    /* ---- sa1b folder (JPEG images) ---- */
+/* ---- sa1b folder (JPEG images) ---- */
+static void case_sa1b_folder(syn_image *B) {
+    char p[512], spec[2400];
     pathf(p, sizeof p, "sa1b");
     CHECK(syn_write_sa1b(p, 2, 48, 32, 3, 0) == 0, "write sa1b");
     snprintf(spec, sizeof spec, "sa1b:%s", p);
@@ -80,15 +74,19 @@ int main(void) {
         CHECK(!strcmp(s.name, "sa_2") && s.n_masks == 3 && s.w == 48 && s.h == 32 && s.image.c == 3,
               "sa1b sample: %s %d masks %dx%d", s.name, s.n_masks, s.w, s.h);
         for (int k = 0; k < 3 && k < s.n_masks; k++)
-            CHECK(masks_equal(&s, k, B.masks[k]), "sa1b mask %d", k);
+            CHECK(masks_equal(&s, k, B->masks[k]), "sa1b mask %d", k);
         asam_sample_free(&s);
         CHECK(asam_dataset_get(ds, 0, 2, &s) == 0 && s.n_masks == 2, "max_masks 2");
         asam_sample_free(&s);
         asam_dataset_close(ds);
         printf("ok   sa1b folder\n");
     }
+}
 
-    /* ---- sa1b .tar shard ---- */
+/* ---- sa1b .tar shard (of the folder's files) ---- */
+static void case_sa1b_tar(syn_image *A, syn_image *B) {
+    char p[512], q[512], spec[2400];
+    pathf(p, sizeof p, "sa1b");
     pathf(q, sizeof q, "shard.tar");
     struct archive *a = archive_write_new();
     archive_write_set_format_ustar(a);
@@ -102,36 +100,40 @@ int main(void) {
     archive_write_close(a);
     archive_write_free(a);
     snprintf(spec, sizeof spec, "sa1b:%s", q);
-    ds = open_ok(spec, 2);
+    asam_dataset *ds = open_ok(spec, 2);
     if (ds) {
         asam_sample s;
         /* forwards, then backwards (re-opens the stream) */
         CHECK(asam_dataset_get(ds, 1, 0, &s) == 0 && s.n_masks == 3 &&
-                  masks_equal(&s, 2, B.masks[2]),
+                  masks_equal(&s, 2, B->masks[2]),
               "tar item 1: %s", asam_last_error());
         asam_sample_free(&s);
         CHECK(asam_dataset_get(ds, 0, 0, &s) == 0 && s.n_masks == 3 &&
-                  masks_equal(&s, 0, A.masks[0]),
+                  masks_equal(&s, 0, A->masks[0]),
               "tar item 0: %s", asam_last_error());
         CHECK(!strcmp(s.name, "sa_1"), "tar name %s", s.name);
         asam_sample_free(&s);
         asam_dataset_close(ds);
         printf("ok   sa1b tar shard\n");
     }
+}
 
-    /* ---- adv: smaller PNGs + the SA-1B annotations ---- */
+/* ---- adv: smaller PNGs + the SA-1B annotations ---- */
+static void case_adv(syn_image *A, syn_image *B) {
+    char p[512], q[512], spec[2400];
+    pathf(p, sizeof p, "sa1b");
     pathf(q, sizeof q, "adv");
     asam_mkdirs(q);
     for (int k = 1; k <= 2; k++) {
         asam_image small;
-        asam_image_resize_pil_bilinear(k == 1 ? &A.img : &B.img, 24, 16, &small);
+        asam_image_resize_pil_bilinear(k == 1 ? &A->img : &B->img, 24, 16, &small);
         char f[1100];
         snprintf(f, sizeof f, "%s/sa_%d.png", q, k);
         asam_image_write_png(f, &small);
         asam_image_free(&small);
     }
     snprintf(spec, sizeof spec, "adv:%s:%s", q, p);
-    ds = open_ok(spec, 2);
+    asam_dataset *ds = open_ok(spec, 2);
     if (ds) {
         asam_sample s;
         CHECK(asam_dataset_get(ds, 0, 0, &s) == 0 && s.w == 48 && s.h == 32 && s.n_masks == 3,
@@ -140,18 +142,21 @@ int main(void) {
         asam_dataset_close(ds);
         printf("ok   adv layout\n");
     }
+}
 
-    /* ---- coco: polygon, compressed RLE, uncompressed RLE, a crowd region, an empty image ---- */
+/* ---- coco: polygon, compressed RLE, uncompressed RLE, a crowd region, an empty image ---- */
+static void case_coco(syn_image *A, syn_image *B) {
+    char q[512], spec[2400];
     pathf(q, sizeof q, "coco");
     asam_mkdirs(q);
     char f[1100];
     snprintf(f, sizeof f, "%s/one.png", q);
-    asam_image_write_png(f, &A.img);
+    asam_image_write_png(f, &A->img);
     snprintf(f, sizeof f, "%s/two.png", q);
-    asam_image_write_png(f, &B.img);
+    asam_image_write_png(f, &B->img);
     {
         asam_rle r;
-        asam_rle_encode(A.masks[1], 32, 48, &r);
+        asam_rle_encode(A->masks[1], 32, 48, &r);
         char *cs = asam_rle_to_string(&r), *esc = malloc(2 * strlen(cs) + 1), *e = esc;
         for (char *c = cs; *c; c++) {
             if (*c == '\\') *e++ = '\\';
@@ -184,13 +189,13 @@ int main(void) {
         asam_rle_free(&r);
     }
     snprintf(spec, sizeof spec, "coco:%s:%s", f, q);
-    ds = open_ok(spec, 1); /* image 9 has no annotation */
+    asam_dataset *ds = open_ok(spec, 1); /* image 9 has no annotation */
     if (ds) {
         asam_sample s;
         CHECK(asam_dataset_get(ds, 0, 0, &s) == 0, "coco get: %s", asam_last_error());
         CHECK(s.n_masks == 3, "coco: %d masks (crowd skipped -> 3)", s.n_masks);
         if (s.n_masks == 3) {
-            CHECK(masks_equal(&s, 1, A.masks[1]) && masks_equal(&s, 2, A.masks[1]),
+            CHECK(masks_equal(&s, 1, A->masks[1]) && masks_equal(&s, 2, A->masks[1]),
                   "coco RLE masks");
             asam_rle pr;
             const double poly[8] = {4, 4, 20, 4, 20, 12, 4, 12};
@@ -208,68 +213,78 @@ int main(void) {
         asam_dataset_close(ds);
         printf("ok   coco\n");
     }
+}
 
-    /* ---- masks: image + binary mask pairs ---- */
+/* ---- masks: image + binary mask pairs ---- */
+static void case_masks(syn_image *A) {
+    char spec[2400], f[1100];
     char im_dir[512], mk_dir[512];
     pathf(im_dir, sizeof im_dir, "hrsod/img");
     pathf(mk_dir, sizeof mk_dir, "hrsod/gt");
     asam_mkdirs(im_dir);
     asam_mkdirs(mk_dir);
     snprintf(f, sizeof f, "%s/x1.jpg", im_dir);
-    asam_image_write_jpeg(f, &A.img, 90);
+    asam_image_write_jpeg(f, &A->img, 90);
     asam_image gm;
     asam_image_alloc(&gm, 48, 32, 1);
-    for (int i = 0; i < 48 * 32; i++) gm.data[i] = A.masks[0][i] ? 200 : (i % 2 ? 100 : 0);
+    for (int i = 0; i < 48 * 32; i++) gm.data[i] = A->masks[0][i] ? 200 : (i % 2 ? 100 : 0);
     snprintf(f, sizeof f, "%s/x1.png", mk_dir);
     asam_image_write_png(f, &gm);
     snprintf(spec, sizeof spec, "masks:%s:%s", im_dir, mk_dir);
-    ds = open_ok(spec, 1);
+    asam_dataset *ds = open_ok(spec, 1);
     if (ds) {
         asam_sample s;
         CHECK(asam_dataset_get(ds, 0, 0, &s) == 0 && s.n_masks == 1 &&
-                  masks_equal(&s, 0, A.masks[0]),
+                  masks_equal(&s, 0, A->masks[0]),
               "masks: foreground = value > 128: %s", asam_last_error());
         asam_sample_free(&s);
         asam_dataset_close(ds);
         printf("ok   masks pairs\n");
     }
+    asam_image_free(&gm);
+}
 
-    /* ---- idmap: gray ids with an ignore value, and a colour map ---- */
+/* ---- idmap: gray ids with an ignore value, and a colour map ---- */
+static void case_idmap(syn_image *A, syn_image *B) {
+    char spec[2400], f[1100], im_dir[512], mk_dir[512];
     pathf(im_dir, sizeof im_dir, "ade/img");
     pathf(mk_dir, sizeof mk_dir, "ade/map");
     asam_mkdirs(im_dir);
     asam_mkdirs(mk_dir);
     snprintf(f, sizeof f, "%s/g.png", im_dir);
-    asam_image_write_png(f, &A.img);
+    asam_image_write_png(f, &A->img);
     snprintf(f, sizeof f, "%s/c.png", im_dir);
-    asam_image_write_png(f, &B.img);
+    asam_image_write_png(f, &B->img);
+    asam_image gm;
+    asam_image_alloc(&gm, 48, 32, 1);
     for (int i = 0; i < 48 * 32; i++)
-        gm.data[i] = A.masks[0][i] ? 3 : A.masks[1][i] ? 7 : A.masks[2][i] ? 255 : 0;
+        gm.data[i] = A->masks[0][i] ? 3 : A->masks[1][i] ? 7 : A->masks[2][i] ? 255 : 0;
     snprintf(f, sizeof f, "%s/g.png", mk_dir);
     asam_image_write_png(f, &gm);
     asam_image cm;
     asam_image_alloc(&cm, 48, 32, 3);
     for (int i = 0; i < 48 * 32; i++) {
-        cm.data[3 * i] = B.masks[0][i] ? 255 : 0;
-        cm.data[3 * i + 1] = B.masks[2][i] ? 255 : 0; /* 0x00ff00 (0x0000ff would be 255) */
+        cm.data[3 * i] = B->masks[0][i] ? 255 : 0;
+        cm.data[3 * i + 1] = B->masks[2][i] ? 255 : 0; /* 0x00ff00 (0x0000ff would be 255) */
         cm.data[3 * i + 2] = 0;
     }
     snprintf(f, sizeof f, "%s/c.png", mk_dir);
     asam_image_write_png(f, &cm);
     snprintf(spec, sizeof spec, "idmap:%s:%s:ignore=255", im_dir, mk_dir);
-    ds = open_ok(spec, 2);
+    asam_dataset *ds = open_ok(spec, 2);
     if (ds) {
         asam_sample s;
         /* sorted: c before g */
         CHECK(asam_dataset_get(ds, 0, 0, &s) == 0 && s.n_masks == 2, "colour map: %d masks (%s)",
               s.n_masks, asam_last_error());
         if (s.n_masks == 2) /* values sorted: 0x00ff00 (mask 2) before 0xff0000 (mask 0) */
-            CHECK(masks_equal(&s, 0, B.masks[2]) && masks_equal(&s, 1, B.masks[0]), "colour masks");
+            CHECK(masks_equal(&s, 0, B->masks[2]) && masks_equal(&s, 1, B->masks[0]),
+                  "colour masks");
         asam_sample_free(&s);
         CHECK(asam_dataset_get(ds, 1, 0, &s) == 0 && s.n_masks == 2, "gray ids minus ignore: %d",
               s.n_masks);
         if (s.n_masks == 2)
-            CHECK(masks_equal(&s, 0, A.masks[0]) && masks_equal(&s, 1, A.masks[1]), "gray masks");
+            CHECK(masks_equal(&s, 0, A->masks[0]) && masks_equal(&s, 1, A->masks[1]), "gray masks");
         asam_sample_free(&s);
         asam_dataset_close(ds);
     }
@@ -282,8 +297,14 @@ int main(void) {
         asam_dataset_close(ds);
         printf("ok   idmap\n");
     }
+    asam_image_free(&gm);
+    asam_image_free(&cm);
+}
 
-    /* ---- bad inputs ---- */
+/* ---- bad inputs (after the cases above wrote their folders) ---- */
+static void case_bad_inputs(syn_image *A) {
+    char p[512], q[512], spec[2400], f[1100], im_dir[512], mk_dir[512];
+    pathf(q, sizeof q, "coco");
     expect_fail("sa1b:/nonexistent/folder", 0, "/nonexistent/folder");
     expect_fail("pascal:/tmp", 0, "unknown dataset kind");
     expect_fail("nocolon", 0, "KIND:PATH");
@@ -317,7 +338,7 @@ int main(void) {
     expect_fail(spec, 1, "x1.png");
     /* an image without its mask */
     snprintf(f, sizeof f, "%s/x2.jpg", im_dir);
-    asam_image_write_jpeg(f, &A.img, 90);
+    asam_image_write_jpeg(f, &A->img, 90);
     expect_fail(spec, 0, "x2.jpg");
     /* a bad RLE string inside COCO */
     snprintf(f, sizeof f, "%s/ann_bad.json", root);
@@ -327,13 +348,23 @@ int main(void) {
     asam_write_file_atomic(f, bad, strlen(bad));
     snprintf(spec, sizeof spec, "coco:%s:%s", f, q);
     expect_fail(spec, 1, "ann_bad.json");
+}
 
-    asam_image_free(&gm);
-    asam_image_free(&cm);
+int main(void) {
+    snprintf(root, sizeof root, "/tmp/asam_test_dataset_XXXXXX");
+    if (!mkdtemp(root)) return 1;
+    syn_image A, B;
+    syn_make(&A, 1, 48, 32, 3);
+    syn_make(&B, 2, 48, 32, 3);
+    case_sa1b_folder(&B);
+    case_sa1b_tar(&A, &B);
+    case_adv(&A, &B);
+    case_coco(&A, &B);
+    case_masks(&A);
+    case_idmap(&A, &B);
+    case_bad_inputs(&A);
     syn_free(&A);
     syn_free(&B);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd)) fprintf(stderr, "warning: could not remove %s\n", root);
+    test_rm_rf(root);
     return test_finish("test_dataset");
 }

@@ -3,16 +3,11 @@
  * malformed files: each must fail with one error naming the file, never crash. */
 #include "asam/error.h"
 #include "asam/image.h"
+#include "test_synth.h"
 #include "test_util.h"
 
 #include <stdint.h>
 #include <zlib.h>
-
-static uint64_t fnv1a(const uint8_t *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
 
 static const struct {
     const char *file;
@@ -53,7 +48,7 @@ static void test_decode_matches_pillow(void) {
         for (int k = 0; k < 3; k++) {
             if (!want_hash[k]) continue;
             rc = asam_image_read(path, wants[k], &im);
-            uint64_t h = rc == 0 ? fnv1a(im.data, (size_t)im.w * im.h * im.c) : 0;
+            uint64_t h = rc == 0 ? test_fnv1a(im.data, (size_t)im.w * im.h * im.c) : 0;
             CHECK(rc == 0 && im.c == wants[k] && h == want_hash[k],
                   "%s as %d channels differs from Pillow (%s)", files[i].file, wants[k],
                   rc ? asam_last_error() : "pixels");
@@ -64,20 +59,12 @@ static void test_decode_matches_pillow(void) {
     }
 }
 
-static void gen_texture(asam_image *im) {
-    for (int y = 0; y < im->h; y++)
-        for (int x = 0; x < im->w; x++)
-            for (int c = 0; c < im->c; c++)
-                im->data[((size_t)y * im->w + x) * im->c + c] =
-                    (uint8_t)(((73 * x + 151 * y + 59 * c) ^ (7 * x * y + 31 * c)) & 255);
-}
-
 static void test_write_round_trip(void) {
     for (int c = 1; c <= 4; c++) {
         if (c == 2) continue;
         asam_image im, back;
         CHECK(asam_image_alloc(&im, 45, 31, c) == 0, "alloc");
-        gen_texture(&im);
+        syn_texture(&im);
         char path[64];
         snprintf(path, sizeof path, "imgio_rt_%d.png", c);
         CHECK(asam_image_write_png(path, &im) == 0, "write %s: %s", path, asam_last_error());
@@ -115,7 +102,7 @@ static void test_write_round_trip(void) {
     }
     asam_image im;
     CHECK(asam_image_alloc(&im, 4, 4, 3) == 0, "alloc");
-    gen_texture(&im);
+    syn_texture(&im);
     CHECK(asam_image_write_png("no_such_dir_imgio/x.png", &im) == -1 &&
               strstr(asam_last_error(), "no_such_dir_imgio/x.png"),
           "write into a missing folder: %s", asam_last_error());

@@ -5,14 +5,6 @@
 #include "gradcheck.h"
 #include "test_util.h"
 
-static asam_tensor *rnd(asam_ctx *ctx, int nd, const int64_t *shape, uint64_t seed, float scale,
-                        float offset) {
-    asam_tensor *t = asam_new(ctx, nd, shape);
-    gc_fill(t, seed, scale);
-    for (int64_t i = 0; i < t->numel; i++) t->data[i] += offset;
-    return t;
-}
-
 /* Naive numpy-broadcast reference in double. op: 0 add, 1 sub, 2 mul, 3 div. */
 static void ref_binary(int op, const asam_tensor *a, const asam_tensor *b, const asam_tensor *o,
                        float *ref) {
@@ -107,8 +99,8 @@ static void test_broadcast_forward(asam_ctx *ctx) {
     for (int si = 0; si < ns; si++) {
         asam_mark m = asam_ctx_mark(ctx);
         int na = (int)shapes[si][0][0], nb = (int)shapes[si][1][0];
-        asam_tensor *a = rnd(ctx, na, &shapes[si][0][1], 11 + si, 1.0f, 0);
-        asam_tensor *b = rnd(ctx, nb, &shapes[si][1][1], 77 + si, 0.5f, 1.0f);
+        asam_tensor *a = gc_new(ctx, na, &shapes[si][0][1], 11 + si, 1.0f, 0);
+        asam_tensor *b = gc_new(ctx, nb, &shapes[si][1][1], 77 + si, 0.5f, 1.0f);
         for (int op = 0; op < 4; op++) {
             asam_tensor *o = binops[op](ctx, a, b);
             CHECK(o != NULL, "case %d %s failed: %s", si, binnames[op], asam_ctx_error(ctx));
@@ -131,8 +123,8 @@ static void test_broadcast_backward(asam_ctx *ctx) {
         int na = (int)shapes[si][0][0], nb = (int)shapes[si][1][0];
         for (int op = 0; op < 4; op++) {
             asam_mark m = asam_ctx_mark(ctx);
-            asam_tensor *in[2] = {rnd(ctx, na, &shapes[si][0][1], 5 + si, 1.0f, 0),
-                                  rnd(ctx, nb, &shapes[si][1][1], 9 + si, 0.5f, 1.0f)};
+            asam_tensor *in[2] = {gc_new(ctx, na, &shapes[si][0][1], 5 + si, 1.0f, 0),
+                                  gc_new(ctx, nb, &shapes[si][1][1], 9 + si, 0.5f, 1.0f)};
             int check[2] = {1, 1};
             char name[64];
             snprintf(name, sizeof name, "%s case %d", binnames[op], si);
@@ -145,7 +137,7 @@ static void test_broadcast_backward(asam_ctx *ctx) {
         }
     }
     for (int op = 0; op < 4; op++) {
-        asam_tensor *in[1] = {rnd(ctx, ASAM_SHAPE(3, 5), 3, 0.5f, 1.0f)};
+        asam_tensor *in[1] = {gc_new(ctx, ASAM_SHAPE(3, 5), 3, 0.5f, 1.0f)};
         int check[1] = {1};
         char name[64];
         snprintf(name, sizeof name, "%s(x, x)", binnames[op]);
@@ -173,14 +165,17 @@ static asam_tensor *f_slice0_add(asam_ctx *ctx, asam_tensor **in, void *u) {
 }
 
 static void test_scalar_ops_grad(asam_ctx *ctx) {
-    asam_tensor *in[2] = {rnd(ctx, ASAM_SHAPE(3, 4), 1, 1, 0), rnd(ctx, ASAM_SHAPE(3, 4), 2, 1, 0)};
+    asam_tensor *in[2] = {gc_new(ctx, ASAM_SHAPE(3, 4), 1, 1, 0),
+                          gc_new(ctx, ASAM_SHAPE(3, 4), 2, 1, 0)};
     int c1[1] = {1}, c2[2] = {1, 1};
     gradcheck(ctx, "scale", f_scale, in, 1, c1, NULL, 1e-2f, 12, 1e-3);
     gradcheck(ctx, "add_scalar", f_add_scalar, in, 1, c1, NULL, 1e-2f, 12, 1e-3);
     gradcheck(ctx, "axpby", f_axpby, in, 2, c2, NULL, 1e-2f, 12, 1e-3);
-    asam_tensor *v[2] = {rnd(ctx, ASAM_SHAPE(2, 2, 6), 3, 1, 0), rnd(ctx, ASAM_SHAPE(6), 4, 1, 0)};
+    asam_tensor *v[2] = {gc_new(ctx, ASAM_SHAPE(2, 2, 6), 3, 1, 0),
+                         gc_new(ctx, ASAM_SHAPE(6), 4, 1, 0)};
     gradcheck(ctx, "reshape view -> mul", f_reshape_mul, v, 2, c2, NULL, 1e-2f, 24, 1e-3);
-    asam_tensor *w[2] = {rnd(ctx, ASAM_SHAPE(4, 3), 5, 1, 0), rnd(ctx, ASAM_SHAPE(3), 6, 1, 0)};
+    asam_tensor *w[2] = {gc_new(ctx, ASAM_SHAPE(4, 3), 5, 1, 0),
+                         gc_new(ctx, ASAM_SHAPE(3), 6, 1, 0)};
     gradcheck(ctx, "slice0 view -> mul, add", f_slice0_add, w, 2, c2, NULL, 1e-2f, 12, 1e-3);
 }
 
@@ -254,8 +249,8 @@ static void test_activations(asam_ctx *ctx) {
     /* naive double references, small and large (parallel path) */
     for (int big = 0; big < 2; big++) {
         asam_mark m = asam_ctx_mark(ctx);
-        asam_tensor *t =
-            big ? rnd(ctx, ASAM_SHAPE(64, 1000), 8, 6, 0) : rnd(ctx, ASAM_SHAPE(4, 7), 8, 6, 0);
+        asam_tensor *t = big ? gc_new(ctx, ASAM_SHAPE(64, 1000), 8, 6, 0)
+                             : gc_new(ctx, ASAM_SHAPE(4, 7), 8, 6, 0);
         float *ref = malloc((size_t)t->numel * sizeof(float));
         for (int k = 0; k < 7; k++) {
             asam_tensor *o = acts[k](ctx, t);
@@ -282,7 +277,7 @@ static void test_activations(asam_ctx *ctx) {
 
     for (int k = 0; k < N_ACTS; k++) {
         asam_mark m = asam_ctx_mark(ctx);
-        asam_tensor *in[1] = {rnd(ctx, ASAM_SHAPE(3, 7), 100 + k, 3, 0)};
+        asam_tensor *in[1] = {gc_new(ctx, ASAM_SHAPE(3, 7), 100 + k, 3, 0)};
         /* keep relu's inputs away from its kink at 0 */
         for (int64_t i = 0; i < in[0]->numel; i++)
             if (fabsf(in[0]->data[i]) < 0.1f) in[0]->data[i] = 0.3f;
@@ -291,7 +286,7 @@ static void test_activations(asam_ctx *ctx) {
         snprintf(name, sizeof name, "%s", act_names[k]);
         gradcheck(ctx, name, f_act, in, 1, check, &k, 1e-2f, 21, 1e-3);
         /* large input: parallel kernels */
-        asam_tensor *big[1] = {rnd(ctx, ASAM_SHAPE(40, 1000), 200 + k, 3, 0)};
+        asam_tensor *big[1] = {gc_new(ctx, ASAM_SHAPE(40, 1000), 200 + k, 3, 0)};
         for (int64_t i = 0; i < big[0]->numel; i++)
             if (fabsf(big[0]->data[i]) < 0.1f) big[0]->data[i] = 0.3f;
         snprintf(name, sizeof name, "%s (40000 elements)", act_names[k]);
@@ -334,7 +329,7 @@ static void test_reductions(asam_ctx *ctx) {
     asam_ctx_clear_error(ctx);
 
     /* naive reference over a 4-D tensor, every dim */
-    asam_tensor *t = rnd(ctx, ASAM_SHAPE(3, 4, 5, 6), 42, 1, 0);
+    asam_tensor *t = gc_new(ctx, ASAM_SHAPE(3, 4, 5, 6), 42, 1, 0);
     for (int d = -4; d < 4; d++) {
         asam_tensor *r = asam_mean_dim(ctx, t, d, 0);
         int dd = d < 0 ? d + 4 : d;

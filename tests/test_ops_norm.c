@@ -6,14 +6,6 @@
 #include "gradcheck.h"
 #include "test_util.h"
 
-static asam_tensor *rnd(asam_ctx *ctx, int nd, const int64_t *shape, uint64_t seed, float scale,
-                        float offset) {
-    asam_tensor *t = asam_new(ctx, nd, shape);
-    gc_fill(t, seed, scale);
-    for (int64_t i = 0; i < t->numel; i++) t->data[i] += offset;
-    return t;
-}
-
 static void ref_layer_norm(const asam_tensor *x, const float *w, const float *b, float eps,
                            float *ref) {
     int64_t C = x->shape[x->ndim - 1], R = x->numel / C;
@@ -94,9 +86,9 @@ static void run_case(asam_ctx *ctx, const char *label, norm_user u, int nd, cons
     static const char *kinds[] = {"layer_norm", "layer_norm2d", "group_norm"};
     asam_mark m = asam_ctx_mark(ctx);
     int64_t C = u.kind == 0 ? shape[nd - 1] : shape[1];
-    asam_tensor *x = rnd(ctx, nd, shape, 3 + (uint64_t)nd, 2.0f, 0.5f);
-    asam_tensor *w = rnd(ctx, ASAM_SHAPE(C), 5, 0.5f, 1.0f);
-    asam_tensor *b = rnd(ctx, ASAM_SHAPE(C), 6, 0.5f, 0.0f);
+    asam_tensor *x = gc_new(ctx, nd, shape, 3 + (uint64_t)nd, 2.0f, 0.5f);
+    asam_tensor *w = gc_new(ctx, ASAM_SHAPE(C), 5, 0.5f, 1.0f);
+    asam_tensor *b = gc_new(ctx, ASAM_SHAPE(C), 6, 0.5f, 0.0f);
     asam_tensor *in[3] = {x, w, b};
     asam_tensor *o = f_norm(ctx, in, &u);
     CHECK(o != NULL, "%s %s: %s", kinds[u.kind], label, asam_ctx_error(ctx));
@@ -147,7 +139,7 @@ static void test_checkpoint(asam_ctx *ctx) {
     float gx[2][48], gw[2][8], gb[2][8], val[2];
     for (int ck = 0; ck < 2; ck++) {
         asam_mark m = asam_ctx_mark(ctx);
-        asam_tensor *x = rnd(ctx, ASAM_SHAPE(2, 3, 8), 17, 1.5f, 0.0f);
+        asam_tensor *x = gc_new(ctx, ASAM_SHAPE(2, 3, 8), 17, 1.5f, 0.0f);
         asam_set_requires_grad(x, 1);
         asam_param_zero_grad(w);
         asam_param_zero_grad(b);
@@ -240,7 +232,7 @@ static void test_fixture_parity(asam_ctx *ctx) {
 
 /* Large mean next to the spread (ratio 1000): statistics must not lose precision. */
 static void test_large_mean(asam_ctx *ctx) {
-    asam_tensor *x = rnd(ctx, ASAM_SHAPE(2, 64, 5, 5), 71, 0.1f, 100.0f);
+    asam_tensor *x = gc_new(ctx, ASAM_SHAPE(2, 64, 5, 5), 71, 0.1f, 100.0f);
     float *ref = malloc((size_t)x->numel * sizeof(float));
     asam_tensor *o = asam_group_norm(ctx, x, 8, NULL, NULL, 1e-6f);
     ref_group_norm(x, 8, NULL, NULL, 1e-6f, ref);

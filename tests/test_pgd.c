@@ -102,8 +102,6 @@ int main(void) {
     free(x);
     free(g);
     free(xp);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd)) fprintf(stderr, "warning: could not remove %s\n", root);
+    test_rm_rf(root);
     return test_finish("test_pgd");
 }

@@ -8,24 +8,11 @@
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/image.h"
+#include "test_synth.h"
 #include "test_util.h"
 
 #include <stdint.h>
 #include <time.h>
-
-static void gen_texture(asam_image *im) {
-    for (int y = 0; y < im->h; y++)
-        for (int x = 0; x < im->w; x++)
-            for (int c = 0; c < im->c; c++)
-                im->data[((size_t)y * im->w + x) * im->c + c] =
-                    (uint8_t)(((73 * x + 151 * y + 59 * c) ^ (7 * x * y + 31 * c)) & 255);
-}
-
-static uint64_t fnv1a(const uint8_t *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
 
 /* segment-anything get_preprocess_shape */
 static void longest_side(int H, int W, int *nh, int *nw) {
@@ -73,7 +60,7 @@ static void check_case_resize(const char *path, int *checked) {
     for (int i = 0; i < 8; i++) {
         asam_image in;
         CHECK(asam_image_alloc(&in, sizes[i][1], sizes[i][0], 3) == 0, "alloc");
-        gen_texture(&in);
+        syn_texture(&in);
         char name[32], what[64];
         snprintf(name, sizeof name, "img%d_in", i);
         const asam_ckpt_tensor *tin = asam_checkpoint_find(ck, name);
@@ -154,12 +141,12 @@ static void check_pil_hashes(void) {
     for (size_t i = 0; i < sizeof pil_cases / sizeof pil_cases[0]; i++) {
         asam_image in, out;
         CHECK(asam_image_alloc(&in, pil_cases[i].w, pil_cases[i].h, pil_cases[i].c) == 0, "alloc");
-        gen_texture(&in);
+        syn_texture(&in);
         int rc = pil_cases[i].bilinear
                      ? asam_image_resize_pil_bilinear(&in, pil_cases[i].nw, pil_cases[i].nh, &out)
                      : asam_image_resize_nearest(&in, pil_cases[i].nw, pil_cases[i].nh, &out);
         CHECK(rc == 0, "resize: %s", asam_last_error());
-        uint64_t h = rc == 0 ? fnv1a(out.data, (size_t)out.w * out.h * out.c) : 0;
+        uint64_t h = rc == 0 ? test_fnv1a(out.data, (size_t)out.w * out.h * out.c) : 0;
         CHECK(h == pil_cases[i].hash, "%s c=%d %dx%d -> %dx%d differs from Pillow 9.4",
               pil_cases[i].bilinear ? "BILINEAR" : "NEAREST", pil_cases[i].c, pil_cases[i].h,
               pil_cases[i].w, pil_cases[i].nh, pil_cases[i].nw);
@@ -175,7 +162,7 @@ static void check_pil_hashes(void) {
 static void check_bad_args(void) {
     asam_image in, out;
     CHECK(asam_image_alloc(&in, 4, 4, 3) == 0, "alloc");
-    gen_texture(&in);
+    syn_texture(&in);
     CHECK(asam_image_resize_pil_bilinear(&in, 0, 4, &out) == -1 && out.data == NULL,
           "zero width accepted");
     CHECK(asam_image_resize_nearest(&in, 4, -1, &out) == -1, "negative height accepted");

@@ -21,6 +21,15 @@ static inline asam_checkpoint *fx_open(const char *rel) {
     return ck;
 }
 
+/* A parity case's fixture with a fresh arena (no gradients); skips the test when absent. */
+static inline asam_checkpoint *fx_case(const char *rel, asam_ctx **ctx) {
+    asam_checkpoint *ck = fx_open(rel);
+    if (!ck) TEST_SKIP("%s not found (set ASAM_FIXTURES)", rel);
+    *ctx = asam_ctx_new(0);
+    asam_ctx_set_grad(*ctx, 0);
+    return ck;
+}
+
 /* A fixture tensor as malloc'd floats (U8 converted); exits the test when missing. */
 static inline float *fx_f32(asam_checkpoint *ck, const char *name, int64_t *numel) {
     const asam_ckpt_tensor *t = asam_checkpoint_find(ck, name);

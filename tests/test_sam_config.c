@@ -5,14 +5,7 @@
 #include "test_util.h"
 #include "test_sam_common.h"
 
-#include <fcntl.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
+#include "asam/util.h"
 
 typedef struct {
     char name[160];
@@ -71,32 +64,13 @@ static int write_shape_only(const char *path, int C, int depth, int heads, const
         if (!strncmp(t->name, "image_encoder.", 14)) continue;
         n = add_key(k, n, t->ndim, t->shape, "%.0d%s", 0, t->name);
     }
-    /* header JSON */
-    size_t cap = 1 << 20, len = 0;
-    char *h = malloc(cap);
-    int64_t off = 0;
-    len += (size_t)snprintf(h + len, cap - len, "{");
+    /* no data: the library writer leaves a hole (sparse file), real shapes, no bytes on disk */
+    static asam_st_entry e[1024];
     for (int i = 0; i < n; i++) {
-        int64_t numel = 1;
-        for (int d = 0; d < k[i].ndim; d++) numel *= k[i].shape[d];
-        len += (size_t)snprintf(h + len, cap - len, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[",
-                                i ? "," : "", k[i].name);
-        for (int d = 0; d < k[i].ndim; d++)
-            len += (size_t)snprintf(h + len, cap - len, "%s%lld", d ? "," : "",
-                                    (long long)k[i].shape[d]);
-        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%lld,%lld]}",
-                                (long long)off, (long long)(off + 4 * numel));
-        off += 4 * numel;
+        e[i] = (asam_st_entry){.name = k[i].name, .dtype = ASAM_DT_F32, .ndim = k[i].ndim};
+        for (int d = 0; d < k[i].ndim; d++) e[i].shape[d] = k[i].shape[d];
     }
-    len += (size_t)snprintf(h + len, cap - len, "}");
-    while (len % 8) h[len++] = ' ';
-    FILE *f = fopen(path, "wb");
-    uint64_t hl = len;
-    int ok = f && fwrite(&hl, 8, 1, f) == 1 && fwrite(h, 1, len, f) == len;
-    if (f) ok = (fclose(f) == 0) && ok;
-    free(h);
-    if (ok) ok = truncate(path, (off_t)(8 + len + off)) == 0; /* sparse data section */
-    return ok ? n : -1;
+    return asam_safetensors_write(path, e, (size_t)n, NULL, 0) == 0 ? n : -1;
 }
 
 static void check_variant(asam_checkpoint *tiny, const char *variant, int C, int depth, int heads,
@@ -130,15 +104,8 @@ static void check_variant(asam_checkpoint *tiny, const char *variant, int C, int
     remove(path);
 }
 
-int main(void) {
-    asam_set_threads(2);
-    char tiny_path[4096];
-    if (test_data_file("sam_tiny/model.pth", tiny_path, sizeof tiny_path) != 0)
-        TEST_SKIP("sam_tiny/model.pth not found");
-    asam_checkpoint *tiny;
-    CHECK(asam_checkpoint_open(tiny_path, &tiny) == 0, "open tiny: %s", asam_last_error());
-
-    /* ViT-B/L/H from shapes */
+/* ViT-B/L/H detected from shapes; the tiny model's own configuration. */
+static void case_variants(asam_checkpoint *tiny, const char *tiny_path) {
     check_variant(tiny, "vit_b", 768, 12, 12, (const int[]){2, 5, 8, 11});
     check_variant(tiny, "vit_l", 1024, 24, 16, (const int[]){5, 11, 17, 23});
     check_variant(tiny, "vit_h", 1280, 32, 16, (const int[]){7, 15, 23, 31});
@@ -146,8 +113,10 @@ int main(void) {
     CHECK(asam_sam_config_from_file(tiny_path, &tc) == 0 && tc.embed_dim == 64 && tc.depth == 3 &&
               tc.num_heads == 2 && tc.n_global == 1 && tc.global_idx[0] == 1 && tc.window == 14,
           "tiny config");
+}
 
-    /* another model's checkpoint: one clear line naming file and key */
+/* Another model's checkpoint: one clear line naming file and key. */
+static void case_other_model(void) {
     char sd_path[4096];
     if (test_data_file("sd_tiny/model.ckpt", sd_path, sizeof sd_path) == 0) {
         asam_sam *m = NULL;
@@ -158,10 +127,12 @@ int main(void) {
               "error: %s", e);
         printf("ok   SD checkpoint rejected: %s\n", e);
     }
+}
 
-    /* safetensors copy of the tiny model, then one tensor mis-shaped */
+/* A safetensors copy of the tiny model (ent: its tensors as F32) loads as the .pth does, and
+ * a re-saved .pth too. */
+static void case_formats(asam_checkpoint *tiny, const char *tiny_path, asam_st_entry *ent) {
     size_t n = asam_checkpoint_count(tiny);
-    asam_st_entry *ent = calloc(n, sizeof *ent);
     for (size_t i = 0; i < n; i++) {
         const asam_ckpt_tensor *t = asam_checkpoint_get(tiny, i);
         float *d = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
@@ -196,6 +167,10 @@ int main(void) {
     }
     asam_sam_free(a);
     asam_sam_free(b);
+}
+
+/* One tensor mis-shaped: refused, naming the tensor and both shapes. */
+static void case_misshaped(asam_st_entry *ent, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!strcmp(ent[i].name, "mask_decoder.iou_token.weight")) {
             ent[i].ndim = 2;
@@ -211,27 +186,22 @@ int main(void) {
     printf("ok   mis-shaped tensor rejected: %s\n", asam_last_error());
     remove("sam_tiny_copy.safetensors");
     remove("sam_tiny_bad.safetensors");
-    for (size_t i = 0; i < n; i++) free((void *)ent[i].data);
-    free(ent);
-    asam_checkpoint_close(tiny);
+}
 
-    /* full-size random ViT-B in the official .pth layout: load and segment one box */
-    if (getenv("ASAM_SKIP_SLOW")) {
-        printf("note: full-size ViT-B part skipped (ASAM_SKIP_SLOW)\n");
-        return test_finish("test_sam_config");
-    }
+/* A full-size random ViT-B in the official .pth layout: saves, loads, segments one box. */
+static void case_full_size_vit_b(void) {
     asam_sam_config cb;
     asam_sam_config_preset("vit_b", &cb);
     asam_sam *rb = NULL;
     CHECK(asam_sam_init_random(&cb, 42, &rb) == 0, "random vit_b");
-    double t0 = now();
+    double t0 = asam_now_s();
     const char *big = "sam_vit_b_random.pth";
     CHECK(asam_sam_save(rb, big) == 0, "save vit_b: %s", asam_last_error());
     asam_sam_free(rb);
-    double t1 = now();
+    double t1 = asam_now_s();
     asam_sam *vb = NULL;
     CHECK(asam_sam_load(big, &vb) == 0, "load vit_b: %s", asam_last_error());
-    double t2 = now();
+    double t2 = asam_now_s();
     if (vb) {
         CHECK(!strcmp(vb->cfg.variant, "vit_b") && vb->cfg.n_global == 4 &&
                   vb->cfg.global_idx[0] == 2,
@@ -248,12 +218,12 @@ int main(void) {
         asam_sam_predictor p;
         asam_sam_predictor_init(&p, vb);
         CHECK(asam_sam_predictor_set_image(&p, &img) == 0, "set_image: %s", asam_last_error());
-        double t3 = now();
+        double t3 = asam_now_s();
         float box[4] = {220, 120, 480, 380};
         asam_sam_query q = {.batch = 1, .boxes = box};
         asam_sam_result r;
         CHECK(asam_sam_predictor_predict(&p, &q, 1, &r) == 0, "predict: %s", asam_last_error());
-        double t4 = now();
+        double t4 = asam_now_s();
         int finite = 1;
         for (int64_t i = 0; i < (int64_t)r.batch * r.n_masks * r.h * r.w; i++)
             finite &= isfinite(r.mask_logits[i]);
@@ -271,5 +241,28 @@ int main(void) {
     }
     asam_sam_free(vb);
     remove(big);
+}
+
+int main(void) {
+    asam_set_threads(2);
+    char tiny_path[4096];
+    if (test_data_file("sam_tiny/model.pth", tiny_path, sizeof tiny_path) != 0)
+        TEST_SKIP("sam_tiny/model.pth not found");
+    asam_checkpoint *tiny;
+    CHECK(asam_checkpoint_open(tiny_path, &tiny) == 0, "open tiny: %s", asam_last_error());
+    case_variants(tiny, tiny_path);
+    case_other_model();
+    size_t n = asam_checkpoint_count(tiny);
+    asam_st_entry *ent = calloc(n, sizeof *ent);
+    case_formats(tiny, tiny_path, ent);
+    case_misshaped(ent, n);
+    for (size_t i = 0; i < n; i++) free((void *)ent[i].data);
+    free(ent);
+    asam_checkpoint_close(tiny);
+    if (getenv("ASAM_SKIP_SLOW")) {
+        printf("note: full-size ViT-B part skipped (ASAM_SKIP_SLOW)\n");
+        return test_finish("test_sam_config");
+    }
+    case_full_size_vit_b();
     return test_finish("test_sam_config");
 }

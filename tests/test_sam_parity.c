@@ -81,10 +81,8 @@ static asam_image fx_image(asam_checkpoint *ck, const char *name) {
 }
 
 static void case_box_landscape(void) {
-    asam_checkpoint *ck = fx_open("sam_tiny/case_box_landscape.safetensors");
-    if (!ck) TEST_SKIP("case_box_landscape.safetensors not found (set ASAM_FIXTURES)");
-    asam_ctx *ctx = asam_ctx_new(0);
-    asam_ctx_set_grad(ctx, 0);
+    asam_ctx *ctx;
+    asam_checkpoint *ck = fx_case("sam_tiny/case_box_landscape.safetensors", &ctx);
     /* pre-processing */
     asam_image img = fx_image(ck, "image_u8"), rs = {0};
     asam_sam_sizes sz;
@@ -160,10 +158,8 @@ static void case_box_landscape(void) {
 }
 
 static void case_points_portrait(void) {
-    asam_checkpoint *ck = fx_open("sam_tiny/case_points_portrait.safetensors");
-    if (!ck) TEST_SKIP("case_points_portrait.safetensors not found");
-    asam_ctx *ctx = asam_ctx_new(0);
-    asam_ctx_set_grad(ctx, 0);
+    asam_ctx *ctx;
+    asam_checkpoint *ck = fx_case("sam_tiny/case_points_portrait.safetensors", &ctx);
     asam_image img = fx_image(ck, "image_u8"), rs = {0};
     asam_sam_sizes sz;
     asam_sam_resize_image(&img, &rs, &sz);
@@ -201,10 +197,8 @@ static void case_points_portrait(void) {
 }
 
 static void case_mask_input(asam_tensor *embA) {
-    asam_checkpoint *ck = fx_open("sam_tiny/case_mask_input.safetensors");
-    if (!ck) TEST_SKIP("case_mask_input.safetensors not found");
-    asam_ctx *ctx = asam_ctx_new(0);
-    asam_ctx_set_grad(ctx, 0);
+    asam_ctx *ctx;
+    asam_checkpoint *ck = fx_case("sam_tiny/case_mask_input.safetensors", &ctx);
     asam_sam_sizes sz;
     asam_sam_sizes_for(480, 640, &sz);
     float *pts = fx_f32(ck, "point_coords", NULL), *lab = fx_f32(ck, "point_labels", NULL);
@@ -232,9 +226,8 @@ static void case_mask_input(asam_tensor *embA) {
 }
 
 static void case_batch_boxes(asam_tensor *embA) {
-    asam_checkpoint *ck = fx_open("sam_tiny/case_batch_boxes.safetensors");
-    if (!ck) TEST_SKIP("case_batch_boxes.safetensors not found");
-    asam_ctx *ctx = asam_ctx_new(0);
+    asam_ctx *ctx;
+    asam_checkpoint *ck = fx_case("sam_tiny/case_batch_boxes.safetensors", &ctx);
     asam_sam_sizes sz;
     asam_sam_sizes_for(480, 640, &sz);
     float *boxes = fx_f32(ck, "boxes_xyxy", NULL);
@@ -251,9 +244,8 @@ static void case_batch_boxes(asam_tensor *embA) {
 }
 
 static void case_points_neg_label(asam_tensor *embA) {
-    asam_checkpoint *ck = fx_open("sam_tiny/case_points_neg_label.safetensors");
-    if (!ck) TEST_SKIP("case_points_neg_label.safetensors not found");
-    asam_ctx *ctx = asam_ctx_new(0);
+    asam_ctx *ctx;
+    asam_checkpoint *ck = fx_case("sam_tiny/case_points_neg_label.safetensors", &ctx);
     asam_sam_sizes sz;
     asam_sam_sizes_for(480, 640, &sz);
     float *pts = fx_f32(ck, "point_coords", NULL), *lab = fx_f32(ck, "point_labels", NULL);

@@ -8,25 +8,11 @@
 
 static const double TOL = 1e-4;
 
-int main(void) {
-    asam_set_threads(2);
-    char path[4096], img_path[4096];
-    if (test_data_file("sam_tiny/model.pth", path, sizeof path) != 0)
-        TEST_SKIP("sam_tiny/model.pth not found");
-    if (test_data_file("sam_tiny/image_a.png", img_path, sizeof img_path) != 0)
-        TEST_SKIP("image_a.png not found");
-    asam_checkpoint *ck = fx_open("sam_tiny/sam_subset.safetensors");
-    if (!ck) TEST_SKIP("sam_subset.safetensors not found");
-    asam_sam *m;
-    CHECK(asam_sam_load(path, &m) == 0, "load: %s", asam_last_error());
-    if (!m) return test_finish("test_sam_small");
-    asam_image img = {0};
-    CHECK(asam_image_read(img_path, 3, &img) == 0, "read %s: %s", img_path, asam_last_error());
-
-    /* predictor: encode once, decode the box */
+/* The predictor: encode once, decode the box (single and multimask outputs). */
+static void case_predictor(asam_sam *m, asam_checkpoint *ck, const asam_image *img) {
     asam_sam_predictor p;
     asam_sam_predictor_init(&p, m);
-    CHECK(asam_sam_predictor_set_image(&p, &img) == 0, "set_image: %s", asam_last_error());
+    CHECK(asam_sam_predictor_set_image(&p, img) == 0, "set_image: %s", asam_last_error());
     fx_check(ck, "a.image_embedding", p.embedding, TOL, "image_embedding (PNG -> encoder)");
     float *box = fx_f32(ck, "a.box_xyxy", NULL);
     asam_sam_query q = {.batch = 1, .boxes = box};
@@ -55,7 +41,12 @@ int main(void) {
     free(ref);
     asam_sam_result_free(&r);
 
-    /* decoder intermediates from the reference embedding */
+    free(box);
+    asam_sam_predictor_free(&p);
+}
+
+/* Decoder intermediates from the reference embedding. */
+static void case_decoder_trace(asam_sam *m, asam_checkpoint *ck) {
     asam_ctx *ctx = asam_ctx_new(0);
     asam_ctx_set_grad(ctx, 0);
     asam_tensor *emb = fx_tensor(ctx, ck, "a.image_embedding", ASAM_SHAPE(1, 256, 64, 64));
@@ -70,17 +61,24 @@ int main(void) {
     fx_check(ck, "a.decoder_hyper_in", tr.hyper_in, TOL, "decoder_hyper_in");
     asam_ctx_free(ctx);
 
-    /* case_grad: loss 1 back to the tokens, the embedding and the input */
+    free(b1024);
+}
+
+/* case_grad: loss 1 back to the tokens, the embedding and the input */
+static void case_grad(asam_sam *m, asam_checkpoint *ck, const asam_image *img) {
     asam_sam_tokens_requires_grad(m, 1);
     asam_param_zero_grad(m->dec.iou_token);
     asam_param_zero_grad(m->dec.mask_tokens);
-    ctx = asam_ctx_new(0);
+    asam_ctx *ctx = asam_ctx_new(0);
     asam_sam_sizes sz;
-    asam_tensor *x = asam_sam_preprocess(ctx, &img, &sz);
+    asam_tensor *x = asam_sam_preprocess(ctx, img, &sz);
     asam_set_requires_grad(x, 1);
     asam_tensor *e = asam_sam_encode(ctx, m, x);
     float *eb = fx_f32(ck, "e.box_xyxy_1024", NULL);
-    pr.boxes = eb;
+    asam_sam_prompt pr = {.batch = 1, .boxes = eb};
+    asam_tensor *sparse, *dense, *low, *iou;
+    int64_t n;
+    float *ref;
     CHECK(asam_sam_prompt_encode(ctx, m, &pr, &sparse, &dense) == 0, "prompt");
     CHECK(asam_sam_decode(ctx, m, e, sparse, dense, 0, &low, &iou, NULL) == 0, "decode");
     fx_check(ck, "e.low_res_logits", low, TOL, "grad case low_res_logits");
@@ -117,11 +115,27 @@ int main(void) {
     free(ref);
     asam_ctx_free(ctx);
 
-    free(box);
-    free(b1024);
     free(eb);
+}
+
+int main(void) {
+    asam_set_threads(2);
+    char path[4096], img_path[4096];
+    if (test_data_file("sam_tiny/model.pth", path, sizeof path) != 0)
+        TEST_SKIP("sam_tiny/model.pth not found");
+    if (test_data_file("sam_tiny/image_a.png", img_path, sizeof img_path) != 0)
+        TEST_SKIP("image_a.png not found");
+    asam_checkpoint *ck = fx_open("sam_tiny/sam_subset.safetensors");
+    if (!ck) TEST_SKIP("sam_subset.safetensors not found");
+    asam_sam *m;
+    CHECK(asam_sam_load(path, &m) == 0, "load: %s", asam_last_error());
+    if (!m) return test_finish("test_sam_small");
+    asam_image img = {0};
+    CHECK(asam_image_read(img_path, 3, &img) == 0, "read %s: %s", img_path, asam_last_error());
+    case_predictor(m, ck, &img);
+    case_decoder_trace(m, ck);
+    case_grad(m, ck, &img);
     asam_image_free(&img);
-    asam_sam_predictor_free(&p);
     asam_checkpoint_close(ck);
     asam_sam_free(m);
     return test_finish("test_sam_small");

@@ -5,18 +5,8 @@
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/sd.h"
+#include "sd_test_util.h"
 #include "test_util.h"
-
-static asam_tensor *fx(asam_ctx *ctx, const asam_checkpoint *ck, const char *name) {
-    const asam_ckpt_tensor *t = asam_checkpoint_find(ck, name);
-    if (!t) {
-        fprintf(stderr, "missing %s\n", name);
-        exit(1);
-    }
-    asam_tensor *x = asam_new(ctx, t->ndim, t->shape);
-    if (asam_ckpt_read_f32(ck, t, x->data)) exit(1);
-    return x;
-}
 
 static void run(asam_ctx *ctx, asam_checkpoint *ref, const char *file, const char *prefix,
                 int heads) {
@@ -37,7 +27,7 @@ static void run(asam_ctx *ctx, asam_checkpoint *ref, const char *file, const cha
         const char *names[4] = {"embeddings", "layer0", "layer1", "last_hidden_state"};
         asam_tensor *got[4] = {hidden[0], hidden[1], hidden[2], out};
         for (int i = 0; i < 4; i++) {
-            asam_tensor *r = fx(ctx, ref, names[i]);
+            asam_tensor *r = sd_case(ctx, ref, names[i]);
             char what[256];
             snprintf(what, sizeof what, "%s (%s)", names[i], prefix);
             CHECK(got[i]->numel == r->numel, "%s size", what);

@@ -8,17 +8,15 @@ static asam_tensor *sum_weighted(asam_ctx *ctx, asam_tensor *y, asam_tensor *w) 
     return asam_sum(ctx, asam_mul(ctx, y, w));
 }
 
-int main(void) {
-    asam_checkpoint *ck = sd_open_model();
-    asam_checkpoint *cc = sd_open("sd_tiny/control.pth");
-    asam_checkpoint *cs = sd_open("sd_tiny/controlnet_fwd.safetensors");
-    asam_unet *u = NULL;
-    asam_controlnet *cn = NULL;
-    if (asam_unet_load(ck, "model.diffusion_model.", &u) != 0 ||
-        asam_controlnet_load(cc, "control_model.", &cn) != 0) {
-        fprintf(stderr, "FAIL load: %s\n", asam_last_error());
-        return 1;
-    }
+/* The case's timestep. */
+static float case_t(asam_checkpoint *cs) {
+    int64_t ti;
+    sd_case_i64(cs, "t", &ti);
+    return (float)ti;
+}
+
+/* The tiny ControlNet matches the UNet: 13 residuals, 338 tensors, 1,765,168 parameters. */
+static void case_structure(asam_controlnet *cn, asam_unet *u) {
     CHECK(asam_controlnet_check(cn, u) == 0, "check: %s", asam_last_error());
     CHECK(asam_controlnet_n_residuals(cn) == 13, "%d residuals", asam_controlnet_n_residuals(cn));
     asam_tensor **params;
@@ -29,14 +27,14 @@ int main(void) {
     int64_t total = 0;
     for (size_t i = 0; i < np; i++) total += params[i]->numel;
     CHECK(total == 1765168, "%lld ControlNet parameters, expected 1765168", (long long)total);
+}
 
-    asam_ctx *ctx = asam_ctx_new(0);
+/* Residuals and controlled eps (scale 1 and 0) vs the reference. */
+static void case_forward(asam_ctx *ctx, asam_controlnet *cn, asam_unet *u, asam_checkpoint *cs) {
     asam_ctx_set_grad(ctx, 0);
     asam_tensor *x = sd_case(ctx, cs, "x"), *c = sd_case(ctx, cs, "context");
     asam_tensor *hint = sd_case(ctx, cs, "hint");
-    int64_t ti;
-    sd_case_i64(cs, "t", &ti);
-    float t = (float)ti;
+    float t = case_t(cs);
     asam_tensor *res[13];
     CHECK(asam_controlnet_forward(ctx, cn, x, &t, c, hint, res) == 0, "controlnet: %s",
           asam_ctx_error(ctx));
@@ -51,9 +49,14 @@ int main(void) {
     /* scale 0 = no control */
     sd_check(asam_unet_forward(ctx, u, x, &t, c, res, 0.0f), cs, "eps_no_control", 1e-4);
     SD_CHECK_OK(ctx, "controlled unet");
+}
 
-    /* dL/dcontrol for L = sum(eps(control = control.*) * W): leaf residuals from the file;
-     * per-block (1) and whole-call (2) gradient checkpointing of the UNet */
+/* dL/dcontrol for L = sum(eps(control = control.*) * W): leaf residuals from the file;
+ * per-block (1) and whole-call (2) gradient checkpointing of the UNet */
+static void case_control_grads(asam_ctx *ctx, asam_unet *u, asam_checkpoint *cs) {
+    float t = case_t(cs);
+    asam_tensor *x, *c, *res[13];
+    char name[64];
     for (int level = 1; level <= 2; level++) {
         asam_unet_set_checkpointing(u, level);
         asam_ctx_reset(ctx);
@@ -75,11 +78,19 @@ int main(void) {
             sd_compare(res[i]->grad, res[i]->numel, cs, name, 1e-3, what);
         }
     }
-    asam_unet_set_checkpointing(u, 2); /* the finite-difference checks below go through it */
-    asam_tensor *loss;
     SD_CHECK_OK(ctx, "control grads");
+}
 
-    /* finite differences on ControlNet weights: zero_convs.3.0.weight[0] and a hint conv */
+/* finite differences on ControlNet weights: zero_convs.3.0.weight[0] and a hint conv */
+static void case_weight_finite_differences(asam_ctx *ctx, asam_controlnet *cn, asam_unet *u,
+                                           asam_checkpoint *cs) {
+    asam_unet_set_checkpointing(u, 2); /* the finite differences go through it */
+    float t = case_t(cs);
+    asam_tensor *x, *c, *hint, *loss, *res[13];
+    asam_tensor **params;
+    const char **names;
+    size_t np;
+    asam_controlnet_params(cn, &params, &names, &np);
     asam_controlnet_set_trainable(cn, 1);
     const char *probe[] = {"zero_convs.3.0.weight", "input_hint_block.14.bias",
                            "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight",
@@ -131,11 +142,19 @@ int main(void) {
                    probe[p], gn, fd);
     }
     asam_controlnet_set_trainable(cn, 0);
+}
 
-    /* a ControlNet that does not match the UNet: load the tiny VAE-less model's UNet as a
-     * stand-in with a different width is not available, so check the message path with a
-     * UNet whose context differs: the tiny ControlNet vs itself passes, a hand-edited width
-     * fails. */
+int main(void) {
+    asam_checkpoint *ck = sd_open_model();
+    asam_checkpoint *cc = sd_open("sd_tiny/control.pth");
+    asam_checkpoint *cs = sd_open("sd_tiny/controlnet_fwd.safetensors");
+    asam_unet *u = sd_load_unet(ck);
+    asam_controlnet *cn = sd_load_controlnet(cc);
+    case_structure(cn, u);
+    asam_ctx *ctx = asam_ctx_new(0);
+    case_forward(ctx, cn, u, cs);
+    case_control_grads(ctx, u, cs);
+    case_weight_finite_differences(ctx, cn, u, cs);
     asam_ctx_free(ctx);
     asam_controlnet_free(cn);
     asam_unet_free(u);

@@ -47,13 +47,8 @@ static void vae_grads(asam_vae *v, const asam_checkpoint *cg, int checkpointing)
 int main(void) {
     asam_checkpoint *ck = sd_open_model();
     asam_checkpoint *cg = sd_open("sd_tiny/grads.safetensors");
-    asam_unet *u = NULL;
-    asam_vae *v = NULL;
-    if (asam_unet_load(ck, "model.diffusion_model.", &u) != 0 ||
-        asam_vae_load(ck, "first_stage_model.", &v) != 0) {
-        fprintf(stderr, "FAIL load: %s\n", asam_last_error());
-        return 1;
-    }
+    asam_unet *u = sd_load_unet(ck);
+    asam_vae *v = sd_load_vae(ck);
     unet_grads(u, cg, 1);
     unet_grads(u, cg, 0);
     unet_grads(u, cg, 2);

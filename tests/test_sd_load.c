@@ -3,11 +3,11 @@
  * control.pth, and random checkpoints of other sizes in CompVis and diffusers naming. Also the
  * CompVis -> diffusers name rules against the official conversion's key map, and the errors
  * for a wrong prefix and a ControlNet that does not match its UNet. */
+#include "asam/sd_synth.h"
 #include "sd_test_util.h"
 
 #include "models/sd/sd_internal.h"
 #include "models/sd/sd_names.h"
-#include "models/sd/sd_synth.h"
 
 /* Every line of diffusers_key_map.tsv: CompVis key -> (file, diffusers key). */
 static void check_name_rules(void) {
@@ -59,17 +59,17 @@ static void check_name_rules(void) {
 
 /* Two loaders hold the same tensors (names, shapes, values). */
 static void same_weights(const sd_loader *a, const sd_loader *b, const char *what) {
-    int ok = a->n == b->n;
-    CHECK(a->n == b->n, "%s: %zu vs %zu tensors", what, a->n, b->n);
-    for (size_t i = 0; ok && i < a->n; i++) {
-        const asam_tensor *x = a->params[i], *y = b->params[i];
-        if (strcmp(a->names[i], b->names[i]) || x->numel != y->numel ||
+    int ok = a->b.n == b->b.n;
+    CHECK(a->b.n == b->b.n, "%s: %zu vs %zu tensors", what, a->b.n, b->b.n);
+    for (size_t i = 0; ok && i < a->b.n; i++) {
+        const asam_tensor *x = a->b.params[i], *y = b->b.params[i];
+        if (strcmp(a->b.names[i], b->b.names[i]) || x->numel != y->numel ||
             memcmp(x->data, y->data, (size_t)x->numel * sizeof(float))) {
-            CHECK(0, "%s: tensor %s differs", what, a->names[i]);
+            CHECK(0, "%s: tensor %s differs", what, a->b.names[i]);
             ok = 0;
         }
     }
-    if (ok) printf("ok   %s: %zu tensors identical\n", what, a->n);
+    if (ok) printf("ok   %s: %zu tensors identical\n", what, a->b.n);
 }
 
 static asam_checkpoint *try_open(const char *rel) {
@@ -182,19 +182,19 @@ static void check_tiny_layouts(void) {
     printf("ok   UNet as ControlNet -> %s\n", asam_last_error());
 
     /* a ControlNet of another size (random weights, written here) does not fit the tiny UNet */
-    sd_synth_unet_cfg cfg = {.in_channels = 4,
-                             .out_channels = 4,
-                             .model_channels = 64,
-                             .n_levels = 4,
-                             .num_res_blocks = 2,
-                             .mult = {1, 2, 2, 2},
-                             .attn = {1, 1, 1, 0},
-                             .context_dim = 64,
-                             .depth = 1,
-                             .hint_channels = 3};
+    asam_sd_synth_unet_cfg cfg = {.in_channels = 4,
+                                  .out_channels = 4,
+                                  .model_channels = 64,
+                                  .n_levels = 4,
+                                  .num_res_blocks = 2,
+                                  .mult = {1, 2, 2, 2},
+                                  .attn = {1, 1, 1, 0},
+                                  .context_dim = 64,
+                                  .depth = 1,
+                                  .hint_channels = 3};
     const char *other = "sd_load_other_control.safetensors";
-    CHECK(sd_synth_write(other, NULL, NULL, NULL, NULL, &cfg, "control_model.", 0, 1, 7, NULL,
-                         NULL) == 0,
+    CHECK(asam_sd_synth_write(other, NULL, NULL, NULL, NULL, &cfg, "control_model.", 0, 1, 7, NULL,
+                              NULL) == 0,
           "%s", asam_last_error());
     asam_checkpoint *co = NULL;
     asam_controlnet *c3 = NULL;
@@ -236,38 +236,39 @@ static void check_tiny_layouts(void) {
  * transformer depth 2, SD2-like context 32) written in CompVis and diffusers naming: the
  * name rules hold beyond SD 1.5's numbers and both layouts load identically. */
 static void check_synthetic_layouts(void) {
-    sd_synth_unet_cfg uc = {.in_channels = 4,
-                            .out_channels = 4,
-                            .model_channels = 32,
-                            .n_levels = 3,
-                            .num_res_blocks = 1,
-                            .mult = {1, 2, 3},
-                            .attn = {1, 0, 1},
-                            .context_dim = 32,
-                            .depth = 2,
-                            .hint_channels = 3};
-    sd_synth_vae_cfg vc = {.in_channels = 3,
-                           .out_channels = 3,
-                           .ch = 32,
-                           .n_levels = 3,
-                           .num_res_blocks = 1,
-                           .z_channels = 4,
-                           .embed_dim = 4,
-                           .mult = {1, 2, 2}};
+    asam_sd_synth_unet_cfg uc = {.in_channels = 4,
+                                 .out_channels = 4,
+                                 .model_channels = 32,
+                                 .n_levels = 3,
+                                 .num_res_blocks = 1,
+                                 .mult = {1, 2, 3},
+                                 .attn = {1, 0, 1},
+                                 .context_dim = 32,
+                                 .depth = 2,
+                                 .hint_channels = 3};
+    asam_sd_synth_vae_cfg vc = {.in_channels = 3,
+                                .out_channels = 3,
+                                .ch = 32,
+                                .n_levels = 3,
+                                .num_res_blocks = 1,
+                                .z_channels = 4,
+                                .embed_dim = 4,
+                                .mult = {1, 2, 2}};
     const char *fc = "sd_load_synth_compvis.safetensors", *fu = "sd_load_synth_unet.safetensors",
                *fv = "sd_load_synth_vae.safetensors", *fn = "sd_load_synth_control.safetensors";
-    int rc = sd_synth_write(fc, &uc, "model.diffusion_model.", &vc, "first_stage_model.", &uc,
-                            "control_model.", 0, 0, 11, NULL, NULL);
-    rc |= sd_synth_write(fu, &uc, NULL, NULL, NULL, NULL, NULL, 1, 0, 11, NULL, NULL);
+    int rc = asam_sd_synth_write(fc, &uc, "model.diffusion_model.", &vc, "first_stage_model.", &uc,
+                                 "control_model.", 0, 0, 11, NULL, NULL);
+    rc |= asam_sd_synth_write(fu, &uc, NULL, NULL, NULL, NULL, NULL, 1, 0, 11, NULL, NULL);
     /* same seed stream position: the diffusers VAE/ControlNet files are written alone, so
      * compare them against CompVis files written alone with the same seed */
     const char *fvc = "sd_load_synth_vae_cv.safetensors",
                *fnc = "sd_load_synth_control_cv.safetensors";
-    rc |= sd_synth_write(fv, NULL, NULL, &vc, NULL, NULL, NULL, 1, 0, 12, NULL, NULL);
-    rc |= sd_synth_write(fvc, NULL, NULL, &vc, "first_stage_model.", NULL, NULL, 0, 0, 12, NULL,
-                         NULL);
-    rc |= sd_synth_write(fn, NULL, NULL, NULL, NULL, &uc, NULL, 1, 0, 13, NULL, NULL);
-    rc |= sd_synth_write(fnc, NULL, NULL, NULL, NULL, &uc, "control_model.", 0, 0, 13, NULL, NULL);
+    rc |= asam_sd_synth_write(fv, NULL, NULL, &vc, NULL, NULL, NULL, 1, 0, 12, NULL, NULL);
+    rc |= asam_sd_synth_write(fvc, NULL, NULL, &vc, "first_stage_model.", NULL, NULL, 0, 0, 12,
+                              NULL, NULL);
+    rc |= asam_sd_synth_write(fn, NULL, NULL, NULL, NULL, &uc, NULL, 1, 0, 13, NULL, NULL);
+    rc |= asam_sd_synth_write(fnc, NULL, NULL, NULL, NULL, &uc, "control_model.", 0, 0, 13, NULL,
+                              NULL);
     CHECK(rc == 0, "synthetic files: %s", asam_last_error());
     asam_checkpoint *a = NULL, *b = NULL, *c = NULL, *d = NULL, *e = NULL, *f = NULL;
     asam_checkpoint_open(fc, &a);

@@ -54,7 +54,7 @@ static void check_norm_eps(asam_ctx *ctx, const asam_checkpoint *ck, const asam_
     sd_check(asam_group_norm(ctx, x, SD_GN_GROUPS, u->out_norm_w, u->out_norm_b, SD_RES_EPS), cn,
              "unet_out0", 1e-3);
     const sd_resblock *r = u->input_blocks[1].res;
-    sd_check(asam_group_norm(ctx, x, SD_GN_GROUPS, r->in_norm_w, r->in_norm_b, SD_RES_EPS), cn,
+    sd_check(asam_group_norm(ctx, x, SD_GN_GROUPS, r->norm1_w, r->norm1_b, SD_RES_EPS), cn,
              "unet_resblock_in0", 1e-3);
     const sd_transformer *st = u->input_blocks[1].attn;
     sd_check(asam_group_norm(ctx, x, SD_GN_GROUPS, st->norm_w, st->norm_b, SD_ST_EPS), cn,
@@ -71,17 +71,13 @@ static void check_norm_eps(asam_ctx *ctx, const asam_checkpoint *ck, const asam_
 int main(void) {
     asam_checkpoint *ck = sd_open_model();
     asam_checkpoint *cs = sd_open("sd_tiny/unet_fwd.safetensors");
-    asam_unet *u = NULL;
-    if (asam_unet_load(ck, "model.diffusion_model.", &u) != 0) {
-        fprintf(stderr, "FAIL load: %s\n", asam_last_error());
-        return 1;
-    }
+    asam_unet *u = sd_load_unet(ck);
     CHECK(asam_unet_context_dim(u) == 64, "context dim %d", asam_unet_context_dim(u));
     CHECK(asam_unet_in_channels(u) == 4, "in channels %d", asam_unet_in_channels(u));
     CHECK(u->model_channels == 32 && u->num_res_blocks == 2 && u->n_levels == 4 && u->n_in == 12,
           "config mc %d nrb %d levels %d n_in %d", u->model_channels, u->num_res_blocks,
           u->n_levels, u->n_in);
-    CHECK(u->weights.n == 684 - 0, "loaded %zu UNet tensors, expected 684", u->weights.n);
+    CHECK(u->weights.b.n == 684 - 0, "loaded %zu UNet tensors, expected 684", u->weights.b.n);
 
     asam_ctx *ctx = asam_ctx_new(0);
     asam_ctx_set_grad(ctx, 0);

@@ -4,11 +4,7 @@
 
 int main(void) {
     asam_checkpoint *ck = sd_open_model();
-    asam_vae *v = NULL;
-    if (asam_vae_load(ck, "first_stage_model.", &v) != 0) {
-        fprintf(stderr, "FAIL load: %s\n", asam_last_error());
-        return 1;
-    }
+    asam_vae *v = sd_load_vae(ck);
     asam_ctx *ctx = asam_ctx_new(0);
     asam_ctx_set_grad(ctx, 0);
 

@@ -14,6 +14,15 @@
 
 #define SYN_MAX_SHAPES 4
 
+/* A deterministic texture with every byte value and sharp edges (codec / resize checks). */
+static inline void syn_texture(asam_image *im) {
+    for (int y = 0; y < im->h; y++)
+        for (int x = 0; x < im->w; x++)
+            for (int c = 0; c < im->c; c++)
+                im->data[((size_t)y * im->w + x) * im->c + c] =
+                    (uint8_t)(((73 * x + 151 * y + 59 * c) ^ (7 * x * y + 31 * c)) & 255);
+}
+
 typedef struct {
     int w, h, n;
     asam_image img;                 /* RGB */

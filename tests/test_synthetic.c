@@ -18,17 +18,10 @@ static int same_file(const char *a, const char *b) {
     return same;
 }
 
-int main(void) {
-    const int N = 4, S = 96;
-    char d1[256], d2[256], d3[256];
-    snprintf(d1, sizeof d1, "synth_test_%d/a", (int)getpid());
-    snprintf(d2, sizeof d2, "synth_test_%d/b", (int)getpid());
-    snprintf(d3, sizeof d3, "synth_test_%d/c", (int)getpid());
-    CHECK(asam_synthetic_sa1b(d1, N, S, 7) == 0, "%s", asam_last_error());
-    CHECK(asam_synthetic_sa1b(d2, N, S, 7) == 0, "%s", asam_last_error());
-    CHECK(asam_synthetic_sa1b(d3, N, S, 8) == 0, "%s", asam_last_error());
+enum { N = 4, S = 96 }; /* images per shard, their size */
 
-    // Same seed -> identical bytes; another seed -> other images.
+// Same seed -> identical bytes; another seed -> other images.
+static void case_deterministic(const char *d1, const char *d2, const char *d3) {
     char pa[512], pb[512], pc[512];
     int all_same = 1, any_diff = 0;
     for (int i = 1; i <= N; i++) {
@@ -47,8 +40,12 @@ int main(void) {
     CHECK(all_same, "same seed gave different bytes");
     CHECK(any_diff, "different seeds gave the same shard");
     if (all_same) printf("ok   same seed -> identical bytes (%d images + captions)\n", N);
+}
 
-    // Captions: one line per image, naming the file.
+// Captions: one line per image, naming the file.
+static void case_captions(const char *d1) {
+    char pa[512];
+    snprintf(pa, sizeof pa, "%s/captions.jsonl", d1);
     char *cap = NULL;
     size_t ncap = 0;
     CHECK(asam_read_file(pa, &cap, &ncap) == 0, "%s", asam_last_error());
@@ -58,9 +55,12 @@ int main(void) {
     CHECK(cap && strstr(cap, "{\"img\": \"sa_1.jpg\", \"prompt\": \"a "), "first caption: %.80s",
           cap ? cap : "");
     free(cap);
+}
 
-    // Masks decode to exactly the rendered shapes, do not overlap, and the JPEG's pixels inside
-    // each mask have the shape's colour (mean inside far from mean just outside).
+// Masks decode to exactly the rendered shapes, do not overlap, and the JPEG's pixels inside
+// each mask have the shape's colour (mean inside far from mean just outside).
+static void case_masks(const char *d1) {
+    char pa[512], pb[512];
     int total_masks = 0;
     for (int i = 0; i < N; i++) {
         asam_synth_sample s;
@@ -119,13 +119,29 @@ int main(void) {
     }
     printf("ok   %d masks decode to the drawn shapes\n", total_masks);
     CHECK(total_masks >= 2 * N, "only %d masks in %d images", total_masks, N);
+}
 
-    // Bad arguments give errors, not crashes.
+// Bad arguments give errors, not crashes.
+static void case_bad_arguments(const char *d1) {
     CHECK(asam_synthetic_sa1b(d1, 0, S, 1) == -1, "0 images accepted");
     asam_synth_sample bad;
     CHECK(asam_synthetic_render(0, 4, 1, &bad) == -1, "size 4 accepted");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf synth_test_%d", (int)getpid());
-    if (!test_failures && system(cmd) != 0) fprintf(stderr, "could not remove synth_test_*\n");
+}
+
+int main(void) {
+    char d1[256], d2[256], d3[256];
+    snprintf(d1, sizeof d1, "synth_test_%d/a", (int)getpid());
+    snprintf(d2, sizeof d2, "synth_test_%d/b", (int)getpid());
+    snprintf(d3, sizeof d3, "synth_test_%d/c", (int)getpid());
+    CHECK(asam_synthetic_sa1b(d1, N, S, 7) == 0, "%s", asam_last_error());
+    CHECK(asam_synthetic_sa1b(d2, N, S, 7) == 0, "%s", asam_last_error());
+    CHECK(asam_synthetic_sa1b(d3, N, S, 8) == 0, "%s", asam_last_error());
+    case_deterministic(d1, d2, d3);
+    case_captions(d1);
+    case_masks(d1);
+    case_bad_arguments(d1);
+    char dir[64];
+    snprintf(dir, sizeof dir, "synth_test_%d", (int)getpid());
+    if (!test_failures) test_rm_rf(dir); /* kept for a look when something failed */
     return test_finish("test_synthetic");
 }

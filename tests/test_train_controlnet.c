@@ -9,7 +9,7 @@
 #include "asam/sd.h"
 #include "asam/synthetic.h"
 #include "asam/train.h"
-#include "models/sd/sd_internal.h"
+#include "asam/sd_models.h"
 
 static int is_zero_init(const char *name) {
     return !strncmp(name, "zero_convs.", 11) || !strncmp(name, "middle_block_out.", 17) ||
@@ -51,32 +51,18 @@ static int same_controlnets(const char *a, const char *b) {
     return same;
 }
 
-int main(void) {
-    asam_set_threads(1); // tiny model: threads only add contention (and the run stays exact)
-    char sd_path[4096];
-    if (test_data_file("sd_tiny/model.ckpt", sd_path, sizeof sd_path))
-        TEST_SKIP("sd_tiny/model.ckpt not found");
-    asam_sd *sd = NULL;
-    if (asam_sd_load(sd_path, NULL, &sd)) {
-        fprintf(stderr, "FAIL: %s\n", asam_last_error());
-        return 1;
-    }
-    asam_ctx *ctx = asam_ctx_new(0);
-    char dir[256];
-    snprintf(dir, sizeof dir, "train_cn_test_%d", (int)getpid());
-    asam_mkdirs(dir);
-
-    // ---- initialisation: encoder copied, zero modules zero, UNet output unchanged ----------
-    asam_controlnet *cn = NULL;
-    CHECK(asam_controlnet_init_from_unet(sd->unet, 3, 5, &cn) == 0, "%s", asam_last_error());
-    if (!cn) return test_finish("test_train_controlnet");
+/* ---- initialisation: encoder copied, zero modules zero, UNet output unchanged */
+static void case_init(asam_sd *sd, asam_ctx *ctx, asam_controlnet *cn) {
     CHECK(asam_controlnet_check(cn, sd->unet) == 0, "%s", asam_last_error());
     asam_tensor **params;
     const char **names;
     size_t np;
     asam_controlnet_params(cn, &params, &names, &np);
     size_t n_zero = 0, n_copied = 0, bad = 0;
-    const sd_loader *W = &sd->unet->weights;
+    asam_tensor **up;
+    const char **un;
+    size_t nu;
+    asam_unet_params(sd->unet, &up, &un, &nu);
     for (size_t i = 0; i < np; i++) {
         const asam_tensor *p = params[i];
         if (is_zero_init(names[i])) {
@@ -84,10 +70,10 @@ int main(void) {
             n_zero++;
             continue;
         }
-        for (size_t j = 0; j < W->n; j++)
-            if (!strcmp(W->names[j], names[i])) {
-                bad += W->params[j]->numel != p->numel ||
-                       memcmp(W->params[j]->data, p->data, p->numel * sizeof(float)) != 0;
+        for (size_t j = 0; j < nu; j++)
+            if (!strcmp(un[j], names[i])) {
+                bad += up[j]->numel != p->numel ||
+                       memcmp(up[j]->data, p->data, p->numel * sizeof(float)) != 0;
                 n_copied++;
             }
     }
@@ -113,8 +99,14 @@ int main(void) {
         CHECK(rd == 0.0, "untrained ControlNet changes the UNet output (rel diff %g)", rd);
         if (rd == 0.0) printf("ok   untrained ControlNet leaves the UNet output unchanged\n");
     }
+}
 
-    // ---- saved file: v1.1 key set, reloads with the same values ------------------------------
+/* ---- saved file: v1.1 key set, reloads with the same values */
+static void case_saved_file(const char *dir, asam_controlnet *cn) {
+    asam_tensor **params;
+    const char **names;
+    size_t np;
+    asam_controlnet_params(cn, &params, &names, &np);
     char pth[512], st[512];
     snprintf(pth, sizeof pth, "%s/init.pth", dir);
     snprintf(st, sizeof st, "%s/init.safetensors", dir);
@@ -164,58 +156,60 @@ int main(void) {
         }
         asam_checkpoint_close(ck);
     }
+}
 
-    // ---- the loss goes down on a fixed batch -------------------------------------------------
-    {
-        asam_synth_sample s[2];
-        asam_tensor *zs[2], *hs[2], *cs[2];
-        for (int b = 0; b < 2; b++) {
-            CHECK(asam_synthetic_render(b, 128, 3, &s[b]) == 0, "%s", asam_last_error());
-            asam_tensor *img = asam_sd_image_to_tensor(ctx, &s[b].img, 128, 128, -1.0f);
-            zs[b] = asam_scale(ctx, asam_vae_encode(ctx, sd->vae, img), ASAM_SD_LATENT_SCALE);
-            hs[b] = asam_zeros(ctx, ASAM_SHAPE(1, 3, 128, 128)); // one colour per mask
-            for (int k = 0; k < s[b].n_masks; k++)
-                for (int p = 0; p < 128 * 128; p++)
-                    if (s[b].masks[(size_t)k * 128 * 128 + p])
-                        for (int c = 0; c < 3; c++)
-                            hs[b]->data[c * 128 * 128 + p] = (float)((k + 1) >> c & 1);
-            cs[b] = asam_sd_encode_prompt(ctx, sd, s[b].caption);
-            asam_synth_sample_free(&s[b]);
-        }
-        asam_tensor *z0 = asam_concat(ctx, zs, 2, 0), *h = asam_concat(ctx, hs, 2, 0),
-                    *c = asam_concat(ctx, cs, 2, 0);
-        asam_tensor *noise = randn_tensor(ctx, 21, ASAM_SHAPE(2, 4, 16, 16), 1.0f);
-        int t[2] = {300, 700};
-        CHECK(asam_ctx_ok(ctx), "%s", asam_ctx_error(ctx));
-        asam_tensor **pp;
-        const char **nn;
-        size_t n;
-        asam_controlnet_params(cn, &pp, &nn, &n);
-        asam_controlnet_set_trainable(cn, 1);
-        asam_optim *opt = asam_optim_new(ASAM_ADAMW, pp, (int)n, 1e-3f, 0.9, 0.999, 1e-8, 0.01);
-        float first = 0, last = 0;
-        for (int it = 0; it <= 8; it++) {
-            asam_mark mk = asam_ctx_mark(ctx);
-            asam_ctx_set_grad(ctx, it < 8);
-            asam_optim_zero_grad(opt);
-            asam_tensor *loss = asam_controlnet_loss(ctx, sd->unet, cn, z0, t, noise, c, h);
-            CHECK(loss != NULL, "%s", asam_ctx_error(ctx));
-            if (!loss) break;
-            if (it == 0) first = loss->data[0];
-            last = loss->data[0];
-            if (it < 8) {
-                CHECK(asam_backward(ctx, loss) == 0, "%s", asam_ctx_error(ctx));
-                asam_optim_step(opt);
-            }
-            asam_ctx_release(ctx, mk);
-        }
-        CHECK(last < 0.98f * first, "loss %.6f -> %.6f did not go down", first, last);
-        printf("ok   fixed-batch loss %.6f -> %.6f after 8 AdamW steps\n", first, last);
-        asam_optim_free(opt);
+/* ---- the loss goes down on a fixed batch */
+static void case_loss_goes_down(asam_sd *sd, asam_ctx *ctx, asam_controlnet *cn) {
+
+    asam_synth_sample s[2];
+    asam_tensor *zs[2], *hs[2], *cs[2];
+    for (int b = 0; b < 2; b++) {
+        CHECK(asam_synthetic_render(b, 128, 3, &s[b]) == 0, "%s", asam_last_error());
+        asam_tensor *img = asam_sd_image_to_tensor(ctx, &s[b].img, 128, 128, -1.0f);
+        zs[b] = asam_scale(ctx, asam_vae_encode(ctx, sd->vae, img), ASAM_SD_LATENT_SCALE);
+        hs[b] = asam_zeros(ctx, ASAM_SHAPE(1, 3, 128, 128)); // one colour per mask
+        for (int k = 0; k < s[b].n_masks; k++)
+            for (int p = 0; p < 128 * 128; p++)
+                if (s[b].masks[(size_t)k * 128 * 128 + p])
+                    for (int c = 0; c < 3; c++)
+                        hs[b]->data[c * 128 * 128 + p] = (float)((k + 1) >> c & 1);
+        cs[b] = asam_sd_encode_prompt(ctx, sd, s[b].caption);
+        asam_synth_sample_free(&s[b]);
     }
-    asam_controlnet_free(cn);
+    asam_tensor *z0 = asam_concat(ctx, zs, 2, 0), *h = asam_concat(ctx, hs, 2, 0),
+                *c = asam_concat(ctx, cs, 2, 0);
+    asam_tensor *noise = randn_tensor(ctx, 21, ASAM_SHAPE(2, 4, 16, 16), 1.0f);
+    int t[2] = {300, 700};
+    CHECK(asam_ctx_ok(ctx), "%s", asam_ctx_error(ctx));
+    asam_tensor **pp;
+    const char **nn;
+    size_t n;
+    asam_controlnet_params(cn, &pp, &nn, &n);
+    asam_controlnet_set_trainable(cn, 1);
+    asam_optim *opt = asam_optim_new(ASAM_ADAMW, pp, (int)n, 1e-3f, 0.9, 0.999, 1e-8, 0.01);
+    float first = 0, last = 0;
+    for (int it = 0; it <= 8; it++) {
+        asam_mark mk = asam_ctx_mark(ctx);
+        asam_ctx_set_grad(ctx, it < 8);
+        asam_optim_zero_grad(opt);
+        asam_tensor *loss = asam_controlnet_loss(ctx, sd->unet, cn, z0, t, noise, c, h);
+        CHECK(loss != NULL, "%s", asam_ctx_error(ctx));
+        if (!loss) break;
+        if (it == 0) first = loss->data[0];
+        last = loss->data[0];
+        if (it < 8) {
+            CHECK(asam_backward(ctx, loss) == 0, "%s", asam_ctx_error(ctx));
+            asam_optim_step(opt);
+        }
+        asam_ctx_release(ctx, mk);
+    }
+    CHECK(last < 0.98f * first, "loss %.6f -> %.6f did not go down", first, last);
+    printf("ok   fixed-batch loss %.6f -> %.6f after 8 AdamW steps\n", first, last);
+    asam_optim_free(opt);
+}
 
-    // ---- the whole job: resumed run == uninterrupted run --------------------------------------
+/* ---- the whole job: resumed run == uninterrupted run */
+static void case_resume(const char *sd_path, const char *dir) {
     char data[512], outa[512], outb[512], spec[600];
     snprintf(data, sizeof data, "%s/shard", dir);
     snprintf(spec, sizeof spec, "sa1b:%s", data);
@@ -247,11 +241,32 @@ int main(void) {
     o.data = "sa1b:/nonexistent/dir";
     CHECK(asam_train_controlnet(&o) == -1 && strstr(asam_last_error(), "/nonexistent/dir"),
           "bad data dir: %s", asam_last_error());
+}
 
+int main(void) {
+    asam_set_threads(1); // tiny model: threads only add contention (and the run stays exact)
+    char sd_path[4096];
+    if (test_data_file("sd_tiny/model.ckpt", sd_path, sizeof sd_path))
+        TEST_SKIP("sd_tiny/model.ckpt not found");
+    asam_sd *sd = NULL;
+    if (asam_sd_load(sd_path, NULL, &sd)) {
+        fprintf(stderr, "FAIL: %s\n", asam_last_error());
+        return 1;
+    }
+    asam_ctx *ctx = asam_ctx_new(0);
+    char dir[256];
+    snprintf(dir, sizeof dir, "train_cn_test_%d", (int)getpid());
+    asam_mkdirs(dir);
+    asam_controlnet *cn = NULL;
+    CHECK(asam_controlnet_init_from_unet(sd->unet, 3, 5, &cn) == 0, "%s", asam_last_error());
+    if (!cn) return test_finish("test_train_controlnet");
+    case_init(sd, ctx, cn);
+    case_saved_file(dir, cn);
+    case_loss_goes_down(sd, ctx, cn);
+    asam_controlnet_free(cn);
+    case_resume(sd_path, dir);
     asam_ctx_free(ctx);
     asam_sd_free(sd);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (!test_failures && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (!test_failures) test_rm_rf(dir); /* kept for a look when something failed */
     return test_finish("test_train_controlnet");
 }

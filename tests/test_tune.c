@@ -27,55 +27,28 @@ static int same_file(const char *a, const char *b) {
     return same;
 }
 
-int main(void) {
-    char model[4096];
-    if (test_data_file("sam_tiny/model.pth", model, sizeof model))
-        TEST_SKIP("sam_tiny/model.pth not found");
-    char tmpl[] = "/tmp/asam_test_tune_XXXXXX";
-    char *root = mkdtemp(tmpl);
-    CHECK(root != NULL, "mkdtemp");
-    if (!root) return 1;
-    char data[1200], cache[1200], outA[1200], outB[1200], outC[1200], spec[1300];
-    snprintf(data, sizeof data, "%s/sa1b", root);
-    snprintf(cache, sizeof cache, "%s/cache", root);
+/* A: uninterrupted; B: stopped after epoch 1, then resumed: every output file identical. */
+static void case_resume(asam_tune_opts *o, const char *root) {
+    /* A: uninterrupted */
+    char outA[1200], outB[1200];
     snprintf(outA, sizeof outA, "%s/A", root);
     snprintf(outB, sizeof outB, "%s/B", root);
-    snprintf(outC, sizeof outC, "%s/C", root);
-    snprintf(spec, sizeof spec, "sa1b:%s", data);
-    CHECK(syn_write_sa1b(data, 2, 96, 64, 3, 1) == 0, "synthetic data");
-    const char *specs[1] = {spec};
-
-    asam_tune_opts o;
-    asam_tune_defaults(&o);
-    o.model_path = model;
-    o.data = specs;
-    o.n_data = 1;
-    o.cache_dir = cache;
-    o.epochs = 2;
-    o.batch = 2;
-    o.augment = 0;
-    o.seed = 7;
-    o.masks_per_image = 2;
-    o.loss.n_points = 2048; /* fewer points keep the test fast; the code path is the same */
-    o.progress = 1;
-
-    /* A: uninterrupted */
-    o.out_dir = outA;
+    o->out_dir = outA;
     asam_tune_report ra;
-    int rc = asam_tune(&o, &ra);
+    int rc = asam_tune(o, &ra);
     CHECK(rc == 0, "tune A: %s", asam_last_error());
     CHECK(ra.epochs_done == 2 && ra.n_images == 2, "A: %d epochs, %d images", ra.epochs_done,
           ra.n_images);
 
     /* B: stop after epoch 1, then resume */
-    o.out_dir = outB;
-    o.stop_after = 1;
+    o->out_dir = outB;
+    o->stop_after = 1;
     asam_tune_report rb;
-    rc = asam_tune(&o, &rb);
+    rc = asam_tune(o, &rb);
     CHECK(rc == 0 && rb.epochs_done == 1, "tune B part 1: %s", asam_last_error());
-    o.stop_after = 0;
-    o.resume = 1;
-    rc = asam_tune(&o, &rb);
+    o->stop_after = 0;
+    o->resume = 1;
+    rc = asam_tune(o, &rb);
     CHECK(rc == 0 && rb.start_epoch == 1 && rb.epochs_done == 2, "tune B resume: %s (start %d)",
           asam_last_error(), rb.start_epoch);
     char pa[1300], pb[1300];
@@ -87,8 +60,12 @@ int main(void) {
         CHECK(same_file(pa, pb), "resumed %s differs from the uninterrupted one", outs[i]);
     }
     printf("ok   resumed run bit-identical to the uninterrupted one\n");
+}
 
-    /* only the 1,280 token values changed */
+/* Only the 1,280 token values changed; the .pth (official keys, all F32) equals the
+ * safetensors and loads back. */
+static void case_only_tokens(const char *model, const char *outA) {
+    char pa[1300], pb[1300];
     asam_checkpoint *orig = NULL, *tuned = NULL, *pth = NULL;
     snprintf(pa, sizeof pa, "%s/sam_tuned.safetensors", outA);
     CHECK(asam_checkpoint_open(model, &orig) == 0, "open model");
@@ -143,8 +120,11 @@ int main(void) {
     asam_sam *m = NULL;
     CHECK(asam_sam_load(pb, &m) == 0, "tuned .pth loads back: %s", asam_last_error());
     if (m) asam_sam_free(m);
+}
 
-    /* decoder-only file */
+/* The decoder-only file holds the two token tensors. */
+static void case_decoder_file(const char *outA) {
+    char pa[1300];
     snprintf(pa, sizeof pa, "%s/decoder_tokens.safetensors", outA);
     asam_checkpoint *dt;
     if (asam_checkpoint_open(pa, &dt) == 0) {
@@ -153,17 +133,21 @@ int main(void) {
     } else {
         CHECK(0, "open decoder file: %s", asam_last_error());
     }
+}
 
-    /* the loss goes down: deterministic prompts (boxes) and full loss, larger lr */
-    o.out_dir = outC;
-    o.resume = 0;
-    o.epochs = 3;
-    o.batch = 1;
-    o.lr = 0.05f;
-    o.prompts = ASAM_PROMPT_BOX;
-    o.loss.points = 0;
+/* The loss goes down: deterministic prompts (boxes) and full loss, larger lr. */
+static void case_loss_goes_down(asam_tune_opts *o, const char *root) {
+    char outC[1200];
+    snprintf(outC, sizeof outC, "%s/C", root);
+    o->out_dir = outC;
+    o->resume = 0;
+    o->epochs = 3;
+    o->batch = 1;
+    o->lr = 0.05f;
+    o->prompts = ASAM_PROMPT_BOX;
+    o->loss.points = 0;
     asam_tune_report rc_;
-    rc = asam_tune(&o, &rc_);
+    int rc = asam_tune(o, &rc_);
     CHECK(rc == 0, "tune C: %s", asam_last_error());
     printf("     epoch losses: %.5f %.5f %.5f\n", rc_.epoch_loss[0], rc_.epoch_loss[1],
            rc_.epoch_loss[2]);
@@ -171,33 +155,72 @@ int main(void) {
           "loss did not go down (%g -> %g -> %g)", rc_.epoch_loss[0], rc_.epoch_loss[1],
           rc_.epoch_loss[2]);
     printf("ok   training loss goes down\n");
+}
 
-    /* augmentation (flip + large-scale jitter, encoder run per image): runs and moves only the
-     * tokens */
+/* Augmentation (flip + large-scale jitter, encoder run per image): runs and writes outputs. */
+static void case_augmentation(asam_tune_opts *o, const char *root) {
+    char pa[1300];
     char outD[1200];
     snprintf(outD, sizeof outD, "%s/D", root);
-    o.out_dir = outD;
-    o.augment = 1;
-    o.epochs = 1;
-    o.limit = 1;
-    o.prompts = ASAM_PROMPT_BOX | ASAM_PROMPT_POINTS | ASAM_PROMPT_MASK;
-    o.loss.points = 1;
+    o->out_dir = outD;
+    o->augment = 1;
+    o->epochs = 1;
+    o->limit = 1;
+    o->prompts = ASAM_PROMPT_BOX | ASAM_PROMPT_POINTS | ASAM_PROMPT_MASK;
+    o->loss.points = 1;
     asam_tune_report rd;
-    rc = asam_tune(&o, &rd);
+    int rc = asam_tune(o, &rd);
     CHECK(rc == 0 && rd.epochs_done == 1 && rd.n_images == 1, "tune with augmentation: %s",
           asam_last_error());
     snprintf(pa, sizeof pa, "%s/decoder_tokens.safetensors", outD);
     CHECK(test_is_file(pa), "augmented run wrote its outputs");
     if (rc == 0) printf("ok   augmented run (loss %.5f)\n", rd.epoch_loss[0]);
+}
 
-    /* bad inputs fail cleanly */
+/* Bad inputs fail cleanly. */
+static void case_bad_inputs(asam_tune_opts *o) {
     const char *bad[1] = {"sa1b:/nonexistent/dir"};
-    o.data = bad;
-    CHECK(asam_tune(&o, NULL) != 0 && strstr(asam_last_error(), "/nonexistent/dir"),
+    o->data = bad;
+    CHECK(asam_tune(o, NULL) != 0 && strstr(asam_last_error(), "/nonexistent/dir"),
           "missing dataset: '%s'", asam_last_error());
+}
 
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd)) fprintf(stderr, "warning: could not remove %s\n", root);
+int main(void) {
+    char model[4096];
+    if (test_data_file("sam_tiny/model.pth", model, sizeof model))
+        TEST_SKIP("sam_tiny/model.pth not found");
+    char tmpl[] = "/tmp/asam_test_tune_XXXXXX";
+    char *root = mkdtemp(tmpl);
+    CHECK(root != NULL, "mkdtemp");
+    if (!root) return 1;
+    char data[1200], cache[1200], outA[1200], spec[1300];
+    snprintf(data, sizeof data, "%s/sa1b", root);
+    snprintf(cache, sizeof cache, "%s/cache", root);
+    snprintf(outA, sizeof outA, "%s/A", root);
+    snprintf(spec, sizeof spec, "sa1b:%s", data);
+    CHECK(syn_write_sa1b(data, 2, 96, 64, 3, 1) == 0, "synthetic data");
+    const char *specs[1] = {spec};
+
+    asam_tune_opts o;
+    asam_tune_defaults(&o);
+    o.model_path = model;
+    o.data = specs;
+    o.n_data = 1;
+    o.cache_dir = cache;
+    o.epochs = 2;
+    o.batch = 2;
+    o.augment = 0;
+    o.seed = 7;
+    o.masks_per_image = 2;
+    o.loss.n_points = 2048; /* fewer points keep the test fast; the code path is the same */
+    o.progress = 1;
+
+    case_resume(&o, root);
+    case_only_tokens(model, outA);
+    case_decoder_file(outA);
+    case_loss_goes_down(&o, root);
+    case_augmentation(&o, root);
+    case_bad_inputs(&o);
+    test_rm_rf(root);
     return test_finish("test_tune");
 }

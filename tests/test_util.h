@@ -4,6 +4,7 @@
 #define ASAM_TEST_UTIL_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,20 @@ static inline int test_data_file(const char *rel, char *out, size_t n) {
         printf("\n");                                                                              \
         exit(77);                                                                                  \
     } while (0)
+
+/* FNV-1a 64 of a byte array: a short fingerprint to pin decoded/resized pixels. */
+static inline uint64_t test_fnv1a(const uint8_t *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* rm -rf a test's temporary folder (a warning, not a failure, when that fails). */
+static inline void test_rm_rf(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) fprintf(stderr, "warning: could not remove %s\n", dir);
+}
 
 static inline int test_finish(const char *name) {
     if (test_failures) {

@@ -48,8 +48,9 @@ const char *asam_binder_path(const asam_binder *B); /* the file, for messages */
  * looked up. */
 const asam_ckpt_tensor *asam_binder_find(const asam_binder *B, const char *name, char *key,
                                          size_t n);
-/* Bind one weight of the given shape; NULL (with the error recorded, B->failed set) when it is
- * missing, shaped otherwise, unreadable, or the binder failed before. */
+/* Bind one weight of the given shape (a -1 size: any, taken from the file); NULL (with the
+ * error recorded, B->failed set) when it is missing, shaped otherwise, unreadable, or the binder
+ * failed before. */
 asam_tensor *asam_bind(asam_binder *B, const char *name, int ndim, const int64_t *shape);
 /* Same, but an absent weight returns NULL without an error (optional weights). */
 asam_tensor *asam_bind_opt(asam_binder *B, const char *name, int ndim, const int64_t *shape);

@@ -63,7 +63,7 @@ int asam_checkpoint_open_memory(const void *data, size_t n, const char *name,
                                 asam_checkpoint **out);
 void asam_checkpoint_close(asam_checkpoint *ck);
 const char *asam_checkpoint_path(const asam_checkpoint *ck);
-/* "safetensors" or "torch-zip" */
+/* "safetensors", "torch-zip" or "memory" */
 const char *asam_checkpoint_format(const asam_checkpoint *ck);
 size_t asam_checkpoint_count(const asam_checkpoint *ck);
 const asam_ckpt_tensor *asam_checkpoint_get(const asam_checkpoint *ck, size_t i);
@@ -84,7 +84,8 @@ size_t asam_dtype_size(asam_dtype dt);
 const char *asam_dtype_name(asam_dtype dt); /* safetensors spelling: "F32", "BF16", ... */
 
 /* Safetensors writer: tensors are written in the given order of names sorted bytewise,
- * header padded to 8 bytes, atomically (temp file, fsync, rename). data is contiguous. */
+ * header padded to 8 bytes, atomically (temp file, fsync, rename). data is contiguous, or NULL
+ * for a tensor of zeros written as a hole (a sparse file: shape-only test checkpoints). */
 typedef struct {
     const char *name;
     asam_dtype dtype;
@@ -92,6 +93,10 @@ typedef struct {
     int64_t shape[ASAM_CKPT_MAX_DIMS];
     const void *data;
 } asam_st_entry;
+/* A checkpoint over tensors already in memory (contiguous, any dtype), which must outlive it:
+ * what model loaders bind from when the weights are built in memory (format "memory"). */
+int asam_checkpoint_from_entries(const asam_st_entry *entries, size_t n, const char *name,
+                                 asam_checkpoint **out);
 /* metadata: NULL or n_meta pairs of (key, value) strings. */
 int asam_safetensors_write(const char *path, const asam_st_entry *entries, size_t n,
                            const char *const *metadata, size_t n_meta);

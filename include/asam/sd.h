@@ -131,13 +131,14 @@ asam_tensor *asam_sd_eps(asam_ctx *ctx, const asam_sd_guide *g, asam_tensor *x, 
 
 /* Progress callback: step i of n finished (1-based). */
 typedef void (*asam_sd_progress)(int i, int n, void *user);
-/* A ready-made callback printing "LABEL: step i/n  t=T  X.XX s/step  ETA Ns" lines on stderr;
- * user = an asam_sd_progress_state (t0 set by asam_sd_progress_start). */
+/* A ready-made callback printing "LABEL: step i/n  t=T  RATE  ETA hh:mm:ss" lines on stderr
+ * (the shared progress line, asam/util.h); user = an asam_sd_progress_state set up by
+ * asam_sd_progress_start. */
 typedef struct {
     const char *label;
     const asam_ddim *sched; /* NULL, or the schedule (to print t; inversion prints ascending t) */
     int ascending;
-    double t0;
+    asam_progress bar;
 } asam_sd_progress_state;
 void asam_sd_progress_start(asam_sd_progress_state *st, const char *label, const asam_ddim *sched,
                             int ascending);
@@ -151,6 +152,31 @@ asam_tensor *asam_ddim_sample(asam_ctx *ctx, const asam_sd_guide *g, const asam_
  * trajectory: NULL or (s->n + 1) * numel(x_0) floats receiving x_0, x_1, ..., x_T. */
 asam_tensor *asam_ddim_invert(asam_ctx *ctx, const asam_sd_guide *g, const asam_ddim *s,
                               asam_tensor *x_0, float *trajectory, asam_sd_progress cb, void *user);
+
+/* ---- null-text inversion and its guided chain (ASAM's generator, step 1) ------------------ */
+typedef struct {
+    float guidance;       /* CFG scale of the sampling being inverted for (7.5) */
+    int inner_steps;      /* Adam steps per timestep (10) */
+    float lr;             /* sampling step i uses lr * (1 - i/100) (0.01) */
+    float eps, eps_slope; /* early stop at loss < eps + i * eps_slope (1e-5, 2e-5) */
+    int verbose;          /* timing lines on stderr */
+} asam_null_text_opts;
+
+/* DDIM inversion of z0 (1,4,h,w) with the guide g (its cond, guidance 1; ControlNet as g says),
+ * then for each sampling step i (t descending) the unconditional embedding, started from uncond0
+ * (1,77,D), that makes the guided step (guidance o->guidance) land on the inversion trajectory.
+ * Writes x_T (numel(z0) floats), null_emb (s->n x numel(uncond0)) and null_loss (s->n).
+ * Returns 0, or -1 with the ctx error set. */
+int asam_null_text_invert(asam_ctx *ctx, const asam_sd_guide *g, const asam_ddim *s,
+                          asam_tensor *z0, asam_tensor *uncond0, const asam_null_text_opts *o,
+                          float *x_T, float *null_emb, float *null_loss);
+/* Guided DDIM sampling x_T -> z_0 with g (cond, guidance) and step i's unconditional embedding
+ * null_emb + i * numel (emb_shape (1,77,D)). record: keep the chain on the tape with one
+ * gradient-checkpointed segment per step (the full-chain attack); otherwise each step's
+ * temporaries are released. verbose > 1: a timing line per step. */
+asam_tensor *asam_ddim_sample_null_text(asam_ctx *ctx, const asam_sd_guide *g, const asam_ddim *s,
+                                        const float *null_emb, const int64_t emb_shape[3],
+                                        asam_tensor *x_T, int record, int verbose);
 
 /* Deterministic standard normal noise: asam_randn (Philox-4x32-10 + Box-Muller) in
  * asam/util.h. */

@@ -77,6 +77,22 @@ int asam_controlnet_n_residuals(const asam_controlnet *m);
 /* Number of control residuals the UNet accepts (same count). */
 int asam_unet_n_control(const asam_unet *m);
 
+/* The UNet's geometry and weights, for building a ControlNet from it (its encoder copy, the
+ * zero convolutions' widths): model channels (320 for SD 1.5); the number of input blocks and
+ * the channels of input block i's output; the middle block's output channels; every loaded
+ * weight with its CompVis name (no prefix; arrays belong to the model). */
+int asam_unet_model_channels(const asam_unet *m);
+int asam_unet_n_input_blocks(const asam_unet *m);
+int asam_unet_input_channels_out(const asam_unet *m, int i);
+int asam_unet_middle_channels(const asam_unet *m);
+int asam_unet_params(const asam_unet *m, asam_tensor ***params, const char ***names, size_t *n);
+
+/* Multiply-add FLOPs (2 per MAC) of one forward at latent size h x w (batch 1, context of
+ * ctx_len tokens): convs, linears and attention products; for benchmarks. */
+double asam_unet_flops(const asam_unet *m, int64_t h, int64_t w, int64_t ctx_len);
+double asam_controlnet_flops(const asam_controlnet *m, int64_t h, int64_t w, int64_t ctx_len);
+double asam_vae_decode_flops(const asam_vae *m, int64_t h, int64_t w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,19 +8,13 @@
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
+#include "asam/util.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 /* (1,3,S,S) in [0,1] -> SAM's normalised (1,3,1024,1024): nearest resize, x255, ImageNet mean/std
  */
@@ -30,6 +24,7 @@ static asam_tensor *sam_input(asam_ctx *ctx, asam_tensor *img01) {
 }
 
 /* IoU of one 256x256 logit map upsampled (bilinear, align_corners=False) to 1024, > 0, vs gt */
+// ref: luckybird1994/ASAM grad_null_text_inversion_edit.py:243 (compute_iou)
 static float mask_iou(const float *lr, const uint8_t *gt) {
     const int L = ASAM_SAM_LOWRES, S = ASAM_SAM_IMG;
     const float sc = (float)L / S;
@@ -58,6 +53,7 @@ static float mask_iou(const float *lr, const uint8_t *gt) {
  * boxes at once would hold tens of GB of activations in the backward pass. */
 #define ATTACK_DECODE_CHUNK 8
 
+// ref: luckybird1994/ASAM grad_null_text_inversion_edit.py:691 (loss = dice + ce - mse)
 asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                               const asam_attack_target *tg, asam_tensor *img01,
                               asam_tensor *clean01, float *miou) {
@@ -190,7 +186,7 @@ int asam_attack_target_run(asam_ctx *ctx, const asam_gen_models *m, const asam_g
     if (!cond || !clean) goto ctx_fail;
     res->best = -1;
     for (int k = 0; k <= K; k++) {
-        double t0 = now_s();
+        double t0 = asam_now_s();
         asam_mark mk = asam_ctx_mark(ctx);
         int want_grad = k < K; /* the last evaluation only scores the final latent */
         asam_tensor *xT = asam_from_data(ctx, 4, lshape, x), *leaf, *z0;
@@ -238,7 +234,7 @@ int asam_attack_target_run(asam_ctx *ctx, const asam_gen_models *m, const asam_g
         asam_ctx_release(ctx, mk);
         if (o->verbose)
             fprintf(stderr, "attack: iteration %d/%d  mIoU %.4f  loss %.4f  %.1f s\n", k, K, miou,
-                    res->loss[k], now_s() - t0);
+                    res->loss[k], asam_now_s() - t0);
     }
     rc = 0;
     goto done_ctx;

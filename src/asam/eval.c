@@ -3,12 +3,12 @@
 #include "asam/asam.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
+#include "asam/util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define EVAL_CHUNK 8 /* boxes decoded per batch (bounds the decoder's memory) */
@@ -17,12 +17,6 @@ void asam_eval_defaults(asam_eval_opts *o) {
     memset(o, 0, sizeof *o);
     o->protocol = ASAM_PROTOCOL_ASAM;
     o->dilation_ratio = 0.02;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Scores of one batch of logits (B, 1, h, w) against the GT masks [k0, k0 + B). */
@@ -38,6 +32,8 @@ static void score(const float *logits, const asam_sample *s, int k0, int B, doub
 }
 
 /* ASAM protocol: torch-bilinear 1024x1024 (aspect ignored), boxes from the resized GT. */
+// ref: luckybird1994/ASAM sam_continue_learning/main.py:619 (boxes from the 1024 GT),
+//   :664 (low-res logits x4 bilinear), :666-667 (IoU / boundary IoU)
 static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, double *iou_sum,
                      double *biou_sum) {
     asam_ctx *ctx = asam_ctx_new(0);
@@ -71,20 +67,7 @@ static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, doub
         }
         asam_tensor *g1 = asam_resize_bilinear(ctx, g, S, S);
         for (int b = 0; g1 && b < B; b++) {
-            int x0 = S, y0 = S, x1 = -1, y1 = -1;
-            const float *gp = g1->data + (size_t)b * S * S;
-            for (int y = 0; y < S; y++)
-                for (int xx = 0; xx < S; xx++)
-                    if (gp[(size_t)y * S + xx] > 0) {
-                        if (xx < x0) x0 = xx;
-                        if (xx > x1) x1 = xx;
-                        if (y < y0) y0 = y;
-                        if (y > y1) y1 = y;
-                    }
-            boxes[4 * b] = (float)x0;
-            boxes[4 * b + 1] = (float)y0;
-            boxes[4 * b + 2] = (float)x1;
-            boxes[4 * b + 3] = (float)y1;
+            asam_mask_box_f32(g1->data + (size_t)b * S * S, S, S, 0.0f, boxes + 4 * b);
         }
         asam_sam_prompt pr = {.batch = B, .boxes = boxes};
         asam_tensor *sparse, *dense, *low, *iou;
@@ -118,22 +101,8 @@ static int eval_sam(const asam_sam *m, const asam_sample *s, double ratio, doubl
     for (int k0 = 0; k0 < s->n_masks && !rc; k0 += EVAL_CHUNK) {
         int B = s->n_masks - k0 < EVAL_CHUNK ? s->n_masks - k0 : EVAL_CHUNK;
         float boxes[4 * EVAL_CHUNK];
-        for (int b = 0; b < B; b++) {
-            const uint8_t *g = s->masks + (size_t)(k0 + b) * hw;
-            int x0 = s->w, y0 = s->h, x1 = -1, y1 = -1;
-            for (int y = 0; y < s->h; y++)
-                for (int x = 0; x < s->w; x++)
-                    if (g[(size_t)y * s->w + x]) {
-                        if (x < x0) x0 = x;
-                        if (x > x1) x1 = x;
-                        if (y < y0) y0 = y;
-                        if (y > y1) y1 = y;
-                    }
-            boxes[4 * b] = (float)x0;
-            boxes[4 * b + 1] = (float)y0;
-            boxes[4 * b + 2] = (float)x1;
-            boxes[4 * b + 3] = (float)y1;
-        }
+        for (int b = 0; b < B; b++)
+            asam_mask_box_u8(s->masks + (size_t)(k0 + b) * hw, s->w, s->h, boxes + 4 * b);
         asam_sam_query q = {.batch = B, .boxes = boxes};
         asam_sam_result r;
         memset(&r, 0, sizeof r);
@@ -293,10 +262,10 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
     }
     for (int m = 0; m < o->n_models && !rc; m++)
         if (access(o->models[m], R_OK)) rc = asam_error("%s: cannot read the model", o->models[m]);
-    int tty = isatty(2);
-    double t0 = now_s();
     size_t done = 0;
     total *= (size_t)o->n_models;
+    asam_progress bar; /* per-image line on a terminal; a summary per cell otherwise */
+    asam_progress_start(&bar, "eval", "img", (int64_t)total, 0);
     for (int m = 0; m < o->n_models && !rc; m++) {
         asam_sam *model;
         if (asam_sam_load(o->models[m], &model)) {
@@ -325,27 +294,21 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
                 }
                 asam_sample_free(&s);
                 done++;
-                if (o->progress && tty && !rc) { /* on a terminal only */
-                    double el = now_s() - t0, rate = done / (el > 0 ? el : 1e-9);
-                    long eta = (long)((double)(total - done) / (rate > 0 ? rate : 1e-9) + 0.5);
-                    fprintf(
-                        stderr,
-                        "%seval: %s on %s %zu/%zu, mIoU %.2f, %.2f img/s, ETA %02ld:%02ld:%02ld%s",
-                        tty ? "\r" : "", base_name(o->models[m]), o->names[d], i + 1, n,
-                        c->n_images ? 100 * isum / c->n_images : 0.0, rate, eta / 3600,
-                        eta / 60 % 60, eta % 60, tty ? "\033[K" : "\n");
-                }
+                if (o->progress && !rc)
+                    asam_progress_update(&bar, (int64_t)done, "%s on %s %zu/%zu, mIoU %.2f",
+                                         base_name(o->models[m]), o->names[d], i + 1, n,
+                                         c->n_images ? 100 * isum / c->n_images : 0.0);
             }
             c->miou = c->n_images ? isum / c->n_images : 0;
             c->biou = c->n_images ? bsum / c->n_images : 0;
-            if (o->progress && !tty && !rc)
+            if (o->progress && !bar.tty && !rc)
                 fprintf(stderr, "eval: %s on %s: %d images, mIoU %.2f, bIoU %.2f\n",
                         base_name(o->models[m]), o->names[d], c->n_images, 100 * c->miou,
                         100 * c->biou);
         }
         asam_sam_free(model);
     }
-    if (o->progress && tty) fprintf(stderr, "\n");
+    asam_progress_end(&bar);
     for (int d = 0; d < o->n_data; d++) asam_dataset_close(ds[d]);
     free(ds);
     if (!rc) rc = write_tables(o, cells);

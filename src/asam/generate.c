@@ -1,9 +1,10 @@
 /* The dataset driver: invert + attack every image of an SA-1B folder (or one shard of it),
  * resumable (finished outputs are skipped; each is written atomically), with progress, ETA
- * and a summary of mean IoU before / after. Also the captions file. */
+ * and a summary of mean IoU before / after. (The captions file is read by captions.c.) */
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
+#include "asam/util.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -11,82 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-/* ---- captions ---------------------------------------------------------------------------- */
-struct asam_captions {
-    size_t n;
-    char **img, **prompt;
-};
-
-void asam_captions_free(asam_captions *c) {
-    if (!c) return;
-    for (size_t i = 0; i < c->n; i++) {
-        free(c->img[i]);
-        free(c->prompt[i]);
-    }
-    free(c->img);
-    free(c->prompt);
-    free(c);
-}
-
-int asam_captions_load(const char *path, asam_captions **out) {
-    *out = NULL;
-    char *buf;
-    size_t len;
-    if (asam_read_file(path, &buf, &len)) return -1;
-    asam_captions *c = calloc(1, sizeof *c);
-    size_t cap = 0;
-    int rc = c ? 0 : asam_error("%s: out of memory", path);
-    int line_no = 0;
-    for (char *p = buf; !rc && p < buf + len;) {
-        char *e = memchr(p, '\n', (size_t)(buf + len - p));
-        if (!e) e = buf + len;
-        *e = 0;
-        line_no++;
-        char *q = p;
-        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
-        if (*q) {
-            cJSON *j = cJSON_Parse(q);
-            const cJSON *im = j ? cJSON_GetObjectItemCaseSensitive(j, "img") : NULL;
-            const cJSON *pr = j ? cJSON_GetObjectItemCaseSensitive(j, "prompt") : NULL;
-            if (!cJSON_IsString(im) || (pr && !cJSON_IsString(pr))) {
-                rc = asam_error("%s:%d: expected {\"img\": \"...\", \"prompt\": \"...\"}", path,
-                                line_no);
-            } else {
-                if (c->n == cap) {
-                    cap = cap ? 2 * cap : 64;
-                    char **a = realloc(c->img, cap * sizeof *a), **b = NULL;
-                    if (a) c->img = a;
-                    if (a) b = realloc(c->prompt, cap * sizeof *b);
-                    if (b) c->prompt = b;
-                    if (!a || !b) rc = asam_error("%s: out of memory", path);
-                }
-                if (!rc) {
-                    c->img[c->n] = strdup(im->valuestring);
-                    c->prompt[c->n] = strdup(pr ? pr->valuestring : "");
-                    c->n++;
-                }
-            }
-            cJSON_Delete(j);
-        }
-        p = e + 1;
-    }
-    free(buf);
-    if (rc) {
-        asam_captions_free(c);
-        return -1;
-    }
-    *out = c;
-    return 0;
-}
-
-const char *asam_captions_get(const asam_captions *c, const char *img_name) {
-    if (!c || !img_name) return "";
-    for (size_t i = c->n; i-- > 0;) /* the last line for an image wins */
-        if (!strcmp(c->img[i], img_name)) return c->prompt[i];
-    return "";
-}
 
 /* ---- one image ------------------------------------------------------------------------------ */
 static void stem_of(const char *path, char *stem, size_t n) {
@@ -264,19 +189,39 @@ static int list_dataset(const char *dir, entry **out, size_t *n_out, char ***ext
     return rc;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+static void free_listing(entry *es, char **exts, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(es[i].stem);
+        free(exts[i]);
+    }
+    free(es);
+    free(exts);
 }
 
-static void fmt_time(double s, char *buf, size_t n) {
-    if (s < 60)
-        snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600)
-        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+/* OUT/summary.json (or summary.I-of-N.json for a shard): counts and mean IoU before/after. */
+static int write_summary(const asam_generate_cfg *cfg, const asam_gen_opts *o,
+                         const asam_generate_stats *st, int ns) {
+    char sp[4400];
+    if (ns > 1)
+        snprintf(sp, sizeof sp, "%s/summary.%d-of-%d.json", cfg->out, cfg->shard, ns);
     else
-        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+        snprintf(sp, sizeof sp, "%s/summary.json", cfg->out);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "images", st->total);
+    cJSON_AddNumberToObject(j, "attacked", st->attacked);
+    cJSON_AddStringToObject(j, "grad", o->grad == ASAM_GRAD_FULL ? "full" : "skip");
+    if (st->attacked) {
+        cJSON_AddNumberToObject(j, "miou_before", st->miou_before);
+        cJSON_AddNumberToObject(j, "miou_after", st->miou_after);
+    }
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    int rc = !s || asam_write_file_atomic(sp, s, strlen(s)) ? -1 : 0;
+    free(s);
+    if (st->attacked)
+        fprintf(stderr, "generate: %d images, mean IoU %.4f -> %.4f\n", st->attacked,
+                st->miou_before, st->miou_after);
+    return rc;
 }
 
 int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_generate_cfg *cfg,
@@ -304,15 +249,21 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
         asam_captions_free(caps);
         return -1;
     }
-    if (cfg->limit > 0 && (size_t)cfg->limit < n)
-        n = (size_t)cfg->limit; /* (frees below use all) */
-    size_t n_all = n;
-    if (asam_mkdirs(cfg->out)) goto fail;
+    const size_t n_all = n; /* every listed entry is freed */
+    if (cfg->limit > 0 && (size_t)cfg->limit < n) n = (size_t)cfg->limit;
+    if (asam_mkdirs(cfg->out)) {
+        free_listing(es, exts, n_all);
+        asam_captions_free(caps);
+        return -1;
+    }
     for (size_t i = 0; i < n; i++)
         if ((int)(i % (size_t)ns) == cfg->shard) st->total++;
 
     int rc = 0, fresh = 0, seen = 0;
-    double t0 = now_s(), sum_b = 0, sum_a = 0;
+    double sum_b = 0, sum_a = 0;
+    asam_progress bar; /* a log line per generated image, also into files */
+    asam_progress_start(&bar, "generate", "image", st->total,
+                        ASAM_PROGRESS_LOG | ASAM_PROGRESS_LINES);
     for (size_t i = 0; i < n && !rc; i++) {
         if ((int)(i % (size_t)ns) != cfg->shard) continue;
         seen++;
@@ -322,28 +273,26 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
         snprintf(name, sizeof name, "%s%s", es[i].stem, exts[i]);
         float b, a;
         int work = 0;
-        double ti = now_s();
+        double ti = asam_now_s();
         if (asam_generate_image(m, o, img, js, asam_captions_get(caps, name), cfg->out, mode, &b,
                                 &a, &work)) {
             rc = -1;
             break;
         }
         st->done++;
-        if (!work)
+        if (!work) {
             st->skipped++;
-        else
+            asam_progress_skip(&bar);
+        } else {
             fresh++;
+        }
         if (!isnan(b) && !isnan(a)) {
             st->attacked++;
             sum_b += b;
             sum_a += a;
         }
-        double el = now_s() - t0, per = fresh ? el / fresh : 0;
-        char eta[32];
-        fmt_time(per * (st->total - seen), eta, sizeof eta);
         if (work || o->verbose)
-            fprintf(stderr, "generate: %d/%d %s  %.1f s  (%.1f s/image, %.2f images/min)  ETA %s\n",
-                    seen, st->total, name, now_s() - ti, per, per > 0 ? 60 / per : 0.0, eta);
+            asam_progress_update(&bar, seen, "%s  %.1f s", name, asam_now_s() - ti);
         if (stop_after > 0 && fresh >= stop_after && seen < st->total) {
             rc = 1;
             break;
@@ -352,44 +301,9 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
     if (rc == 0 || rc == 1) {
         st->miou_before = st->attacked ? sum_b / st->attacked : NAN;
         st->miou_after = st->attacked ? sum_a / st->attacked : NAN;
-        if (rc == 0) {
-            char sp[4400];
-            if (ns > 1)
-                snprintf(sp, sizeof sp, "%s/summary.%d-of-%d.json", cfg->out, cfg->shard, ns);
-            else
-                snprintf(sp, sizeof sp, "%s/summary.json", cfg->out);
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddNumberToObject(j, "images", st->total);
-            cJSON_AddNumberToObject(j, "attacked", st->attacked);
-            cJSON_AddStringToObject(j, "grad", o->grad == ASAM_GRAD_FULL ? "full" : "skip");
-            if (st->attacked) {
-                cJSON_AddNumberToObject(j, "miou_before", st->miou_before);
-                cJSON_AddNumberToObject(j, "miou_after", st->miou_after);
-            }
-            char *s = cJSON_Print(j);
-            cJSON_Delete(j);
-            if (!s || asam_write_file_atomic(sp, s, strlen(s))) rc = -1;
-            free(s);
-            if (st->attacked)
-                fprintf(stderr, "generate: %d images, mean IoU %.4f -> %.4f\n", st->attacked,
-                        st->miou_before, st->miou_after);
-        }
+        if (rc == 0 && write_summary(cfg, o, st, ns)) rc = -1;
     }
-    for (size_t i = 0; i < n_all; i++) {
-        free(es[i].stem);
-        free(exts[i]);
-    }
-    free(es);
-    free(exts);
+    free_listing(es, exts, n_all);
     asam_captions_free(caps);
     return rc;
-fail:
-    for (size_t i = 0; i < n_all; i++) {
-        free(es[i].stem);
-        free(exts[i]);
-    }
-    free(es);
-    free(exts);
-    asam_captions_free(caps);
-    return -1;
 }

@@ -1,16 +1,14 @@
-/* Options, model bundle, DDIM + null-text inversion with the mask ControlNet, the guided
- * sampling chain (with per-step gradient checkpointing for the full-chain attack) and the
- * inversion file (safetensors). */
+/* Options, model bundle, the generator's inversion of one image (VAE encoding, prompts, then
+ * DDIM + null-text inversion with the mask ControlNet, diffusion/null_text.c), the guided
+ * sampling chain over an inversion, and the inversion file (safetensors). */
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/generator.h"
-#include "asam/optim.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void asam_gen_opts_default(asam_gen_opts *o) {
     *o = (asam_gen_opts){.size = 512,
@@ -54,12 +52,6 @@ void asam_gen_models_free(asam_gen_models *m) {
     if (m->controlnet) asam_controlnet_free(m->controlnet);
     if (m->sam) asam_sam_free(m->sam);
     memset(m, 0, sizeof *m);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 static asam_sd_guide make_guide(const asam_gen_models *m, const asam_gen_opts *o, asam_tensor *hint,
@@ -121,10 +113,8 @@ int asam_invert(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                             .ctx_dim = D};
     if (inv_alloc(out)) goto fail_noctx;
     out->prompt = strdup(prompt ? prompt : "");
-    const size_t nl = (size_t)4 * (S / 8) * (S / 8), ne = (size_t)ASAM_CLIP_CONTEXT * D;
-    float *traj = malloc((size_t)(n + 1) * nl * sizeof(float));
-    if (!traj || !out->prompt) {
-        free(traj);
+    const size_t nl = (size_t)4 * (S / 8) * (S / 8);
+    if (!out->prompt) {
         asam_error("invert: out of memory");
         goto fail_noctx;
     }
@@ -137,86 +127,22 @@ int asam_invert(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
     if (!z0 || !cond || !uncond0 || !asam_ctx_ok(ctx)) goto fail;
     memcpy(out->z0, z0->data, nl * sizeof(float));
 
-    /* DDIM inversion with the ControlNet, guidance 1 (conditional branch only) */
-    double t0 = now_s();
-    asam_sd_guide gi = make_guide(m, o, hint, cond, NULL, 1.0f);
-    asam_tensor *xT = asam_ddim_invert(ctx, &gi, &s, z0, traj, NULL, NULL);
-    if (!xT) goto fail;
-    memcpy(out->x_T, xT->data, nl * sizeof(float));
-    if (o->verbose) fprintf(stderr, "invert: DDIM inversion %d steps in %.1f s\n", n, now_s() - t0);
-
-    /* null-text optimisation: one unconditional embedding per sampling step */
-    asam_tensor *P = asam_param_new(3, (int64_t[]){1, ASAM_CLIP_CONTEXT, D});
-    if (!P) {
-        asam_error("invert: out of memory");
+    /* DDIM inversion with the ControlNet, then one null embedding per sampling step */
+    asam_sd_guide g = make_guide(m, o, hint, cond, NULL, 1.0f);
+    const asam_null_text_opts no = {.guidance = o->cfg,
+                                    .inner_steps = o->null_steps,
+                                    .lr = o->null_lr,
+                                    .eps = o->null_eps,
+                                    .eps_slope = o->null_eps_slope,
+                                    .verbose = o->verbose};
+    if (asam_null_text_invert(ctx, &g, &s, z0, uncond0, &no, out->x_T, out->null_emb,
+                              out->null_loss) ||
+        !asam_ctx_ok(ctx))
         goto fail;
-    }
-    memcpy(P->data, uncond0->data, ne * sizeof(float));
-    asam_set_requires_grad(P, 1);
-    const int64_t lshape[4] = {1, 4, S / 8, S / 8};
-    asam_tensor *cur = asam_from_data(ctx, 4, lshape, out->x_T);
-    int ok = cur != NULL;
-    t0 = now_s();
-    for (int i = 0; i < n && ok; i++) {
-        asam_mark mk = asam_ctx_mark(ctx);
-        int t = s.t[i];
-        float a = s.alpha[i], ap = s.alpha_prev[i];
-        asam_tensor *target = asam_from_data(ctx, 4, lshape, traj + (size_t)(n - 1 - i) * nl);
-        asam_sd_guide gc = make_guide(m, o, hint, cond, NULL, 1.0f);
-        asam_tensor *e_c = asam_sd_eps(ctx, &gc, cur, t, NULL, NULL);
-        asam_optim *opt = asam_optim_new(ASAM_ADAM, &P, 1, o->null_lr * (1.0f - i / 100.0f), 0.9,
-                                         0.999, 1e-8, 0.0);
-        if (!e_c || !target || !opt) {
-            asam_optim_free(opt);
-            ok = 0;
-            break;
-        }
-        float last = 0;
-        for (int j = 0; j < o->null_steps; j++) {
-            asam_mark mj = asam_ctx_mark(ctx);
-            asam_ctx_set_grad(ctx, 1);
-            asam_sd_guide gu = make_guide(m, o, hint, P, NULL, 1.0f); /* uncond branch */
-            asam_tensor *e_u = asam_sd_eps(ctx, &gu, cur, t, NULL, NULL);
-            asam_tensor *e = asam_cfg_combine(ctx, e_u, e_c, o->cfg);
-            asam_tensor *loss = asam_mse(ctx, asam_ddim_step(ctx, cur, e, a, ap, NULL), target);
-            asam_param_zero_grad(P);
-            if (!loss || asam_backward(ctx, loss)) {
-                ok = 0;
-                break;
-            }
-            asam_optim_step(opt);
-            last = loss->data[0];
-            asam_ctx_set_grad(ctx, 0);
-            asam_ctx_release(ctx, mj);
-            if (last < o->null_eps + i * o->null_eps_slope) break;
-        }
-        asam_ctx_set_grad(ctx, 0);
-        asam_optim_free(opt);
-        if (!ok) break;
-        out->null_loss[i] = last;
-        memcpy(out->null_emb + (size_t)i * ne, P->data, ne * sizeof(float));
-        /* advance with the optimised embedding: the next step starts where sampling will be */
-        asam_tensor *un = asam_from_data(ctx, 3, P->shape, P->data);
-        asam_sd_guide g = make_guide(m, o, hint, cond, un, o->cfg);
-        asam_tensor *nx =
-            asam_ddim_step(ctx, cur, asam_sd_eps(ctx, &g, cur, t, NULL, NULL), a, ap, NULL);
-        if (!nx) {
-            ok = 0;
-            break;
-        }
-        cur = asam_ctx_release_keep(ctx, mk, nx);
-        if (o->verbose)
-            fprintf(stderr, "invert: null-text step %d/%d  t=%d  loss %.3g  %.2f s/step\n", i + 1,
-                    n, t, last, (now_s() - t0) / (i + 1));
-    }
-    asam_param_free(P);
-    if (!ok || !asam_ctx_ok(ctx)) goto fail;
-    free(traj);
     asam_ctx_set_grad(ctx, prev_grad);
     asam_ctx_release(ctx, m0);
     return 0;
 fail:
-    free(traj);
     if (!asam_ctx_ok(ctx)) asam_error("invert: %s", asam_ctx_error(ctx));
 fail_noctx:
     asam_ctx_set_grad(ctx, prev_grad);
@@ -294,19 +220,6 @@ int asam_inversion_load(const char *path, asam_inversion *inv) {
 }
 
 /* ---- sampling chain ---------------------------------------------------------------------- */
-typedef struct {
-    asam_sd_guide g; /* with this step's null embedding as uncond */
-    int t;
-    float a, a_prev;
-} chain_step;
-
-/* one guided DDIM step: the gradient-checkpointed segment of the full-chain attack */
-static asam_tensor *chain_step_fn(asam_ctx *ctx, asam_tensor *const *in, int n_in, void *user) {
-    const chain_step *st = user;
-    asam_tensor *eps = asam_sd_eps(ctx, &st->g, in[0], st->t, NULL, NULL);
-    return asam_ddim_step(ctx, in[0], eps, st->a, st->a_prev, NULL);
-}
-
 asam_tensor *asam_gen_sample_chain(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                                    const asam_inversion *inv, asam_tensor *cond, asam_tensor *hint,
                                    asam_tensor *x_T, int grad_full) {
@@ -314,39 +227,10 @@ asam_tensor *asam_gen_sample_chain(asam_ctx *ctx, const asam_gen_models *m, cons
     if (!x_T) return NULL;
     if (asam_ddim_init(&s, inv->steps, 0))
         return asam_ctx_fail(ctx, "sample: bad step count %d", inv->steps);
-    const size_t ne = (size_t)inv->ctx_len * inv->ctx_dim;
     const int64_t eshape[3] = {1, inv->ctx_len, inv->ctx_dim};
     int record = grad_full && asam_ctx_grad_enabled(ctx) && x_T->requires_grad;
-    int prev = asam_ctx_set_grad(ctx, record);
-    asam_tensor *x = x_T;
-    double t0 = now_s();
-    for (int i = 0; i < s.n; i++) {
-        if (record) {
-            /* the step's user data and null embedding must live until backward */
-            chain_step *st = asam_ctx_alloc(ctx, sizeof *st);
-            asam_tensor *un = asam_from_data(ctx, 3, eshape, inv->null_emb + i * ne);
-            if (!st || !un) break;
-            *st = (chain_step){make_guide(m, o, hint, cond, un, o->cfg), s.t[i], s.alpha[i],
-                               s.alpha_prev[i]};
-            x = asam_grad_checkpoint(ctx, chain_step_fn, &x, 1, st);
-        } else {
-            asam_mark mk = asam_ctx_mark(ctx);
-            asam_tensor *un = asam_from_data(ctx, 3, eshape, inv->null_emb + i * ne);
-            chain_step st = {make_guide(m, o, hint, cond, un, o->cfg), s.t[i], s.alpha[i],
-                             s.alpha_prev[i]};
-            x = chain_step_fn(ctx, &x, 1, &st);
-            if (x) x = asam_ctx_release_keep(ctx, mk, x);
-        }
-        if (!x || !asam_ctx_ok(ctx)) {
-            x = NULL;
-            break;
-        }
-        if (o->verbose > 1)
-            fprintf(stderr, "sample: step %d/%d  t=%d  %.2f s/step\n", i + 1, s.n, s.t[i],
-                    (now_s() - t0) / (i + 1));
-    }
-    asam_ctx_set_grad(ctx, prev);
-    return x;
+    asam_sd_guide g = make_guide(m, o, hint, cond, NULL, o->cfg);
+    return asam_ddim_sample_null_text(ctx, &g, &s, inv->null_emb, eshape, x_T, record, o->verbose);
 }
 
 asam_tensor *asam_gen_decode01(asam_ctx *ctx, const asam_gen_models *m, asam_tensor *z0) {

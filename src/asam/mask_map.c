@@ -2,16 +2,14 @@
  * ground-truth masks) from SA-1B annotations. */
 #include "asam/error.h"
 #include "asam/generator.h"
+#include "asam/util.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 void asam_mask_color(int k, uint8_t rgb[3]) {
-    /* splitmix64 of k: well-spread colours, the same on every machine */
-    uint64_t z = (uint64_t)k * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    /* splitmix64's mix of k: well-spread colours, the same on every machine */
+    uint64_t z = asam_mix64((uint64_t)k * ASAM_SPLITMIX_GAMMA + 0x632be59bd9b4e019ull);
     for (int c = 0; c < 3; c++) rgb[c] = (uint8_t)(z >> (8 * c));
     if (rgb[0] < 32 && rgb[1] < 32 && rgb[2] < 32) rgb[(z >> 40) % 3] |= 0x80; /* never ~black */
 }
@@ -111,21 +109,10 @@ int asam_attack_target_make(const asam_sa1b_image *ann, int max_boxes, asam_atta
             return -1;
         }
         uint8_t *g = t->gt1024 + (size_t)i * S * S;
-        int x0 = (int)S, y0 = (int)S, x1 = -1, y1 = -1;
-        for (size_t y = 0; y < S; y++)
-            for (size_t x = 0; x < S; x++) {
-                uint8_t v = big.data[y * S + x] != 0;
-                g[y * S + x] = v;
-                if (v) {
-                    if ((int)x < x0) x0 = (int)x;
-                    if ((int)x > x1) x1 = (int)x;
-                    if ((int)y < y0) y0 = (int)y;
-                    if ((int)y > y1) y1 = (int)y;
-                }
-            }
-        if (x1 < 0) x0 = y0 = x1 = y1 = 0; /* mask vanished in the resize */
-        float *b = t->boxes + 4 * i;       /* tight bounds, max inclusive (masks_to_boxes) */
-        b[0] = (float)x0, b[1] = (float)y0, b[2] = (float)x1, b[3] = (float)y1;
+        for (size_t p = 0; p < S * S; p++) g[p] = big.data[p] != 0;
+        float *b = t->boxes + 4 * i; /* tight bounds, max inclusive (masks_to_boxes) */
+        if (!asam_mask_box_u8(g, (int)S, (int)S, b))
+            memset(b, 0, 4 * sizeof(float)); /* mask vanished in the resize */
         float *g2 = t->gt256 + (size_t)i * L * L;
         for (size_t p = 0; p < L * L; p++) g2[p] = small.data[p] ? 1.0f : 0.0f;
         asam_image_free(&big);

@@ -9,6 +9,7 @@
 
 /* ---- metrics -------------------------------------------------------------------------------- */
 
+// ref: SysCV/sam-hq train/utils/misc.py:483 (mask_iou)
 double asam_mask_iou(const uint8_t *pred, const uint8_t *gt, int64_t n) {
     int64_t inter = 0, uni = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -27,6 +28,7 @@ int asam_boundary_dilation(int h, int w, double ratio) {
 
 /* Erosion by a (2d+1) square = a separable running minimum (rows, then columns), with the
  * outside of the image as 0. Computed via distance to the nearest 0 along each axis. */
+// ref: SysCV/sam-hq train/utils/misc.py:499 (mask_to_boundary: zero-padded erosion)
 int asam_mask_boundary(const uint8_t *mask, int h, int w, int d, uint8_t *out) {
     uint8_t *rowmin = malloc((size_t)h * w);
     int *run = malloc(sizeof(int) * (size_t)(h > w ? h : w) + sizeof(int));
@@ -62,6 +64,7 @@ int asam_mask_boundary(const uint8_t *mask, int h, int w, int d, uint8_t *out) {
     return 0;
 }
 
+// ref: SysCV/sam-hq train/utils/misc.py:520 (boundary_iou)
 double asam_boundary_iou(const uint8_t *pred, const uint8_t *gt, int h, int w, double ratio) {
     int d = asam_boundary_dilation(h, w, ratio);
     size_t n = (size_t)h * w;

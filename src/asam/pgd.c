@@ -5,13 +5,12 @@
 #include "asam/asam.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
+#include "asam/util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #define PGD_CHUNK 8 /* boxes per decoder batch */
 
@@ -95,20 +94,9 @@ int asam_pgd_loss_grad(const asam_sam *m, const float *pixels, const uint8_t *gt
             for (int y = 0; y < sz.input_h; y++)
                 memcpy(dst + (size_t)y * S, gr->data + ((size_t)b * sz.input_h + y) * sz.input_w,
                        sizeof(float) * (size_t)sz.input_w);
-            int x0 = S, y0 = S, x1 = -1, y1 = -1;
-            for (int y = 0; y < S; y++)
-                for (int xx = 0; xx < S; xx++)
-                    if (dst[(size_t)y * S + xx] > 0.5f) {
-                        if (xx < x0) x0 = xx;
-                        if (xx > x1) x1 = xx;
-                        if (y < y0) y0 = y;
-                        if (y > y1) y1 = y;
-                    }
-            if (x1 < 0) x0 = y0 = x1 = y1 = 0; /* mask vanished in the resize: degenerate box */
-            boxes[4 * b] = (float)x0;
-            boxes[4 * b + 1] = (float)y0;
-            boxes[4 * b + 2] = (float)x1;
-            boxes[4 * b + 3] = (float)y1;
+            /* mask vanished in the resize: degenerate box (0, 0, 0, 0) */
+            if (!asam_mask_box_f32(dst, S, S, 0.5f, boxes + 4 * b))
+                memset(boxes + 4 * b, 0, 4 * sizeof(float));
         }
         asam_ctx_set_grad(ctx, prev);
         asam_sam_prompt pr = {.batch = B, .boxes = boxes};
@@ -203,15 +191,15 @@ int asam_pgd_run(const asam_pgd_opts *o) {
     if (!rc) rc = asam_sam_load(o->model_path, &m);
     size_t n = asam_dataset_count(ds);
     if (o->limit > 0 && n > (size_t)o->limit) n = (size_t)o->limit;
-    int tty = isatty(2);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    asam_progress bar; /* per-image line, on a terminal only */
+    asam_progress_start(&bar, "attack-pgd", "img", (int64_t)n, 0);
     size_t attacked = 0, skipped = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s.png", o->out_dir, asam_dataset_item_name(ds, i));
         if (asam_file_exists(path)) { /* finished in an earlier run */
             skipped++;
+            asam_progress_skip(&bar);
             continue;
         }
         asam_sample s;
@@ -222,27 +210,19 @@ int asam_pgd_run(const asam_pgd_opts *o) {
         if (s.n_masks > 0) {
             asam_image adv = {0};
             double lb = 0, la = 0;
-            int show = o->progress && tty;
+            int show = o->progress && asam_progress_visible(&bar); /* losses cost a pass */
             rc = asam_pgd_attack_sample(m, &s, o, &adv, show ? &lb : NULL, show ? &la : NULL);
             if (!rc) rc = asam_image_write_png(path, &adv);
             asam_image_free(&adv);
             attacked++;
-            if (!rc && o->progress && tty) { /* per-image line on a terminal only */
-                clock_gettime(CLOCK_MONOTONIC, &t1);
-                double el = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-                double per = el / (double)attacked;
-                long eta = (long)(per * (double)(n - i - 1) + 0.5);
-                fprintf(stderr,
-                        "%sattack-pgd: %zu/%zu %s loss %.4f -> %.4f, %.1f s/img, ETA "
-                        "%02ld:%02ld:%02ld%s",
-                        tty ? "\r" : "", i + 1, n, s.name, lb, la, per, eta / 3600, eta / 60 % 60,
-                        eta % 60, tty ? "\033[K" : "\n");
-            }
+            if (!rc && o->progress)
+                asam_progress_update(&bar, (int64_t)(i + 1), "%s loss %.4f -> %.4f", s.name, lb,
+                                     la);
         }
         asam_sample_free(&s);
     }
     if (o->progress) {
-        if (tty) fprintf(stderr, "\n");
+        asam_progress_end(&bar);
         if (!rc)
             fprintf(stderr, "attack-pgd: %zu attacked, %zu already done, in %s\n", attacked,
                     skipped, o->out_dir);

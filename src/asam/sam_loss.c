@@ -28,6 +28,8 @@ static int cmp_unc(const void *a, const void *b) { /* descending uncertainty, th
 }
 
 /* coords (B, P, 2) for logits (B, 1, 256, 256). */
+// ref: SysCV/sam-hq train/utils/loss_mask.py:38 (get_uncertain_point_coords_with_randomness), :143
+//   (calculate_uncertainty)
 static int uncertain_points(asam_ctx *ctx, asam_tensor *logits, const asam_mask_loss_cfg *c,
                             asam_rng *rng, float *coords) {
     int64_t B = logits->shape[0], P = c->n_points;
@@ -69,6 +71,8 @@ static int uncertain_points(asam_ctx *ctx, asam_tensor *logits, const asam_mask_
     return ok ? 0 : -1;
 }
 
+// ref: SysCV/sam-hq train/utils/loss_mask.py:159 (loss_masks: sigmoid_ce_loss :118 + dice_loss :91
+//   at sampled points)
 asam_tensor *asam_mask_loss(asam_ctx *ctx, asam_tensor *logits, asam_tensor *gt,
                             const asam_mask_loss_cfg *c, asam_rng *rng) {
     if (!logits || !gt) return NULL;

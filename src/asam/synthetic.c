@@ -12,19 +12,17 @@
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/rle.h"
+#include "asam/util.h"
 
 typedef struct {
     uint64_t s;
 } synth_rng;
 
 static uint64_t rng_next(synth_rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return asam_splitmix64(&r->s);
 }
 static double rng_uniform(synth_rng *r) { // [0, 1)
-    return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+    return asam_u01(rng_next(r));
 }
 static int rng_int(synth_rng *r, int lo, int hi) { // [lo, hi]
     return lo + (int)(rng_next(r) % (uint64_t)(hi - lo + 1));
@@ -80,12 +78,15 @@ static uint8_t clamp_u8(double v) {
     return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)(v + 0.5);
 }
 
+/* Long on purpose: every draw of the image comes from one splitmix64 stream in a fixed order
+ * (background, then each shape); kept in one function so that order, which pins every shard
+ * byte for byte, is visible. */
 int asam_synthetic_render(int index, int size, uint64_t seed, asam_synth_sample *out) {
     memset(out, 0, sizeof *out);
     if (size < 16 || size > 4096)
         return asam_error("synthetic: image size %d outside 16..4096", size);
     if (index < 0) return asam_error("synthetic: negative image index %d", index);
-    synth_rng r = {seed * 0x2545F4914F6CDD1Dull + (uint64_t)index * 0x9E3779B97F4A7C15ull + 1};
+    synth_rng r = {seed * 0x2545F4914F6CDD1Dull + (uint64_t)index * ASAM_SPLITMIX_GAMMA + 1};
     rng_next(&r);
     const size_t npx = (size_t)size * size;
     if (asam_image_alloc(&out->img, size, size, 3)) return -1;

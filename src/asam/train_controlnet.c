@@ -6,29 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
 #include "asam/optim.h"
+#include "asam/util.h"
 #include "asam/sa1b.h"
-/* The UNet's weight list (names + tensors) is only reachable through the SD internals; we
- * read it to copy the encoder into the new ControlNet. */
-#include "models/sd/sd_internal.h"
 
 #define CN_MAX_RES 64
 
-/* ---- small deterministic generator ------------------------------------------------------- */
+/* ---- keyed draws ------------------------------------------------------------------------- */
+// One splitmix64 step from state z (a keyed value, not a stream).
 static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return asam_splitmix64(&z);
 }
 // A value keyed by (seed, index, stream): what the trainer draws per sample.
 static uint64_t key3(uint64_t seed, uint64_t idx, uint64_t stream) {
@@ -90,9 +82,9 @@ static int init_conv(init_list *L, const char *wname, const char *bname, int co,
     if (!zero) { // kaiming_uniform(a=sqrt(5)) and the bias rule both give U(-1/sqrt(fan_in), ..)
         double bound = 1.0 / sqrt((double)ci * k * k);
         for (size_t i = 0; i < nw; i++)
-            w[i] = (float)((2.0 * ((mix64((*rng)++) >> 11) * 0x1p-53) - 1.0) * bound);
+            w[i] = (float)((2.0 * asam_u01(mix64((*rng)++)) - 1.0) * bound);
         for (int i = 0; i < co; i++)
-            b[i] = (float)((2.0 * ((mix64((*rng)++) >> 11) * 0x1p-53) - 1.0) * bound);
+            b[i] = (float)((2.0 * asam_u01(mix64((*rng)++)) - 1.0) * bound);
     }
     int64_t ws[4] = {co, ci, k, k}, bs[1] = {co};
     if (init_add(L, wname, 4, ws, w, 1)) {
@@ -103,54 +95,6 @@ static int init_conv(init_list *L, const char *wname, const char *bname, int co,
         free(b);
         return -1;
     }
-    return 0;
-}
-
-// Serialise the entries as a safetensors image in memory (F32, contiguous).
-static int init_to_safetensors(const init_list *L, uint8_t **out, size_t *out_n) {
-    cJSON *h = cJSON_CreateObject();
-    uint64_t off = 0;
-    for (size_t i = 0; i < L->n; i++) {
-        const init_entry *e = &L->e[i];
-        uint64_t numel = 1;
-        for (int d = 0; d < e->ndim; d++) numel *= (uint64_t)e->shape[d];
-        cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "dtype", "F32");
-        cJSON *sh = cJSON_CreateArray();
-        for (int d = 0; d < e->ndim; d++)
-            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)e->shape[d]));
-        cJSON_AddItemToObject(t, "shape", sh);
-        cJSON *of = cJSON_CreateArray();
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + 4 * numel)));
-        cJSON_AddItemToObject(t, "data_offsets", of);
-        cJSON_AddItemToObject(h, e->name, t);
-        off += 4 * numel;
-    }
-    char *hs = cJSON_PrintUnformatted(h);
-    cJSON_Delete(h);
-    if (!hs) return asam_error("out of memory");
-    size_t hl = strlen(hs), hp = (hl + 7) & ~(size_t)7;
-    size_t n = 8 + hp + (size_t)off;
-    uint8_t *buf = malloc(n);
-    if (!buf) {
-        free(hs);
-        return asam_error("out of memory");
-    }
-    uint64_t hl64 = hp;
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(hl64 >> (8 * i));
-    memcpy(buf + 8, hs, hl);
-    memset(buf + 8 + hl, ' ', hp - hl);
-    free(hs);
-    uint8_t *p = buf + 8 + hp;
-    for (size_t i = 0; i < L->n; i++) {
-        const init_entry *e = &L->e[i];
-        size_t numel = 1;
-        for (int d = 0; d < e->ndim; d++) numel *= (size_t)e->shape[d];
-        memcpy(p, e->data, 4 * numel);
-        p += 4 * numel;
-    }
-    *out = buf, *out_n = n;
     return 0;
 }
 
@@ -166,13 +110,16 @@ int asam_controlnet_init_from_unet(const asam_unet *unet, int hint_channels, uin
     init_list L = {0};
     int rc = 0;
     // The encoder copy: time_embed, input_blocks, middle_block, shared with the UNet's tensors.
-    const sd_loader *W = &unet->weights;
-    for (size_t i = 0; i < W->n && !rc; i++) {
-        const char *nm = W->names[i];
+    asam_tensor **params;
+    const char **names;
+    size_t n_params;
+    asam_unet_params(unet, &params, &names, &n_params);
+    for (size_t i = 0; i < n_params && !rc; i++) {
+        const char *nm = names[i];
         if (!starts_with(nm, "time_embed.") && !starts_with(nm, "input_blocks.") &&
             !starts_with(nm, "middle_block."))
             continue;
-        const asam_tensor *t = W->params[i];
+        const asam_tensor *t = params[i];
         if (t->ndim > 4)
             rc = asam_error("controlnet init: %s has %d dims", nm, t->ndim);
         else
@@ -180,7 +127,7 @@ int asam_controlnet_init_from_unet(const asam_unet *unet, int hint_channels, uin
     }
     // Hint encoder: 8 3x3 convs 3 -> 16 -> 16 -> 32 -> 32 -> 96 -> 96 -> 256 -> mc; the last
     // one is a zero_module in ControlNet (so is every zero conv).
-    const int mc = unet->model_channels;
+    const int mc = asam_unet_model_channels(unet);
     const int hc[9] = {hint_channels, 16, 16, 32, 32, 96, 96, 256, mc};
     uint64_t rng = mix64(seed ^ 0x68696e74ull);
     char wn[64], bn[64];
@@ -189,27 +136,36 @@ int asam_controlnet_init_from_unet(const asam_unet *unet, int hint_channels, uin
         snprintf(bn, sizeof bn, "input_hint_block.%d.bias", 2 * i);
         rc = init_conv(&L, wn, bn, hc[i + 1], hc[i], 3, i == 7, &rng);
     }
-    for (int i = 0; i < unet->n_in && !rc; i++) {
+    for (int i = 0; i < asam_unet_n_input_blocks(unet) && !rc; i++) {
         snprintf(wn, sizeof wn, "zero_convs.%d.0.weight", i);
         snprintf(bn, sizeof bn, "zero_convs.%d.0.bias", i);
-        rc = init_conv(&L, wn, bn, unet->skip_ch[i], unet->skip_ch[i], 1, 1, &rng);
+        const int ch = asam_unet_input_channels_out(unet, i);
+        rc = init_conv(&L, wn, bn, ch, ch, 1, 1, &rng);
     }
     if (!rc) {
-        int cm = unet->middle[2].cout;
+        int cm = asam_unet_middle_channels(unet);
         rc = init_conv(&L, "middle_block_out.0.weight", "middle_block_out.0.bias", cm, cm, 1, 1,
                        &rng);
     }
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    if (!rc) rc = init_to_safetensors(&L, &buf, &n);
-    init_free(&L);
-    if (rc) return -1;
+    // Bind through the ControlNet loader from a checkpoint over these tensors in memory, so
+    // the new model is built exactly as one read from a file.
+    asam_st_entry *ents = rc ? NULL : calloc(L.n ? L.n : 1, sizeof *ents);
+    if (!rc && !ents) rc = asam_error("out of memory");
+    for (size_t i = 0; !rc && i < L.n; i++) {
+        const init_entry *e = &L.e[i];
+        ents[i].name = e->name;
+        ents[i].dtype = ASAM_DT_F32;
+        ents[i].ndim = e->ndim;
+        for (int d = 0; d < e->ndim; d++) ents[i].shape[d] = e->shape[d];
+        ents[i].data = e->data;
+    }
     asam_checkpoint *ck = NULL;
-    rc = asam_checkpoint_open_memory(buf, n, "<controlnet init>", &ck);
+    if (!rc) rc = asam_checkpoint_from_entries(ents, L.n, "<controlnet init>", &ck);
     if (!rc) rc = asam_controlnet_load(ck, "control_model.", out); // copies the weights
     if (ck) asam_checkpoint_close(ck);
-    free(buf);
-    return rc;
+    free(ents);
+    init_free(&L);
+    return rc ? -1 : 0;
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -521,13 +477,46 @@ void asam_cn_train_opts_default(asam_cn_train_opts *o) {
     o->verbose = 1;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+/* One optimiser step on batch number `step`: per sample its latent, hint and text context,
+ * timestep and noise keyed by (seed, step * batch + b), then the ControlNet loss and AdamW.
+ * *lv receives the loss. Runs in the caller's arena mark. */
+static int train_step(asam_ctx *ctx, const asam_cn_train_opts *o, cn_data *data, asam_sd *sd,
+                      asam_controlnet *cn, asam_optim *opt, int64_t step, size_t *perm,
+                      uint64_t *perm_epoch, float *noise_buf, float *lv) {
+    const int lat = o->size / 8;
+    const size_t per = (size_t)4 * lat * lat;
+    asam_tensor *zs[CN_MAX_RES], *hs[CN_MAX_RES], *cs[CN_MAX_RES];
+    int t[CN_MAX_RES];
+    int rc = 0;
+    for (int b = 0; b < o->batch && !rc; b++) {
+        uint64_t k = (uint64_t)step * o->batch + b;
+        size_t idx = sample_index(o->seed, data->n, k, perm, perm_epoch);
+        rc = data_sample(ctx, data, idx, sd, o->size, &zs[b], &hs[b], &cs[b]);
+        // ref: lllyasviel/ControlNet ldm/models/diffusion/ddpm.py:840 (t uniform in 0..999),
+        // :886 (Gaussian noise), LatentDiffusion's training step
+        t[b] = (int)(key3(o->seed, k, 1) % ASAM_DDPM_STEPS);
+        asam_randn(key3(o->seed, k, 2), noise_buf + b * per, per);
+    }
+    if (rc) return rc;
+    asam_tensor *z0 = asam_concat(ctx, zs, o->batch, 0);
+    asam_tensor *hint = asam_concat(ctx, hs, o->batch, 0);
+    asam_tensor *context = asam_concat(ctx, cs, o->batch, 0);
+    asam_tensor *noise = asam_from_data(ctx, ASAM_SHAPE(o->batch, 4, lat, lat), noise_buf);
+    asam_ctx_set_grad(ctx, 1);
+    asam_optim_zero_grad(opt);
+    asam_tensor *loss = asam_controlnet_loss(ctx, sd->unet, cn, z0, t, noise, context, hint);
+    if (!loss || asam_backward(ctx, loss))
+        return asam_error("train-controlnet: step %lld: %s", (long long)step,
+                          asam_ctx_error(ctx) ? asam_ctx_error(ctx) : asam_last_error());
+    *lv = loss->data[0];
+    if (!isfinite(*lv))
+        return asam_error("train-controlnet: step %lld: loss is %g", (long long)step, *lv);
+    opt->lr = o->lr;
+    asam_optim_step(opt);
+    return 0;
 }
 
-int asam_train_controlnet(const asam_cn_train_opts *o) {
+static int check_opts(const asam_cn_train_opts *o) {
     if (!o->sd || !o->data || !o->out)
         return asam_error("train-controlnet: --sd, --data and --out are required");
     if (o->size < 64 || o->size % 64)
@@ -535,6 +524,11 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
     if (o->batch < 1 || o->batch > CN_MAX_RES)
         return asam_error("train-controlnet: --batch %d outside 1..%d", o->batch, CN_MAX_RES);
     if (!(o->lr > 0)) return asam_error("train-controlnet: --lr must be positive");
+    return 0;
+}
+
+int asam_train_controlnet(const asam_cn_train_opts *o) {
+    if (check_opts(o)) return -1;
     char state_path[4096];
     snprintf(state_path, sizeof state_path, "%s.state.safetensors", o->out);
     if (o->state) snprintf(state_path, sizeof state_path, "%s", o->state);
@@ -580,61 +574,28 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
             fprintf(stderr, "train-controlnet: resumed from %s at step %lld/%lld\n", state_path,
                     (long long)step, (long long)total);
     }
-    const int lat = o->size / 8;
-    const size_t per = (size_t)4 * lat * lat;
+    const size_t per = (size_t)4 * (o->size / 8) * (o->size / 8); /* latent floats per sample */
     if (!rc && !(noise_buf = malloc(per * o->batch * sizeof *noise_buf)))
         rc = asam_error("out of memory");
     uint64_t perm_epoch = UINT64_MAX;
-    const double t0 = now_s();
     const int64_t step0 = step;
     double loss_avg = 0;
     int stopped = 0;
-    const int tty = isatty(2);
+    asam_progress bar; /* in place on a terminal, every 5% into a log */
+    asam_progress_start(&bar, "train-controlnet", "step", total, ASAM_PROGRESS_LOG);
+    bar.word = "step";
+    bar.skipped = step0; /* resumed steps cost this run nothing */
+    bar.every = total / 20 > 0 ? total / 20 : 1;
     while (!rc && step < total) {
         asam_mark mk = asam_ctx_mark(ctx);
         asam_ctx_set_grad(ctx, 0);
-        asam_tensor *zs[CN_MAX_RES], *hs[CN_MAX_RES], *cs[CN_MAX_RES];
-        int t[CN_MAX_RES];
-        for (int b = 0; b < o->batch && !rc; b++) {
-            uint64_t k = (uint64_t)step * o->batch + b;
-            size_t idx = sample_index(o->seed, N, k, perm, &perm_epoch);
-            rc = data_sample(ctx, &data, idx, sd, o->size, &zs[b], &hs[b], &cs[b]);
-            t[b] = (int)(key3(o->seed, k, 1) % ASAM_DDPM_STEPS);
-            asam_randn(key3(o->seed, k, 2), noise_buf + b * per, per);
-        }
-        asam_tensor *loss = NULL;
-        if (!rc) {
-            asam_tensor *z0 = asam_concat(ctx, zs, o->batch, 0);
-            asam_tensor *hint = asam_concat(ctx, hs, o->batch, 0);
-            asam_tensor *context = asam_concat(ctx, cs, o->batch, 0);
-            asam_tensor *noise = asam_from_data(ctx, ASAM_SHAPE(o->batch, 4, lat, lat), noise_buf);
-            asam_ctx_set_grad(ctx, 1);
-            asam_optim_zero_grad(opt);
-            loss = asam_controlnet_loss(ctx, sd->unet, cn, z0, t, noise, context, hint);
-            if (!loss || asam_backward(ctx, loss))
-                rc = asam_error("train-controlnet: step %lld: %s", (long long)step,
-                                asam_ctx_error(ctx) ? asam_ctx_error(ctx) : asam_last_error());
-        }
-        if (!rc) {
-            float lv = loss->data[0];
-            if (!isfinite(lv))
-                rc = asam_error("train-controlnet: step %lld: loss is %g", (long long)step, lv);
-            opt->lr = o->lr;
-            if (!rc) asam_optim_step(opt);
+        float lv = 0;
+        rc = train_step(ctx, o, &data, sd, cn, opt, step, perm, &perm_epoch, noise_buf, &lv);
+        if (!rc || !isfinite(lv)) { /* a non-finite loss is recorded, then stops the run */
             if (o->losses) o->losses[step] = lv;
             loss_avg = step == step0 ? lv : 0.95 * loss_avg + 0.05 * lv;
             step++;
-            if (o->verbose) {
-                double el = now_s() - t0, per_step = el / (double)(step - step0);
-                int64_t every = total / 20 > 0 ? total / 20 : 1;
-                if (tty || step % every == 0 || step == total)
-                    fprintf(stderr,
-                            "%strain-controlnet: step %lld/%lld  loss %.5f (avg %.5f)  %.2f s/step"
-                            "  ETA %.0f s%s",
-                            tty ? "\r" : "", (long long)step, (long long)total, lv, loss_avg,
-                            per_step, per_step * (double)(total - step),
-                            tty && step < total ? "" : "\n");
-            }
+            if (o->verbose) asam_progress_update(&bar, step, "loss %.5f (avg %.5f)", lv, loss_avg);
         }
         asam_ctx_release(ctx, mk);
         asam_ctx_clear_error(ctx);
@@ -647,6 +608,7 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
             break;
         }
     }
+    asam_progress_end(&bar);
     if (!rc && !stopped) rc = asam_controlnet_save(o->out, cn);
     if (!rc && !stopped && o->verbose)
         fprintf(stderr, "train-controlnet: wrote %s (%zu tensors, control_model.*), state %s\n",

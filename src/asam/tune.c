@@ -23,13 +23,12 @@
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/optim.h"
+#include "asam/util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 void asam_tune_defaults(asam_tune_opts *o) {
     memset(o, 0, sizeof *o);
@@ -49,18 +48,6 @@ typedef struct {
     int ds;      /* dataset index */
     size_t item; /* item in it */
 } img_ref;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void fmt_hms(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e8) s = 0;
-    long t = (long)(s + 0.5);
-    snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-}
 
 /* ---- embedding cache ---------------------------------------------------------------------- */
 
@@ -287,23 +274,15 @@ static asam_tensor *noisy_mask(asam_ctx *ctx, asam_tensor *gt1024, asam_rng *rng
 
 /* box (x0, y0, x1, y1) of gt > 0.5 (inclusive max, as torchvision masks_to_boxes) and up to
  * k random foreground points */
+// ref: luckybird1994/ASAM sam_continue_learning/main.py:455 (masks_to_boxes), :457
+//   (masks_sample_points, 10 points); the box from utils/misc.py:375
 static void box_and_points(const float *g, int S, float *box, float *pts, int k, int want_pts,
                            asam_rng *rng, int *idx_buf) {
-    int x0 = S, y0 = S, x1 = -1, y1 = -1, n = 0;
-    for (int y = 0; y < S; y++)
-        for (int x = 0; x < S; x++)
-            if (g[(size_t)y * S + x] > 0.5f) {
-                if (x < x0) x0 = x;
-                if (x > x1) x1 = x;
-                if (y < y0) y0 = y;
-                if (y > y1) y1 = y;
-                if (want_pts) idx_buf[n++] = y * S + x;
-            }
-    box[0] = (float)x0;
-    box[1] = (float)y0;
-    box[2] = (float)x1;
-    box[3] = (float)y1;
+    asam_mask_box_f32(g, S, S, 0.5f, box);
     if (!want_pts) return;
+    int n = 0;
+    for (int i = 0; i < S * S; i++)
+        if (g[i] > 0.5f) idx_buf[n++] = i;
     for (int j = 0; j < k; j++) {
         int pick;
         if (n >= k) { /* distinct points: partial Fisher-Yates */
@@ -452,6 +431,128 @@ static int write_outputs(const char *dir, const asam_sam *m) {
 
 /* ---- the loop ------------------------------------------------------------------------------- */
 
+/* Opens every dataset of o into T->ds and lists the images to train on (o->limit per set). */
+static int open_datasets(tuner *T, const asam_tune_opts *o, img_ref **refs_out, size_t *n_out) {
+    img_ref *refs = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (int d = 0; d < o->n_data && !rc; d++) {
+        if (asam_dataset_open(o->data[d], &T->ds[d])) {
+            rc = -1;
+            break;
+        }
+        size_t c = asam_dataset_count(T->ds[d]);
+        if (o->limit > 0 && c > (size_t)o->limit) c = (size_t)o->limit;
+        img_ref *nr = realloc(refs, (n + c) * sizeof *refs);
+        if (!nr) {
+            rc = asam_error("tune: out of memory");
+            break;
+        }
+        refs = nr;
+        for (size_t i = 0; i < c; i++) refs[n++] = (img_ref){d, i};
+    }
+    *refs_out = refs;
+    *n_out = n;
+    return rc;
+}
+
+/* The epoch's image order: Fisher-Yates over 0..n-1 with the tuning stream. */
+static void shuffle(size_t *order, size_t n, asam_rng *rng) {
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(asam_rng_uniform(rng) * (double)i);
+        if (j >= i) j = i - 1;
+        size_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+}
+
+/* One optimiser step over the images order[b0..b1): prompts and targets drawn, each image's
+ * loss weighted by its share of the batch's masks, gradients summed, then Adam. *stepped is 0
+ * when the batch had no mask (no step). */
+static int train_batch(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *refs,
+                       const size_t *order, size_t b0, size_t b1, prepared *prep, asam_rng *rng,
+                       double *step_loss, int *stepped) {
+    asam_ctx_reset(ctx);
+    int total_masks = 0, rc = 0;
+    for (size_t k = b0; k < b1 && !rc; k++) {
+        rc = prepare(T, ctx, &refs[order[k]], rng, &prep[k - b0]);
+        total_masks += prep[k - b0].B;
+    }
+    if (rc) return rc;
+    asam_optim_zero_grad(opt);
+    *step_loss = 0;
+    asam_mark mk = asam_ctx_mark(ctx);
+    for (size_t k = b0; k < b1 && total_masks > 0; k++) {
+        const prepared *P = &prep[k - b0];
+        if (P->B == 0) continue;
+        asam_tensor *loss = forward_image(T, ctx, P, rng);
+        loss = asam_scale(ctx, loss, (float)P->B / (float)total_masks);
+        if (!loss || !asam_ctx_ok(ctx) || asam_backward(ctx, loss))
+            return asam_error("tune: %s",
+                              asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "forward failed");
+        *step_loss += loss->data[0];
+        asam_ctx_release(ctx, mk);
+    }
+    *stepped = total_masks > 0;
+    if (*stepped) asam_optim_step(opt);
+    return 0;
+}
+
+/* Epochs start..end-1 over the n images; state saved after each (resumable). */
+static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *refs, size_t n,
+                      int start, int end, asam_rng *rng, const char *state_path,
+                      asam_tune_report *rep) {
+    const asam_tune_opts *o = T->o;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    prepared *prep = calloc((size_t)o->batch, sizeof *prep);
+    if (!order || !prep) {
+        free(order);
+        free(prep);
+        return asam_error("tune: out of memory");
+    }
+    int rc = 0;
+    size_t done_imgs = 0, total_imgs = (size_t)(end > start ? end - start : 0) * n;
+    asam_progress bar; /* per-step line, on a terminal only */
+    asam_progress_start(&bar, "tune", "img", (int64_t)total_imgs, 0);
+    for (int ep = start; ep < end && !rc; ep++) {
+        // ref: luckybird1994/ASAM sam_continue_learning/main.py:24 lr_lambda, :423 LambdaLR
+        opt->lr = o->lr * asam_lr_asam_factor(ep, NULL);
+        shuffle(order, n, rng);
+        double ep_loss = 0;
+        int n_steps = 0;
+        size_t n_batches = (n + (size_t)o->batch - 1) / (size_t)o->batch;
+        for (size_t bi = 0; bi < n_batches && !rc; bi++) {
+            size_t b0 = bi * (size_t)o->batch, b1 = b0 + (size_t)o->batch;
+            if (b1 > n) b1 = n;
+            double step_loss = 0;
+            int stepped = 0;
+            rc = train_batch(T, ctx, opt, refs, order, b0, b1, prep, rng, &step_loss, &stepped);
+            if (rc) break;
+            if (stepped) {
+                ep_loss += step_loss;
+                n_steps++;
+            }
+            done_imgs += b1 - b0;
+            if (o->progress)
+                asam_progress_update(&bar, (int64_t)done_imgs, "epoch %d/%d step %zu/%zu loss %.4f",
+                                     ep + 1, o->epochs, bi + 1, n_batches, step_loss);
+        }
+        if (rc) break;
+        rep->epoch_loss[ep] = n_steps ? ep_loss / n_steps : 0;
+        if (o->progress) asam_progress_end(&bar);
+        if (o->progress)
+            fprintf(stderr, "tune: epoch %d/%d done, mean loss %.5f, lr %.3g\n", ep + 1, o->epochs,
+                    rep->epoch_loss[ep], opt->lr);
+        if (save_state(state_path, T->m, opt, ep + 1, rng, o->seed)) rc = -1;
+        rep->epochs_done = ep + 1;
+    }
+    free(order);
+    free(prep);
+    return rc;
+}
+
 int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     asam_tune_report dummy;
     if (!rep) rep = &dummy;
@@ -467,6 +568,7 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     asam_ctx *ctx = NULL;
     asam_optim *opt = NULL;
     img_ref *refs = NULL;
+    size_t n = 0;
     T.ds = calloc((size_t)o->n_data, sizeof *T.ds);
     if (!T.ds) return asam_error("tune: out of memory");
     if (asam_sam_load(o->model_path, &T.m)) {
@@ -480,25 +582,14 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
         rc = -1;
         goto done;
     }
-    size_t n = 0;
-    for (int d = 0; d < o->n_data && !rc; d++) {
-        if (asam_dataset_open(o->data[d], &T.ds[d])) {
-            rc = -1;
-            break;
-        }
-        size_t c = asam_dataset_count(T.ds[d]);
-        if (o->limit > 0 && c > (size_t)o->limit) c = (size_t)o->limit;
-        img_ref *nr = realloc(refs, (n + c) * sizeof *refs);
-        if (!nr) {
-            rc = asam_error("tune: out of memory");
-            break;
-        }
-        refs = nr;
-        for (size_t i = 0; i < c; i++) refs[n++] = (img_ref){d, i};
+    if (open_datasets(&T, o, &refs, &n)) {
+        rc = -1;
+        goto done;
     }
-    if (rc) goto done;
     rep->n_images = (int)n;
 
+    // ref: luckybird1994/ASAM sam_continue_learning/main.py:106-107 (only mask_tokens and
+    // iou_token train), :417 (Adam, betas 0.9/0.999, eps 1e-8, no weight decay)
     asam_sam_tokens_requires_grad(T.m, 1);
     asam_tensor *params[2] = {T.m->dec.iou_token, T.m->dec.mask_tokens};
     opt = asam_optim_new(ASAM_ADAM, params, 2, o->lr, 0.9, 0.999, 1e-8, 0.0);
@@ -522,83 +613,7 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     rep->start_epoch = rep->epochs_done = start;
     int end = o->epochs;
     if (o->stop_after > 0 && o->stop_after < end) end = o->stop_after;
-    size_t *order = malloc((n ? n : 1) * sizeof *order);
-    prepared *prep = calloc((size_t)o->batch, sizeof *prep);
-    if (!order || !prep) {
-        free(order);
-        free(prep);
-        rc = asam_error("tune: out of memory");
-        goto done;
-    }
-    int tty = isatty(2);
-    double t0 = now_s();
-    size_t done_imgs = 0, total_imgs = (size_t)(end > start ? end - start : 0) * n;
-    for (int ep = start; ep < end && !rc; ep++) {
-        opt->lr = o->lr * asam_lr_asam_factor(ep, NULL);
-        for (size_t i = 0; i < n; i++) order[i] = i;
-        for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
-            size_t j = (size_t)(asam_rng_uniform(&rng) * (double)i);
-            if (j >= i) j = i - 1;
-            size_t t = order[i - 1];
-            order[i - 1] = order[j];
-            order[j] = t;
-        }
-        double ep_loss = 0;
-        int n_steps = 0;
-        size_t n_batches = (n + (size_t)o->batch - 1) / (size_t)o->batch;
-        for (size_t bi = 0; bi < n_batches && !rc; bi++) {
-            size_t b0 = bi * (size_t)o->batch, b1 = b0 + (size_t)o->batch;
-            if (b1 > n) b1 = n;
-            asam_ctx_reset(ctx);
-            int total_masks = 0;
-            for (size_t k = b0; k < b1 && !rc; k++) {
-                rc = prepare(&T, ctx, &refs[order[k]], &rng, &prep[k - b0]);
-                total_masks += prep[k - b0].B;
-            }
-            if (rc) break;
-            asam_optim_zero_grad(opt);
-            double step_loss = 0;
-            asam_mark mk = asam_ctx_mark(ctx);
-            for (size_t k = b0; k < b1 && total_masks > 0; k++) {
-                const prepared *P = &prep[k - b0];
-                if (P->B == 0) continue;
-                asam_tensor *loss = forward_image(&T, ctx, P, &rng);
-                loss = asam_scale(ctx, loss, (float)P->B / (float)total_masks);
-                if (!loss || !asam_ctx_ok(ctx) || asam_backward(ctx, loss)) {
-                    rc = asam_error("tune: %s",
-                                    asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "forward failed");
-                    break;
-                }
-                step_loss += loss->data[0];
-                asam_ctx_release(ctx, mk);
-            }
-            if (rc) break;
-            if (total_masks > 0) {
-                asam_optim_step(opt);
-                ep_loss += step_loss;
-                n_steps++;
-            }
-            done_imgs += b1 - b0;
-            if (o->progress && tty) { /* per-step line on a terminal only */
-                double el = now_s() - t0, rate = done_imgs / (el > 0 ? el : 1e-9);
-                char eta[32];
-                fmt_hms((double)(total_imgs - done_imgs) / (rate > 0 ? rate : 1e-9), eta,
-                        sizeof eta);
-                fprintf(stderr, "%stune: epoch %d/%d step %zu/%zu loss %.4f %.2f img/s ETA %s%s",
-                        tty ? "\r" : "", ep + 1, o->epochs, bi + 1, n_batches, step_loss, rate, eta,
-                        tty ? "\033[K" : "\n");
-            }
-        }
-        if (rc) break;
-        rep->epoch_loss[ep] = n_steps ? ep_loss / n_steps : 0;
-        if (o->progress)
-            fprintf(stderr, "%stune: epoch %d/%d done, mean loss %.5f, lr %.3g\n", tty ? "\r" : "",
-                    ep + 1, o->epochs, rep->epoch_loss[ep], opt->lr);
-        if (save_state(state_path, T.m, opt, ep + 1, &rng, o->seed)) rc = -1;
-        rep->epochs_done = ep + 1;
-    }
-    free(order);
-    free(prep);
+    rc = run_epochs(&T, ctx, opt, refs, n, start, end, &rng, state_path, rep);
     if (!rc) rc = write_outputs(o->out_dir, T.m);
 done:
     if (ctx) asam_ctx_free(ctx);

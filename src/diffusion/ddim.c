@@ -6,6 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+// ref: CompVis/stable-diffusion ldm/modules/diffusionmodules/util.py:24 (make_beta_schedule
+//   "linear"), models/diffusion/ddpm.py:117 (register_schedule)
 void asam_sd_alphas_cumprod(float ac[ASAM_DDPM_STEPS]) {
     /* betas = linspace(sqrt(0.00085), sqrt(0.012), 1000)^2 in float64 (numpy's linspace:
      * start + i*step, the last value exactly the stop), cumprod in float64, stored float32. */
@@ -19,6 +21,8 @@ void asam_sd_alphas_cumprod(float ac[ASAM_DDPM_STEPS]) {
     }
 }
 
+// ref: CompVis/stable-diffusion ldm/modules/diffusionmodules/util.py:46 (make_ddim_timesteps; +1
+//   offset :57), :66 (alphas_prev)
 int asam_ddim_init(asam_ddim *s, int steps, int steps_offset) {
     if (steps < 1 || steps > ASAM_DDPM_STEPS || (steps_offset != 0 && steps_offset != 1)) return -1;
     memset(s, 0, sizeof *s);
@@ -43,6 +47,8 @@ int asam_ddim_init(asam_ddim *s, int steps, int steps_offset) {
     return 0;
 }
 
+// ref: CompVis/stable-diffusion ldm/models/diffusion/ddim.py:195 (pred_x0), :199 (dir_xt), :203
+//   (x_prev), eta 0
 asam_tensor *asam_ddim_step(asam_ctx *ctx, asam_tensor *x, asam_tensor *eps, float a_t,
                             float a_prev, asam_tensor **pred_x0_out) {
     const double sa = sqrt((double)a_t), s1a = sqrt(1.0 - (double)a_t);
@@ -66,9 +72,10 @@ int asam_ddim_invert_alphas(const asam_ddim *s, int i, float *a_cur, float *a_ne
     return t;
 }
 
+// ref: CompVis/stable-diffusion ldm/models/diffusion/ddim.py:178 (e_t_uncond + scale * (e_t -
+//   e_t_uncond))
 asam_tensor *asam_cfg_combine(asam_ctx *ctx, asam_tensor *e_u, asam_tensor *e_c, float w) {
     /* e_u + w (e_c - e_u), as the reference computes it (not (1-w) e_u + w e_c, which rounds
      * differently for w = 7.5) */
     return asam_add(ctx, e_u, asam_scale(ctx, asam_sub(ctx, e_c, e_u), w));
 }
-

@@ -1,10 +1,10 @@
 /* Guided UNet evaluation (classifier-free guidance, optional ControlNet in both branches) and
  * the DDIM sampling and inversion loops. */
 #include "asam/sd.h"
+#include "asam/util.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 /* UNet (+ ControlNet) eps for a batch: x (B,4,h,w), t[B], context (B,77,C), hint (B,3,8h,8w). */
 static asam_tensor *unet_eps(asam_ctx *ctx, const asam_sd_guide *g, asam_tensor *x, const float *t,
@@ -87,26 +87,23 @@ asam_tensor *asam_ddim_invert(asam_ctx *ctx, const asam_sd_guide *g, const asam_
     return x;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void asam_sd_progress_start(asam_sd_progress_state *st, const char *label, const asam_ddim *sched,
                             int ascending) {
     st->label = label;
     st->sched = sched;
     st->ascending = ascending;
-    st->t0 = now_s();
+    /* one full line per step, also into log files (the caller asked for them) */
+    asam_progress_start(&st->bar, label, "step", sched ? sched->n : 0,
+                        ASAM_PROGRESS_LOG | ASAM_PROGRESS_LINES);
+    st->bar.word = "step";
 }
 
 void asam_sd_progress_stderr(int i, int n, void *user) {
     asam_sd_progress_state *st = user;
-    double el = now_s() - st->t0, per = el / i, eta = per * (n - i);
-    char tbuf[32] = "";
+    st->bar.total = n;
     if (st->sched && i <= st->sched->n)
-        snprintf(tbuf, sizeof tbuf, "  t=%d",
-                 st->sched->t[st->ascending ? st->sched->n - i : i - 1]);
-    fprintf(stderr, "%s: step %d/%d%s  %.2f s/step  ETA %.0fs\n", st->label, i, n, tbuf, per, eta);
+        asam_progress_update(&st->bar, i, "t=%d",
+                             st->sched->t[st->ascending ? st->sched->n - i : i - 1]);
+    else
+        asam_progress_update(&st->bar, i, NULL);
 }

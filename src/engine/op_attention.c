@@ -11,9 +11,9 @@
  * pairs; when that would leave threads idle, they split one pair's query blocks instead, with
  * private dK/dV accumulators summed at the end. Causal blocks only visit keys <= their last
  * query. */
+#include "engine/blas.h"
 #include "engine/engine_internal.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
@@ -34,28 +34,6 @@ static int64_t attn_block_rows(int64_t BH, int64_t Nq, int64_t Nk) {
     int64_t nt = omp_get_max_threads();
     while (bq > ATTN_BLOCK && BH * ((Nq + bq - 1) / bq) < nt) bq = (bq + 1) / 2;
     return bq;
-}
-
-static inline void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                         float *C, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
-/* OpenBLAS's OpenMP build runs single-threaded inside our parallel regions. A pthreads build
- * (what the system's default libopenblas.so.0 may be when the binary lacks the RUNPATH to the
- * OpenMP one) would oversubscribe the cores, so it is pinned to one thread around them.
- * Returns the thread count to restore, 0 when there is nothing to restore. */
-static int blas_enter_parallel(void) {
-    if (openblas_get_parallel() != 1) return 0;
-    int n = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    return n;
-}
-
-static void blas_leave_parallel(int n) {
-    if (n) openblas_set_num_threads(n);
 }
 
 /* exp for the softmax (x <= 0 in practice): Cephes-style range reduction and polynomial,
@@ -271,6 +249,45 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
     asam_ctx_release(ctx, m);
 }
 
+/* The optional inputs: an additive bias broadcast to (B, H, Nq, Nk), and SAM's decomposed
+ * relative-position terms rel_h (B, H, Nq, kh), rel_w (B, H, Nq, kw) with kh * kw = Nk. */
+static int attn_bind_extras(asam_ctx *ctx, attn_args *A, const asam_attn_opts *o,
+                            const asam_tensor *q, const char *sq, const char *sk) {
+    const char *op = "attention";
+    if (o->bias) {
+        asam_tensor *bs = o->bias;
+        char sb[96];
+        asam_shape_str(bs, sb, sizeof sb);
+        if (!asam_check(ctx,
+                        bs->ndim == 4 && (bs->shape[0] == 1 || bs->shape[0] == A->B) &&
+                            (bs->shape[1] == 1 || bs->shape[1] == A->H) && bs->shape[2] == A->Nq &&
+                            bs->shape[3] == A->Nk,
+                        op, "bias %s does not broadcast to (%lld, %lld, %lld, %lld)", sb,
+                        (long long)A->B, (long long)A->H, (long long)A->Nq, (long long)A->Nk))
+            return -1;
+        A->bias = bs->data, A->Bb = bs->shape[0], A->Hb = bs->shape[1];
+    }
+    if (o->rel_h || o->rel_w) {
+        asam_tensor *rh = o->rel_h, *rw = o->rel_w;
+        if (!asam_check(ctx, rh && rw, op, "rel_h and rel_w go together")) return -1;
+        char sh[96], sw[96];
+        asam_shape_str(rh, sh, sizeof sh);
+        asam_shape_str(rw, sw, sizeof sw);
+        bool ok = rh->ndim == 4 && rw->ndim == 4;
+        for (int d = 0; ok && d < 3; d++)
+            ok = rh->shape[d] == q->shape[d] && rw->shape[d] == q->shape[d];
+        ok = ok && rh->shape[3] * rw->shape[3] == A->Nk;
+        if (!asam_check(ctx, ok, op,
+                        "rel_h %s and rel_w %s must be (B, H, Nq, kh) and "
+                        "(B, H, Nq, kw) with kh*kw = Nk for q %s, k %s",
+                        sh, sw, sq, sk))
+            return -1;
+        A->rel_h = rh->data, A->rel_w = rw->data, A->kh = rh->shape[3], A->kw = rw->shape[3];
+        A->trh = rh, A->trw = rw;
+    }
+    return 0;
+}
+
 asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_tensor *v,
                             const asam_attn_opts *opts) {
     const char *op = "attention";
@@ -314,37 +331,7 @@ asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_
                    .tk = k,
                    .tv = v};
     if (A.scale == 0) A.scale = 1.0f / sqrtf((float)D);
-    if (o.bias) {
-        asam_tensor *bs = o.bias;
-        char sb[96];
-        asam_shape_str(bs, sb, sizeof sb);
-        if (!asam_check(ctx,
-                        bs->ndim == 4 && (bs->shape[0] == 1 || bs->shape[0] == B) &&
-                            (bs->shape[1] == 1 || bs->shape[1] == H) && bs->shape[2] == Nq &&
-                            bs->shape[3] == Nk,
-                        op, "bias %s does not broadcast to (%lld, %lld, %lld, %lld)", sb,
-                        (long long)B, (long long)H, (long long)Nq, (long long)Nk))
-            return NULL;
-        A.bias = bs->data, A.Bb = bs->shape[0], A.Hb = bs->shape[1];
-    }
-    if (o.rel_h || o.rel_w) {
-        asam_tensor *rh = o.rel_h, *rw = o.rel_w;
-        if (!asam_check(ctx, rh && rw, op, "rel_h and rel_w go together")) return NULL;
-        char sh[96], sw[96];
-        asam_shape_str(rh, sh, sizeof sh);
-        asam_shape_str(rw, sw, sizeof sw);
-        bool ok = rh->ndim == 4 && rw->ndim == 4;
-        for (int d = 0; ok && d < 3; d++)
-            ok = rh->shape[d] == q->shape[d] && rw->shape[d] == q->shape[d];
-        ok = ok && rh->shape[3] * rw->shape[3] == Nk;
-        if (!asam_check(ctx, ok, op,
-                        "rel_h %s and rel_w %s must be (B, H, Nq, kh) and "
-                        "(B, H, Nq, kw) with kh*kw = Nk for q %s, k %s",
-                        sh, sw, sq, sk))
-            return NULL;
-        A.rel_h = rh->data, A.rel_w = rw->data, A.kh = rh->shape[3], A.kw = rw->shape[3];
-        A.trh = rh, A.trw = rw;
-    }
+    if (attn_bind_extras(ctx, &A, &o, q, sq, sk)) return NULL;
     A.bq = attn_block_rows(B * H, Nq, Nk);
     asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(B, H, Nq, Dv));
     if (!out) return NULL;

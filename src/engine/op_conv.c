@@ -1,9 +1,9 @@
 /* Convolutions (NCHW): asam_conv2d via im2col + sgemm (direct GEMM for 1x1 stride-1), and
  * asam_conv_transpose2d via sgemm + col2im. Column buffers are per image and chunked over
  * output rows so they stay under asam_conv_chunk_floats whatever the image size. */
+#include "engine/blas.h"
 #include "engine/engine_internal.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 
@@ -12,13 +12,6 @@
 int64_t asam_conv_chunk_floats = (int64_t)64 << 20;
 /* Loops over fewer elements than this stay on one thread. */
 #define PAR_MIN_ELEMS (INT64_C(1) << 15)
-
-static inline void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                         float *C, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
 
 /* Geometry of a convolution from an image (C, H, W) to an output grid (Ho, Wo). */
 typedef struct {

@@ -199,7 +199,8 @@ static void contrib_inner(int op, int which, float *restrict c, const float *res
 
 /* Gradient for input `which`: full-size inputs accumulate in place (parallel, no conflicts);
  * broadcast ones get the contributions in a scratch buffer, then reduced over the broadcast
- * dims. */
+ * dims. Long on purpose: the four ops' gradient formulas sit side by side in the hot loops
+ * (one specialised loop per case, so each vectorises). */
 static void bc_backward_input(asam_ctx *ctx, int op, int which, const bc_plan *p, float *gx,
                               const float *g, const float *a, const float *b) {
     const int64_t *sx = which ? p->sb : p->sa;

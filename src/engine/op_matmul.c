@@ -1,7 +1,7 @@
 /* Matrix products: asam_matmul (batched, broadcast, transposes) and asam_linear, on sgemm. */
+#include "engine/blas.h"
 #include "engine/engine_internal.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 
@@ -10,28 +10,6 @@
 #define SMALL_GEMM_MACS (INT64_C(1) << 22)
 /* ... unless the whole batch is tiny: then a fork/join costs more than it saves. */
 #define PAR_MIN_MACS (INT64_C(1) << 16)
-
-static inline void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                         float *C, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
-/* OpenBLAS's OpenMP build runs single-threaded inside our parallel regions. A pthreads build
- * (what the system's default libopenblas.so.0 may be when the binary lacks the RUNPATH to the
- * OpenMP one) would oversubscribe the cores, so it is pinned to one thread around them.
- * Returns the thread count to restore, 0 when there is nothing to restore. */
-static int blas_enter_parallel(void) {
-    if (openblas_get_parallel() != 1) return 0;
-    int n = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    return n;
-}
-
-static void blas_leave_parallel(int n) {
-    if (n) openblas_set_num_threads(n);
-}
 
 /* ---- matmul -------------------------------------------------------------------------------- */
 

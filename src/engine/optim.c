@@ -146,6 +146,7 @@ float asam_lr_at(const asam_lr_schedule *s, int t) {
     return (float)((double)s->base_lr * f);
 }
 
+// ref: luckybird1994/ASAM sam_continue_learning/main.py:24 (lr_lambda)
 float asam_lr_asam_factor(int epoch, void *user) {
     (void)user;
     if (epoch < 10) return (float)(epoch + 1) / 10.0f;

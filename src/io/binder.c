@@ -29,13 +29,14 @@ const asam_ckpt_tensor *asam_binder_find(const asam_binder *B, const char *name,
     return B->ck ? asam_checkpoint_find(B->ck, key) : NULL;
 }
 
-/* Same numbers in the same order: exactly, or (loose) after dropping trailing 1s. */
+/* Stored shape a against the wanted b: the same numbers in the same order, exactly or (loose)
+ * after dropping trailing 1s; a wanted -1 matches any size. */
 static int shape_ok(int loose, int na, const int64_t *a, int nb, const int64_t *b) {
     while (loose && na > 0 && a[na - 1] == 1) na--;
     while (loose && nb > 0 && b[nb - 1] == 1) nb--;
     if (na != nb) return 0;
     for (int i = 0; i < na; i++)
-        if (a[i] != b[i]) return 0;
+        if (b[i] >= 0 && a[i] != b[i]) return 0;
     return 1;
 }
 
@@ -83,7 +84,10 @@ static asam_tensor *bind(asam_binder *B, const char *name, int ndim, const int64
         char **q = p ? realloc(B->names, cap * sizeof *q) : NULL;
         if (q) B->names = q, B->cap = cap;
     }
-    asam_tensor *p = B->n < B->cap ? asam_param_new(ndim, shape) : NULL;
+    int64_t dims[ASAM_CKPT_MAX_DIMS]; /* wanted shape, any -1 resolved from the file */
+    for (int i = 0; i < ndim && i < ASAM_CKPT_MAX_DIMS; i++)
+        dims[i] = shape[i] < 0 && t ? t->shape[i] : shape[i];
+    asam_tensor *p = B->n < B->cap ? asam_param_new(ndim, dims) : NULL;
     char *nm = p ? strdup(name) : NULL;
     if (!nm) {
         asam_error("%s: out of memory binding '%s'", asam_binder_path(B), name);

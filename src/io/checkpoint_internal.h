@@ -22,17 +22,23 @@ struct asam_checkpoint {
     size_t n_meta;
 };
 
+/* ---- the tensor table (tensor_table.c) ---- */
+/* An empty checkpoint named name (a path, or NULL: "<memory>"); NULL with the error set. */
+asam_checkpoint *ckpt_new(const char *name);
 /* Append a tensor (name copied). Returns the new entry or NULL (error set). */
 asam_ckpt_tensor *ckpt_add(asam_checkpoint *ck, const char *name);
 /* Sort the name index; fails on duplicate names. */
 int ckpt_finish(asam_checkpoint *ck);
+/* Free the table (names, index, metadata); the struct and its mapping stay. */
+void ckpt_table_free(asam_checkpoint *ck);
 
-/* Format readers: fill ck->t from ck->base/ck->size. Errors are reported without the path
+/* ---- format readers (safetensors.c, torch_zip.c) ----
+ * Fill ck->t from ck->base/ck->size. Errors are reported without the path
  * (the front end prefixes it). */
 int ckpt_read_safetensors(asam_checkpoint *ck);
 int ckpt_read_torch_zip(asam_checkpoint *ck);
 
-/* Overflow-safe element count of a shape; -1 on overflow or a negative dimension. */
+/* Overflow-safe element count of a shape; -1 on overflow or a negative dimension (table). */
 int64_t ckpt_numel(int ndim, const int64_t *shape);
 
 /* ---- zip (stored entries only) ---- */

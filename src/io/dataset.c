@@ -225,6 +225,8 @@ static int json_int(const cJSON *o, const char *key, long long *v) {
     return 0;
 }
 
+/* Long on purpose: validates an untrusted COCO annotation file (images, annotations, their
+ * cross references) in one pass, each problem with its own error line. */
 static int open_coco(asam_dataset *ds) {
     if (!is_dir(ds->b)) return asam_error("%s: no such folder (COCO images)", ds->b);
     char *text;

@@ -145,16 +145,22 @@ static void jpeg_silent_cb(j_common_ptr cinfo, int level) {
     if (cinfo->err->msg_code == JWRN_JPEG_EOF) ((jpeg_err *)cinfo->err)->hit_eof = 1;
 }
 
+/* libjpeg's error manager with our callbacks: errors longjmp back with the message kept. */
+static struct jpeg_error_mgr *jpeg_err_init(jpeg_err *e) {
+    struct jpeg_error_mgr *m = jpeg_std_error(&e->pub);
+    e->pub.error_exit = jpeg_error_exit_cb;
+    e->pub.emit_message = jpeg_silent_cb;
+    e->msg[0] = 0;
+    e->hit_eof = 0;
+    return m;
+}
+
 static int read_jpeg(const char *path, const unsigned char *buf, size_t n, asam_image *out) {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
     asam_image *volatile img = out;
     memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&jerr.pub);
-    jerr.pub.error_exit = jpeg_error_exit_cb;
-    jerr.pub.emit_message = jpeg_silent_cb;
-    jerr.msg[0] = 0;
-    jerr.hit_eof = 0;
+    cinfo.err = jpeg_err_init(&jerr);
     if (setjmp(jerr.jb)) {
         jpeg_destroy_decompress(&cinfo);
         asam_image_free(img);
@@ -365,11 +371,7 @@ int asam_image_write_jpeg(const char *path, const asam_image *img, int quality) 
     struct jpeg_compress_struct cinfo;
     jpeg_err jerr;
     memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&jerr.pub);
-    jerr.pub.error_exit = jpeg_error_exit_cb;
-    jerr.pub.emit_message = jpeg_silent_cb;
-    jerr.msg[0] = 0;
-    jerr.hit_eof = 0;
+    cinfo.err = jpeg_err_init(&jerr);
     if (setjmp(jerr.jb)) {
         jpeg_destroy_compress(&cinfo);
         asam_atomic_abort(&af);

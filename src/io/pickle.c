@@ -323,6 +323,8 @@ static pk_obj *read_long(pk_ctx *c, uint64_t len) {
     return new_int(c, (int64_t)v);
 }
 
+/* One opcode of the unpickler VM. Long on purpose: one case per supported opcode (in
+ * pickletools' order), all sharing the stack/memo discipline stated once above. */
 static int step(pk_ctx *c, pk_obj **result) {
     c->op_pos = c->pos;
     c->op = c->p[c->pos++];

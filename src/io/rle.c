@@ -230,7 +230,8 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 /* pycocotools rleFrPoly: trace the polygon on a 5x upsampled grid, keep the points where the
- * boundary crosses a pixel column centre, and turn those column-major positions into runs. */
+ * boundary crosses a pixel column centre, and turn those column-major positions into runs.
+ * Long on purpose: it follows maskApi.c's rleFrPoly step for step so the two can be compared. */
 static int rle_from_poly(const double *xy, size_t k, int h, int w, asam_rle *out) {
     const double scale = 5;
     /* Coordinates far outside the image would overflow the integer grid; pycocotools has

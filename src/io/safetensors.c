@@ -1,6 +1,7 @@
 /* Safetensors: u64 little-endian header length N, N bytes of JSON
  * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {k: v}}, then the
  * raw little-endian data; offsets are relative to the end of the header. */
+#include "io/bytebuf.h"
 #include "io/checkpoint_internal.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ST_MAX_HEADER (100u << 20) /* the reference implementation's limit */
 
@@ -68,6 +70,9 @@ static int read_metadata(asam_checkpoint *ck, const cJSON *m) {
     return 0;
 }
 
+/* Parses and validates the header into the tensor table. Long on purpose: the checks of an
+ * untrusted header (length, JSON, each entry's dtype/shape/offsets, overlaps, coverage) read as
+ * one sequence, each with its own error line. */
 int ckpt_read_safetensors(asam_checkpoint *ck) {
     if (ck->size < 8) return asam_error("truncated safetensors file (%zu bytes)", ck->size);
     uint64_t hlen = 0;
@@ -202,51 +207,23 @@ done:
 
 /* ---- writer ---- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (b->n + n + 1 > nc) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) {
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_json_string(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
+static void json_string(io_buf *b, const char *s) {
+    io_put(b, "\"", 1);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            sb_put(b, esc, 2);
+            io_put(b, esc, 2);
         } else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_put(b, esc, 6);
+            io_put(b, esc, 6);
         } else {
-            sb_put(b, (const char *)&c, 1);
+            io_put(b, (const char *)&c, 1);
         }
     }
-    sb_put(b, "\"", 1);
+    io_put(b, "\"", 1);
 }
 
 static int cmp_entry_name(const void *a, const void *b) {
@@ -258,7 +235,7 @@ int asam_safetensors_write(const char *path, const asam_st_entry *entries, size_
                            const char *const *metadata, size_t n_meta) {
     const asam_st_entry **ord = malloc((n ? n : 1) * sizeof *ord);
     uint64_t *nbytes = malloc((n ? n : 1) * sizeof *nbytes);
-    sbuf h = {0};
+    io_buf h = {0};
     int rc = 0;
     if (!ord || !nbytes) {
         rc = asam_error("%s: out of memory", path);
@@ -284,37 +261,37 @@ int asam_safetensors_write(const char *path, const asam_st_entry *entries, size_
             goto done;
         }
     }
-    sb_str(&h, "{");
+    io_put_str(&h, "{");
     if (n_meta) {
-        sb_str(&h, "\"__metadata__\":{");
+        io_put_str(&h, "\"__metadata__\":{");
         for (size_t i = 0; i < n_meta; i++) {
-            if (i) sb_str(&h, ",");
-            sb_json_string(&h, metadata[2 * i]);
-            sb_str(&h, ":");
-            sb_json_string(&h, metadata[2 * i + 1]);
+            if (i) io_put_str(&h, ",");
+            json_string(&h, metadata[2 * i]);
+            io_put_str(&h, ":");
+            json_string(&h, metadata[2 * i + 1]);
         }
-        sb_str(&h, "}");
+        io_put_str(&h, "}");
     }
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
         const asam_st_entry *e = ord[i];
         char num[64];
-        if (i || n_meta) sb_str(&h, ",");
-        sb_json_string(&h, e->name);
-        sb_str(&h, ":{\"dtype\":\"");
-        sb_str(&h, asam_dtype_name(e->dtype));
-        sb_str(&h, "\",\"shape\":[");
+        if (i || n_meta) io_put_str(&h, ",");
+        json_string(&h, e->name);
+        io_put_str(&h, ":{\"dtype\":\"");
+        io_put_str(&h, asam_dtype_name(e->dtype));
+        io_put_str(&h, "\",\"shape\":[");
         for (int d = 0; d < e->ndim; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)e->shape[d]);
-            sb_str(&h, num);
+            io_put_str(&h, num);
         }
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
                  (unsigned long long)(off + nbytes[i]));
-        sb_str(&h, num);
+        io_put_str(&h, num);
         off += nbytes[i];
     }
-    sb_str(&h, "}");
-    while (!h.oom && h.n % 8) sb_str(&h, " ");
+    io_put_str(&h, "}");
+    while (!h.oom && h.n % 8) io_put_str(&h, " ");
     if (h.oom) {
         rc = asam_error("%s: out of memory", path);
         goto done;
@@ -327,8 +304,18 @@ int asam_safetensors_write(const char *path, const asam_st_entry *entries, size_
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
     int ok = fwrite(len8, 1, 8, af.fp) == 8 && fwrite(h.p, 1, h.n, af.fp) == h.n;
-    for (size_t i = 0; ok && i < n; i++)
-        if (nbytes[i]) ok = fwrite(ord[i]->data, 1, nbytes[i], af.fp) == nbytes[i];
+    int holes = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (!nbytes[i]) continue;
+        if (ord[i]->data) {
+            ok = fwrite(ord[i]->data, 1, nbytes[i], af.fp) == nbytes[i];
+        } else { /* zeros: skipped over, a hole in the file where the filesystem allows */
+            ok = fseeko(af.fp, (off_t)nbytes[i], SEEK_CUR) == 0;
+            holes = 1;
+        }
+    }
+    if (ok && holes) /* a hole at the end needs the size set */
+        ok = fflush(af.fp) == 0 && ftruncate(fileno(af.fp), (off_t)(8 + h.n + off)) == 0;
     if (!ok) {
         int e = errno;
         asam_atomic_abort(&af);

@@ -7,6 +7,8 @@
 
 #define SHAPE(...) ASAM_SHAPE(__VA_ARGS__)
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/image_encoder.py:364
+//   (PatchEmbed; :391 forward)
 asam_tensor *asam_sam_patch_embed(asam_ctx *ctx, const asam_sam *m, asam_tensor *x) {
     asam_tensor *y = asam_conv2d(ctx, x, m->enc.patch_w, m->enc.patch_b, 16, 0); /* (B,C,64,64) */
     return asam_permute(ctx, y, (const int[]){0, 2, 3, 1});                      /* NHWC */
@@ -14,6 +16,8 @@ asam_tensor *asam_sam_patch_embed(asam_ctx *ctx, const asam_sam *m, asam_tensor 
 
 /* Relative-position table gathered to (S, S, hd): R[q, k] = rel_pos[q - k + S - 1]. The
  * gather is an embedding lookup so the tables receive gradients. */
+// ref: facebookresearch/segment-anything segment_anything/modeling/image_encoder.py:292
+//   (get_rel_pos)
 static asam_tensor *gather_rel_pos(asam_ctx *ctx, asam_tensor *rel_pos, int S) {
     int64_t *ids = asam_ctx_alloc(ctx, sizeof(int64_t) * (size_t)S * (size_t)S);
     if (!ids) return asam_ctx_fail(ctx, "sam: out of memory");
@@ -32,6 +36,8 @@ static asam_tensor *keep(asam_ctx *ctx, asam_mark m, asam_tensor *t) {
 }
 
 /* Multi-head attention with decomposed relative positions over x (Bw, S, S, C). */
+// ref: facebookresearch/segment-anything segment_anything/modeling/image_encoder.py:224
+//   (Attention.forward), :325 (add_decomposed_rel_pos)
 static asam_tensor *vit_attention(asam_ctx *ctx, const asam_sam_block *b, asam_tensor *x, int S) {
     if (!x) return NULL;
     int64_t Bw = x->shape[0], C = x->shape[3], nH = b->num_heads, hd = C / nH, N = (int64_t)S * S;
@@ -71,6 +77,8 @@ static asam_tensor *vit_attention(asam_ctx *ctx, const asam_sam_block *b, asam_t
     return keep(ctx, m0, asam_linear(ctx, a, b->proj_w, b->proj_b));
 }
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/image_encoder.py:166
+//   (Block.forward; window_partition :243, window_unpartition :267)
 asam_tensor *asam_sam_block_forward(asam_ctx *ctx, const asam_sam_block *b, asam_tensor *x) {
     if (!x) return NULL;
     int64_t B = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
@@ -139,6 +147,8 @@ static int encoder_needs_grad(const asam_sam *m, const asam_tensor *x) {
     return g;
 }
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/image_encoder.py:106
+//   (ImageEncoderViT.forward)
 asam_tensor *asam_sam_encode(asam_ctx *ctx, const asam_sam *m, asam_tensor *x) {
     if (!x) return NULL;
     if (x->ndim != 4 || x->shape[1] != 3 || x->shape[2] != ASAM_SAM_IMG ||

@@ -9,6 +9,8 @@
 
 /* q (B, Nq, 256), k/v (B, Nk, 256) -> (B, Nq, 256); heads split the (possibly downsampled)
  * internal width. */
+// ref: facebookresearch/segment-anything segment_anything/modeling/transformer.py:218
+//   (Attention.forward)
 static asam_tensor *dec_attn(asam_ctx *ctx, const asam_sam_attn *a, asam_tensor *q, asam_tensor *k,
                              asam_tensor *v) {
     if (!q || !k || !v) return NULL;
@@ -27,6 +29,8 @@ static asam_tensor *dec_attn(asam_ctx *ctx, const asam_sam_attn *a, asam_tensor 
     return asam_linear(ctx, out, a->out_w, a->out_b);
 }
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/mask_decoder.py:171
+//   (MLP.forward)
 static asam_tensor *mlp3(asam_ctx *ctx, const asam_sam_mlp3 *m, asam_tensor *x) {
     x = asam_relu(ctx, asam_linear(ctx, x, m->w[0], m->b[0]));
     x = asam_relu(ctx, asam_linear(ctx, x, m->w[1], m->b[1]));
@@ -34,6 +38,8 @@ static asam_tensor *mlp3(asam_ctx *ctx, const asam_sam_mlp3 *m, asam_tensor *x) 
 }
 
 /* One TwoWayAttentionBlock; post-norm LayerNorms with eps 1e-5. */
+// ref: facebookresearch/segment-anything segment_anything/modeling/transformer.py:151
+//   (TwoWayAttentionBlock.forward)
 static void twoway_layer(asam_ctx *ctx, const asam_sam_twoway_layer *L, int first,
                          asam_tensor **queries, asam_tensor **keys, asam_tensor *query_pe,
                          asam_tensor *key_pe) {
@@ -60,6 +66,8 @@ static void twoway_layer(asam_ctx *ctx, const asam_sam_twoway_layer *L, int firs
     *keys = ks;
 }
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/mask_decoder.py:71 (forward),
+//   :112 (predict_masks); transformer.py:62 (TwoWayTransformer.forward)
 int asam_sam_decode(asam_ctx *ctx, const asam_sam *m, asam_tensor *embedding, asam_tensor *sparse,
                     asam_tensor *dense, int multimask, asam_tensor **low_res, asam_tensor **iou,
                     asam_sam_decoder_trace *trace) {
@@ -133,6 +141,7 @@ int asam_sam_decode(asam_ctx *ctx, const asam_sam *m, asam_tensor *embedding, as
     return *low_res && *iou && asam_ctx_ok(ctx) ? 0 : -1;
 }
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/sam.py:133 (postprocess_masks)
 asam_tensor *asam_sam_postprocess(asam_ctx *ctx, asam_tensor *low_res, const asam_sam_sizes *s) {
     asam_tensor *x = asam_resize_bilinear(ctx, low_res, ASAM_SAM_IMG, ASAM_SAM_IMG);
     if (s->input_h < ASAM_SAM_IMG) x = asam_slice(ctx, x, -2, 0, s->input_h);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 /* [sin, cos] of (2*(x, y) - 1) @ G * (float)(2*pi); x, y already divided by the input size. */
+// ref: facebookresearch/segment-anything segment_anything/modeling/prompt_encoder.py:185
+//   (PositionEmbeddingRandom._pe_encoding)
 static void pe_encode(const float *G, float x, float y, float *out) {
     float cx = 2.0f * x - 1.0f, cy = 2.0f * y - 1.0f;
     const float two_pi = (float)(2.0 * M_PI); /* Python folds 2*np.pi first: one f32 multiply */
@@ -20,6 +22,8 @@ static void pe_encode(const float *G, float x, float y, float *out) {
 
 /* Dense PE grid x = (j + 0.5) / 64, y = (i + 0.5) / 64 into chw (256, 64, 64) and hwc
  * (4096, 256); either may be NULL. */
+// ref: facebookresearch/segment-anything segment_anything/modeling/prompt_encoder.py:194
+//   (PositionEmbeddingRandom.forward), :62 (get_dense_pe)
 void sam_compute_dense_pe(const asam_sam *m, float *chw, float *hwc) {
     const int n = ASAM_SAM_GRID;
     float pe[256];
@@ -40,6 +44,8 @@ asam_tensor *asam_sam_dense_pe(asam_ctx *ctx, const asam_sam *m) {
     return t;
 }
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/prompt_encoder.py:102
+//   (_embed_masks)
 asam_tensor *asam_sam_mask_downscale(asam_ctx *ctx, const asam_sam *m, asam_tensor *mask,
                                      asam_tensor **stage1, asam_tensor **stage2) {
     const asam_sam_prompt_encoder *p = &m->pe;
@@ -56,6 +62,8 @@ asam_tensor *asam_sam_mask_downscale(asam_ctx *ctx, const asam_sam *m, asam_tens
     return asam_conv2d(ctx, x, p->md6_w, p->md6_b, 1, 0);
 }
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/prompt_encoder.py:128 (forward;
+//   _embed_points :73, _embed_boxes :93)
 int asam_sam_prompt_encode(asam_ctx *ctx, const asam_sam *m, const asam_sam_prompt *pr,
                            asam_tensor **sparse, asam_tensor **dense) {
     const asam_sam_prompt_encoder *p = &m->pe;

@@ -1,43 +1,15 @@
 /* SAM weights: configuration from checkpoint shapes and shape-checked loading by official name. */
+#include "asam/binder.h"
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/sam.h"
+#include "asam/util.h"
 #include "models/sam/sam_internal.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
-    size_t k = 0;
-    k += (size_t)snprintf(buf + k, n - k, "(");
-    for (int i = 0; i < ndim && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (k < n) snprintf(buf + k, n - k, ")");
-}
-
-/* Look a tensor up and check its shape; -1 with "PATH: ..." naming the key otherwise. */
-static const asam_ckpt_tensor *find_shaped(const asam_checkpoint *ck, const char *name, int ndim,
-                                           const int64_t *shape) {
-    const asam_ckpt_tensor *t = asam_checkpoint_find(ck, name);
-    if (!t) {
-        asam_error("%s: not a SAM checkpoint: missing tensor '%s'", asam_checkpoint_path(ck), name);
-        return NULL;
-    }
-    int ok = t->ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char got[128], want[128];
-        shape_str(t->ndim, t->shape, got, sizeof got);
-        shape_str(ndim, shape, want, sizeof want);
-        asam_error("%s: tensor '%s' has shape %s, expected %s", asam_checkpoint_path(ck), name, got,
-                   want);
-        return NULL;
-    }
-    return t;
-}
 
 static int config_from_ckpt(const asam_checkpoint *ck, asam_sam_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -111,26 +83,11 @@ static int config_from_ckpt(const asam_checkpoint *ck, asam_sam_config *cfg) {
 
 /* ---- loading -------------------------------------------------------------------------------- */
 
-typedef struct {
-    const asam_checkpoint *ck; /* NULL: random initialisation (rng below) */
-    uint64_t rng;
-    asam_tensor **all; /* every loaded tensor, for freeing and saving */
-    char **names;
-    int n, cap;
-    int failed;
-} loader;
-
-static double rng_uniform(uint64_t *s) { /* splitmix64 -> [0, 1) */
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
-
 /* Random weights shaped like a trained model's: norm weights 1, biases 0, matrices and
- * convolutions uniform(+-1/sqrt(fan_in)) as torch's default init, embeddings small. */
-static void random_init(loader *L, const char *name, asam_tensor *p) {
+ * convolutions uniform(+-1/sqrt(fan_in)) as torch's default init, embeddings small. The
+ * binder calls it for each tensor in binding order; user is the splitmix64 state. */
+static void random_init(void *user, const char *name, asam_tensor *p) {
+    uint64_t *rng = user;
     size_t len = strlen(name);
     int is_bias = len > 5 && !strcmp(name + len - 5, ".bias");
     if (is_bias) return; /* zeros */
@@ -144,49 +101,10 @@ static void random_init(loader *L, const char *name, asam_tensor *p) {
     if (strstr(name, "embed") && p->ndim == 2 && p->shape[0] == 1) a = 1.0; /* prompt embeddings */
     if (strstr(name, "tokens") || strstr(name, "gaussian")) a = 1.0;
     for (int64_t i = 0; i < p->numel; i++)
-        p->data[i] = (float)((2.0 * rng_uniform(&L->rng) - 1.0) * a);
-}
-static asam_tensor *ld(loader *L, int ndim, const int64_t *shape, const char *fmt, ...) {
-    if (L->failed) return NULL;
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    const asam_ckpt_tensor *t = NULL;
-    if (L->ck && !(t = find_shaped(L->ck, name, ndim, shape))) {
-        L->failed = 1;
-        return NULL;
-    }
-    asam_tensor *p = asam_param_new(ndim, shape);
-    if (L->n == L->cap) {
-        int cap = L->cap ? 2 * L->cap : 256;
-        asam_tensor **a = realloc(L->all, (size_t)cap * sizeof *a);
-        char **nm = a ? realloc(L->names, (size_t)cap * sizeof *nm) : NULL;
-        if (a) L->all = a;
-        if (nm) L->names = nm, L->cap = cap;
-    }
-    if (!p || L->n == L->cap) {
-        asam_error("%s: out of memory loading '%s'", L->ck ? asam_checkpoint_path(L->ck) : "sam",
-                   name);
-        if (p) asam_param_free(p);
-        L->failed = 1;
-        return NULL;
-    }
-    L->all[L->n] = p;
-    L->names[L->n++] = strdup(name);
-    if (!L->ck) {
-        random_init(L, name, p);
-        return p;
-    }
-    if (asam_ckpt_read_f32(L->ck, t, p->data) != 0) {
-        L->failed = 1;
-        return NULL;
-    }
-    return p;
+        p->data[i] = (float)((2.0 * asam_u01(asam_splitmix64(rng)) - 1.0) * a);
 }
 
-/* Shape arguments for ld(): count, literal. */
+/* Shape arguments for asam_bindf(): count, literal. */
 #define S1(a)                                                                                      \
     1, (const int64_t[]) {                                                                         \
         a                                                                                          \
@@ -200,35 +118,35 @@ static asam_tensor *ld(loader *L, int ndim, const int64_t *shape, const char *fm
         a, b, c, d                                                                                 \
     }
 
-/* Registry of every loaded model's tensors so asam_sam_free can release them. */
+/* The model and the binder that owns its tensors (asam_sam_free releases them; save writes
+ * them under their names). */
 typedef struct {
     asam_sam m;
-    asam_tensor **all;
-    char **names;
-    int n;
+    asam_binder B;
 } sam_holder;
 
-static void load_attn(loader *L, asam_sam_attn *a, int inner, const char *prefix) {
-    a->q_w = ld(L, S2(inner, 256), "%s.q_proj.weight", prefix);
-    a->q_b = ld(L, S1(inner), "%s.q_proj.bias", prefix);
-    a->k_w = ld(L, S2(inner, 256), "%s.k_proj.weight", prefix);
-    a->k_b = ld(L, S1(inner), "%s.k_proj.bias", prefix);
-    a->v_w = ld(L, S2(inner, 256), "%s.v_proj.weight", prefix);
-    a->v_b = ld(L, S1(inner), "%s.v_proj.bias", prefix);
-    a->out_w = ld(L, S2(256, inner), "%s.out_proj.weight", prefix);
-    a->out_b = ld(L, S1(256), "%s.out_proj.bias", prefix);
+static void load_attn(asam_binder *L, asam_sam_attn *a, int inner, const char *prefix) {
+    a->q_w = asam_bindf(L, S2(inner, 256), "%s.q_proj.weight", prefix);
+    a->q_b = asam_bindf(L, S1(inner), "%s.q_proj.bias", prefix);
+    a->k_w = asam_bindf(L, S2(inner, 256), "%s.k_proj.weight", prefix);
+    a->k_b = asam_bindf(L, S1(inner), "%s.k_proj.bias", prefix);
+    a->v_w = asam_bindf(L, S2(inner, 256), "%s.v_proj.weight", prefix);
+    a->v_b = asam_bindf(L, S1(inner), "%s.v_proj.bias", prefix);
+    a->out_w = asam_bindf(L, S2(256, inner), "%s.out_proj.weight", prefix);
+    a->out_b = asam_bindf(L, S1(256), "%s.out_proj.bias", prefix);
     a->heads = 8;
 }
 
-static void load_mlp3(loader *L, asam_sam_mlp3 *m, int out, const char *prefix) {
+static void load_mlp3(asam_binder *L, asam_sam_mlp3 *m, int out, const char *prefix) {
     for (int i = 0; i < 3; i++) {
         int o = i == 2 ? out : 256;
-        m->w[i] = ld(L, S2(o, 256), "%s.layers.%d.weight", prefix, i);
-        m->b[i] = ld(L, S1(o), "%s.layers.%d.bias", prefix, i);
+        m->w[i] = asam_bindf(L, S2(o, 256), "%s.layers.%d.weight", prefix, i);
+        m->b[i] = asam_bindf(L, S1(o), "%s.layers.%d.bias", prefix, i);
     }
 }
 
-/* Bind every tensor from ck (shape-checked), or random ones when ck is NULL. */
+/* Bind every tensor from ck (shape-checked), or random ones when ck is NULL. Long on purpose:
+ * one bind per weight in the official state_dict's order, to be read against its key list. */
 static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_t seed,
                  asam_sam **out) {
     *out = NULL;
@@ -238,111 +156,116 @@ static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_
     asam_sam *m = &h->m;
     m->cfg = cfg;
     snprintf(m->path, sizeof m->path, "%s", ck ? asam_checkpoint_path(ck) : "(random)");
-    loader L = {.ck = ck, .rng = seed};
+    uint64_t rng = seed; /* random weights (no file): one splitmix64 stream */
+    asam_binder *L = &h->B;
+    asam_binder_init(L, ck, NULL);
+    L->model = "SAM";
+    L->init = random_init;
+    L->user = &rng;
     const int64_t C = cfg.embed_dim, hd = cfg.head_dim, M = cfg.mlp_dim;
     asam_sam_image_encoder *e = &m->enc;
-    e->patch_w = ld(&L, S4(C, 3, 16, 16), "image_encoder.patch_embed.proj.weight");
-    e->patch_b = ld(&L, S1(C), "image_encoder.patch_embed.proj.bias");
-    e->pos_embed = ld(&L, S4(1, 64, 64, C), "image_encoder.pos_embed");
+    e->patch_w = asam_bindf(L, S4(C, 3, 16, 16), "image_encoder.patch_embed.proj.weight");
+    e->patch_b = asam_bindf(L, S1(C), "image_encoder.patch_embed.proj.bias");
+    e->pos_embed = asam_bindf(L, S4(1, 64, 64, C), "image_encoder.pos_embed");
     for (int i = 0; i < cfg.depth; i++) {
         asam_sam_block *b = &e->blocks[i];
         const char *p = "image_encoder.blocks";
         int S = cfg.is_global[i] ? ASAM_SAM_GRID : cfg.window;
         b->window = cfg.is_global[i] ? 0 : cfg.window;
         b->num_heads = cfg.num_heads;
-        b->norm1_w = ld(&L, S1(C), "%s.%d.norm1.weight", p, i);
-        b->norm1_b = ld(&L, S1(C), "%s.%d.norm1.bias", p, i);
-        b->qkv_w = ld(&L, S2(3 * C, C), "%s.%d.attn.qkv.weight", p, i);
-        b->qkv_b = ld(&L, S1(3 * C), "%s.%d.attn.qkv.bias", p, i);
-        b->proj_w = ld(&L, S2(C, C), "%s.%d.attn.proj.weight", p, i);
-        b->proj_b = ld(&L, S1(C), "%s.%d.attn.proj.bias", p, i);
-        b->rel_pos_h = ld(&L, S2(2 * S - 1, hd), "%s.%d.attn.rel_pos_h", p, i);
-        b->rel_pos_w = ld(&L, S2(2 * S - 1, hd), "%s.%d.attn.rel_pos_w", p, i);
-        b->norm2_w = ld(&L, S1(C), "%s.%d.norm2.weight", p, i);
-        b->norm2_b = ld(&L, S1(C), "%s.%d.norm2.bias", p, i);
-        b->lin1_w = ld(&L, S2(M, C), "%s.%d.mlp.lin1.weight", p, i);
-        b->lin1_b = ld(&L, S1(M), "%s.%d.mlp.lin1.bias", p, i);
-        b->lin2_w = ld(&L, S2(C, M), "%s.%d.mlp.lin2.weight", p, i);
-        b->lin2_b = ld(&L, S1(C), "%s.%d.mlp.lin2.bias", p, i);
+        b->norm1_w = asam_bindf(L, S1(C), "%s.%d.norm1.weight", p, i);
+        b->norm1_b = asam_bindf(L, S1(C), "%s.%d.norm1.bias", p, i);
+        b->qkv_w = asam_bindf(L, S2(3 * C, C), "%s.%d.attn.qkv.weight", p, i);
+        b->qkv_b = asam_bindf(L, S1(3 * C), "%s.%d.attn.qkv.bias", p, i);
+        b->proj_w = asam_bindf(L, S2(C, C), "%s.%d.attn.proj.weight", p, i);
+        b->proj_b = asam_bindf(L, S1(C), "%s.%d.attn.proj.bias", p, i);
+        b->rel_pos_h = asam_bindf(L, S2(2 * S - 1, hd), "%s.%d.attn.rel_pos_h", p, i);
+        b->rel_pos_w = asam_bindf(L, S2(2 * S - 1, hd), "%s.%d.attn.rel_pos_w", p, i);
+        b->norm2_w = asam_bindf(L, S1(C), "%s.%d.norm2.weight", p, i);
+        b->norm2_b = asam_bindf(L, S1(C), "%s.%d.norm2.bias", p, i);
+        b->lin1_w = asam_bindf(L, S2(M, C), "%s.%d.mlp.lin1.weight", p, i);
+        b->lin1_b = asam_bindf(L, S1(M), "%s.%d.mlp.lin1.bias", p, i);
+        b->lin2_w = asam_bindf(L, S2(C, M), "%s.%d.mlp.lin2.weight", p, i);
+        b->lin2_b = asam_bindf(L, S1(C), "%s.%d.mlp.lin2.bias", p, i);
     }
-    e->neck0_w = ld(&L, S4(256, C, 1, 1), "image_encoder.neck.0.weight");
-    e->neck1_w = ld(&L, S1(256), "image_encoder.neck.1.weight");
-    e->neck1_b = ld(&L, S1(256), "image_encoder.neck.1.bias");
-    e->neck2_w = ld(&L, S4(256, 256, 3, 3), "image_encoder.neck.2.weight");
-    e->neck3_w = ld(&L, S1(256), "image_encoder.neck.3.weight");
-    e->neck3_b = ld(&L, S1(256), "image_encoder.neck.3.bias");
+    e->neck0_w = asam_bindf(L, S4(256, C, 1, 1), "image_encoder.neck.0.weight");
+    e->neck1_w = asam_bindf(L, S1(256), "image_encoder.neck.1.weight");
+    e->neck1_b = asam_bindf(L, S1(256), "image_encoder.neck.1.bias");
+    e->neck2_w = asam_bindf(L, S4(256, 256, 3, 3), "image_encoder.neck.2.weight");
+    e->neck3_w = asam_bindf(L, S1(256), "image_encoder.neck.3.weight");
+    e->neck3_b = asam_bindf(L, S1(256), "image_encoder.neck.3.bias");
 
     asam_sam_prompt_encoder *pe = &m->pe;
     pe->pe_gaussian =
-        ld(&L, S2(2, 128), "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
+        asam_bindf(L, S2(2, 128), "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
     for (int i = 0; i < 4; i++)
-        pe->point_embed[i] = ld(&L, S2(1, 256), "prompt_encoder.point_embeddings.%d.weight", i);
-    pe->not_a_point = ld(&L, S2(1, 256), "prompt_encoder.not_a_point_embed.weight");
-    pe->no_mask = ld(&L, S2(1, 256), "prompt_encoder.no_mask_embed.weight");
+        pe->point_embed[i] =
+            asam_bindf(L, S2(1, 256), "prompt_encoder.point_embeddings.%d.weight", i);
+    pe->not_a_point = asam_bindf(L, S2(1, 256), "prompt_encoder.not_a_point_embed.weight");
+    pe->no_mask = asam_bindf(L, S2(1, 256), "prompt_encoder.no_mask_embed.weight");
     const char *md = "prompt_encoder.mask_downscaling";
-    pe->md0_w = ld(&L, S4(4, 1, 2, 2), "%s.0.weight", md);
-    pe->md0_b = ld(&L, S1(4), "%s.0.bias", md);
-    pe->md1_w = ld(&L, S1(4), "%s.1.weight", md);
-    pe->md1_b = ld(&L, S1(4), "%s.1.bias", md);
-    pe->md3_w = ld(&L, S4(16, 4, 2, 2), "%s.3.weight", md);
-    pe->md3_b = ld(&L, S1(16), "%s.3.bias", md);
-    pe->md4_w = ld(&L, S1(16), "%s.4.weight", md);
-    pe->md4_b = ld(&L, S1(16), "%s.4.bias", md);
-    pe->md6_w = ld(&L, S4(256, 16, 1, 1), "%s.6.weight", md);
-    pe->md6_b = ld(&L, S1(256), "%s.6.bias", md);
+    pe->md0_w = asam_bindf(L, S4(4, 1, 2, 2), "%s.0.weight", md);
+    pe->md0_b = asam_bindf(L, S1(4), "%s.0.bias", md);
+    pe->md1_w = asam_bindf(L, S1(4), "%s.1.weight", md);
+    pe->md1_b = asam_bindf(L, S1(4), "%s.1.bias", md);
+    pe->md3_w = asam_bindf(L, S4(16, 4, 2, 2), "%s.3.weight", md);
+    pe->md3_b = asam_bindf(L, S1(16), "%s.3.bias", md);
+    pe->md4_w = asam_bindf(L, S1(16), "%s.4.weight", md);
+    pe->md4_b = asam_bindf(L, S1(16), "%s.4.bias", md);
+    pe->md6_w = asam_bindf(L, S4(256, 16, 1, 1), "%s.6.weight", md);
+    pe->md6_b = asam_bindf(L, S1(256), "%s.6.bias", md);
 
     asam_sam_mask_decoder *d = &m->dec;
     char pfx[256];
     for (int l = 0; l < 2; l++) {
         asam_sam_twoway_layer *ly = &d->layers[l];
         snprintf(pfx, sizeof pfx, "mask_decoder.transformer.layers.%d.self_attn", l);
-        load_attn(&L, &ly->self_attn, 256, pfx);
+        load_attn(L, &ly->self_attn, 256, pfx);
         snprintf(pfx, sizeof pfx, "mask_decoder.transformer.layers.%d.cross_attn_token_to_image",
                  l);
-        load_attn(&L, &ly->t2i, 128, pfx);
+        load_attn(L, &ly->t2i, 128, pfx);
         snprintf(pfx, sizeof pfx, "mask_decoder.transformer.layers.%d.cross_attn_image_to_token",
                  l);
-        load_attn(&L, &ly->i2t, 128, pfx);
+        load_attn(L, &ly->i2t, 128, pfx);
         for (int k = 0; k < 4; k++) {
-            ly->norm_w[k] =
-                ld(&L, S1(256), "mask_decoder.transformer.layers.%d.norm%d.weight", l, k + 1);
+            ly->norm_w[k] = asam_bindf(
+                L, S1(256), "mask_decoder.transformer.layers.%d.norm%d.weight", l, k + 1);
             ly->norm_b[k] =
-                ld(&L, S1(256), "mask_decoder.transformer.layers.%d.norm%d.bias", l, k + 1);
+                asam_bindf(L, S1(256), "mask_decoder.transformer.layers.%d.norm%d.bias", l, k + 1);
         }
-        ly->mlp1_w = ld(&L, S2(2048, 256), "mask_decoder.transformer.layers.%d.mlp.lin1.weight", l);
-        ly->mlp1_b = ld(&L, S1(2048), "mask_decoder.transformer.layers.%d.mlp.lin1.bias", l);
-        ly->mlp2_w = ld(&L, S2(256, 2048), "mask_decoder.transformer.layers.%d.mlp.lin2.weight", l);
-        ly->mlp2_b = ld(&L, S1(256), "mask_decoder.transformer.layers.%d.mlp.lin2.bias", l);
+        ly->mlp1_w =
+            asam_bindf(L, S2(2048, 256), "mask_decoder.transformer.layers.%d.mlp.lin1.weight", l);
+        ly->mlp1_b = asam_bindf(L, S1(2048), "mask_decoder.transformer.layers.%d.mlp.lin1.bias", l);
+        ly->mlp2_w =
+            asam_bindf(L, S2(256, 2048), "mask_decoder.transformer.layers.%d.mlp.lin2.weight", l);
+        ly->mlp2_b = asam_bindf(L, S1(256), "mask_decoder.transformer.layers.%d.mlp.lin2.bias", l);
     }
-    load_attn(&L, &d->final_attn, 128, "mask_decoder.transformer.final_attn_token_to_image");
-    d->norm_final_w = ld(&L, S1(256), "mask_decoder.transformer.norm_final_attn.weight");
-    d->norm_final_b = ld(&L, S1(256), "mask_decoder.transformer.norm_final_attn.bias");
-    d->iou_token = ld(&L, S2(1, 256), "mask_decoder.iou_token.weight");
-    d->mask_tokens = ld(&L, S2(4, 256), "mask_decoder.mask_tokens.weight");
-    d->up0_w = ld(&L, S4(256, 64, 2, 2), "mask_decoder.output_upscaling.0.weight");
-    d->up0_b = ld(&L, S1(64), "mask_decoder.output_upscaling.0.bias");
-    d->up1_w = ld(&L, S1(64), "mask_decoder.output_upscaling.1.weight");
-    d->up1_b = ld(&L, S1(64), "mask_decoder.output_upscaling.1.bias");
-    d->up3_w = ld(&L, S4(64, 32, 2, 2), "mask_decoder.output_upscaling.3.weight");
-    d->up3_b = ld(&L, S1(32), "mask_decoder.output_upscaling.3.bias");
+    load_attn(L, &d->final_attn, 128, "mask_decoder.transformer.final_attn_token_to_image");
+    d->norm_final_w = asam_bindf(L, S1(256), "mask_decoder.transformer.norm_final_attn.weight");
+    d->norm_final_b = asam_bindf(L, S1(256), "mask_decoder.transformer.norm_final_attn.bias");
+    d->iou_token = asam_bindf(L, S2(1, 256), "mask_decoder.iou_token.weight");
+    d->mask_tokens = asam_bindf(L, S2(4, 256), "mask_decoder.mask_tokens.weight");
+    d->up0_w = asam_bindf(L, S4(256, 64, 2, 2), "mask_decoder.output_upscaling.0.weight");
+    d->up0_b = asam_bindf(L, S1(64), "mask_decoder.output_upscaling.0.bias");
+    d->up1_w = asam_bindf(L, S1(64), "mask_decoder.output_upscaling.1.weight");
+    d->up1_b = asam_bindf(L, S1(64), "mask_decoder.output_upscaling.1.bias");
+    d->up3_w = asam_bindf(L, S4(64, 32, 2, 2), "mask_decoder.output_upscaling.3.weight");
+    d->up3_b = asam_bindf(L, S1(32), "mask_decoder.output_upscaling.3.bias");
     for (int i = 0; i < 4; i++) {
         snprintf(pfx, sizeof pfx, "mask_decoder.output_hypernetworks_mlps.%d", i);
-        load_mlp3(&L, &d->hyper[i], 32, pfx);
+        load_mlp3(L, &d->hyper[i], 32, pfx);
     }
-    load_mlp3(&L, &d->iou_head, 4, "mask_decoder.iou_prediction_head");
+    load_mlp3(L, &d->iou_head, 4, "mask_decoder.iou_prediction_head");
 
-    h->all = L.all;
-    h->names = L.names;
-    h->n = L.n;
-    if (!L.failed) {
+    if (!L->failed) {
         m->pe.dense_pe = asam_param_new(ASAM_SHAPE(1, 256, 64, 64));
         m->pe.key_pe = asam_param_new(ASAM_SHAPE(1, 4096, 256));
         if (m->pe.dense_pe && m->pe.key_pe)
             sam_compute_dense_pe(m, m->pe.dense_pe->data, m->pe.key_pe->data);
         else
-            L.failed = 1, asam_error("sam: out of memory");
+            L->failed = 1, asam_error("sam: out of memory");
     }
-    if (L.failed) {
+    if (L->failed) {
         asam_sam_free(m);
         return -1;
     }
@@ -364,12 +287,7 @@ int asam_sam_load(const char *path, asam_sam **out) {
 void asam_sam_free(asam_sam *m) {
     if (!m) return;
     sam_holder *h = (sam_holder *)m; /* m is the first member */
-    for (int i = 0; i < h->n; i++) {
-        asam_param_free(h->all[i]);
-        free(h->names[i]);
-    }
-    free(h->all);
-    free(h->names);
+    asam_binder_free(&h->B);
     if (m->pe.dense_pe) asam_param_free(m->pe.dense_pe);
     if (m->pe.key_pe) asam_param_free(m->pe.key_pe);
     free(h);
@@ -421,21 +339,23 @@ int asam_sam_init_random(const asam_sam_config *cfg, uint64_t seed, asam_sam **o
 
 int asam_sam_save(const asam_sam *m, const char *path) {
     const sam_holder *h = (const sam_holder *)m;
-    asam_st_entry *e = calloc((size_t)h->n, sizeof *e);
+    const size_t n = h->B.n;
+    asam_st_entry *e = calloc(n ? n : 1, sizeof *e);
     if (!e) return asam_error("%s: out of memory", path);
-    for (int i = 0; i < h->n; i++) {
-        e[i].name = h->names[i];
+    for (size_t i = 0; i < n; i++) {
+        const asam_tensor *p = h->B.params[i];
+        e[i].name = h->B.names[i];
         e[i].dtype = ASAM_DT_F32;
-        e[i].ndim = h->all[i]->ndim;
-        for (int d = 0; d < e[i].ndim; d++) e[i].shape[d] = h->all[i]->shape[d];
-        e[i].data = h->all[i]->data;
+        e[i].ndim = p->ndim;
+        for (int d = 0; d < e[i].ndim; d++) e[i].shape[d] = p->shape[d];
+        e[i].data = p->data;
     }
     size_t len = strlen(path);
     int torch = (len > 4 && (!strcmp(path + len - 4, ".pth") || !strcmp(path + len - 4, ".bin"))) ||
                 (len > 5 && !strcmp(path + len - 5, ".ckpt")) ||
                 (len > 3 && !strcmp(path + len - 3, ".pt"));
-    int rc = torch ? asam_torch_save_write(path, e, (size_t)h->n)
-                   : asam_safetensors_write(path, e, (size_t)h->n, NULL, 0);
+    int rc =
+        torch ? asam_torch_save_write(path, e, n) : asam_safetensors_write(path, e, n, NULL, 0);
     free(e);
     return rc;
 }

@@ -30,6 +30,7 @@ static int keep_embedding(asam_sam_predictor *p, const float *emb) {
     return 0;
 }
 
+// ref: facebookresearch/segment-anything segment_anything/predictor.py:34 (SamPredictor.set_image)
 int asam_sam_predictor_set_image(asam_sam_predictor *p, const asam_image *img) {
     asam_ctx_reset(p->ctx);
     asam_ctx_set_grad(p->ctx, 0);
@@ -67,6 +68,8 @@ static float *dup_floats(const asam_tensor *t) {
     return d;
 }
 
+// ref: facebookresearch/segment-anything segment_anything/predictor.py:92 (SamPredictor.predict),
+//   :169 (predict_torch)
 int asam_sam_predictor_predict(asam_sam_predictor *p, const asam_sam_query *q, int multimask,
                                asam_sam_result *res) {
     memset(res, 0, sizeof *res);

@@ -8,6 +8,8 @@
 static const float k_mean[3] = {123.675f, 116.28f, 103.53f};
 static const float k_std[3] = {58.395f, 57.12f, 57.375f};
 
+// ref: facebookresearch/segment-anything segment_anything/utils/transforms.py:94
+//   (ResizeLongestSide.get_preprocess_shape)
 void asam_sam_sizes_for(int orig_h, int orig_w, asam_sam_sizes *s) {
     double scale = (double)ASAM_SAM_IMG / (orig_h > orig_w ? orig_h : orig_w);
     s->orig_h = orig_h;
@@ -16,6 +18,8 @@ void asam_sam_sizes_for(int orig_h, int orig_w, asam_sam_sizes *s) {
     s->input_w = (int)(orig_w * scale + 0.5);
 }
 
+// ref: facebookresearch/segment-anything segment_anything/utils/transforms.py:26
+//   (ResizeLongestSide.apply_image)
 int asam_sam_resize_image(const asam_image *src, asam_image *dst, asam_sam_sizes *sizes) {
     if (!src->data || src->w <= 0 || src->h <= 0 || src->c != 3)
         return asam_error("sam: image must be RGB with a positive size");
@@ -37,6 +41,7 @@ asam_tensor *asam_sam_image_to_tensor(asam_ctx *ctx, const asam_image *img) {
     return t;
 }
 
+// ref: facebookresearch/segment-anything segment_anything/modeling/sam.py:164 (Sam.preprocess)
 asam_tensor *asam_sam_normalize_pad(asam_ctx *ctx, asam_tensor *pixels) {
     if (!pixels) return NULL;
     if (pixels->ndim != 4 || pixels->shape[1] != 3 || pixels->shape[2] > ASAM_SAM_IMG ||
@@ -59,6 +64,8 @@ asam_tensor *asam_sam_preprocess(asam_ctx *ctx, const asam_image *img, asam_sam_
     return x;
 }
 
+// ref: facebookresearch/segment-anything segment_anything/utils/transforms.py:33 (apply_coords),
+//   :67 (apply_coords_torch)
 void asam_sam_transform_coords(const asam_sam_sizes *s, const float *xy, float *out, int n_pairs,
                                int use_double) {
     double rw = (double)s->input_w / s->orig_w, rh = (double)s->input_h / s->orig_h;

@@ -1,9 +1,9 @@
 /* CLIP text encoder (openai CLIP text transformer, stored under Hugging Face CLIPTextModel
  * names): token + position embeddings, pre-LN blocks with causal multi-head self-attention and
  * a QuickGELU MLP, final LayerNorm; SD 1.5 uses the last hidden state of all 77 positions. */
-#include "asam/engine.h"
+#include "asam/binder.h"
 #include "asam/checkpoint.h"
-
+#include "asam/engine.h"
 #include "asam/error.h"
 #include "asam/sd.h"
 
@@ -30,49 +30,13 @@ struct asam_clip_text {
     asam_tensor *pos_emb;       // (P, D), P >= 77; rows 0..76 used
     clip_layer *layer;          // [layers]
     asam_tensor *lnf_w, *lnf_b; // (D)
+    asam_binder weights;        // owns every tensor above
 };
-
-/* Copy prefix+name into a new parameter; its shape must match `shape` (ndim dims, -1 = any). */
-static asam_tensor *load_param(const asam_checkpoint *ck, const char *prefix, const char *name,
-                               int ndim, const int64_t *shape) {
-    char key[512];
-    snprintf(key, sizeof key, "%s%s", prefix, name);
-    const asam_ckpt_tensor *t = asam_checkpoint_find(ck, key);
-    if (!t) {
-        asam_error("%s: missing tensor %s", asam_checkpoint_path(ck), key);
-        return NULL;
-    }
-    int ok = t->ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++) ok = shape[i] < 0 || shape[i] == t->shape[i];
-    if (!ok) {
-        asam_error("%s: %s has an unexpected shape (%d dims, first %lld)", asam_checkpoint_path(ck),
-                   key, t->ndim, t->ndim ? (long long)t->shape[0] : 0LL);
-        return NULL;
-    }
-    asam_tensor *p = asam_param_new(t->ndim, t->shape);
-    if (!p) {
-        asam_error("%s: out of memory for %s", asam_checkpoint_path(ck), key);
-        return NULL;
-    }
-    if (asam_ckpt_read_f32(ck, t, p->data)) {
-        asam_param_free(p);
-        return NULL;
-    }
-    return p;
-}
 
 void asam_clip_text_free(asam_clip_text *m) {
     if (!m) return;
-    asam_param_free(m->tok_emb);
-    asam_param_free(m->pos_emb);
-    for (int l = 0; m->layer && l < m->layers; l++) {
-        asam_tensor **p = (asam_tensor **)&m->layer[l];
-        for (size_t i = 0; i < sizeof(clip_layer) / sizeof(asam_tensor *); i++)
-            asam_param_free(p[i]);
-    }
+    asam_binder_free(&m->weights);
     free(m->layer);
-    asam_param_free(m->lnf_w);
-    asam_param_free(m->lnf_b);
     free(m);
 }
 
@@ -86,6 +50,8 @@ int asam_clip_text_load(const struct asam_checkpoint *ck, const char *prefix, in
         return asam_error("%s: no CLIP text encoder (missing %s)", asam_checkpoint_path(ck), key);
     asam_clip_text *m = calloc(1, sizeof *m);
     if (!m) return asam_error("out of memory");
+    asam_binder *W = &m->weights;
+    asam_binder_init(W, ck, prefix);
     m->vocab = (int)te->shape[0];
     m->width = (int)te->shape[1];
     while (1) {
@@ -105,21 +71,18 @@ int asam_clip_text_load(const struct asam_checkpoint *ck, const char *prefix, in
     /* CLIP text towers use 64-wide heads; the fixtures' tiny width-64 encoder uses 16. */
     m->heads = heads > 0 ? heads : (D >= 256 ? D / 64 : D / 16);
     if (m->heads < 1 || D % m->heads) {
+        int h = m->heads; /* (read before m is freed) */
         asam_clip_text_free(m);
         return asam_error("%s: CLIP width %d is not divisible into %d heads",
-                          asam_checkpoint_path(ck), D, m->heads);
+                          asam_checkpoint_path(ck), D, h);
     }
     int64_t sD[1] = {D}, sDD[2] = {D, D}, sFD[2] = {m->mlp, D}, sDF[2] = {D, m->mlp},
             sF[1] = {m->mlp};
     int64_t sV[2] = {m->vocab, D}, sP[2] = {-1, D};
     int bad = 0;
-#define LOAD(dst, name, nd, shp)                                                                   \
-    do {                                                                                           \
-        if (!bad && !((dst) = load_param(ck, prefix, name, nd, shp))) bad = 1;                     \
-    } while (0)
-    LOAD(m->tok_emb, "embeddings.token_embedding.weight", 2, sV);
-    LOAD(m->pos_emb, "embeddings.position_embedding.weight", 2, sP);
-    if (!bad && m->pos_emb->shape[0] < ASAM_CLIP_CONTEXT) {
+    m->tok_emb = asam_bind(W, "embeddings.token_embedding.weight", 2, sV);
+    m->pos_emb = asam_bind(W, "embeddings.position_embedding.weight", 2, sP);
+    if (!W->failed && m->pos_emb->shape[0] < ASAM_CLIP_CONTEXT) {
         asam_error("%s: position_embedding has %lld rows, need %d", asam_checkpoint_path(ck),
                    (long long)m->pos_emb->shape[0], ASAM_CLIP_CONTEXT);
         bad = 1;
@@ -128,32 +91,27 @@ int asam_clip_text_load(const struct asam_checkpoint *ck, const char *prefix, in
     if (!m->layer) bad = 1;
     for (int l = 0; !bad && l < m->layers; l++) {
         clip_layer *L = &m->layer[l];
-        char n[128];
-#define LL(dst, suffix, nd, shp)                                                                   \
-    snprintf(n, sizeof n, "encoder.layers.%d.%s", l, suffix);                                      \
-    LOAD(dst, n, nd, shp)
-        LL(L->ln1_w, "layer_norm1.weight", 1, sD);
-        LL(L->ln1_b, "layer_norm1.bias", 1, sD);
-        LL(L->q_w, "self_attn.q_proj.weight", 2, sDD);
-        LL(L->q_b, "self_attn.q_proj.bias", 1, sD);
-        LL(L->k_w, "self_attn.k_proj.weight", 2, sDD);
-        LL(L->k_b, "self_attn.k_proj.bias", 1, sD);
-        LL(L->v_w, "self_attn.v_proj.weight", 2, sDD);
-        LL(L->v_b, "self_attn.v_proj.bias", 1, sD);
-        LL(L->o_w, "self_attn.out_proj.weight", 2, sDD);
-        LL(L->o_b, "self_attn.out_proj.bias", 1, sD);
-        LL(L->ln2_w, "layer_norm2.weight", 1, sD);
-        LL(L->ln2_b, "layer_norm2.bias", 1, sD);
-        LL(L->fc1_w, "mlp.fc1.weight", 2, sFD);
-        LL(L->fc1_b, "mlp.fc1.bias", 1, sF);
-        LL(L->fc2_w, "mlp.fc2.weight", 2, sDF);
-        LL(L->fc2_b, "mlp.fc2.bias", 1, sD);
-#undef LL
+        const char *p = "encoder.layers";
+        L->ln1_w = asam_bindf(W, 1, sD, "%s.%d.layer_norm1.weight", p, l);
+        L->ln1_b = asam_bindf(W, 1, sD, "%s.%d.layer_norm1.bias", p, l);
+        L->q_w = asam_bindf(W, 2, sDD, "%s.%d.self_attn.q_proj.weight", p, l);
+        L->q_b = asam_bindf(W, 1, sD, "%s.%d.self_attn.q_proj.bias", p, l);
+        L->k_w = asam_bindf(W, 2, sDD, "%s.%d.self_attn.k_proj.weight", p, l);
+        L->k_b = asam_bindf(W, 1, sD, "%s.%d.self_attn.k_proj.bias", p, l);
+        L->v_w = asam_bindf(W, 2, sDD, "%s.%d.self_attn.v_proj.weight", p, l);
+        L->v_b = asam_bindf(W, 1, sD, "%s.%d.self_attn.v_proj.bias", p, l);
+        L->o_w = asam_bindf(W, 2, sDD, "%s.%d.self_attn.out_proj.weight", p, l);
+        L->o_b = asam_bindf(W, 1, sD, "%s.%d.self_attn.out_proj.bias", p, l);
+        L->ln2_w = asam_bindf(W, 1, sD, "%s.%d.layer_norm2.weight", p, l);
+        L->ln2_b = asam_bindf(W, 1, sD, "%s.%d.layer_norm2.bias", p, l);
+        L->fc1_w = asam_bindf(W, 2, sFD, "%s.%d.mlp.fc1.weight", p, l);
+        L->fc1_b = asam_bindf(W, 1, sF, "%s.%d.mlp.fc1.bias", p, l);
+        L->fc2_w = asam_bindf(W, 2, sDF, "%s.%d.mlp.fc2.weight", p, l);
+        L->fc2_b = asam_bindf(W, 1, sD, "%s.%d.mlp.fc2.bias", p, l);
     }
-    LOAD(m->lnf_w, "final_layer_norm.weight", 1, sD);
-    LOAD(m->lnf_b, "final_layer_norm.bias", 1, sD);
-#undef LOAD
-    if (bad) {
+    m->lnf_w = asam_bind(W, "final_layer_norm.weight", 1, sD);
+    m->lnf_b = asam_bind(W, "final_layer_norm.bias", 1, sD);
+    if (bad || W->failed) {
         asam_clip_text_free(m);
         return -1;
     }

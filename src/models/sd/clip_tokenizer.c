@@ -334,7 +334,8 @@ static uint32_t compose(uint32_t a, uint32_t b) {
     return 0;
 }
 
-/* The ftfy.fix_text steps that matter for prompts (ftfy 6 defaults), in ftfy's order. */
+/* The ftfy.fix_text steps that matter for prompts (ftfy 6 defaults), in ftfy's order. Long on
+ * purpose: the steps stay in one place so their order (which changes results) is visible. */
 static int ftfy_fix(const uint32_t *v, size_t n, cpbuf *out) {
     cpbuf t = {0};
     int has_lt = 0;

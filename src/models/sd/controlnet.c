@@ -68,12 +68,12 @@ int asam_controlnet_load(const asam_checkpoint *ck, const char *prefix, asam_con
         m->hint_factor *= m->hint_stride[i];
         cin = co;
     }
-    if (!L->failed && cin != m->enc.model_channels) {
+    if (!L->b.failed && cin != m->enc.model_channels) {
         asam_error("%s: input_hint_block ends with %d channels, the UNet starts with %d", path, cin,
                    m->enc.model_channels);
         goto fail;
     }
-    for (int i = 0; i < m->enc.n_in && !L->failed; i++) {
+    for (int i = 0; i < m->enc.n_in && !L->b.failed; i++) {
         int c = m->enc.skip_ch[i];
         m->zero_w[i] = sd_paramf(L, 4, c, c, 1, 1, "zero_convs.%d.0.weight", i);
         m->zero_b[i] = sd_paramf(L, 1, c, 0, 0, 0, "zero_convs.%d.0.bias", i);
@@ -81,7 +81,7 @@ int asam_controlnet_load(const asam_checkpoint *ck, const char *prefix, asam_con
     int cm = m->enc.middle[2].cout;
     m->mid_out_w = sd_paramf(L, 4, cm, cm, 1, 1, "middle_block_out.0.weight");
     m->mid_out_b = sd_paramf(L, 1, cm, 0, 0, 0, "middle_block_out.0.bias");
-    if (L->failed) goto fail;
+    if (L->b.failed) goto fail;
     *out = m;
     return 0;
 fail:
@@ -122,15 +122,15 @@ int asam_controlnet_check(const asam_controlnet *cn, const asam_unet *u) {
 
 int asam_controlnet_params(const asam_controlnet *m, asam_tensor ***params, const char ***names,
                            size_t *n) {
-    *params = m->enc.weights.params;
-    *names = (const char **)m->enc.weights.names;
-    *n = m->enc.weights.n;
+    *params = m->enc.weights.b.params;
+    *names = (const char **)m->enc.weights.b.names;
+    *n = m->enc.weights.b.n;
     return 0;
 }
 
 void asam_controlnet_set_trainable(asam_controlnet *m, int on) {
-    for (size_t i = 0; i < m->enc.weights.n; i++)
-        asam_set_requires_grad(m->enc.weights.params[i], on);
+    for (size_t i = 0; i < m->enc.weights.b.n; i++)
+        asam_set_requires_grad(m->enc.weights.b.params[i], on);
 }
 
 void asam_controlnet_set_checkpointing(asam_controlnet *m, int on) {
@@ -148,6 +148,8 @@ static asam_tensor *hint_segment(asam_ctx *ctx, asam_tensor *const *in, int n, v
     return h;
 }
 
+// ref: lllyasviel/ControlNet cldm/cldm.py:284 (ControlNet.forward: hint block :288, zero convs
+//   :300)
 int asam_controlnet_forward(asam_ctx *ctx, const asam_controlnet *m, asam_tensor *x, const float *t,
                             asam_tensor *context, asam_tensor *hint, asam_tensor *residuals[13]) {
     const struct asam_unet *u = &m->enc;
@@ -199,7 +201,7 @@ const sd_loader *sd_controlnet_weights(const asam_controlnet *m) {
     return &m->enc.weights;
 }
 
-double sd_controlnet_flops(const asam_controlnet *m, int64_t h, int64_t w, int64_t ctx_len) {
+double asam_controlnet_flops(const asam_controlnet *m, int64_t h, int64_t w, int64_t ctx_len) {
     double f = sd_unet_flops(&m->enc, h, w, ctx_len);
     int64_t hh = h * m->hint_factor, ww = w * m->hint_factor;
     for (int i = 0; i < CN_HINT_CONVS; i++) {

@@ -14,16 +14,35 @@
 #define SD_LN_EPS 1e-5f  /* transformer LayerNorms */
 #define SD_VAE_EPS 1e-6f /* every VAE GroupNorm */
 
-/* openaimodel.ResBlock: GN-SiLU-conv, + emb projection, GN-SiLU-conv, skip. */
+/* The residual block of both the UNet (openaimodel.ResBlock) and the VAE
+ * (diffusionmodules/model.ResnetBlock): GN-SiLU-conv, + timestep-embedding projection (UNet
+ * only), GN-SiLU-conv, + skip (1x1 conv when the width changes). Checkpoint names per model in
+ * sd_resblock_names; shapes below. */
 typedef struct {
-    asam_tensor *in_norm_w, *in_norm_b;   // in_layers.0 (Cin)
-    asam_tensor *in_conv_w, *in_conv_b;   // in_layers.2 (Cout, Cin, 3, 3), (Cout)
-    asam_tensor *emb_w, *emb_b;           // emb_layers.1 (Cout, Temb), (Cout)
-    asam_tensor *out_norm_w, *out_norm_b; // out_layers.0 (Cout)
-    asam_tensor *out_conv_w, *out_conv_b; // out_layers.3 (Cout, Cout, 3, 3), (Cout)
-    asam_tensor *skip_w, *skip_b; // skip_connection (Cout, Cin, 1, 1), (Cout); NULL if Cin == Cout
+    asam_tensor *norm1_w, *norm1_b; // (Cin)
+    asam_tensor *conv1_w, *conv1_b; // (Cout, Cin, 3, 3), (Cout)
+    asam_tensor *emb_w, *emb_b;     // (Cout, Temb), (Cout); NULL in the VAE
+    asam_tensor *norm2_w, *norm2_b; // (Cout)
+    asam_tensor *conv2_w, *conv2_b; // (Cout, Cout, 3, 3), (Cout)
+    asam_tensor *skip_w, *skip_b;   // (Cout, Cin, 1, 1), (Cout); NULL if Cin == Cout
     int cin, cout;
 } sd_resblock;
+
+/* Checkpoint names of a block's parts, after "BASE." */
+typedef struct {
+    const char *what; /* for errors: "ResBlock" / "ResnetBlock" */
+    const char *norm1, *conv1, *emb, *norm2, *conv2, *skip;
+} sd_resblock_names;
+extern const sd_resblock_names sd_resblock_unet; /* in_layers.0/.2, emb_layers.1, ... */
+extern const sd_resblock_names sd_resblock_vae;  /* norm1, conv1, norm2, conv2, nin_shortcut */
+
+/* Binds the block under BASE (Cout read from conv1's shape; temb 0: no embedding projection).
+ * Returns 0, or -1 with the loader failed and the error recorded. */
+int sd_resblock_load(sd_loader *L, sd_resblock *r, const char *base, int cin, int temb,
+                     const sd_resblock_names *nm);
+/* emb: (B, Temb) or NULL (VAE); eps of the GroupNorms. */
+asam_tensor *sd_resblock_forward(asam_ctx *ctx, const sd_resblock *r, asam_tensor *x,
+                                 asam_tensor *emb, float eps);
 
 /* attention.BasicTransformerBlock (self-attn, cross-attn, GEGLU feed-forward). */
 typedef struct {
@@ -93,11 +112,10 @@ asam_tensor *sd_run_block(asam_ctx *ctx, const struct asam_unet *u, const sd_blo
 /* Check x / context shapes against the model; ctx error and -1 on mismatch. */
 int sd_unet_check_inputs(asam_ctx *ctx, const struct asam_unet *u, const char *who, asam_tensor *x,
                          const float *t, asam_tensor *context);
-/* Multiply-add FLOPs (2 per MAC) of one forward at latent size h x w (batch 1, context of
- * ctx_len tokens): convs, linears and attention products; for benchmarks. */
-double sd_unet_flops(const struct asam_unet *u, int64_t h, int64_t w, int64_t ctx_len);
-double sd_controlnet_flops(const asam_controlnet *m, int64_t h, int64_t w, int64_t ctx_len);
-double sd_vae_decode_flops(const asam_vae *m, int64_t h, int64_t w);
+/* Old names of the public FLOP counters (asam/sd_models.h), kept until src/cli uses those. */
+#define sd_unet_flops asam_unet_flops
+#define sd_controlnet_flops asam_controlnet_flops
+#define sd_vae_decode_flops asam_vae_decode_flops
 
 /* The loaded tensors of a VAE / ControlNet (names, persistent tensors), for tests. */
 const sd_loader *sd_vae_weights(const asam_vae *m);

@@ -212,17 +212,43 @@ int sd_vae_name_to_diffusers(const char *cv, int n_levels, int old_attn, char *o
 
 /* ---- loader ------------------------------------------------------------------------------- */
 
+/* The binder's name map: CompVis name -> the key this file stores it under. */
+static int map_name(const asam_binder *B, const char *cv, char *key, size_t n) {
+    const sd_loader *L = B->user;
+    switch (L->naming) {
+    case SD_NAMES_COMPVIS:
+        return snprintf(key, n, "%s%s", B->prefix, cv) < (int)n ? 0 : -1;
+    case SD_NAMES_DIFFUSERS_UNET:
+        return sd_unet_name_to_diffusers(cv, L->num_res_blocks, key, n);
+    case SD_NAMES_DIFFUSERS_CONTROL:
+        return sd_controlnet_name_to_diffusers(cv, L->num_res_blocks, key, n);
+    case SD_NAMES_DIFFUSERS_VAE: {
+        int rc = sd_vae_name_to_diffusers(cv, L->n_levels, 0, key, n);
+        if (rc == 0 && !asam_checkpoint_find(B->ck, key)) {
+            char old[512]; /* pre-0.14 diffusers mid-attention names */
+            if (sd_vae_name_to_diffusers(cv, L->n_levels, 1, old, sizeof old) == 0 &&
+                asam_checkpoint_find(B->ck, old))
+                snprintf(key, n, "%s", old);
+        }
+        return rc;
+    }
+    }
+    return -1;
+}
+
 void sd_loader_init(sd_loader *L, const asam_checkpoint *ck, const char *prefix, sd_naming naming) {
     memset(L, 0, sizeof *L);
-    L->ck = ck;
-    L->prefix = prefix ? prefix : "";
+    asam_binder_init(&L->b, ck, prefix);
+    L->b.loose_shape = 1;
+    L->b.map = map_name;
+    L->b.user = L;
     L->naming = naming;
     L->num_res_blocks = 2;
     L->n_levels = 4;
 }
 
 const char *sd_loader_path(const sd_loader *L) {
-    return asam_checkpoint_path(L->ck);
+    return asam_binder_path(&L->b);
 }
 
 int sd_ckpt_has(const asam_checkpoint *ck, const char *key) {
@@ -232,45 +258,15 @@ int sd_ckpt_has(const asam_checkpoint *ck, const char *key) {
 int sd_raw_has(sd_loader *L, const char *key) {
     char buf[512];
     if (L->naming == SD_NAMES_COMPVIS) {
-        snprintf(buf, sizeof buf, "%s%s", L->prefix, key);
+        snprintf(buf, sizeof buf, "%s%s", L->b.prefix, key);
         key = buf;
     }
-    return asam_checkpoint_find(L->ck, key) != NULL;
-}
-
-/* The stored tensor for a CompVis name (NULL if absent); key receives the name looked up. */
-static const asam_ckpt_tensor *find_cv(sd_loader *L, const char *cv, char *key, size_t n) {
-    int rc = -1;
-    switch (L->naming) {
-    case SD_NAMES_COMPVIS:
-        rc = snprintf(key, n, "%s%s", L->prefix, cv) < (int)n ? 0 : -1;
-        break;
-    case SD_NAMES_DIFFUSERS_UNET:
-        rc = sd_unet_name_to_diffusers(cv, L->num_res_blocks, key, n);
-        break;
-    case SD_NAMES_DIFFUSERS_CONTROL:
-        rc = sd_controlnet_name_to_diffusers(cv, L->num_res_blocks, key, n);
-        break;
-    case SD_NAMES_DIFFUSERS_VAE:
-        rc = sd_vae_name_to_diffusers(cv, L->n_levels, 0, key, n);
-        if (rc == 0 && !asam_checkpoint_find(L->ck, key)) {
-            char old[512];
-            if (sd_vae_name_to_diffusers(cv, L->n_levels, 1, old, sizeof old) == 0 &&
-                asam_checkpoint_find(L->ck, old))
-                snprintf(key, n, "%s", old);
-        }
-        break;
-    }
-    if (rc != 0) {
-        snprintf(key, n, "%s", cv);
-        return NULL;
-    }
-    return asam_checkpoint_find(L->ck, key);
+    return asam_checkpoint_find(L->b.ck, key) != NULL;
 }
 
 int sd_probe(sd_loader *L, const char *cv, int64_t *shape) {
     char key[512];
-    const asam_ckpt_tensor *t = find_cv(L, cv, key, sizeof key);
+    const asam_ckpt_tensor *t = asam_binder_find(&L->b, cv, key, sizeof key);
     if (!t) return -1;
     for (int i = 0; i < 8; i++) shape[i] = i < t->ndim ? t->shape[i] : 1;
     return t->ndim;
@@ -286,79 +282,8 @@ int sd_has(sd_loader *L, const char *fmt, ...) {
     return sd_probe(L, cv, s) >= 0;
 }
 
-/* Same numbers in the same order: equal after dropping trailing 1s. */
-static int shape_compatible(int na, const int64_t *a, int nb, const int64_t *b) {
-    while (na > 0 && a[na - 1] == 1) na--;
-    while (nb > 0 && b[nb - 1] == 1) nb--;
-    if (na != nb) return 0;
-    for (int i = 0; i < na; i++)
-        if (a[i] != b[i]) return 0;
-    return 1;
-}
-
-static void fmt_shape(char *buf, size_t n, int nd, const int64_t *s) {
-    size_t k = (size_t)snprintf(buf, n, "(");
-    for (int i = 0; i < nd && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)s[i]);
-    if (k < n) snprintf(buf + k, n - k, ")");
-}
-
-static asam_tensor *load(sd_loader *L, const char *cv, int ndim, const int64_t *shape, int opt) {
-    char key[512];
-    if (L->failed) return NULL;
-    const asam_ckpt_tensor *t = find_cv(L, cv, key, sizeof key);
-    if (!t) {
-        if (opt) return NULL;
-        L->failed = 1;
-        asam_error("%s: missing weight %s", sd_loader_path(L), key);
-        return NULL;
-    }
-    if (!shape_compatible(t->ndim, t->shape, ndim, shape)) {
-        char a[128], b[128];
-        fmt_shape(a, sizeof a, t->ndim, t->shape);
-        fmt_shape(b, sizeof b, ndim, shape);
-        L->failed = 1;
-        asam_error("%s: %s has shape %s, expected %s", sd_loader_path(L), key, a, b);
-        return NULL;
-    }
-    if (L->n == L->cap) {
-        size_t cap = L->cap ? 2 * L->cap : 256;
-        asam_tensor **p = realloc(L->params, cap * sizeof *p);
-        if (p) L->params = p;
-        char **q = realloc(L->names, cap * sizeof *q);
-        if (q) L->names = q;
-        if (!p || !q) {
-            L->failed = 1;
-            asam_error("%s: out of memory", sd_loader_path(L));
-            return NULL;
-        }
-        L->cap = cap;
-    }
-    asam_tensor *p = asam_param_new(ndim, shape);
-    char *name = strdup(cv);
-    if (!p || !name) {
-        asam_param_free(p);
-        free(name);
-        L->failed = 1;
-        asam_error("%s: out of memory loading %s", sd_loader_path(L), key);
-        return NULL;
-    }
-    if (asam_ckpt_read_f32(L->ck, t, p->data) != 0) {
-        asam_param_free(p);
-        free(name);
-        L->failed = 1;
-        asam_error("%s: %s: cannot read: %s", sd_loader_path(L), key, asam_last_error());
-        return NULL;
-    }
-    p->name = name;
-    L->params[L->n] = p;
-    L->names[L->n] = name;
-    L->n++;
-    return p;
-}
-
 asam_tensor *sd_param(sd_loader *L, const char *cv, int ndim, const int64_t *shape) {
-    return load(L, cv, ndim, shape, 0);
+    return asam_bind(&L->b, cv, ndim, shape);
 }
 
 static asam_tensor *paramv(sd_loader *L, int opt, int ndim, int64_t d0, int64_t d1, int64_t d2,
@@ -366,7 +291,7 @@ static asam_tensor *paramv(sd_loader *L, int opt, int ndim, int64_t d0, int64_t 
     char cv[400];
     vsnprintf(cv, sizeof cv, fmt, ap);
     int64_t shape[4] = {d0, d1, d2, d3};
-    return load(L, cv, ndim, shape, opt);
+    return opt ? asam_bind_opt(&L->b, cv, ndim, shape) : asam_bind(&L->b, cv, ndim, shape);
 }
 
 asam_tensor *sd_paramf(sd_loader *L, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
@@ -388,14 +313,5 @@ asam_tensor *sd_paramf_opt(sd_loader *L, int ndim, int64_t d0, int64_t d1, int64
 }
 
 void sd_loader_free(sd_loader *L) {
-    for (size_t i = 0; i < L->n; i++) {
-        L->params[i]->name = NULL;
-        asam_param_free(L->params[i]);
-        free(L->names[i]);
-    }
-    free(L->params);
-    free(L->names);
-    L->params = NULL;
-    L->names = NULL;
-    L->n = L->cap = 0;
+    asam_binder_free(&L->b);
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "asam/binder.h"
 #include "asam/checkpoint.h"
 #include "asam/engine.h"
 
@@ -32,28 +33,25 @@ int sd_controlnet_name_to_diffusers(const char *cv, int num_res_blocks, char *ou
  * old_attn picks the pre-0.14 mid-attention names query/key/value/proj_attn. */
 int sd_vae_name_to_diffusers(const char *cv, int n_levels, int old_attn, char *out, size_t n);
 
-/* Binds CompVis-named weights of one model to persistent tensors. */
+/* Binds CompVis-named weights of one model to persistent tensors: the shared binder
+ * (asam/binder.h) with the CompVis prefix, or with the diffusers name rules as its name map. */
 typedef struct {
-    const asam_checkpoint *ck;
-    const char *prefix; /* CompVis naming only */
+    /* prefix (CompVis naming only), failed, and every tensor loaded in order with its CompVis
+     * name (no prefix): b.params, b.names, b.n; freed by sd_loader_free */
+    asam_binder b;
     sd_naming naming;
     int num_res_blocks; /* diffusers UNet/ControlNet mapping */
     int n_levels;       /* diffusers VAE mapping */
-    /* every tensor loaded, in order, with its CompVis name (no prefix); owned by the caller
-     * once loading succeeds (sd_loader_take) or freed by sd_loader_free */
-    asam_tensor **params;
-    char **names;
-    size_t n, cap;
-    int failed;
 } sd_loader;
 
+/* L must stay at its address while binding (the binder's name map points back to it). */
 void sd_loader_init(sd_loader *L, const asam_checkpoint *ck, const char *prefix, sd_naming naming);
 /* Shape of a weight by CompVis name: returns its ndim (filling shape[0..7]) or -1 if absent. */
 int sd_probe(sd_loader *L, const char *cv, int64_t *shape);
 int sd_has(sd_loader *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Load a weight into a new persistent tensor of the given shape. The stored shape must equal
  * it, or hold the same numbers with trailing 1s dropped/added ((C,C) vs (C,C,1,1)). On error
- * records "FILE: KEY: problem" with asam_error, sets L->failed and returns NULL. */
+ * records "FILE: tensor 'KEY' ..." with asam_error, sets L->b.failed and returns NULL. */
 asam_tensor *sd_param(sd_loader *L, const char *cv, int ndim, const int64_t *shape);
 /* printf-style name; shape given as ndim + up to 4 dims */
 asam_tensor *sd_paramf(sd_loader *L, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,

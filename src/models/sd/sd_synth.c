@@ -3,8 +3,9 @@
 #include "asam/checkpoint.h"
 #include "asam/engine.h"
 #include "asam/error.h"
+#include "asam/util.h"
 #include "models/sd/sd_names.h"
-#include "models/sd/sd_synth.h"
+#include "asam/sd_synth.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -12,28 +13,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-sd_synth_unet_cfg sd_synth_unet_sd15(void) {
-    return (sd_synth_unet_cfg){.in_channels = 4,
-                               .out_channels = 4,
-                               .model_channels = 320,
-                               .n_levels = 4,
-                               .num_res_blocks = 2,
-                               .mult = {1, 2, 4, 4},
-                               .attn = {1, 1, 1, 0},
-                               .context_dim = 768,
-                               .depth = 1,
-                               .hint_channels = 3};
+asam_sd_synth_unet_cfg asam_sd_synth_unet_sd15(void) {
+    return (asam_sd_synth_unet_cfg){.in_channels = 4,
+                                    .out_channels = 4,
+                                    .model_channels = 320,
+                                    .n_levels = 4,
+                                    .num_res_blocks = 2,
+                                    .mult = {1, 2, 4, 4},
+                                    .attn = {1, 1, 1, 0},
+                                    .context_dim = 768,
+                                    .depth = 1,
+                                    .hint_channels = 3};
 }
 
-sd_synth_vae_cfg sd_synth_vae_sd15(void) {
-    return (sd_synth_vae_cfg){.in_channels = 3,
-                              .out_channels = 3,
-                              .ch = 128,
-                              .n_levels = 4,
-                              .num_res_blocks = 2,
-                              .z_channels = 4,
-                              .embed_dim = 4,
-                              .mult = {1, 2, 4, 4}};
+asam_sd_synth_vae_cfg asam_sd_synth_vae_sd15(void) {
+    return (asam_sd_synth_vae_cfg){.in_channels = 3,
+                                   .out_channels = 3,
+                                   .ch = 128,
+                                   .n_levels = 4,
+                                   .num_res_blocks = 2,
+                                   .z_channels = 4,
+                                   .embed_dim = 4,
+                                   .mult = {1, 2, 4, 4}};
 }
 
 typedef struct {
@@ -123,7 +124,7 @@ static void unet_st(keylist *L, const char *p, const char *b, int C, int ctx, in
 }
 
 /* UNet (control = 0) or ControlNet (control = 1) keys. */
-static void unet_keys(keylist *L, const sd_synth_unet_cfg *c, const char *p, int control) {
+static void unet_keys(keylist *L, const asam_sd_synth_unet_cfg *c, const char *p, int control) {
     int mc = c->model_channels, T = 4 * mc, nrb = c->num_res_blocks;
     add(L, 2, T, mc, 0, 0, "%stime_embed.0.weight", p);
     add(L, 1, T, 0, 0, 0, "%stime_embed.0.bias", p);
@@ -203,7 +204,7 @@ static void vae_mid(keylist *L, const char *p, const char *side, int c) {
     snprintf(s, sizeof s, "%s.mid.block_2", side), vae_res(L, p, s, c, c);
 }
 
-static void vae_keys(keylist *L, const sd_synth_vae_cfg *v, const char *p) {
+static void vae_keys(keylist *L, const asam_sd_synth_vae_cfg *v, const char *p) {
     char b[96];
     conv(L, p, "encoder.conv_in", v->ch, v->in_channels, 3);
     int c = v->ch;
@@ -256,21 +257,15 @@ static uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+static float uniform(uint64_t *s) { /* [-1, 1), 24 bits of a splitmix64 stream */
+    return (float)((asam_splitmix64(s) >> 40) * (2.0 / (double)(1ull << 24)) - 1.0);
 }
 
-static float uniform(uint64_t *s) { /* [-1, 1) */
-    return (float)((rng_next(s) >> 40) * (2.0 / (double)(1ull << 24)) - 1.0);
-}
-
-int sd_synth_write(const char *path, const sd_synth_unet_cfg *unet, const char *unet_prefix,
-                   const sd_synth_vae_cfg *vae, const char *vae_prefix,
-                   const sd_synth_unet_cfg *control, const char *control_prefix, int diffusers,
-                   int f16, uint64_t seed, int64_t *n_tensors, int64_t *n_params) {
+int asam_sd_synth_write(const char *path, const asam_sd_synth_unet_cfg *unet,
+                        const char *unet_prefix, const asam_sd_synth_vae_cfg *vae,
+                        const char *vae_prefix, const asam_sd_synth_unet_cfg *control,
+                        const char *control_prefix, int diffusers, int f16, uint64_t seed,
+                        int64_t *n_tensors, int64_t *n_params) {
     keylist L = {0};
     /* remember which model each key belongs to for the diffusers names */
     size_t ends[3] = {0, 0, 0};

@@ -1,34 +1,14 @@
-/* Random Stable Diffusion checkpoints of any size in the SD 1.x layout (CompVis or diffusers
- * names, F16 or F32), for full-size load/benchmark checks and for tests of loader rules. */
+/* Old internal names of the random SD checkpoint writer, now public in asam/sd_synth.h; kept
+ * until src/cli uses those. */
 #ifndef ASAM_SD_SYNTH_H
 #define ASAM_SD_SYNTH_H
 
-#include <stdint.h>
+#include "asam/sd_synth.h"
 
-typedef struct {
-    int in_channels, out_channels, model_channels, n_levels, num_res_blocks;
-    int mult[8]; /* channel multiplier per level */
-    int attn[8]; /* 1: SpatialTransformer at this level */
-    int context_dim, depth;
-    int hint_channels; /* ControlNet only */
-} sd_synth_unet_cfg;
-
-typedef struct {
-    int in_channels, out_channels, ch, n_levels, num_res_blocks, z_channels, embed_dim;
-    int mult[8];
-} sd_synth_vae_cfg;
-
-sd_synth_unet_cfg sd_synth_unet_sd15(void); /* 320, (1,2,4,4), 2 blocks, attn 1,1,1,0, ctx 768 */
-sd_synth_vae_cfg sd_synth_vae_sd15(void);   /* 128, (1,2,4,4), 2 blocks, z 4 */
-
-/* Write one safetensors file holding any of: a UNet (under unet_prefix), a VAE (vae_prefix),
- * a ControlNet (control_prefix); NULL configs are left out. diffusers: name every tensor as
- * diffusers does (prefixes ignored; put one model per file). f16: store F16, else F32.
- * Weights are random (seeded), scaled by 1/sqrt(fan_in); norm gains near 1.
- * *n_tensors / *n_params (optional) receive the totals written. Returns 0 or -1 (asam_error). */
-int sd_synth_write(const char *path, const sd_synth_unet_cfg *unet, const char *unet_prefix,
-                   const sd_synth_vae_cfg *vae, const char *vae_prefix,
-                   const sd_synth_unet_cfg *control, const char *control_prefix, int diffusers,
-                   int f16, uint64_t seed, int64_t *n_tensors, int64_t *n_params);
+typedef asam_sd_synth_unet_cfg sd_synth_unet_cfg;
+typedef asam_sd_synth_vae_cfg sd_synth_vae_cfg;
+#define sd_synth_unet_sd15 asam_sd_synth_unet_sd15
+#define sd_synth_vae_sd15 asam_sd_synth_vae_sd15
+#define sd_synth_write asam_sd_synth_write
 
 #endif

@@ -16,41 +16,15 @@
 /* ---- loading ------------------------------------------------------------------------------ */
 
 static sd_resblock *load_resblock(sd_loader *L, const char *base, int cin, int temb) {
-    int64_t s[8];
-    char key[256];
-    snprintf(key, sizeof key, "%s.in_layers.2.weight", base);
-    if (sd_probe(L, key, s) != 4) {
-        L->failed = 1;
-        asam_error("%s: missing weight %s (ResBlock)", sd_loader_path(L), key);
-        return NULL;
-    }
-    int cout = (int)s[0];
     sd_resblock *r = calloc(1, sizeof *r);
     if (!r) {
         asam_error("out of memory");
-        L->failed = 1;
+        L->b.failed = 1;
         return NULL;
     }
-    r->cin = cin;
-    r->cout = cout;
-    r->in_norm_w = sd_paramf(L, 1, cin, 0, 0, 0, "%s.in_layers.0.weight", base);
-    r->in_norm_b = sd_paramf(L, 1, cin, 0, 0, 0, "%s.in_layers.0.bias", base);
-    r->in_conv_w = sd_paramf(L, 4, cout, cin, 3, 3, "%s.in_layers.2.weight", base);
-    r->in_conv_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.in_layers.2.bias", base);
-    r->emb_w = sd_paramf(L, 2, cout, temb, 0, 0, "%s.emb_layers.1.weight", base);
-    r->emb_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.emb_layers.1.bias", base);
-    r->out_norm_w = sd_paramf(L, 1, cout, 0, 0, 0, "%s.out_layers.0.weight", base);
-    r->out_norm_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.out_layers.0.bias", base);
-    r->out_conv_w = sd_paramf(L, 4, cout, cout, 3, 3, "%s.out_layers.3.weight", base);
-    r->out_conv_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.out_layers.3.bias", base);
-    if (cin != cout) {
-        r->skip_w = sd_paramf(L, 4, cout, cin, 1, 1, "%s.skip_connection.weight", base);
-        r->skip_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.skip_connection.bias", base);
-    }
-    if (cin % SD_GN_GROUPS || cout % SD_GN_GROUPS) {
-        L->failed = 1;
-        asam_error("%s: %s: %d/%d channels are not divisible into %d groups", sd_loader_path(L),
-                   base, cin, cout, SD_GN_GROUPS);
+    if (sd_resblock_load(L, r, base, cin, temb, &sd_resblock_unet)) {
+        free(r);
+        return NULL;
     }
     return r;
 }
@@ -60,14 +34,14 @@ static sd_transformer *load_transformer(sd_loader *L, const char *base, int C) {
     sd_transformer *st = calloc(1, sizeof *st);
     if (!st) {
         asam_error("out of memory");
-        L->failed = 1;
+        L->b.failed = 1;
         return NULL;
     }
     while (sd_has(L, "%s.transformer_blocks.%d.norm1.weight", base, st->depth)) st->depth++;
     char key[256];
     snprintf(key, sizeof key, "%s.transformer_blocks.0.attn2.to_k.weight", base);
     if (st->depth == 0 || sd_probe(L, key, s) != 2) {
-        L->failed = 1;
+        L->b.failed = 1;
         asam_error("%s: missing weight %s (SpatialTransformer)", sd_loader_path(L), key);
         return st;
     }
@@ -75,7 +49,7 @@ static sd_transformer *load_transformer(sd_loader *L, const char *base, int C) {
     st->context_dim = (int)s[1];
     st->heads = SD_UNET_HEADS;
     if (C % st->heads) {
-        L->failed = 1;
+        L->b.failed = 1;
         asam_error("%s: %s: %d channels do not split into %d heads", sd_loader_path(L), base, C,
                    st->heads);
         return st;
@@ -89,7 +63,7 @@ static sd_transformer *load_transformer(sd_loader *L, const char *base, int C) {
     st->blocks = calloc((size_t)st->depth, sizeof *st->blocks);
     if (!st->blocks) {
         asam_error("out of memory");
-        L->failed = 1;
+        L->b.failed = 1;
         return st;
     }
     for (int d = 0; d < st->depth; d++) {
@@ -98,7 +72,7 @@ static sd_transformer *load_transformer(sd_loader *L, const char *base, int C) {
         snprintf(tb, sizeof tb, "%s.transformer_blocks.%d", base, d);
         snprintf(key, sizeof key, "%s.ff.net.0.proj.weight", tb);
         if (sd_probe(L, key, s) != 2 || s[0] % 2) {
-            L->failed = 1;
+            L->b.failed = 1;
             asam_error("%s: missing or odd-sized weight %s", sd_loader_path(L), key);
             return st;
         }
@@ -147,13 +121,15 @@ static int detect_num_res_blocks(sd_loader *L) {
     return n ? n : -1;
 }
 
+/* Long on purpose: binds the blocks in the order openaimodel.UNetModel.__init__ builds them
+ * (input blocks, middle, output blocks), widths carried from one block to the next. */
 int sd_unet_load_into(struct asam_unet *u, sd_loader *L, int encoder_only) {
     int64_t s[8];
     const char *path = sd_loader_path(L);
     if (sd_probe(L, "input_blocks.0.0.weight", s) != 4)
         return asam_error("%s: no UNet weights (input_blocks.0.0.weight%s%s not found)", path,
                           L->naming == SD_NAMES_COMPVIS ? " under prefix " : "",
-                          L->naming == SD_NAMES_COMPVIS ? L->prefix : "");
+                          L->naming == SD_NAMES_COMPVIS ? L->b.prefix : "");
     u->model_channels = (int)s[0];
     u->in_channels = (int)s[1];
     int nrb = detect_num_res_blocks(L);
@@ -192,7 +168,7 @@ int sd_unet_load_into(struct asam_unet *u, sd_loader *L, int encoder_only) {
     b0->cout = u->skip_ch[0] = mc;
     int ch = mc;
     u->context_dim = -1;
-    for (int i = 1; i < n_in && !L->failed; i++) {
+    for (int i = 1; i < n_in && !L->b.failed; i++) {
         sd_block *b = &u->input_blocks[i];
         if ((i - 1) % (nrb + 1) == nrb) {
             b->conv_w = sd_paramf(L, 4, ch, ch, 3, 3, "input_blocks.%d.0.op.weight", i);
@@ -211,17 +187,17 @@ int sd_unet_load_into(struct asam_unet *u, sd_loader *L, int encoder_only) {
         b->cout = u->skip_ch[i] = ch;
     }
     /* middle block: Res, ST, Res */
-    if (!L->failed) {
+    if (!L->b.failed) {
         u->middle[0].res = load_resblock(L, "middle_block.0", ch, T);
         u->middle[1].attn = load_transformer(L, "middle_block.1", ch);
         u->middle[2].res = load_resblock(L, "middle_block.2", ch, T);
         for (int j = 0; j < 3; j++) u->middle[j].cout = ch;
     }
-    if (!encoder_only && !L->failed) {
+    if (!encoder_only && !L->b.failed) {
         u->n_out = n_in;
         u->output_blocks = calloc((size_t)n_in, sizeof *u->output_blocks);
         if (!u->output_blocks) return asam_error("out of memory");
-        for (int k = 0; k < u->n_out && !L->failed; k++) {
+        for (int k = 0; k < u->n_out && !L->b.failed; k++) {
             sd_block *b = &u->output_blocks[k];
             int skip = u->skip_ch[n_in - 1 - k];
             snprintf(base, sizeof base, "output_blocks.%d.0", k);
@@ -244,13 +220,13 @@ int sd_unet_load_into(struct asam_unet *u, sd_loader *L, int encoder_only) {
             }
             b->cout = ch;
         }
-        if (!L->failed && sd_probe(L, "out.2.weight", s) == 4) u->out_channels = (int)s[0];
+        if (!L->b.failed && sd_probe(L, "out.2.weight", s) == 4) u->out_channels = (int)s[0];
         u->out_norm_w = sd_paramf(L, 1, ch, 0, 0, 0, "out.0.weight");
         u->out_norm_b = sd_paramf(L, 1, ch, 0, 0, 0, "out.0.bias");
         u->out_conv_w = sd_paramf(L, 4, u->out_channels, ch, 3, 3, "out.2.weight");
         u->out_conv_b = sd_paramf(L, 1, u->out_channels, 0, 0, 0, "out.2.bias");
     }
-    if (L->failed) return -1;
+    if (L->b.failed) return -1;
     /* every transformer must agree on the context width */
     for (int pass = 0; pass < 3; pass++) {
         sd_block *arr = pass == 0 ? u->input_blocks : pass == 1 ? u->middle : u->output_blocks;
@@ -328,6 +304,7 @@ int asam_unet_n_control(const asam_unet *m) {
 
 /* ldm timestep_embedding: [cos(t f_i), sin(t f_i)], f_i = exp(-ln(10000) i / half), in float32
  * in the same operation order as torch so that large t (981) rounds alike. */
+// ref: CompVis/stable-diffusion ldm/modules/diffusionmodules/util.py:151 (timestep_embedding)
 static asam_tensor *timestep_embedding(asam_ctx *ctx, const float *t, int64_t B, int dim) {
     asam_tensor *e = asam_new(ctx, ASAM_SHAPE(B, dim));
     if (!e) return NULL;
@@ -353,21 +330,6 @@ asam_tensor *sd_time_embed(asam_ctx *ctx, const struct asam_unet *u, const float
     return asam_linear(ctx, e, u->time_embed2_w, u->time_embed2_b);
 }
 
-static asam_tensor *resblock_forward(asam_ctx *ctx, const sd_resblock *r, asam_tensor *x,
-                                     asam_tensor *emb) {
-    asam_tensor *h = asam_group_norm(ctx, x, SD_GN_GROUPS, r->in_norm_w, r->in_norm_b, SD_RES_EPS);
-    h = asam_silu(ctx, h);
-    h = asam_conv2d(ctx, h, r->in_conv_w, r->in_conv_b, 1, 1);
-    asam_tensor *e = asam_linear(ctx, asam_silu(ctx, emb), r->emb_w, r->emb_b); // (B, Cout)
-    if (e) e = asam_reshape(ctx, e, ASAM_SHAPE(e->shape[0], e->shape[1], 1, 1));
-    h = asam_add(ctx, h, e);
-    h = asam_group_norm(ctx, h, SD_GN_GROUPS, r->out_norm_w, r->out_norm_b, SD_RES_EPS);
-    h = asam_silu(ctx, h);
-    h = asam_conv2d(ctx, h, r->out_conv_w, r->out_conv_b, 1, 1);
-    asam_tensor *skip = r->skip_w ? asam_conv2d(ctx, x, r->skip_w, r->skip_b, 1, 0) : x;
-    return asam_add(ctx, skip, h);
-}
-
 /* (B, N, heads*d) -> (B, heads, N, d) */
 static asam_tensor *split_heads(asam_ctx *ctx, asam_tensor *x, int heads) {
     if (!x) return NULL;
@@ -384,6 +346,7 @@ static asam_tensor *merge_heads(asam_ctx *ctx, asam_tensor *x) {
 }
 
 /* ldm CrossAttention: q from x, k/v from kv (x itself for self-attention), scale d^-0.5. */
+// ref: CompVis/stable-diffusion ldm/modules/attention.py:170 (CrossAttention.forward)
 static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *x, asam_tensor *kv, int heads,
                                     asam_tensor *wq, asam_tensor *wk, asam_tensor *wv,
                                     asam_tensor *wo, asam_tensor *bo) {
@@ -396,6 +359,7 @@ static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *x, asam_tensor *
 }
 
 /* GEGLU feed-forward: proj -> (value, gate) halves -> value * gelu(gate) -> linear. */
+// ref: CompVis/stable-diffusion ldm/modules/attention.py:37 (GEGLU), :47 (FeedForward)
 static asam_tensor *geglu_ff(asam_ctx *ctx, const sd_tblock *b, asam_tensor *x) {
     asam_tensor *p = asam_linear(ctx, x, b->ff0_w, b->ff0_b); // (B, N, 2F)
     int64_t F = b->ff_inner;
@@ -405,6 +369,8 @@ static asam_tensor *geglu_ff(asam_ctx *ctx, const sd_tblock *b, asam_tensor *x) 
     return asam_linear(ctx, y, b->ff2_w, b->ff2_b);
 }
 
+// ref: CompVis/stable-diffusion ldm/modules/attention.py:250 (SpatialTransformer.forward), :208
+//   (BasicTransformerBlock.forward)
 static asam_tensor *transformer_forward(asam_ctx *ctx, const sd_transformer *st, asam_tensor *x,
                                         asam_tensor *context) {
     if (!x) return NULL;
@@ -435,7 +401,7 @@ static asam_tensor *transformer_forward(asam_ctx *ctx, const sd_transformer *st,
 static asam_tensor *block_forward(asam_ctx *ctx, const sd_block *blk, asam_tensor *h,
                                   asam_tensor *emb, asam_tensor *context, asam_tensor *skip) {
     if (blk->concat_skip) h = asam_concat(ctx, (asam_tensor *const[]){h, skip}, 2, 1);
-    if (blk->res) h = resblock_forward(ctx, blk->res, h, emb);
+    if (blk->res) h = sd_resblock_forward(ctx, blk->res, h, emb, SD_RES_EPS);
     if (blk->attn) h = transformer_forward(ctx, blk->attn, h, context);
     if (blk->conv_w) {
         if (blk->upsample && h) h = asam_resize_nearest(ctx, h, 2 * h->shape[2], 2 * h->shape[3]);
@@ -490,6 +456,9 @@ int sd_unet_check_inputs(asam_ctx *ctx, const struct asam_unet *u, const char *w
     return 0;
 }
 
+// ref: CompVis/stable-diffusion ldm/modules/diffusionmodules/openaimodel.py:710
+//   (UNetModel.forward); control residuals as lllyasviel/ControlNet cldm/cldm.py:23
+//   (ControlledUnetModel.forward)
 static asam_tensor *unet_forward(asam_ctx *ctx, const asam_unet *m, asam_tensor *x, const float *t,
                                  asam_tensor *context, asam_tensor *const *control,
                                  float control_scale) {
@@ -574,7 +543,7 @@ static double conv_flops(const asam_tensor *w, int64_t ho, int64_t wo) {
 }
 
 static double res_flops(const sd_resblock *r, int64_t h, int64_t w) {
-    return conv_flops(r->in_conv_w, h, w) + conv_flops(r->out_conv_w, h, w) +
+    return conv_flops(r->conv1_w, h, w) + conv_flops(r->conv2_w, h, w) +
            conv_flops(r->skip_w, h, w);
 }
 
@@ -602,10 +571,33 @@ static double block_flops(const sd_block *b, int64_t *h, int64_t *w, int64_t M) 
     return f;
 }
 
-double sd_unet_flops(const struct asam_unet *u, int64_t h, int64_t w, int64_t ctx_len) {
+double asam_unet_flops(const asam_unet *u, int64_t h, int64_t w, int64_t ctx_len) {
     double f = 0;
     for (int i = 0; i < u->n_in; i++) f += block_flops(&u->input_blocks[i], &h, &w, ctx_len);
     for (int j = 0; j < 3; j++) f += block_flops(&u->middle[j], &h, &w, ctx_len);
     for (int k = 0; k < u->n_out; k++) f += block_flops(&u->output_blocks[k], &h, &w, ctx_len);
     return f + conv_flops(u->out_conv_w, h, w);
+}
+
+int asam_unet_model_channels(const asam_unet *m) {
+    return m->model_channels;
+}
+
+int asam_unet_n_input_blocks(const asam_unet *m) {
+    return m->n_in;
+}
+
+int asam_unet_input_channels_out(const asam_unet *m, int i) {
+    return i >= 0 && i < m->n_in ? m->skip_ch[i] : 0;
+}
+
+int asam_unet_middle_channels(const asam_unet *m) {
+    return m->middle[2].cout;
+}
+
+int asam_unet_params(const asam_unet *m, asam_tensor ***params, const char ***names, size_t *n) {
+    *params = m->weights.b.params;
+    *names = (const char **)m->weights.b.names;
+    *n = m->weights.b.n;
+    return 0;
 }

@@ -17,14 +17,7 @@
 #define VAE_MAX_LEVELS 8
 #define VAE_MAX_RES 8
 
-typedef struct {
-    asam_tensor *norm1_w, *norm1_b; // norm1 (Cin)
-    asam_tensor *conv1_w, *conv1_b; // conv1 (Cout, Cin, 3, 3), (Cout)
-    asam_tensor *norm2_w, *norm2_b; // norm2 (Cout)
-    asam_tensor *conv2_w, *conv2_b; // conv2 (Cout, Cout, 3, 3), (Cout)
-    asam_tensor *nin_w, *nin_b;     // nin_shortcut (Cout, Cin, 1, 1), (Cout); NULL if Cin == Cout
-    int cin, cout;
-} vae_resblock;
+typedef sd_resblock vae_resblock; /* ResnetBlock: the UNet's block without the embedding */
 
 /* AttnBlock: single-head self-attention over H*W with 1x1-conv q/k/v/proj_out. */
 typedef struct {
@@ -67,34 +60,7 @@ struct asam_vae {
 /* ---- loading ------------------------------------------------------------------------------ */
 
 static int load_res(sd_loader *L, vae_resblock *r, const char *base, int cin) {
-    int64_t s[8];
-    char key[256];
-    snprintf(key, sizeof key, "%s.conv1.weight", base);
-    if (sd_probe(L, key, s) != 4) {
-        L->failed = 1;
-        return asam_error("%s: missing weight %s (ResnetBlock)", sd_loader_path(L), key);
-    }
-    int cout = (int)s[0];
-    r->cin = cin;
-    r->cout = cout;
-    r->norm1_w = sd_paramf(L, 1, cin, 0, 0, 0, "%s.norm1.weight", base);
-    r->norm1_b = sd_paramf(L, 1, cin, 0, 0, 0, "%s.norm1.bias", base);
-    r->conv1_w = sd_paramf(L, 4, cout, cin, 3, 3, "%s.conv1.weight", base);
-    r->conv1_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.conv1.bias", base);
-    r->norm2_w = sd_paramf(L, 1, cout, 0, 0, 0, "%s.norm2.weight", base);
-    r->norm2_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.norm2.bias", base);
-    r->conv2_w = sd_paramf(L, 4, cout, cout, 3, 3, "%s.conv2.weight", base);
-    r->conv2_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.conv2.bias", base);
-    if (cin != cout) {
-        r->nin_w = sd_paramf(L, 4, cout, cin, 1, 1, "%s.nin_shortcut.weight", base);
-        r->nin_b = sd_paramf(L, 1, cout, 0, 0, 0, "%s.nin_shortcut.bias", base);
-    }
-    if (cin % VAE_GROUPS || cout % VAE_GROUPS) {
-        L->failed = 1;
-        return asam_error("%s: %s: channels %d/%d not divisible into %d groups", sd_loader_path(L),
-                          base, cin, cout, VAE_GROUPS);
-    }
-    return L->failed ? -1 : 0;
+    return sd_resblock_load(L, r, base, cin, 0, &sd_resblock_vae);
 }
 
 static void load_attn(sd_loader *L, vae_attn *a, const char *base, int C) {
@@ -117,7 +83,7 @@ static int vae_load_into(asam_vae *m, sd_loader *L) {
     if (sd_probe(L, "encoder.conv_in.weight", s) != 4)
         return asam_error("%s: no VAE weights (encoder.conv_in.weight%s%s not found)", path,
                           L->naming == SD_NAMES_COMPVIS ? " under prefix " : "",
-                          L->naming == SD_NAMES_COMPVIS ? L->prefix : "");
+                          L->naming == SD_NAMES_COMPVIS ? L->b.prefix : "");
     m->ch = (int)s[0];
     m->in_channels = (int)s[1];
     while (m->n_levels < VAE_MAX_LEVELS &&
@@ -133,8 +99,8 @@ static int vae_load_into(asam_vae *m, sd_loader *L) {
     m->enc_conv_in_w = sd_paramf(L, 4, m->ch, m->in_channels, 3, 3, "encoder.conv_in.weight");
     m->enc_conv_in_b = sd_paramf(L, 1, m->ch, 0, 0, 0, "encoder.conv_in.bias");
     int c = m->ch;
-    for (int i = 0; i < nl && !L->failed; i++) {
-        for (int j = 0; j < nrb && !L->failed; j++) {
+    for (int i = 0; i < nl && !L->b.failed; i++) {
+        for (int j = 0; j < nrb && !L->b.failed; j++) {
             snprintf(base, sizeof base, "encoder.down.%d.block.%d", i, j);
             if (load_res(L, &m->enc_res[i][j], base, c) == 0) c = m->enc_res[i][j].cout;
         }
@@ -146,20 +112,20 @@ static int vae_load_into(asam_vae *m, sd_loader *L) {
                 sd_paramf(L, 1, c, 0, 0, 0, "encoder.down.%d.downsample.conv.bias", i);
         }
     }
-    if (L->failed) return -1;
+    if (L->b.failed) return -1;
     load_res(L, &m->enc_mid1, "encoder.mid.block_1", c);
     load_attn(L, &m->enc_attn, "encoder.mid.attn_1", c);
     load_res(L, &m->enc_mid2, "encoder.mid.block_2", c);
     m->enc_norm_out_w = sd_paramf(L, 1, c, 0, 0, 0, "encoder.norm_out.weight");
     m->enc_norm_out_b = sd_paramf(L, 1, c, 0, 0, 0, "encoder.norm_out.bias");
-    if (L->failed) return -1;
+    if (L->b.failed) return -1;
     if (sd_probe(L, "encoder.conv_out.weight", s) != 4 || s[0] % 2)
         return asam_error("%s: missing or odd encoder.conv_out.weight", path);
     int z2 = (int)s[0];
     m->z_channels = z2 / 2;
     m->enc_conv_out_w = sd_paramf(L, 4, z2, c, 3, 3, "encoder.conv_out.weight");
     m->enc_conv_out_b = sd_paramf(L, 1, z2, 0, 0, 0, "encoder.conv_out.bias");
-    if (L->failed) return -1;
+    if (L->b.failed) return -1;
     if (sd_probe(L, "quant_conv.weight", s) < 2 || s[0] % 2)
         return asam_error("%s: missing or odd quant_conv.weight", path);
     m->embed_dim = (int)(s[0] / 2);
@@ -168,7 +134,7 @@ static int vae_load_into(asam_vae *m, sd_loader *L) {
     m->quant_b = sd_paramf(L, 1, 2 * e, 0, 0, 0, "quant_conv.bias");
     m->post_quant_w = sd_paramf(L, 4, z, e, 1, 1, "post_quant_conv.weight");
     m->post_quant_b = sd_paramf(L, 1, z, 0, 0, 0, "post_quant_conv.bias");
-    if (L->failed) return -1;
+    if (L->b.failed) return -1;
     /* decoder */
     if (sd_probe(L, "decoder.conv_in.weight", s) != 4 || s[1] != z)
         return asam_error("%s: missing or bad decoder.conv_in.weight", path);
@@ -178,8 +144,8 @@ static int vae_load_into(asam_vae *m, sd_loader *L) {
     load_res(L, &m->dec_mid1, "decoder.mid.block_1", c);
     load_attn(L, &m->dec_attn, "decoder.mid.attn_1", c);
     load_res(L, &m->dec_mid2, "decoder.mid.block_2", c);
-    for (int i = nl - 1; i >= 0 && !L->failed; i--) {
-        for (int j = 0; j <= nrb && !L->failed; j++) {
+    for (int i = nl - 1; i >= 0 && !L->b.failed; i--) {
+        for (int j = 0; j <= nrb && !L->b.failed; j++) {
             snprintf(base, sizeof base, "decoder.up.%d.block.%d", i, j);
             if (load_res(L, &m->dec_res[i][j], base, c) == 0) c = m->dec_res[i][j].cout;
         }
@@ -188,7 +154,7 @@ static int vae_load_into(asam_vae *m, sd_loader *L) {
             m->dec_up[i].b = sd_paramf(L, 1, c, 0, 0, 0, "decoder.up.%d.upsample.conv.bias", i);
         }
     }
-    if (L->failed) return -1;
+    if (L->b.failed) return -1;
     m->dec_norm_out_w = sd_paramf(L, 1, c, 0, 0, 0, "decoder.norm_out.weight");
     m->dec_norm_out_b = sd_paramf(L, 1, c, 0, 0, 0, "decoder.norm_out.bias");
     if (sd_probe(L, "decoder.conv_out.weight", s) != 4)
@@ -196,7 +162,7 @@ static int vae_load_into(asam_vae *m, sd_loader *L) {
     m->out_ch = (int)s[0];
     m->dec_conv_out_w = sd_paramf(L, 4, m->out_ch, c, 3, 3, "decoder.conv_out.weight");
     m->dec_conv_out_b = sd_paramf(L, 1, m->out_ch, 0, 0, 0, "decoder.conv_out.bias");
-    return L->failed ? -1 : 0;
+    return L->b.failed ? -1 : 0;
 }
 
 int asam_vae_load(const asam_checkpoint *ck, const char *prefix, asam_vae **out) {
@@ -228,16 +194,10 @@ void asam_vae_free(asam_vae *m) {
 /* ---- forward ------------------------------------------------------------------------------ */
 
 static asam_tensor *res_forward(asam_ctx *ctx, asam_tensor *const *in, int n, void *user) {
-    const vae_resblock *r = user;
-    asam_tensor *x = in[0];
-    asam_tensor *h = asam_group_norm(ctx, x, VAE_GROUPS, r->norm1_w, r->norm1_b, VAE_EPS);
-    h = asam_conv2d(ctx, asam_silu(ctx, h), r->conv1_w, r->conv1_b, 1, 1);
-    h = asam_group_norm(ctx, h, VAE_GROUPS, r->norm2_w, r->norm2_b, VAE_EPS);
-    h = asam_conv2d(ctx, asam_silu(ctx, h), r->conv2_w, r->conv2_b, 1, 1);
-    asam_tensor *skip = r->nin_w ? asam_conv2d(ctx, x, r->nin_w, r->nin_b, 1, 0) : x;
-    return asam_add(ctx, skip, h);
+    return sd_resblock_forward(ctx, user, in[0], NULL, VAE_EPS);
 }
 
+// ref: CompVis/stable-diffusion ldm/modules/diffusionmodules/model.py:178 (AttnBlock.forward)
 static asam_tensor *attn_forward(asam_ctx *ctx, asam_tensor *const *in, int n, void *user) {
     const vae_attn *a = user;
     asam_tensor *x = in[0];
@@ -256,6 +216,8 @@ static asam_tensor *attn_forward(asam_ctx *ctx, asam_tensor *const *in, int n, v
     return asam_add(ctx, x, h);
 }
 
+// ref: CompVis/stable-diffusion ldm/modules/diffusionmodules/model.py:53 (Upsample.forward), :72
+//   (Downsample.forward: pad (0,1,0,1))
 static asam_tensor *resample_forward(asam_ctx *ctx, asam_tensor *const *in, int n, void *user) {
     const vae_resample *r = user;
     asam_tensor *x = in[0];
@@ -280,6 +242,7 @@ static asam_tensor *run(asam_ctx *ctx, const asam_vae *m, asam_segment_fn fn, co
     return asam_grad_checkpoint(ctx, fn, &x, 1, (void *)w);
 }
 
+// ref: CompVis/stable-diffusion ldm/modules/diffusionmodules/model.py:434 (Encoder.forward)
 asam_tensor *asam_vae_encode_moments(asam_ctx *ctx, const asam_vae *m, asam_tensor *img) {
     if (!img || !asam_ctx_ok(ctx)) return NULL;
     int64_t f = (int64_t)1 << (m->n_levels - 1);
@@ -310,6 +273,7 @@ asam_tensor *asam_vae_encode(asam_ctx *ctx, const asam_vae *m, asam_tensor *img)
     return asam_slice(ctx, asam_vae_encode_moments(ctx, m, img), 1, 0, m->embed_dim);
 }
 
+// ref: CompVis/stable-diffusion ldm/modules/diffusionmodules/model.py:535 (Decoder.forward)
 asam_tensor *asam_vae_decode(asam_ctx *ctx, const asam_vae *m, asam_tensor *z) {
     if (!z || !asam_ctx_ok(ctx)) return NULL;
     if (z->ndim != 4 || z->shape[1] != m->embed_dim || z->shape[2] == 0 || z->shape[3] == 0) {
@@ -346,10 +310,10 @@ static double cf(const asam_tensor *w, int64_t h, int64_t wd) {
 }
 
 static double rf(const vae_resblock *r, int64_t h, int64_t w) {
-    return cf(r->conv1_w, h, w) + cf(r->conv2_w, h, w) + cf(r->nin_w, h, w);
+    return cf(r->conv1_w, h, w) + cf(r->conv2_w, h, w) + cf(r->skip_w, h, w);
 }
 
-double sd_vae_decode_flops(const asam_vae *m, int64_t h, int64_t w) {
+double asam_vae_decode_flops(const asam_vae *m, int64_t h, int64_t w) {
     double C = m->dec_mid1.cout, N = (double)(h * w);
     double f = cf(m->post_quant_w, h, w) + cf(m->dec_conv_in_w, h, w);
     f += rf(&m->dec_mid1, h, w) + rf(&m->dec_mid2, h, w);
