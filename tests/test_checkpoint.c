@@ -510,113 +510,119 @@ static void test_bad_safetensors(void) {
 
 /* ---- malformed torch archives and pickles ---- */
 
-static void test_pickles(void) {
-    const int sz2[2] = {2, 2}, st2[2] = {1, 2};
-    /* 1. a strided view with offset: element (i,j) = storage[1 + i + 2j] */
-    {
-        io_buf p = {0};
-        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, 'q'),
-            io_put_u8(&p, 0), io_put_u8(&p, '(');
-        bstr(&p, "w");
-        btensor(&p, "0", 6, 1, sz2, st2, 2);
-        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
-        io_buf z = torch_zip(&p, -1);
-        asam_checkpoint *ck;
-        void *copy = malloc(z.n);
-        memcpy(copy, z.p, z.n);
-        CHECK(asam_checkpoint_open_memory(copy, z.n, "strided.pth", &ck) == 0, "strided: %s",
-              asam_last_error());
-        if (ck) {
-            float v[4];
-            const asam_ckpt_tensor *t = asam_checkpoint_find(ck, "w");
-            CHECK(t && asam_ckpt_read_f32(ck, t, v) == 0 && v[0] == 1 && v[1] == 3 && v[2] == 2 &&
-                      v[3] == 4,
-                  "strided gather %g %g %g %g", v[0], v[1], v[2], v[3]);
-            uint8_t raw[16];
-            asam_ckpt_read_raw(ck, t, raw);
-            CHECK(!memcmp(raw, v, 16), "strided raw gather");
-            asam_checkpoint_close(ck);
-            printf("ok   strided view with storage offset\n");
-        }
-        free(copy);
-        free(z.p);
-        free(p.p);
+/* Shape and stride of the 2x2 views below. */
+static const int sz2[2] = {2, 2}, st2[2] = {1, 2};
+
+/* a strided view with offset: element (i,j) = storage[1 + i + 2j] */
+static void pickle_strided_view(void) {
+    io_buf p = {0};
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, 'q'), io_put_u8(&p, 0),
+        io_put_u8(&p, '(');
+    bstr(&p, "w");
+    btensor(&p, "0", 6, 1, sz2, st2, 2);
+    io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+    io_buf z = torch_zip(&p, -1);
+    asam_checkpoint *ck;
+    void *copy = malloc(z.n);
+    memcpy(copy, z.p, z.n);
+    CHECK(asam_checkpoint_open_memory(copy, z.n, "strided.pth", &ck) == 0, "strided: %s",
+          asam_last_error());
+    if (ck) {
+        float v[4];
+        const asam_ckpt_tensor *t = asam_checkpoint_find(ck, "w");
+        CHECK(t && asam_ckpt_read_f32(ck, t, v) == 0 && v[0] == 1 && v[1] == 3 && v[2] == 2 &&
+                  v[3] == 4,
+              "strided gather %g %g %g %g", v[0], v[1], v[2], v[3]);
+        uint8_t raw[16];
+        asam_ckpt_read_raw(ck, t, raw);
+        CHECK(!memcmp(raw, v, 16), "strided raw gather");
+        asam_checkpoint_close(ck);
+        printf("ok   strided view with storage offset\n");
     }
-    /* 2. view extending past its storage */
-    {
-        io_buf p = {0};
-        const int sz[2] = {2, 3};
-        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
-        bstr(&p, "w");
-        btensor(&p, "0", 6, 2, sz, st2, 2);
-        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
-        io_buf z = torch_zip(&p, -1);
-        expect_fail(z.p, z.n, "view past the storage", "storage");
-        free(z.p), free(p.p);
+    free(copy);
+    free(z.p);
+    free(p.p);
+}
+
+/* view extending past its storage */
+static void pickle_view_past_storage(void) {
+    io_buf p = {0};
+    const int sz[2] = {2, 3};
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
+    bstr(&p, "w");
+    btensor(&p, "0", 6, 2, sz, st2, 2);
+    io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+    io_buf z = torch_zip(&p, -1);
+    expect_fail(z.p, z.n, "view past the storage", "storage");
+    free(z.p), free(p.p);
+}
+
+/* unknown GLOBAL + REDUCE must never run: {"cmd": os.system("touch ..."), "obj":
+ *    argparse.Namespace() with BUILD, "w": tensor} still loads "w" */
+static void pickle_no_code_runs(void) {
+    io_buf p = {0};
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
+    bstr(&p, "cmd");
+    bglobal(&p, "os", "system");
+    bstr(&p, "touch test_ckpt_PWNED");
+    io_put_u8(&p, 0x85), io_put_u8(&p, 'R');
+    bstr(&p, "obj");
+    bglobal(&p, "argparse", "Namespace");
+    io_put_u8(&p, ')'), io_put_u8(&p, 0x81);
+    io_put_u8(&p, '}'), bstr(&p, "lr"), io_put_u8(&p, 'G');
+    for (int i = 0; i < 8; i++) io_put_u8(&p, i == 0 ? 0x3f : 0);
+    io_put_u8(&p, 's'), io_put_u8(&p, 'b');
+    bstr(&p, "w");
+    btensor(&p, "0", 6, 0, sz2, (const int[]){2, 1}, 2);
+    io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+    io_buf z = torch_zip(&p, -1);
+    asam_checkpoint *ck;
+    void *copy = malloc(z.n);
+    memcpy(copy, z.p, z.n);
+    CHECK(asam_checkpoint_open_memory(copy, z.n, "evil.pth", &ck) == 0, "evil: %s",
+          asam_last_error());
+    CHECK(!test_is_file("test_ckpt_PWNED"), "os.system was executed!");
+    if (ck) {
+        CHECK(asam_checkpoint_count(ck) == 1 && asam_checkpoint_find(ck, "w"),
+              "tensors load beside unknown objects");
+        asam_checkpoint_close(ck);
+        printf("ok   unknown GLOBAL + REDUCE stays inert, tensors still load\n");
     }
-    /* 3. unknown GLOBAL + REDUCE must never run: {"cmd": os.system("touch ..."), "obj":
-     *    argparse.Namespace() with BUILD, "w": tensor} still loads "w" */
-    {
-        io_buf p = {0};
-        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
-        bstr(&p, "cmd");
-        bglobal(&p, "os", "system");
-        bstr(&p, "touch test_ckpt_PWNED");
-        io_put_u8(&p, 0x85), io_put_u8(&p, 'R');
-        bstr(&p, "obj");
-        bglobal(&p, "argparse", "Namespace");
-        io_put_u8(&p, ')'), io_put_u8(&p, 0x81);
-        io_put_u8(&p, '}'), bstr(&p, "lr"), io_put_u8(&p, 'G');
-        for (int i = 0; i < 8; i++) io_put_u8(&p, i == 0 ? 0x3f : 0);
-        io_put_u8(&p, 's'), io_put_u8(&p, 'b');
-        bstr(&p, "w");
-        btensor(&p, "0", 6, 0, sz2, (const int[]){2, 1}, 2);
-        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
-        io_buf z = torch_zip(&p, -1);
-        asam_checkpoint *ck;
-        void *copy = malloc(z.n);
-        memcpy(copy, z.p, z.n);
-        CHECK(asam_checkpoint_open_memory(copy, z.n, "evil.pth", &ck) == 0, "evil: %s",
-              asam_last_error());
-        CHECK(!test_is_file("test_ckpt_PWNED"), "os.system was executed!");
-        if (ck) {
-            CHECK(asam_checkpoint_count(ck) == 1 && asam_checkpoint_find(ck, "w"),
-                  "tensors load beside unknown objects");
-            asam_checkpoint_close(ck);
-            printf("ok   unknown GLOBAL + REDUCE stays inert, tensors still load\n");
-        }
-        free(copy), free(z.p), free(p.p);
+    free(copy), free(z.p), free(p.p);
+}
+
+/* wrappers and nesting: {"state_dict": {"a": t, "sub": {"b": t}}, "global_step": 5} */
+static void pickle_wrappers_and_nesting(void) {
+    io_buf p = {0};
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
+    bstr(&p, "global_step"), bint(&p, 5);
+    bstr(&p, "state_dict"), io_put_u8(&p, '}'), io_put_u8(&p, '(');
+    bstr(&p, "a");
+    btensor(&p, "0", 6, 0, sz2, (const int[]){2, 1}, 2);
+    io_put_u8(&p, 'q'), io_put_u8(&p, 7); /* memoize the tensor and share it */
+    bstr(&p, "sub"), io_put_u8(&p, '}'), bstr(&p, "b"), io_put_u8(&p, 'h'), io_put_u8(&p, 7),
+        io_put_u8(&p, 's');
+    io_put_u8(&p, 'u'); /* inner */
+    io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+    io_buf z = torch_zip(&p, -1);
+    asam_checkpoint *ck;
+    void *copy = malloc(z.n);
+    memcpy(copy, z.p, z.n);
+    CHECK(asam_checkpoint_open_memory(copy, z.n, "wrapped.pth", &ck) == 0, "wrapped: %s",
+          asam_last_error());
+    if (ck) {
+        CHECK(asam_checkpoint_count(ck) == 2 && asam_checkpoint_find(ck, "a") &&
+                  asam_checkpoint_find(ck, "sub.b"),
+              "wrapper rule: names %s, %s", asam_checkpoint_get(ck, 0)->name,
+              asam_checkpoint_count(ck) > 1 ? asam_checkpoint_get(ck, 1)->name : "-");
+        asam_checkpoint_close(ck);
+        printf("ok   state_dict wrapper + nested dict flattening\n");
     }
-    /* 4. wrappers and nesting: {"state_dict": {"a": t, "sub": {"b": t}}, "global_step": 5} */
-    {
-        io_buf p = {0};
-        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
-        bstr(&p, "global_step"), bint(&p, 5);
-        bstr(&p, "state_dict"), io_put_u8(&p, '}'), io_put_u8(&p, '(');
-        bstr(&p, "a");
-        btensor(&p, "0", 6, 0, sz2, (const int[]){2, 1}, 2);
-        io_put_u8(&p, 'q'), io_put_u8(&p, 7); /* memoize the tensor and share it */
-        bstr(&p, "sub"), io_put_u8(&p, '}'), bstr(&p, "b"), io_put_u8(&p, 'h'), io_put_u8(&p, 7),
-            io_put_u8(&p, 's');
-        io_put_u8(&p, 'u'); /* inner */
-        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
-        io_buf z = torch_zip(&p, -1);
-        asam_checkpoint *ck;
-        void *copy = malloc(z.n);
-        memcpy(copy, z.p, z.n);
-        CHECK(asam_checkpoint_open_memory(copy, z.n, "wrapped.pth", &ck) == 0, "wrapped: %s",
-              asam_last_error());
-        if (ck) {
-            CHECK(asam_checkpoint_count(ck) == 2 && asam_checkpoint_find(ck, "a") &&
-                      asam_checkpoint_find(ck, "sub.b"),
-                  "wrapper rule: names %s, %s", asam_checkpoint_get(ck, 0)->name,
-                  asam_checkpoint_count(ck) > 1 ? asam_checkpoint_get(ck, 1)->name : "-");
-            asam_checkpoint_close(ck);
-            printf("ok   state_dict wrapper + nested dict flattening\n");
-        }
-        free(copy), free(z.p), free(p.p);
-    }
-    /* 5. malformed pickles: each must fail cleanly */
+    free(copy), free(z.p), free(p.p);
+}
+
+/* malformed pickles: each must fail cleanly */
+static void pickle_malformed_pickles(void) {
     struct {
         const char *what, *bytes;
         size_t n;
@@ -663,65 +669,77 @@ static void test_pickles(void) {
         expect_fail(z.p, z.n, bad[i].what, bad[i].needle);
         free(z.p), free(p.p);
     }
-    /* 6. tensor argument errors */
-    {
-        io_buf p = {0};
-        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
-        bstr(&p, "w");
-        btensor(&p, "7", 6, 0, sz2, st2, 2); /* storage "7" is not in the archive */
-        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
-        io_buf z = torch_zip(&p, -1);
-        expect_fail(z.p, z.n, "missing storage entry", "missing");
-        free(z.p), free(p.p);
-        p = (io_buf){0};
-        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
-        bstr(&p, "w");
-        btensor(&p, "0", 6, 0, sz2, (const int[]){1, -2}, 2);
-        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
-        z = torch_zip(&p, -1);
-        expect_fail(z.p, z.n, "negative stride", "stride");
-        free(z.p), free(p.p);
-        p = (io_buf){0};
-        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
-        bstr(&p, "w");
-        btensor(&p, "0", 6, 0x7fffffff, sz2, (const int[]){0x7fffffff, 0x7fffffff}, 2);
-        io_put_u8(&p, 'u'), io_put_u8(&p, '.');
-        z = torch_zip(&p, -1);
-        expect_fail(z.p, z.n, "huge offset/stride", "storage");
-        free(z.p), free(p.p);
-    }
-    /* 7. archive-level errors */
-    {
-        io_buf p = {0};
-        io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '.');
-        io_buf z = torch_zip(&p, 1);
-        expect_fail(z.p, z.n, "compressed zip entry", "compressed");
-        free(z.p);
-        zent noslash[1] = {{"data.pkl", p.p, p.n}};
-        z = make_zip(noslash, 1, -1);
-        expect_fail(z.p, z.n, "zip without a folder prefix", "torch.save");
-        free(z.p);
-        zent nopkl[1] = {{"archive/other", p.p, p.n}};
-        z = make_zip(nopkl, 1, -1);
-        expect_fail(z.p, z.n, "zip without data.pkl", "data.pkl");
-        free(z.p);
-        z = make_zip(NULL, 0, -1);
-        expect_fail(z.p, z.n, "empty zip", "empty");
-        free(z.p);
-        z = torch_zip(&p, -1);
-        z.p[z.n - 22 + 16] ^= 0x40; /* central directory offset out of range */
-        expect_fail(z.p, z.n, "central directory out of range", "central directory");
-        free(z.p);
-        z = torch_zip(&p, -1);
-        z.p[z.n - 22 + 10] = 50; /* entry count larger than the directory */
-        expect_fail(z.p, z.n, "bad entry count", "central directory");
-        free(z.p);
-        free(p.p);
-        /* the legacy format: a pickled magic number first */
-        const char legacy[] =
-            "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.";
-        expect_fail(legacy, sizeof legacy - 1, "legacy torch format", "legacy");
-    }
+}
+
+/* tensor argument errors */
+static void pickle_tensor_argument_errors(void) {
+    io_buf p = {0};
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
+    bstr(&p, "w");
+    btensor(&p, "7", 6, 0, sz2, st2, 2); /* storage "7" is not in the archive */
+    io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+    io_buf z = torch_zip(&p, -1);
+    expect_fail(z.p, z.n, "missing storage entry", "missing");
+    free(z.p), free(p.p);
+    p = (io_buf){0};
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
+    bstr(&p, "w");
+    btensor(&p, "0", 6, 0, sz2, (const int[]){1, -2}, 2);
+    io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+    z = torch_zip(&p, -1);
+    expect_fail(z.p, z.n, "negative stride", "stride");
+    free(z.p), free(p.p);
+    p = (io_buf){0};
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '(');
+    bstr(&p, "w");
+    btensor(&p, "0", 6, 0x7fffffff, sz2, (const int[]){0x7fffffff, 0x7fffffff}, 2);
+    io_put_u8(&p, 'u'), io_put_u8(&p, '.');
+    z = torch_zip(&p, -1);
+    expect_fail(z.p, z.n, "huge offset/stride", "storage");
+    free(z.p), free(p.p);
+}
+
+/* archive-level errors */
+static void pickle_archive_errors(void) {
+    io_buf p = {0};
+    io_put_u8(&p, 0x80), io_put_u8(&p, 2), io_put_u8(&p, '}'), io_put_u8(&p, '.');
+    io_buf z = torch_zip(&p, 1);
+    expect_fail(z.p, z.n, "compressed zip entry", "compressed");
+    free(z.p);
+    zent noslash[1] = {{"data.pkl", p.p, p.n}};
+    z = make_zip(noslash, 1, -1);
+    expect_fail(z.p, z.n, "zip without a folder prefix", "torch.save");
+    free(z.p);
+    zent nopkl[1] = {{"archive/other", p.p, p.n}};
+    z = make_zip(nopkl, 1, -1);
+    expect_fail(z.p, z.n, "zip without data.pkl", "data.pkl");
+    free(z.p);
+    z = make_zip(NULL, 0, -1);
+    expect_fail(z.p, z.n, "empty zip", "empty");
+    free(z.p);
+    z = torch_zip(&p, -1);
+    z.p[z.n - 22 + 16] ^= 0x40; /* central directory offset out of range */
+    expect_fail(z.p, z.n, "central directory out of range", "central directory");
+    free(z.p);
+    z = torch_zip(&p, -1);
+    z.p[z.n - 22 + 10] = 50; /* entry count larger than the directory */
+    expect_fail(z.p, z.n, "bad entry count", "central directory");
+    free(z.p);
+    free(p.p);
+    /* the legacy format: a pickled magic number first */
+    const char legacy[] =
+        "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.";
+    expect_fail(legacy, sizeof legacy - 1, "legacy torch format", "legacy");
+}
+
+static void test_pickles(void) {
+    pickle_strided_view();
+    pickle_view_past_storage();
+    pickle_no_code_runs();
+    pickle_wrappers_and_nesting();
+    pickle_malformed_pickles();
+    pickle_tensor_argument_errors();
+    pickle_archive_errors();
 }
 
 /* Truncate a real file at many offsets, through memory and through the file path. */

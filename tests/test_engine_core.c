@@ -155,143 +155,150 @@ static void test_arena(void) {
     asam_ctx_free(ctx);
 }
 
+/* backward through a chain (linear, attention, matmul, linear, twice), vs finite differences */
+static void case_chain_gradcheck(asam_ctx *ctx, block_params *p, asam_tensor *x, asam_tensor *mm) {
+    asam_tensor *ins[2] = {x, mm};
+    int chk[2] = {1, 1};
+    gradcheck(ctx, "chain of two blocks", f_two_blocks, ins, 2, chk, p, 1e-2f, 100, 1e-3);
+}
+
+/* parameter gradients: finite differences on wq through the chain */
+static void case_param_gradcheck(asam_ctx *ctx, block_params *p, asam_tensor *x, asam_tensor *mm) {
+    grads g;
+    CHECK(run_grads(ctx, p, x, mm, 0, &g) == 0, "backward: %s", asam_ctx_error(ctx));
+    float R[N_TOK * DIM];
+    uint64_t s = 7;
+    for (int i = 0; i < N_TOK * DIM; i++) R[i] = gc_rand(&s);
+    double worst = 0, maxnum = 0;
+    for (int j = 0; j < DIM * DIM; j++) {
+        float w0 = p->wq->data[j];
+        double L[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            p->wq->data[j] = w0 + (sgn ? -1e-2f : 1e-2f);
+            asam_tensor *in[2] = {x, mm};
+            L[sgn] = gc_eval(ctx, f_block, in, p, R);
+        }
+        p->wq->data[j] = w0;
+        double num = (L[0] - L[1]) / 2e-2;
+        if (fabs(num) > maxnum) maxnum = fabs(num);
+        if (fabs(num - g.gwq[j]) > worst) worst = fabs(num - g.gwq[j]);
+    }
+    double rel = worst / (maxnum > 1e-3 ? maxnum : 1e-3);
+    CHECK(rel < 1e-3, "param grad vs finite differences: %.3g", rel);
+    if (rel < 1e-3) printf("ok   gradcheck persistent param wq (rel err %.2e)\n", rel);
+}
+
+/* accumulation: two backward calls add up in persistent params until zero_grad */
+static void case_accumulation(asam_ctx *ctx, block_params *p, asam_tensor *x, asam_tensor *mm) {
+    grads g1;
+    run_grads(ctx, p, x, mm, 0, &g1);
+    asam_param_zero_grad(p->wq);
+    for (int rep = 0; rep < 2; rep++) {
+        asam_mark mk = asam_ctx_mark(ctx);
+        asam_tensor *in[2] = {x, mm};
+        asam_set_requires_grad(x, 0);
+        asam_set_requires_grad(mm, 0);
+        asam_tensor *out = block(ctx, in, 2, p);
+        float R[N_TOK * DIM];
+        uint64_t s = 7;
+        for (int i = 0; i < N_TOK * DIM; i++) R[i] = gc_rand(&s);
+        CHECK(asam_backward_from(ctx, out, R) == 0, "backward %d", rep);
+        asam_ctx_release(ctx, mk);
+    }
+    float twice[DIM * DIM];
+    for (int i = 0; i < DIM * DIM; i++) twice[i] = 2 * g1.gwq[i];
+    CHECK_CLOSE(p->wq->grad, twice, DIM * DIM, 1e-6, "param grad accumulates over 2 backwards");
+    asam_param_zero_grad(p->wq);
+    int zero = 1;
+    for (int i = 0; i < DIM * DIM; i++) zero &= p->wq->grad[i] == 0;
+    CHECK(zero, "zero_grad");
+}
+
+/* checkpointing: same outputs and gradients (inputs and params), less memory held */
+static void case_checkpointing(asam_ctx *ctx, block_params *p, asam_tensor *x, asam_tensor *mm) {
+    grads plain, ck, nested;
+    CHECK(run_grads(ctx, p, x, mm, 0, &plain) == 0, "plain: %s", asam_ctx_error(ctx));
+    CHECK(run_grads(ctx, p, x, mm, 1, &ck) == 0, "checkpoint: %s", asam_ctx_error(ctx));
+    compare_grads(&ck, &plain, "checkpoint vs plain");
+    CHECK(ck.held < plain.held, "checkpoint holds %zu bytes, plain %zu", ck.held, plain.held);
+    p->inner_ckpt = 1;
+    CHECK(run_grads(ctx, p, x, mm, 1, &nested) == 0, "nested: %s", asam_ctx_error(ctx));
+    p->inner_ckpt = 0;
+    compare_grads(&nested, &plain, "nested checkpoint vs plain");
+    printf("ok   arena held after forward: plain %zu B, checkpointed %zu B\n", plain.held, ck.held);
+    /* checkpoint with grad disabled just runs the segment */
+    asam_mark mk = asam_ctx_mark(ctx);
+    int prev = asam_ctx_set_grad(ctx, 0);
+    asam_tensor *in[2] = {x, mm};
+    asam_tensor *o = asam_grad_checkpoint(ctx, block, in, 2, p);
+    CHECK(o && o->node == NULL && test_rel_diff(o->data, plain.out, N_TOK * DIM) < 1e-6,
+          "checkpoint without grad");
+    asam_ctx_set_grad(ctx, prev);
+    asam_ctx_release(ctx, mk);
+}
+
+/* grad off: nothing recorded */
+static void case_grad_off(asam_ctx *ctx, block_params *p, asam_tensor *x, asam_tensor *mm) {
+    asam_mark mk = asam_ctx_mark(ctx);
+    asam_set_requires_grad(x, 1);
+    int prev = asam_ctx_set_grad(ctx, 0);
+    asam_tensor *y = asam_linear(ctx, x, p->wq, NULL);
+    CHECK(y && y->node == NULL && !y->requires_grad, "recorded with grad disabled");
+    asam_ctx_set_grad(ctx, prev);
+    asam_tensor *y2 = asam_linear(ctx, x, p->wq, NULL);
+    CHECK(y2 && y2->node != NULL && y2->requires_grad, "not recorded with grad enabled");
+    CHECK(asam_backward(ctx, y2) != 0 && !asam_ctx_ok(ctx), "non-scalar loss accepted");
+    asam_ctx_clear_error(ctx);
+    asam_set_requires_grad(x, 0);
+    asam_set_requires_grad(mm, 0);
+    asam_tensor *y3 = asam_matmul(ctx, x, mm, 0, 0);
+    CHECK(y3 && y3->node == NULL, "recorded although nothing needs a gradient");
+    asam_ctx_release(ctx, mk);
+}
+
+/* errors propagate: a shape mismatch fails, later ops get NULL and return NULL, the first
+ * message is kept, backward refuses */
+static void case_errors(asam_ctx *ctx, block_params *p, asam_tensor *x, asam_tensor *mm) {
+    asam_mark mk = asam_ctx_mark(ctx);
+    asam_tensor *bad = asam_zeros(ctx, ASAM_SHAPE(DIM + 1, DIM));
+    asam_tensor *h = asam_matmul(ctx, x, bad, 0, 0);
+    CHECK(h == NULL && !asam_ctx_ok(ctx), "mismatch accepted");
+    const char *e = asam_ctx_error(ctx);
+    char first[512];
+    snprintf(first, sizeof first, "%s", e ? e : "");
+    CHECK(strstr(first, "matmul") != NULL, "error does not name the op: %s", first);
+    asam_tensor *h2 = asam_linear(ctx, h, p->wq, NULL);
+    asam_tensor *h3 = asam_attention(ctx, h2, x, x, NULL);
+    asam_tensor *h4 = asam_conv2d(ctx, h3, mm, NULL, 1, 0);
+    CHECK(h2 == NULL && h3 == NULL && h4 == NULL, "NULL input not propagated");
+    asam_tensor *h5 = asam_linear(ctx, x, bad, NULL); /* another error: first one kept */
+    CHECK(h5 == NULL && strcmp(asam_ctx_error(ctx), first) == 0, "first error not kept");
+    CHECK(asam_backward(ctx, h4) != 0, "backward of NULL");
+    printf("ok   error propagation (%s)\n", first);
+    asam_ctx_clear_error(ctx);
+    /* a checkpointed segment using an outside tensor that needs a gradient is refused */
+    asam_tensor *outside = rand_tensor(ctx, ASAM_SHAPE(DIM, DIM), 9);
+    asam_set_requires_grad(outside, 1);
+    asam_set_requires_grad(x, 1);
+    asam_tensor *o = asam_grad_checkpoint(ctx, seg_outside, &x, 1, outside);
+    CHECK(o == NULL || asam_backward_from(ctx, o, NULL) != 0, "outside tensor accepted");
+    if (!asam_ctx_ok(ctx)) printf("ok   error: %s\n", asam_ctx_error(ctx));
+    asam_ctx_clear_error(ctx);
+    asam_ctx_release(ctx, mk);
+}
+
 static void test_autograd(void) {
     asam_ctx *ctx = asam_ctx_new((size_t)1 << 30);
     block_params p = {rand_param(ASAM_SHAPE(DIM, DIM), 1), rand_param(ASAM_SHAPE(DIM, DIM), 2),
                       rand_param(ASAM_SHAPE(DIM), 3), 0};
     asam_tensor *x = rand_tensor(ctx, ASAM_SHAPE(1, 1, N_TOK, DIM), 4);
     asam_tensor *mm = rand_tensor(ctx, ASAM_SHAPE(DIM, DIM), 5);
-
-    /* backward through a chain (linear, attention, matmul, linear, twice), vs finite differences */
-    asam_tensor *ins[2] = {x, mm};
-    int chk[2] = {1, 1};
-    gradcheck(ctx, "chain of two blocks", f_two_blocks, ins, 2, chk, &p, 1e-2f, 100, 1e-3);
-
-    /* parameter gradients: finite differences on wq through the chain */
-    {
-        grads g;
-        CHECK(run_grads(ctx, &p, x, mm, 0, &g) == 0, "backward: %s", asam_ctx_error(ctx));
-        float R[N_TOK * DIM];
-        uint64_t s = 7;
-        for (int i = 0; i < N_TOK * DIM; i++) R[i] = gc_rand(&s);
-        double worst = 0, maxnum = 0;
-        for (int j = 0; j < DIM * DIM; j++) {
-            float w0 = p.wq->data[j];
-            double L[2];
-            for (int sgn = 0; sgn < 2; sgn++) {
-                p.wq->data[j] = w0 + (sgn ? -1e-2f : 1e-2f);
-                asam_tensor *in[2] = {x, mm};
-                L[sgn] = gc_eval(ctx, f_block, in, &p, R);
-            }
-            p.wq->data[j] = w0;
-            double num = (L[0] - L[1]) / 2e-2;
-            if (fabs(num) > maxnum) maxnum = fabs(num);
-            if (fabs(num - g.gwq[j]) > worst) worst = fabs(num - g.gwq[j]);
-        }
-        double rel = worst / (maxnum > 1e-3 ? maxnum : 1e-3);
-        CHECK(rel < 1e-3, "param grad vs finite differences: %.3g", rel);
-        if (rel < 1e-3) printf("ok   gradcheck persistent param wq (rel err %.2e)\n", rel);
-    }
-
-    /* accumulation: two backward calls add up in persistent params until zero_grad */
-    {
-        grads g1;
-        run_grads(ctx, &p, x, mm, 0, &g1);
-        asam_param_zero_grad(p.wq);
-        for (int rep = 0; rep < 2; rep++) {
-            asam_mark mk = asam_ctx_mark(ctx);
-            asam_tensor *in[2] = {x, mm};
-            asam_set_requires_grad(x, 0);
-            asam_set_requires_grad(mm, 0);
-            asam_tensor *out = block(ctx, in, 2, &p);
-            float R[N_TOK * DIM];
-            uint64_t s = 7;
-            for (int i = 0; i < N_TOK * DIM; i++) R[i] = gc_rand(&s);
-            CHECK(asam_backward_from(ctx, out, R) == 0, "backward %d", rep);
-            asam_ctx_release(ctx, mk);
-        }
-        float twice[DIM * DIM];
-        for (int i = 0; i < DIM * DIM; i++) twice[i] = 2 * g1.gwq[i];
-        CHECK_CLOSE(p.wq->grad, twice, DIM * DIM, 1e-6, "param grad accumulates over 2 backwards");
-        asam_param_zero_grad(p.wq);
-        int zero = 1;
-        for (int i = 0; i < DIM * DIM; i++) zero &= p.wq->grad[i] == 0;
-        CHECK(zero, "zero_grad");
-    }
-
-    /* checkpointing: same outputs and gradients (inputs and params), less memory held */
-    {
-        grads plain, ck, nested;
-        CHECK(run_grads(ctx, &p, x, mm, 0, &plain) == 0, "plain: %s", asam_ctx_error(ctx));
-        CHECK(run_grads(ctx, &p, x, mm, 1, &ck) == 0, "checkpoint: %s", asam_ctx_error(ctx));
-        compare_grads(&ck, &plain, "checkpoint vs plain");
-        CHECK(ck.held < plain.held, "checkpoint holds %zu bytes, plain %zu", ck.held, plain.held);
-        p.inner_ckpt = 1;
-        CHECK(run_grads(ctx, &p, x, mm, 1, &nested) == 0, "nested: %s", asam_ctx_error(ctx));
-        p.inner_ckpt = 0;
-        compare_grads(&nested, &plain, "nested checkpoint vs plain");
-        printf("ok   arena held after forward: plain %zu B, checkpointed %zu B\n", plain.held,
-               ck.held);
-        /* checkpoint with grad disabled just runs the segment */
-        asam_mark mk = asam_ctx_mark(ctx);
-        int prev = asam_ctx_set_grad(ctx, 0);
-        asam_tensor *in[2] = {x, mm};
-        asam_tensor *o = asam_grad_checkpoint(ctx, block, in, 2, &p);
-        CHECK(o && o->node == NULL && test_rel_diff(o->data, plain.out, N_TOK * DIM) < 1e-6,
-              "checkpoint without grad");
-        asam_ctx_set_grad(ctx, prev);
-        asam_ctx_release(ctx, mk);
-    }
-
-    /* grad off: nothing recorded */
-    {
-        asam_mark mk = asam_ctx_mark(ctx);
-        asam_set_requires_grad(x, 1);
-        int prev = asam_ctx_set_grad(ctx, 0);
-        asam_tensor *y = asam_linear(ctx, x, p.wq, NULL);
-        CHECK(y && y->node == NULL && !y->requires_grad, "recorded with grad disabled");
-        asam_ctx_set_grad(ctx, prev);
-        asam_tensor *y2 = asam_linear(ctx, x, p.wq, NULL);
-        CHECK(y2 && y2->node != NULL && y2->requires_grad, "not recorded with grad enabled");
-        CHECK(asam_backward(ctx, y2) != 0 && !asam_ctx_ok(ctx), "non-scalar loss accepted");
-        asam_ctx_clear_error(ctx);
-        asam_set_requires_grad(x, 0);
-        asam_set_requires_grad(mm, 0);
-        asam_tensor *y3 = asam_matmul(ctx, x, mm, 0, 0);
-        CHECK(y3 && y3->node == NULL, "recorded although nothing needs a gradient");
-        asam_ctx_release(ctx, mk);
-    }
-
-    /* errors propagate: a shape mismatch fails, later ops get NULL and return NULL, the first
-     * message is kept, backward refuses */
-    {
-        asam_mark mk = asam_ctx_mark(ctx);
-        asam_tensor *bad = asam_zeros(ctx, ASAM_SHAPE(DIM + 1, DIM));
-        asam_tensor *h = asam_matmul(ctx, x, bad, 0, 0);
-        CHECK(h == NULL && !asam_ctx_ok(ctx), "mismatch accepted");
-        const char *e = asam_ctx_error(ctx);
-        char first[512];
-        snprintf(first, sizeof first, "%s", e ? e : "");
-        CHECK(strstr(first, "matmul") != NULL, "error does not name the op: %s", first);
-        asam_tensor *h2 = asam_linear(ctx, h, p.wq, NULL);
-        asam_tensor *h3 = asam_attention(ctx, h2, x, x, NULL);
-        asam_tensor *h4 = asam_conv2d(ctx, h3, mm, NULL, 1, 0);
-        CHECK(h2 == NULL && h3 == NULL && h4 == NULL, "NULL input not propagated");
-        asam_tensor *h5 = asam_linear(ctx, x, bad, NULL); /* another error: first one kept */
-        CHECK(h5 == NULL && strcmp(asam_ctx_error(ctx), first) == 0, "first error not kept");
-        CHECK(asam_backward(ctx, h4) != 0, "backward of NULL");
-        printf("ok   error propagation (%s)\n", first);
-        asam_ctx_clear_error(ctx);
-        /* a checkpointed segment using an outside tensor that needs a gradient is refused */
-        asam_tensor *outside = rand_tensor(ctx, ASAM_SHAPE(DIM, DIM), 9);
-        asam_set_requires_grad(outside, 1);
-        asam_set_requires_grad(x, 1);
-        asam_tensor *o = asam_grad_checkpoint(ctx, seg_outside, &x, 1, outside);
-        CHECK(o == NULL || asam_backward_from(ctx, o, NULL) != 0, "outside tensor accepted");
-        if (!asam_ctx_ok(ctx)) printf("ok   error: %s\n", asam_ctx_error(ctx));
-        asam_ctx_clear_error(ctx);
-        asam_ctx_release(ctx, mk);
-    }
+    case_chain_gradcheck(ctx, &p, x, mm);
+    case_param_gradcheck(ctx, &p, x, mm);
+    case_accumulation(ctx, &p, x, mm);
+    case_checkpointing(ctx, &p, x, mm);
+    case_grad_off(ctx, &p, x, mm);
+    case_errors(ctx, &p, x, mm);
     asam_param_free(p.wq);
     asam_param_free(p.wk);
     asam_param_free(p.bq);

@@ -83,14 +83,8 @@ static asam_checkpoint *try_open(const char *rel) {
     return ck;
 }
 
-static void check_tiny_layouts(void) {
-    asam_checkpoint *ck = sd_open_model();
-    asam_unet *u = NULL;
-    asam_vae *v = NULL;
-    CHECK(asam_unet_load(ck, "model.diffusion_model.", &u) == 0, "%s", asam_last_error());
-    CHECK(asam_vae_load(ck, "first_stage_model.", &v) == 0, "%s", asam_last_error());
-    if (!u || !v) exit(1);
-
+/* The CompVis .safetensors copy binds the same UNet weights as the .ckpt. */
+static void layout_safetensors(const asam_unet *u) {
     asam_checkpoint *st = try_open("sd_tiny/model.safetensors");
     if (st) {
         asam_unet *u2 = NULL;
@@ -102,6 +96,10 @@ static void check_tiny_layouts(void) {
         asam_vae_free(v2);
         asam_checkpoint_close(st);
     }
+}
+
+/* The diffusers unet/ file binds the same weights and gives the reference eps. */
+static void layout_diffusers_unet(const asam_unet *u) {
     asam_checkpoint *du = try_open("sd_tiny/diffusers/unet/diffusion_pytorch_model.safetensors");
     if (du) {
         asam_unet *u2 = NULL;
@@ -121,6 +119,10 @@ static void check_tiny_layouts(void) {
         asam_unet_free(u2);
         asam_checkpoint_close(du);
     }
+}
+
+/* The diffusers vae/ file (Linear attention) binds the same weights and decodes alike. */
+static void layout_diffusers_vae(const asam_vae *v) {
     asam_checkpoint *dv = try_open("sd_tiny/diffusers/vae/diffusion_pytorch_model.safetensors");
     if (dv) {
         asam_vae *v2 = NULL;
@@ -138,9 +140,10 @@ static void check_tiny_layouts(void) {
         asam_vae_free(v2);
         asam_checkpoint_close(dv);
     }
+}
 
-    /* control.pth: explicit prefix and auto-detected */
-    asam_checkpoint *cc = sd_open("sd_tiny/control.pth");
+/* control.pth: explicit prefix and auto-detected */
+static void layout_control_prefixes(asam_checkpoint *cc, const asam_unet *u) {
     asam_controlnet *c1 = NULL, *c2 = NULL;
     CHECK(asam_controlnet_load(cc, "control_model.", &c1) == 0, "%s", asam_last_error());
     CHECK(asam_controlnet_load(cc, "", &c2) == 0, "%s", asam_last_error());
@@ -153,8 +156,12 @@ static void check_tiny_layouts(void) {
         CHECK(k1 == k2 && k1 == 338, "%zu / %zu ControlNet tensors", k1, k2);
         CHECK(asam_controlnet_check(c1, u) == 0, "%s", asam_last_error());
     }
+    asam_controlnet_free(c1);
+    asam_controlnet_free(c2);
+}
 
-    /* prefix "" on a CompVis single file finds its UNet and VAE */
+/* prefix "" on a CompVis single file finds its UNet and VAE */
+static void layout_detected_prefix(asam_checkpoint *ck, const asam_unet *u, const asam_vae *v) {
     asam_unet *u3 = NULL;
     asam_vae *v3 = NULL;
     CHECK(asam_unet_load(ck, "", &u3) == 0 && asam_vae_load(ck, "", &v3) == 0, "%s",
@@ -165,8 +172,10 @@ static void check_tiny_layouts(void) {
     }
     asam_unet_free(u3);
     asam_vae_free(v3);
+}
 
-    /* errors name the file and the key */
+/* errors name the file and the key */
+static void layout_errors(asam_checkpoint *ck, asam_checkpoint *cc) {
     asam_unet *bad = NULL;
     CHECK(asam_unet_load(ck, "model.wrong.", &bad) != 0 && !bad, "wrong prefix accepted");
     CHECK(strstr(asam_last_error(), "model.ckpt") &&
@@ -180,8 +189,10 @@ static void check_tiny_layouts(void) {
     CHECK(asam_controlnet_load(ck, "model.diffusion_model.", &badc) != 0,
           "UNet taken as ControlNet");
     printf("ok   UNet as ControlNet -> %s\n", asam_last_error());
+}
 
-    /* a ControlNet of another size (random weights, written here) does not fit the tiny UNet */
+/* a ControlNet of another size (random weights, written here) does not fit the tiny UNet */
+static void layout_other_controlnet(const asam_unet *u) {
     asam_sd_synth_unet_cfg cfg = {.in_channels = 4,
                                   .out_channels = 4,
                                   .model_channels = 64,
@@ -223,9 +234,23 @@ static void check_tiny_layouts(void) {
     asam_controlnet_free(c3);
     if (co) asam_checkpoint_close(co);
     remove(other);
+}
 
-    asam_controlnet_free(c1);
-    asam_controlnet_free(c2);
+static void check_tiny_layouts(void) {
+    asam_checkpoint *ck = sd_open_model();
+    asam_unet *u = NULL;
+    asam_vae *v = NULL;
+    CHECK(asam_unet_load(ck, "model.diffusion_model.", &u) == 0, "%s", asam_last_error());
+    CHECK(asam_vae_load(ck, "first_stage_model.", &v) == 0, "%s", asam_last_error());
+    if (!u || !v) exit(1);
+    layout_safetensors(u);
+    layout_diffusers_unet(u);
+    layout_diffusers_vae(v);
+    asam_checkpoint *cc = sd_open("sd_tiny/control.pth");
+    layout_control_prefixes(cc, u);
+    layout_detected_prefix(ck, u, v);
+    layout_errors(ck, cc);
+    layout_other_controlnet(u);
     asam_checkpoint_close(cc);
     asam_unet_free(u);
     asam_vae_free(v);

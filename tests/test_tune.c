@@ -30,7 +30,7 @@ static int same_file(const char *a, const char *b) {
 /* A: uninterrupted; B: stopped after epoch 1, then resumed: every output file identical. */
 static void case_resume(asam_tune_opts *o, const char *root) {
     /* A: uninterrupted */
-    char outA[1200], outB[1200];
+    static char outA[1200], outB[1200]; /* o->out_dir points here after the case */
     snprintf(outA, sizeof outA, "%s/A", root);
     snprintf(outB, sizeof outB, "%s/B", root);
     o->out_dir = outA;
@@ -137,7 +137,7 @@ static void case_decoder_file(const char *outA) {
 
 /* The loss goes down: deterministic prompts (boxes) and full loss, larger lr. */
 static void case_loss_goes_down(asam_tune_opts *o, const char *root) {
-    char outC[1200];
+    static char outC[1200]; /* o->out_dir points here after the case */
     snprintf(outC, sizeof outC, "%s/C", root);
     o->out_dir = outC;
     o->resume = 0;
@@ -160,7 +160,7 @@ static void case_loss_goes_down(asam_tune_opts *o, const char *root) {
 /* Augmentation (flip + large-scale jitter, encoder run per image): runs and writes outputs. */
 static void case_augmentation(asam_tune_opts *o, const char *root) {
     char pa[1300];
-    char outD[1200];
+    static char outD[1200]; /* o->out_dir points here after the case */
     snprintf(outD, sizeof outD, "%s/D", root);
     o->out_dir = outD;
     o->augment = 1;

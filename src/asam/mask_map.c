@@ -45,11 +45,12 @@ int asam_mask_map(const asam_sa1b_image *ann, asam_image *out) {
     for (size_t k = 0; k < ann->n; k++) {
         const asam_rle *r = &ann->anns[order[k].idx].rle;
         if (r->h != h || r->w != w || asam_rle_decode(r, m)) {
+            const int idx = order[k].idx; /* (read before order is freed) */
             free(order);
             free(m);
             asam_image_free(out);
-            return asam_error("mask map: annotation %d is %dx%d, image %dx%d", order[k].idx, r->w,
-                              r->h, w, h);
+            return asam_error("mask map: annotation %d is %dx%d, image %dx%d", idx, r->w, r->h, w,
+                              h);
         }
         uint8_t c[3];
         asam_mask_color(order[k].idx, c);
