@@ -11,7 +11,7 @@
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/generator.h"
-#include "models/sd/sd_synth.h"
+#include "asam/sd_synth.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -23,16 +23,16 @@ static int load_models(const char *dir, asam_gen_models *m) {
     snprintf(fu, sizeof fu, "%s/gen_sd15_random.safetensors", dir);
     snprintf(fc, sizeof fc, "%s/gen_control_random.safetensors", dir);
     snprintf(ft, sizeof ft, "%s/gen_clip1_random.safetensors", dir);
-    sd_synth_unet_cfg uc = sd_synth_unet_sd15();
-    sd_synth_vae_cfg vc = sd_synth_vae_sd15();
-    sd_synth_unet_cfg cc = uc;
+    asam_sd_synth_unet_cfg uc = asam_sd_synth_unet_sd15();
+    asam_sd_synth_vae_cfg vc = asam_sd_synth_vae_sd15();
+    asam_sd_synth_unet_cfg cc = uc;
     cc.hint_channels = 3;
     if (!bench_file_exists(fu) &&
-        sd_synth_write(fu, &uc, "model.diffusion_model.", &vc, "first_stage_model.", NULL, NULL, 0,
-                       1, 1, NULL, NULL))
+        asam_sd_synth_write(fu, &uc, "model.diffusion_model.", &vc, "first_stage_model.", NULL,
+                            NULL, 0, 1, 1, NULL, NULL))
         return -1;
     if (!bench_file_exists(fc) &&
-        sd_synth_write(fc, NULL, NULL, NULL, NULL, &cc, "control_model.", 0, 1, 2, NULL, NULL))
+        asam_sd_synth_write(fc, NULL, NULL, NULL, NULL, &cc, "control_model.", 0, 1, 2, NULL, NULL))
         return -1;
     if (!bench_file_exists(ft) && bench_write_clip_text(ft, 1)) return -1;
     memset(m, 0, sizeof *m);

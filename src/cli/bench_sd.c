@@ -15,7 +15,7 @@
 #include "asam/engine.h"
 #include "asam/error.h"
 #include "asam/sd.h"
-#include "models/sd/sd_synth.h"
+#include "asam/sd_synth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,12 +84,12 @@ static int make_folder(const char *dir, const char *clip_path, char *folder, siz
     snprintf(du, sizeof du, "%s/diffusers_unet_f16.safetensors", dir);
     snprintf(dv, sizeof dv, "%s/diffusers_vae_f16.safetensors", dir);
     snprintf(folder, n, "%s/sd15_diffusers", dir);
-    sd_synth_unet_cfg uc = sd_synth_unet_sd15();
-    sd_synth_vae_cfg vc = sd_synth_vae_sd15();
+    asam_sd_synth_unet_cfg uc = asam_sd_synth_unet_sd15();
+    asam_sd_synth_vae_cfg vc = asam_sd_synth_vae_sd15();
     if ((!bench_file_exists(du) &&
-         sd_synth_write(du, &uc, "", NULL, "", NULL, "", 1, 1, 1, NULL, NULL)) ||
+         asam_sd_synth_write(du, &uc, "", NULL, "", NULL, "", 1, 1, 1, NULL, NULL)) ||
         (!bench_file_exists(dv) &&
-         sd_synth_write(dv, NULL, "", &vc, "", NULL, "", 1, 1, 3, NULL, NULL)))
+         asam_sd_synth_write(dv, NULL, "", &vc, "", NULL, "", 1, 1, 3, NULL, NULL)))
         return -1;
     mkdir(folder, 0755);
     return link_into(du, folder, "unet", "diffusion_pytorch_model.safetensors") ||

@@ -11,8 +11,7 @@
 #include "asam/engine.h"
 #include "asam/error.h"
 #include "asam/sd_models.h"
-#include "models/sd/sd_internal.h"
-#include "models/sd/sd_synth.h"
+#include "asam/sd_synth.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -73,8 +72,8 @@ static int write_files(const bench_sd_args *a, sdm_files *f) {
     snprintf(f->cn, sizeof f->cn, "%s/control_v11_f16.safetensors", a->dir);
     snprintf(f->du, sizeof f->du, "%s/diffusers_unet_f16.safetensors", a->dir);
     snprintf(f->dv, sizeof f->dv, "%s/diffusers_vae_f16.safetensors", a->dir);
-    sd_synth_unet_cfg uc = sd_synth_unet_sd15();
-    sd_synth_vae_cfg vc = sd_synth_vae_sd15();
+    asam_sd_synth_unet_cfg uc = asam_sd_synth_unet_sd15();
+    asam_sd_synth_vae_cfg vc = asam_sd_synth_vae_sd15();
     struct {
         const char *path, *what;
         int diffusers, unet, vae, control;
@@ -88,10 +87,10 @@ static int write_files(const bench_sd_args *a, sdm_files *f) {
         if (i >= 2 && skipped(a->skip, "diffusers")) continue;
         double t0 = asam_now_s();
         int64_t nt = 0, np = 0;
-        if (sd_synth_write(files[i].path, files[i].unet ? &uc : NULL, "model.diffusion_model.",
-                           files[i].vae ? &vc : NULL, "first_stage_model.",
-                           files[i].control ? &uc : NULL, "control_model.", files[i].diffusers, 1,
-                           files[i].seed, &nt, &np) != 0)
+        if (asam_sd_synth_write(files[i].path, files[i].unet ? &uc : NULL, "model.diffusion_model.",
+                                files[i].vae ? &vc : NULL, "first_stage_model.",
+                                files[i].control ? &uc : NULL, "control_model.", files[i].diffusers,
+                                1, files[i].seed, &nt, &np) != 0)
             return -1;
         printf("wrote %-36s %5lld tensors %6.1fM params %5.2f GB in %.1f s\n", files[i].what,
                (long long)nt, np / 1e6, file_gb(files[i].path), asam_now_s() - t0);
@@ -160,7 +159,7 @@ static int time_controlnet(sdm_run *r, const sdm_files *f, int size) {
     asam_checkpoint_close(cc);
     if (rc) return asam_controlnet_free(cn), -1;
     printf("loaded ControlNet in %.1f s\n", asam_now_s() - l0);
-    double fc = sd_controlnet_flops(cn, size, size, 77);
+    double fc = asam_controlnet_flops(cn, size, size, 77);
     asam_mark m = asam_ctx_mark(r->ctx);
     asam_tensor *res[13];
     cli_reset_peak_rss();
@@ -209,7 +208,7 @@ static int time_backward(sdm_run *r, int level) {
 }
 
 static int time_vae(sdm_run *r, int size) {
-    double fv = sd_vae_decode_flops(r->v, size, size);
+    double fv = asam_vae_decode_flops(r->v, size, size);
     asam_mark m = asam_ctx_mark(r->ctx);
     cli_reset_peak_rss();
     double s0 = asam_now_s();
@@ -275,7 +274,7 @@ int bench_sd_image_models(const bench_sd_args *ap) {
     r.x = randn(r.ctx, ASAM_SHAPE(1, 4, a.size, a.size), 1);
     r.c = randn(r.ctx, ASAM_SHAPE(1, 77, 768), 2);
     r.hint = asam_full(r.ctx, ASAM_SHAPE(1, 3, 8 * a.size, 8 * a.size), 0.5f);
-    r.fu = sd_unet_flops(r.u, a.size, a.size, 77);
+    r.fu = asam_unet_flops(r.u, a.size, a.size, 77);
     r.eps_ref = malloc((size_t)4 * a.size * a.size * sizeof(float));
     printf("\n%-34s %10s %16s %10s   %s\n", "what", "time", "rate", "peak RSS",
            "PyTorch 1.13 CPU (DESIGN.md §5)");

@@ -202,7 +202,7 @@ const sd_loader *sd_controlnet_weights(const asam_controlnet *m) {
 }
 
 double asam_controlnet_flops(const asam_controlnet *m, int64_t h, int64_t w, int64_t ctx_len) {
-    double f = sd_unet_flops(&m->enc, h, w, ctx_len);
+    double f = asam_unet_flops(&m->enc, h, w, ctx_len);
     int64_t hh = h * m->hint_factor, ww = w * m->hint_factor;
     for (int i = 0; i < CN_HINT_CONVS; i++) {
         hh /= m->hint_stride[i], ww /= m->hint_stride[i];

@@ -112,10 +112,6 @@ asam_tensor *sd_run_block(asam_ctx *ctx, const struct asam_unet *u, const sd_blo
 /* Check x / context shapes against the model; ctx error and -1 on mismatch. */
 int sd_unet_check_inputs(asam_ctx *ctx, const struct asam_unet *u, const char *who, asam_tensor *x,
                          const float *t, asam_tensor *context);
-/* Old names of the public FLOP counters (asam/sd_models.h), kept until src/cli uses those. */
-#define sd_unet_flops asam_unet_flops
-#define sd_controlnet_flops asam_controlnet_flops
-#define sd_vae_decode_flops asam_vae_decode_flops
 
 /* The loaded tensors of a VAE / ControlNet (names, persistent tensors), for tests. */
 const sd_loader *sd_vae_weights(const asam_vae *m);
