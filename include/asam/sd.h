@@ -33,7 +33,7 @@ int asam_clip_tokenizer_load(const char *vocab_json, const char *merges_txt,
 /* DIR/vocab.json + DIR/merges.txt; dir NULL = the built-in copy (asam_clip_default_dir()). */
 int asam_clip_tokenizer_load_dir(const char *dir, asam_clip_tokenizer **out);
 void asam_clip_tokenizer_free(asam_clip_tokenizer *t);
-/* Folder holding the project's copy of the CLIP vocab/merges ($ASAM_DATA_DIR/clip at build). */
+/* Folder holding the CLIP vocab/merges: asam_data_dir()/clip (see asam/data_dir.h). */
 const char *asam_clip_default_dir(void);
 
 /* openai/CLIP text clean-up: the ftfy fixes the fixtures need (HTML entities, fullwidth forms,

@@ -36,7 +36,7 @@ static int parse_args(demo *d, int argc, char **argv) {
         {"--iters", OPT_INT, &iters, "N", "attack iterations (default 5; --quick 2)", 1, 10000},
         {"--epochs", OPT_INT, &epochs, "N", "tuning epochs (default 20; --quick 3)", 1, 10000},
         {"--assets", OPT_STR, &assets, "DIR",
-         "folder holding sam_tiny/ and sd_tiny/ (default: the source\ntree's tests/data)"},
+         "folder holding sam_tiny/ and sd_tiny/ (default: the installed\nshare/asam/models)"},
     };
     const cli_spec spec = {
         "demo",

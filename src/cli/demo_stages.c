@@ -2,6 +2,7 @@
  * keeps its outputs; a rerun skips what is finished (see cmd_demo.c). */
 #include "cli/cli_util.h"
 #include "cli/demo.h"
+#include "asam/data_dir.h"
 #include "asam/dataset.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
@@ -37,14 +38,10 @@ int stage_end(stage *s, int ok, const char *fmt, ...) {
     return ok ? 0 : -1;
 }
 
-/* The repository's tests/data, from this file's compile-time path (.../src/cli/demo_stages.c). */
+/* The demo models installed with asam: <data folder>/models (sam_tiny/, sd_tiny/). */
 void demo_default_assets(char *out, size_t n) {
-    snprintf(out, n, "%s", __FILE__);
-    char *p = strstr(out, "src/cli/demo_stages.c");
-    if (p && (size_t)(p - out) + strlen("tests/data") < n)
-        strcpy(p, "tests/data");
-    else
-        snprintf(out, n, "tests/data");
+    const char *data = asam_data_dir();
+    snprintf(out, n, "%s/models", data ? data : "(asam data folder not found: set ASAM_DATA_DIR)");
 }
 
 /* src (or src.gz, gunzipped) -> dst, atomically; skipped when dst exists. */
@@ -54,8 +51,7 @@ static int install_model(const char *assets, const char *rel, const char *dst) {
     snprintf(src, sizeof src, "%s/%s", assets, rel);
     if (!asam_file_exists(src)) snprintf(src, sizeof src, "%s/%s.gz", assets, rel);
     if (!asam_file_exists(src))
-        return asam_error("%s/%s(.gz): not found (use --assets DIR to point at tests/data)", assets,
-                          rel);
+        return asam_error("%s/%s(.gz): not found (use --assets DIR or ASAM_DATA_DIR)", assets, rel);
     gzFile in = gzopen(src, "rb"); // also reads uncompressed files as they are
     if (!in) return asam_error("%s: cannot open", src);
     asam_atomic_file af;

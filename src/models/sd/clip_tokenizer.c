@@ -12,6 +12,7 @@
  * (fix_encoding), NFC's canonical reordering of several combining marks and Hangul jamo
  * composition, Python's special lower-casing other than U+0130 and the final sigma. */
 #include "asam/sd.h"
+#include "asam/data_dir.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 
@@ -21,12 +22,6 @@
 #include <string.h>
 
 #include "clip_unicode.h"
-
-#ifndef ASAM_DATA_DIR
-/* Fallback: the source tree's data/ folder, derived from this file's path at compile time
- * (src/models/sd/clip_tokenizer.c -> ../../../data). */
-#define ASAM_DATA_DIR_FROM_FILE 1
-#endif
 
 /* ---- string -> int hash table (open addressing) ------------------------------------------ */
 typedef struct {
@@ -605,33 +600,24 @@ int asam_clip_tokenizer_load(const char *vocab_json, const char *merges_txt,
     return 0;
 }
 
+/* Set when the data folder was not found: the reason, reported by load_dir. */
+static char default_dir_error[1024];
+#define NO_DATA_DIR "(asam data folder not found)/clip"
+
 const char *asam_clip_default_dir(void) {
-    static char buf[4096];
-    const char *env = getenv("ASAM_DATA_DIR");
-    if (env && *env) {
-        snprintf(buf, sizeof buf, "%s/clip", env);
-        return buf;
+    static char buf[4200];
+    const char *data = asam_data_dir();
+    if (!data) {
+        snprintf(default_dir_error, sizeof default_dir_error, "%s", asam_last_error());
+        return NO_DATA_DIR;
     }
-#ifdef ASAM_DATA_DIR_FROM_FILE
-    snprintf(buf, sizeof buf, "%s", __FILE__);
-    for (int up = 0; up < 4; up++) { /* strip clip_tokenizer.c, sd, models, src */
-        char *s = strrchr(buf, '/');
-        if (!s) {
-            snprintf(buf, sizeof buf, "data/clip");
-            return buf;
-        }
-        *s = 0;
-    }
-    size_t L = strlen(buf);
-    snprintf(buf + L, sizeof buf - L, "/data/clip");
-#else
-    snprintf(buf, sizeof buf, "%s/clip", ASAM_DATA_DIR);
-#endif
+    snprintf(buf, sizeof buf, "%s/clip", data);
     return buf;
 }
 
 int asam_clip_tokenizer_load_dir(const char *dir, asam_clip_tokenizer **out) {
     if (!dir) dir = asam_clip_default_dir();
+    if (!strcmp(dir, NO_DATA_DIR)) return asam_error("%s", default_dir_error);
     char v[4096], m[4096];
     snprintf(v, sizeof v, "%s/vocab.json", dir);
     snprintf(m, sizeof m, "%s/merges.txt", dir);
