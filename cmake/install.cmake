@@ -4,7 +4,8 @@
 #   P/include/asam/*.h
 #   P/share/asam/               data: clip/ (BPE vocabulary), models/ (tiny demo models)
 # The program and the library find share/asam relative to their own location
-# (src/io/data_dir.c), so the prefix can be moved. The build tree gets the same data folder
+# (src/io/data_dir.c), so the prefix can be moved. Components: "runtime" (program, libasam.so.0,
+# data; what the Python wheel holds) and "dev" (headers, libasam.a, pkg-config, CMake files). The build tree gets the same data folder
 # (build/share/asam, links to the source files) so a freshly built asam runs in place.
 
 option(ASAM_INSTALL_STATIC "Install the static library libasam.a" ON)
@@ -24,36 +25,38 @@ foreach(entry ${ASAM_DATA_FILES})
   file(MAKE_DIRECTORY "${CMAKE_BINARY_DIR}/share/asam/${dst_dir}")
   file(CREATE_LINK "${CMAKE_SOURCE_DIR}/${src}" "${CMAKE_BINARY_DIR}/share/asam/${dst}"
     SYMBOLIC)
-  install(FILES "${src}" DESTINATION "${CMAKE_INSTALL_DATADIR}/asam/${dst_dir}")
+  install(FILES "${src}" DESTINATION "${CMAKE_INSTALL_DATADIR}/asam/${dst_dir}"
+    COMPONENT runtime)
 endforeach()
 
 # Program and libraries. The program links libasam statically, so it needs no rpath.
-install(TARGETS asam_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS asam_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 set(ASAM_INSTALL_TARGETS asam_shared)
 if(ASAM_INSTALL_STATIC)
   list(APPEND ASAM_INSTALL_TARGETS asam)
 endif()
 install(TARGETS ${ASAM_INSTALL_TARGETS} EXPORT asamTargets
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT dev
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY include/asam DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+install(DIRECTORY include/asam DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev
   FILES_MATCHING PATTERN "*.h")
 
 # CMake package: find_package(asam) -> asam::asam (shared), asam::asam_static.
 include(CMakePackageConfigHelpers)
 set(ASAM_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/asam)
-install(EXPORT asamTargets NAMESPACE asam:: DESTINATION ${ASAM_CMAKE_DIR})
+install(EXPORT asamTargets NAMESPACE asam:: DESTINATION ${ASAM_CMAKE_DIR} COMPONENT dev)
 configure_package_config_file(cmake/asamConfig.cmake.in
   "${CMAKE_BINARY_DIR}/asamConfig.cmake" INSTALL_DESTINATION ${ASAM_CMAKE_DIR})
 write_basic_package_version_file("${CMAKE_BINARY_DIR}/asamConfigVersion.cmake"
   COMPATIBILITY SameMajorVersion)
 install(FILES "${CMAKE_BINARY_DIR}/asamConfig.cmake" "${CMAKE_BINARY_DIR}/asamConfigVersion.cmake"
-  DESTINATION ${ASAM_CMAKE_DIR})
+  DESTINATION ${ASAM_CMAKE_DIR} COMPONENT dev)
 
 # pkg-config: prefix from the .pc file's own location, so a moved prefix still resolves.
 file(RELATIVE_PATH ASAM_PC_TO_PREFIX "${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig"
   "${CMAKE_INSTALL_PREFIX}")
 string(REGEX REPLACE "/$" "" ASAM_PC_TO_PREFIX "${ASAM_PC_TO_PREFIX}")
 configure_file(cmake/asam.pc.in "${CMAKE_BINARY_DIR}/asam.pc" @ONLY)
-install(FILES "${CMAKE_BINARY_DIR}/asam.pc" DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+install(FILES "${CMAKE_BINARY_DIR}/asam.pc" DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig
+  COMPONENT dev)
