@@ -29,8 +29,9 @@ def test_eval_equals_cli(sam_tiny_pth, tmp_path):
 
 
 def test_stage_errors(sam_tiny_pth, tmp_path):
-    with pytest.raises(asam.AsamError, match="asam tune: .*--data"):
+    with pytest.raises(asam.AsamError, match="asam tune: .*--data") as e:
         asam.tune(model=sam_tiny_pth, out=tmp_path / "t")
+    assert e.value.returncode == 2  # usage error
     with pytest.raises(asam.AsamError, match="nonexistent.pth"):
         asam.eval(model=tmp_path / "nonexistent.pth", data="sa1b:" + _sa1b(), quiet=True)
 
