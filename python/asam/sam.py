@@ -255,7 +255,7 @@ class SamPredictor:
         if point_coords is not None:
             assert point_labels is not None, "point_labels must be supplied if point_coords is supplied."
             pts = _f32(point_coords, "point_coords", (2,))
-            pts = pts.reshape((B if B else 1), -1, 2) if pts.ndim == 2 else pts
+            pts = pts[None] if pts.ndim == 2 else pts  # (N, 2): one prompt
             lab = _f32(point_labels, "point_labels").reshape(pts.shape[0], pts.shape[1])
             if B is not None and pts.shape[0] != B:
                 raise ValueError("predict_boxes: %d boxes but %d point sets" % (B, pts.shape[0]))
