@@ -1,13 +1,16 @@
 /* Box non-maximum suppression exactly as torchvision 0.14's batched_nms on CPU, including the
  * order in which tied scores are visited.
  *
- * torchvision sorts the scores with torch.sort(descending=True), which on CPU (torch 1.13) is
- * libstdc++'s std::sort over (score, index) pairs: an introsort that does NOT keep tied scores
- * in index order. The automatic mask generator feeds NMS many ties (all masks of one crop
- * layer share a score in the cross-crop NMS; scores are 0/1 after hole/island removal), so
- * which duplicate survives depends on that order. asam_amg_sort_desc() replays the same
- * algorithm step by step (GCC's bits/stl_algo.h and stl_heap.h: median-of-three pivot,
- * unguarded partition, heapsort past the depth limit, final insertion sort over runs of 16). */
+ * The automatic mask generator feeds NMS many ties (all masks of one crop layer share a score
+ * in the cross-crop NMS; scores are 0/1 after hole/island removal), so which duplicate
+ * survives, and the output order, depend on how ties are ordered:
+ *   - the nms kernel visits boxes in a STABLE descending sort (ties in index order);
+ *   - with more than 1000 boxes batched_nms takes its "vanilla" path, which re-sorts the kept
+ *     indices with torch.sort(descending=True): on CPU (torch 1.13) libstdc++'s std::sort over
+ *     (score, index) pairs, an introsort that does NOT keep ties in index order.
+ * asam_amg_sort_desc() replays that std::sort step by step (GCC's bits/stl_algo.h and
+ * stl_heap.h: median-of-three pivot, unguarded partition, heapsort past the depth limit, final
+ * insertion sort over runs of 16). Both orders are checked against torch and torchvision. */
 #include "asam/sam_amg.h"
 
 #include <math.h>
@@ -156,10 +159,18 @@ void asam_amg_sort_desc(const float *scores, int64_t n, int64_t *order) {
     free(a);
 }
 
+/* Stable descending order (NaN first), ties by index: the nms kernel's sort. */
+static int stable_desc(const void *pa, const void *pb) {
+    const kv *a = pa, *b = pb;
+    if (before(a, b)) return -1;
+    if (before(b, a)) return 1;
+    return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
 /* torchvision nms_kernel_impl<float>: IoU in float32, compared with the double threshold. */
 static int64_t nms_plain(const float *boxes, const float *scores, int64_t n, double thresh,
                          int64_t *keep) {
-    int64_t *order = malloc(sizeof(int64_t) * (size_t)n);
+    kv *order = malloc(sizeof(kv) * (size_t)n);
     float *areas = malloc(sizeof(float) * (size_t)n);
     unsigned char *suppressed = calloc((size_t)n, 1);
     if (!order || !areas || !suppressed) {
@@ -172,15 +183,16 @@ static int64_t nms_plain(const float *boxes, const float *scores, int64_t n, dou
         const float *b = boxes + 4 * i;
         areas[i] = (b[2] - b[0]) * (b[3] - b[1]);
     }
-    asam_amg_sort_desc(scores, n, order);
+    for (int64_t i = 0; i < n; i++) order[i] = (kv){scores[i], i};
+    qsort(order, (size_t)n, sizeof(kv), stable_desc);
     int64_t n_keep = 0;
     for (int64_t oi = 0; oi < n; oi++) {
-        int64_t i = order[oi];
+        int64_t i = order[oi].idx;
         if (suppressed[i]) continue;
         keep[n_keep++] = i;
         const float *bi = boxes + 4 * i;
         for (int64_t oj = oi + 1; oj < n; oj++) {
-            int64_t j = order[oj];
+            int64_t j = order[oj].idx;
             if (suppressed[j]) continue;
             const float *bj = boxes + 4 * j;
             float xx1 = fmaxf(bi[0], bj[0]), yy1 = fmaxf(bi[1], bj[1]);
