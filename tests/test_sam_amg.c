@@ -157,8 +157,8 @@ static void check_round_trip(const char *name, const asam_amg_result *res, const
         const asam_sa1b_annotation *r = &s.anns[i];
         ok = asam_rle_decode(&r->rle, a) == 0 && asam_rle_decode(&g->rle, b) == 0 &&
              memcmp(a, b, hw) == 0 && r->area == (double)g->area &&
-             r->predicted_iou == (double)g->predicted_iou &&
-             (r->stability_score == (double)g->stability_score ||
+             (float)r->predicted_iou == g->predicted_iou &&
+             ((float)r->stability_score == g->stability_score ||
               (isnan(r->stability_score) && isnan(g->stability_score)));
         for (int q = 0; ok && q < 4; q++) ok = r->bbox[q] == (double)g->bbox[q];
     }

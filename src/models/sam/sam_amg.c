@@ -153,109 +153,129 @@ static float encoder_coord(double p1024) {
     return xn * (float)ASAM_SAM_IMG - 0.5f;
 }
 
-/* Decode one batch of points (crop-frame pixels) and append the masks that survive. */
-static int process_batch(amg_run *r, const double *pts, int B, const int crop[4], cand_list *out) {
+/* The engine's arena keeps every intermediate of a decoder forward until it is released
+ * (PyTorch frees each as soon as it is used), and the decoder's image-token tensors are
+ * (points, 4096, 256): a batch of 64 points would hold ~9 GB. A batch is therefore run through
+ * the decoder in chunks of this many points (still batched; results do not depend on it). */
+#define DECODE_CHUNK 16
+
+/* Keep or drop mask i of a decoded chunk (low-res logits low_flat[i], IoU iou_i) made by the
+ * point pt (crop frame); survivors are appended to out. */
+static int keep_mask(amg_run *r, asam_tensor *low_flat, int i, float iou_i, const double *pt,
+                     const int crop[4], cand_list *out) {
     const asam_amg_options *o = r->o;
     asam_ctx *ctx = r->pred.ctx;
     const asam_sam_sizes *s = &r->pred.sizes;
     int ch = s->orig_h, cw = s->orig_w;
-    asam_ctx_reset(ctx);
-    asam_ctx_set_grad(ctx, 0);
-    // ref: segment-anything/segment_anything/automatic_mask_generator.py:276
-    // apply_coords (float64), one foreground label per point
-    float *pp = asam_ctx_alloc(ctx, sizeof(float) * 2 * (size_t)B);
-    float *labels = asam_ctx_alloc(ctx, sizeof(float) * (size_t)B);
-    if (!pp || !labels) return asam_error("amg: out of memory");
-    double rw = (double)s->input_w / s->orig_w, rh = (double)s->input_h / s->orig_h;
-    for (int b = 0; b < B; b++) {
-        pp[2 * b] = encoder_coord(pts[2 * b] * rw);
-        pp[2 * b + 1] = encoder_coord(pts[2 * b + 1] * rh);
-        labels[b] = 1.0f;
-    }
-    // ref: segment-anything/segment_anything/automatic_mask_generator.py:279
-    // predict_torch(points[:, None], labels[:, None], multimask_output=True, return_logits=True)
-    asam_sam_prompt pr = {.batch = B, .n_points = 1, .points = pp, .labels = labels};
-    asam_tensor *sparse, *dense, *low, *iou;
-    asam_tensor *emb = asam_detach(ctx, r->pred.embedding);
-    if (asam_sam_prompt_encode(ctx, r->model, &pr, &sparse, &dense) ||
-        asam_sam_decode(ctx, r->model, emb, sparse, dense, 1, &low, &iou, NULL))
-        return asam_error("amg: decoder: %s", asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "failed");
-    int C = (int)low->shape[1];
-    asam_tensor *low_flat =
-        asam_reshape(ctx, low, ASAM_SHAPE((int64_t)B * C, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES));
-    if (!low_flat) return asam_error("amg: %s", asam_ctx_error(ctx));
+    // ref: segment-anything/segment_anything/automatic_mask_generator.py:295
+    // (a Python float threshold compares in the tensor's float32)
+    if (o->pred_iou_thresh > 0.0 && !(iou_i > (float)o->pred_iou_thresh)) return 0;
+    asam_mark mk = asam_ctx_mark(ctx);
+    // ref: segment-anything/segment_anything/predictor.py:252
+    // upscale this mask's low-res logits to the crop size (postprocess_masks)
+    asam_tensor *logit = asam_sam_postprocess(ctx, asam_slice0(ctx, low_flat, i, i + 1), s);
+    if (!logit || !asam_ctx_ok(ctx))
+        return asam_error("amg: postprocess: %s",
+                          asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "failed");
+    const float *L = logit->data;
+    size_t n = (size_t)ch * cw;
+    // ref: segment-anything/segment_anything/utils/amg.py:166
     const float hi = (float)(0.0 + o->stability_score_offset);
     const float lo = (float)(0.0 - o->stability_score_offset);
-    const int whole = crop[0] == 0 && crop[1] == 0 && crop[2] == r->img_w && crop[3] == r->img_h;
-    // ref: segment-anything/segment_anything/automatic_mask_generator.py:287
-    // masks flattened point-major: point b gives masks b*C .. b*C + C-1
-    for (int i = 0; i < B * C; i++) {
-        float iou_i = iou->data[i];
-        // ref: segment-anything/segment_anything/automatic_mask_generator.py:295
-        // (a Python float threshold compares in the tensor's float32)
-        if (o->pred_iou_thresh > 0.0 && !(iou_i > (float)o->pred_iou_thresh)) continue;
-        asam_mark mk = asam_ctx_mark(ctx);
-        // ref: segment-anything/segment_anything/predictor.py:252
-        // upscale this mask's low-res logits to the crop size (postprocess_masks)
-        asam_tensor *logit = asam_sam_postprocess(ctx, asam_slice0(ctx, low_flat, i, i + 1), s);
-        if (!logit || !asam_ctx_ok(ctx))
-            return asam_error("amg: postprocess: %s",
-                              asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "failed");
-        const float *L = logit->data;
-        size_t n = (size_t)ch * cw;
-        // ref: segment-anything/segment_anything/utils/amg.py:166
-        int64_t inter = 0, uni = 0;
-        for (size_t p = 0; p < n; p++) {
-            inter += L[p] > hi;
-            uni += L[p] > lo;
-        }
-        float stab = (float)inter / (float)uni; /* int32 / int32 -> float32; 0/0 = NaN */
-        // ref: segment-anything/segment_anything/automatic_mask_generator.py:303
-        if (o->stability_score_thresh > 0.0 && !(stab >= (float)o->stability_score_thresh)) {
-            asam_ctx_release(ctx, mk);
-            continue;
-        }
-        // ref: segment-anything/segment_anything/automatic_mask_generator.py:308
-        for (size_t p = 0; p < n; p++) r->crop_mask[p] = L[p] > 0.0f; /* mask_threshold 0.0 */
+    int64_t inter = 0, uni = 0;
+    for (size_t p = 0; p < n; p++) {
+        inter += L[p] > hi;
+        uni += L[p] > lo;
+    }
+    float stab = (float)inter / (float)uni; /* int32 / int32 -> float32; 0/0 = NaN */
+    // ref: segment-anything/segment_anything/automatic_mask_generator.py:303
+    if (o->stability_score_thresh > 0.0 && !(stab >= (float)o->stability_score_thresh)) {
         asam_ctx_release(ctx, mk);
-        cand c = {0};
-        // ref: segment-anything/segment_anything/automatic_mask_generator.py:309
-        asam_amg_mask_box(r->crop_mask, ch, cw, c.box);
-        // ref: segment-anything/segment_anything/utils/amg.py:78
-        // drop masks near an edge of the crop that is not an edge of the image (20 px)
-        const float orig_box[4] = {0, 0, (float)r->img_w, (float)r->img_h};
-        int near = 0;
-        for (int k = 0; k < 4; k++) {
-            float b = (float)(c.box[k] + crop[k % 2]);
-            int near_crop = fabsf(b - (float)crop[k]) <= 20.0f;
-            int near_image = fabsf(b - orig_box[k]) <= 20.0f;
-            near |= near_crop && !near_image;
+        return 0;
+    }
+    // ref: segment-anything/segment_anything/automatic_mask_generator.py:308
+    for (size_t p = 0; p < n; p++) r->crop_mask[p] = L[p] > 0.0f; /* mask_threshold 0.0 */
+    asam_ctx_release(ctx, mk);
+    cand c = {0};
+    // ref: segment-anything/segment_anything/automatic_mask_generator.py:309
+    asam_amg_mask_box(r->crop_mask, ch, cw, c.box);
+    // ref: segment-anything/segment_anything/utils/amg.py:78
+    // drop masks near an edge of the crop that is not an edge of the image (20 px)
+    const float orig_box[4] = {0, 0, (float)r->img_w, (float)r->img_h};
+    int near = 0;
+    for (int k = 0; k < 4; k++) {
+        float b = (float)(c.box[k] + crop[k % 2]);
+        int near_crop = fabsf(b - (float)crop[k]) <= 20.0f;
+        int near_image = fabsf(b - orig_box[k]) <= 20.0f;
+        near |= near_crop && !near_image;
+    }
+    if (near) return 0;
+    // ref: segment-anything/segment_anything/automatic_mask_generator.py:317
+    // pad the crop mask back to the whole image, then RLE (column-major)
+    const uint8_t *m = r->crop_mask;
+    if (!(crop[0] == 0 && crop[1] == 0 && crop[2] == r->img_w && crop[3] == r->img_h)) {
+        memset(r->full, 0, (size_t)r->img_h * r->img_w);
+        for (int y = 0; y < ch; y++)
+            memcpy(r->full + (size_t)(y + crop[1]) * r->img_w + crop[0],
+                   r->crop_mask + (size_t)y * cw, (size_t)cw);
+        m = r->full;
+    }
+    if (asam_rle_encode(m, r->img_h, r->img_w, &c.rle)) return -1;
+    c.iou = iou_i;
+    c.stability = stab;
+    // ref: segment-anything/segment_anything/automatic_mask_generator.py:290
+    c.point[0] = pt[0];
+    c.point[1] = pt[1];
+    memcpy(c.crop, crop, sizeof c.crop);
+    if (cands_push(out, &c)) {
+        asam_rle_free(&c.rle);
+        return -1;
+    }
+    return 0;
+}
+
+/* Decode one batch of points (crop-frame pixels) and append the masks that survive. */
+static int process_batch(amg_run *r, const double *pts, int B, const int crop[4], cand_list *out) {
+    asam_ctx *ctx = r->pred.ctx;
+    const asam_sam_sizes *s = &r->pred.sizes;
+    asam_ctx_reset(ctx);
+    asam_ctx_set_grad(ctx, 0);
+    int rc = 0;
+    for (int c0 = 0; c0 < B && !rc; c0 += DECODE_CHUNK) {
+        int nb = B - c0 < DECODE_CHUNK ? B - c0 : DECODE_CHUNK;
+        asam_mark mk = asam_ctx_mark(ctx);
+        // ref: segment-anything/segment_anything/automatic_mask_generator.py:276
+        // apply_coords (float64), one foreground label per point
+        float *pp = asam_ctx_alloc(ctx, sizeof(float) * 2 * (size_t)nb);
+        float *labels = asam_ctx_alloc(ctx, sizeof(float) * (size_t)nb);
+        if (!pp || !labels) return asam_error("amg: out of memory");
+        double rw = (double)s->input_w / s->orig_w, rh = (double)s->input_h / s->orig_h;
+        for (int b = 0; b < nb; b++) {
+            pp[2 * b] = encoder_coord(pts[2 * (c0 + b)] * rw);
+            pp[2 * b + 1] = encoder_coord(pts[2 * (c0 + b) + 1] * rh);
+            labels[b] = 1.0f;
         }
-        if (near) continue;
-        // ref: segment-anything/segment_anything/automatic_mask_generator.py:317
-        // pad the crop mask back to the whole image, then RLE (column-major)
-        const uint8_t *m = r->crop_mask;
-        if (!whole) {
-            memset(r->full, 0, (size_t)r->img_h * r->img_w);
-            for (int y = 0; y < ch; y++)
-                memcpy(r->full + (size_t)(y + crop[1]) * r->img_w + crop[0],
-                       r->crop_mask + (size_t)y * cw, (size_t)cw);
-            m = r->full;
-        }
-        if (asam_rle_encode(m, r->img_h, r->img_w, &c.rle)) return -1;
-        c.iou = iou_i;
-        c.stability = stab;
-        // ref: segment-anything/segment_anything/automatic_mask_generator.py:290
-        c.point[0] = pts[2 * (i / C)];
-        c.point[1] = pts[2 * (i / C) + 1];
-        memcpy(c.crop, crop, sizeof c.crop);
-        if (cands_push(out, &c)) {
-            asam_rle_free(&c.rle);
-            return -1;
-        }
+        // ref: segment-anything/segment_anything/automatic_mask_generator.py:279
+        // predict_torch(points[:, None], labels[:, None], multimask_output=True)
+        asam_sam_prompt pr = {.batch = nb, .n_points = 1, .points = pp, .labels = labels};
+        asam_tensor *sparse, *dense, *low, *iou;
+        asam_tensor *emb = asam_detach(ctx, r->pred.embedding);
+        if (asam_sam_prompt_encode(ctx, r->model, &pr, &sparse, &dense) ||
+            asam_sam_decode(ctx, r->model, emb, sparse, dense, 1, &low, &iou, NULL))
+            return asam_error("amg: decoder: %s",
+                              asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "failed");
+        int C = (int)low->shape[1];
+        asam_tensor *low_flat = asam_reshape(
+            ctx, low, ASAM_SHAPE((int64_t)nb * C, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES));
+        if (!low_flat) return asam_error("amg: %s", asam_ctx_error(ctx));
+        // ref: segment-anything/segment_anything/automatic_mask_generator.py:287
+        // masks flattened point-major: point b gives masks b*C .. b*C + C-1
+        for (int i = 0; i < nb * C && !rc; i++)
+            rc = keep_mask(r, low_flat, i, iou->data[i], pts + 2 * (c0 + i / C), crop, out);
+        asam_ctx_release(ctx, mk);
     }
     asam_ctx_reset(ctx);
-    return 0;
+    return rc;
 }
 
 static int process_crop(amg_run *r, const asam_image *img, const int crop[4], const double *grid,
