@@ -330,6 +330,7 @@ static int place_image(const char *src, const char *dst) {
     return rc;
 }
 
+/* Within an image (a terminal only: a log gets the per-image lines). */
 static void batch_progress(int done, int total, void *user) {
     const char *stem = user;
     fprintf(stderr, "\r  %s: point batch %d/%d", stem, done, total);
@@ -397,7 +398,7 @@ int asam_segment_everything(const asam_sam *m, const char *input, const char *ou
         asam_amg_result res = {0};
         rc = asam_image_read(items[i].path, 3, &img);
         if (!rc)
-            rc = asam_amg_generate(m, &img, &o->amg, o->quiet ? NULL : batch_progress,
+            rc = asam_amg_generate(m, &img, &o->amg, o->quiet || !isatty(2) ? NULL : batch_progress,
                                    items[i].stem, &res);
         if (rc) asam_error_prefix(items[i].path);
         if (!rc && copy_images) {
