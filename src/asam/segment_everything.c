@@ -6,6 +6,7 @@
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/image.h"
+#include "asam/util.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -180,21 +181,6 @@ int asam_amg_overlay(const asam_image *img, const asam_amg_result *r, asam_image
 }
 
 /* ---- the job ------------------------------------------------------------------------------- */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static void fmt_time(double s, char *buf, size_t n) {
-    if (s < 60)
-        snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600)
-        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else
-        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-}
-
 static int is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');
     return dot &&
@@ -330,12 +316,12 @@ static int place_image(const char *src, const char *dst) {
     return rc;
 }
 
-/* Within an image (a terminal only: a log gets the per-image lines). */
+/* Point batches within an image: on a terminal only (a log gets the per-image lines). */
 static void batch_progress(int done, int total, void *user) {
-    const char *stem = user;
-    fprintf(stderr, "\r  %s: point batch %d/%d", stem, done, total);
-    if (done == total) fprintf(stderr, "\r%*s\r", 60, "");
-    fflush(stderr);
+    asam_progress *p = user;
+    if (done == 1) p->total = total;
+    asam_progress_update(p, done, NULL);
+    if (done == total) asam_progress_end(p);
 }
 
 static int same_dir(const char *a, const char *b) {
@@ -383,23 +369,28 @@ int asam_segment_everything(const asam_sam *m, const char *input, const char *ou
                             "to recompute or another output folder",
                             jp, found, opt_hash);
     }
-    double t0 = now_s();
-    int todo = 0;
-    for (int i = 0; !rc && i < n; i++) todo += status[i] != DONE;
+    double t0 = asam_now_s();
+    asam_progress prog;
+    asam_progress_start(&prog, "segment", "img", n, o->quiet ? 0 : ASAM_PROGRESS_LOG);
     char opts_txt[512];
     options_text(&o->amg, opts_txt, sizeof opts_txt);
     for (int i = 0; !rc && i < n; i++) {
         if (status[i] == DONE) {
             st->n_skipped++;
+            asam_progress_skip(&prog);
             continue;
         }
-        double ti = now_s();
+        asam_progress batches;
+        asam_progress_start(&batches, "segment", "batch", 0, 0);
+        snprintf(batches.label, sizeof batches.label, "segment %s (%d/%d)", items[i].stem, i + 1,
+                 n);
+        batches.word = "point batch";
         asam_image img = {0};
         asam_amg_result res = {0};
         rc = asam_image_read(items[i].path, 3, &img);
         if (!rc)
-            rc = asam_amg_generate(m, &img, &o->amg, o->quiet || !isatty(2) ? NULL : batch_progress,
-                                   items[i].stem, &res);
+            rc = asam_amg_generate(
+                m, &img, &o->amg, o->quiet || !batches.tty ? NULL : batch_progress, &batches, &res);
         if (rc) asam_error_prefix(items[i].path);
         if (!rc && copy_images) {
             char dst[4200];
@@ -439,18 +430,14 @@ int asam_segment_everything(const asam_sam *m, const char *input, const char *ou
         if (!rc) {
             st->n_done++;
             st->n_masks += (long long)res.n;
-            if (!o->quiet) {
-                double el = now_s() - t0, per = el / st->n_done;
-                char eta[32];
-                fmt_time(per * (todo - st->n_done), eta, sizeof eta);
-                fprintf(stderr, "segment: %d/%d %s  %zu masks  %.1f s  (%.1f s/image)  ETA %s\n",
-                        st->n_done, todo, items[i].stem, res.n, now_s() - ti, per, eta);
-            }
+            if (!o->quiet)
+                asam_progress_update(&prog, i + 1, "%s  %zu masks", items[i].stem, res.n);
         }
         asam_amg_result_free(&res);
         asam_image_free(&img);
     }
-    st->seconds = now_s() - t0;
+    if (!o->quiet) asam_progress_end(&prog);
+    st->seconds = asam_now_s() - t0;
     free(status), free(img_hash), free(in_dir);
     free_items(items, n);
     return rc;

@@ -10,6 +10,7 @@
 #include "asam/sam_amg.h"
 
 #include "asam/error.h"
+#include "asam/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,20 +18,10 @@
 void asam_amg_mask_box(const uint8_t *mask, int h, int w, int64_t box[4]) {
     // ref: segment-anything/segment_anything/utils/amg.py:320
     // edges are the first / last row and column holding a pixel (inclusive)
-    int64_t x0 = w, y0 = h, x1 = -1, y1 = -1;
-    for (int y = 0; y < h; y++) {
-        const uint8_t *row = mask + (size_t)y * w;
-        for (int x = 0; x < w; x++)
-            if (row[x]) {
-                if (x < x0) x0 = x;
-                if (x > x1) x1 = x;
-                if (y < y0) y0 = y;
-                y1 = y;
-            }
-    }
+    float b[4];
+    int64_t n = asam_mask_box_u8(mask, w, h, b);
     // ref: segment-anything/segment_anything/utils/amg.py:336
-    if (x1 < 0) x0 = y0 = x1 = y1 = 0;
-    box[0] = x0, box[1] = y0, box[2] = x1, box[3] = y1;
+    for (int k = 0; k < 4; k++) box[k] = n ? (int64_t)b[k] : 0; /* empty mask: [0, 0, 0, 0] */
 }
 
 typedef struct {
