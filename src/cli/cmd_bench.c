@@ -18,6 +18,7 @@ int cmd_bench(int argc, char **argv) {
         {"sam", bench_sam_main, "SAM ViT-B encoder/decoder forward and backward at 1024"},
         {"sd", bench_sd_main, "SD 1.5 UNet, ControlNet, VAE at 64x64 latents"},
         {"generator", bench_generator_main, "ASAM invert and attack per image (SD 1.5 + ViT-B)"},
+        {"amg", bench_amg_main, "segment everything (official defaults) with SAM ViT-B, s/image"},
     };
     size_t n = sizeof suites / sizeof suites[0];
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

@@ -1,5 +1,6 @@
 /* asam segment: SAM masks from box / point / mask prompts, as the official SamPredictor. */
 #include "cli/cli_util.h"
+#include "cli/commands.h"
 #include "cli/options.h"
 #include "asam/checkpoint.h"
 #include "asam/error.h"
@@ -222,7 +223,8 @@ static int parse_args(segment_args *a, int argc, char **argv) {
         "Segment an image with SAM (ViT-B/L/H, official .pth or safetensors), as the official\n"
         "SamPredictor: ResizeLongestSide(1024), decoder on the image embedding, masks = logits > "
         "0.\n"
-        "Prompt coordinates are in original image pixels; give at least one prompt.\n",
+        "Prompt coordinates are in original image pixels; give at least one prompt.\n"
+        "Segment everything (no prompts, SA-1B JSON out): asam segment --everything --help\n",
         opts,
         CLI_NOPTS(opts),
         NULL,
@@ -446,6 +448,8 @@ static int write_outputs(const segment_args *a, const seg_run *r) {
 }
 
 int cmd_segment(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* automatic mask generation: its own options */
+        if (!strcmp(argv[i], "--everything")) return cmd_segment_everything(argc, argv);
     static segment_args a; /* ~5 KB of prompts: off the stack */
     memset(&a, 0, sizeof a);
     int rc = parse_args(&a, argc, argv);

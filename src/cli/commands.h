@@ -9,6 +9,8 @@ typedef int (*asam_cmd_fn)(int argc, char **argv);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_segment(int argc, char **argv);
+/* `segment --everything` (cmd_segment_everything.c), reached through cmd_segment. */
+int cmd_segment_everything(int argc, char **argv);
 int cmd_txt2img(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_invert(int argc, char **argv);
@@ -26,5 +28,6 @@ int bench_engine_main(int argc, char **argv);
 int bench_sam_main(int argc, char **argv);
 int bench_sd_main(int argc, char **argv);
 int bench_generator_main(int argc, char **argv);
+int bench_amg_main(int argc, char **argv);
 
 #endif

@@ -16,7 +16,8 @@ typedef struct {
 
 static const command commands[] = {
     {"inspect", cmd_inspect, "print every tensor's name, dtype and shape of a checkpoint"},
-    {"segment", cmd_segment, "segment an image with SAM from box/point/mask prompts"},
+    {"segment", cmd_segment,
+     "segment an image with SAM from box/point/mask prompts, or everything (--everything)"},
     {"txt2img", cmd_txt2img, "generate an image with Stable Diffusion (+ ControlNet)"},
     {"reconstruct", cmd_reconstruct, "VAE round trip or DDIM inversion + regeneration of an image"},
     {"invert", cmd_invert, "DDIM + null-text inversion of SA-1B images"},
