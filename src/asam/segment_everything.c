@@ -5,6 +5,7 @@
 
 #include "asam/error.h"
 #include "asam/fileio.h"
+#include "asam/generator.h"
 #include "asam/image.h"
 #include "asam/util.h"
 
@@ -134,16 +135,6 @@ char *asam_amg_sa1b_json(const asam_amg_result *r, long long image_id, const cha
 }
 
 /* ---- overlay ------------------------------------------------------------------------------- */
-static void mask_colour(size_t i, uint8_t rgb[3]) {
-    /* hues spread by the golden ratio: neighbours in the list get distant colours */
-    double hue = fmod(0.13 + 0.6180339887498949 * (double)i, 1.0) * 6.0;
-    int k = (int)hue;
-    double f = hue - k, s = 0.85, v = 1.0;
-    double p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
-    double c[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
-    for (int j = 0; j < 3; j++) rgb[j] = (uint8_t)(255.0 * c[k % 6][j] + 0.5);
-}
-
 static int by_area_desc(const void *a, const void *b, void *ctx) {
     const asam_amg_result *r = ctx;
     int64_t x = r->masks[*(const size_t *)a].area, y = r->masks[*(const size_t *)b].area;
@@ -170,7 +161,7 @@ int asam_amg_overlay(const asam_image *img, const asam_amg_result *r, asam_image
         size_t i = order[k];
         if (asam_rle_decode(&r->masks[i].rle, m)) continue;
         uint8_t c[3];
-        mask_colour(i, c);
+        asam_mask_color((int)i, c); /* the colours of ASAM's mask maps */
         for (size_t p = 0; p < hw; p++)
             if (m[p])
                 for (int j = 0; j < 3; j++)
