@@ -209,6 +209,9 @@ asam_tensor *asam_layer_norm2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, as
                                float eps);
 asam_tensor *asam_group_norm(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
                              asam_tensor *b, float eps);
+/* silu(group_norm(x)): one fused pass in inference, the two ops when recording. */
+asam_tensor *asam_group_norm_silu(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
+                                  asam_tensor *b, float eps);
 
 /* Scaled dot-product attention, memory-efficient (processes query blocks; never holds a whole
  * Nq x Nk score matrix per head) in forward and backward.

@@ -70,10 +70,10 @@ int main(int argc, char **argv) {
         i += take;
     }
     if (threads) asam_set_threads(threads);
-    if (precision && asam_set_precision(ASAM_BF16)) {
-        fprintf(stderr, "asam: %s\n", asam_last_error());
-        return CLI_FAILED;
-    }
+    /* bf16 where the CPU has it (AMX or AVX512-BF16), else fp32 with a warning: the same
+     * results to bf16's precision, only slower. */
+    if (precision && asam_set_precision(ASAM_BF16))
+        fprintf(stderr, "asam: warning: %s; running in fp32\n", asam_last_error());
     if (i >= argc) {
         usage(stderr);
         return CLI_USAGE;

@@ -66,7 +66,7 @@ int asam_set_precision(asam_precision p) {
     }
     if (p != ASAM_BF16) return asam_error("precision: unknown precision %d", (int)p);
     if (!asam_bf16_supported())
-        return asam_error("precision bf16: this CPU has no AVX512-BF16 (nor AMX); use fp32");
+        return asam_error("precision bf16: this CPU has no AVX512-BF16 (nor AMX)");
     asam_backend_current = &cpu_bf16_own;
 #ifdef ASAM_HAVE_ONEDNN
     const char *force = getenv("ASAM_BF16_KERNEL");
