@@ -174,8 +174,10 @@ int asam_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
     int64_t kc_max = K < KC ? K : KC, nc_max = N < NC ? N : NC, mb_max = M < MBIG ? M : MBIG;
     int64_t kp_max = (kc_max + 1) / 2;
     int64_t nb_pan = (nc_max + NR - 1) / NR, ma_pan = (mb_max + MR - 1) / MR;
-    uint32_t *Bp = aligned_alloc(64, (size_t)(nb_pan * NR * kp_max) * 4 + 64);
-    uint32_t *Ap = aligned_alloc(64, (size_t)(ma_pan * MR * kp_max) * 4 + 64);
+    /* aligned_alloc wants a size that is a multiple of the alignment */
+    size_t bbytes = ((size_t)(nb_pan * NR * kp_max) * 4 + 63) / 64 * 64;
+    size_t abytes = ((size_t)(ma_pan * MR * kp_max) * 4 + 63) / 64 * 64;
+    uint32_t *Bp = aligned_alloc(64, bbytes), *Ap = aligned_alloc(64, abytes);
     if (!Bp || !Ap) {
         free(Bp);
         free(Ap);
