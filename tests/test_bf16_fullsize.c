@@ -12,7 +12,7 @@
 #include "asam/sam.h"
 #include "asam/sd.h"
 #include "asam/sd_models.h"
-#include "models/sd/sd_synth.h"
+#include "asam/sd_synth.h"
 #include "test_util.h"
 
 static double report(const char *what, const float *b16, const float *f32, int64_t n,
@@ -80,11 +80,11 @@ static void sam_part(void) {
 static void sd_part(void) {
     const char *path = "fullsize_sd15_unet_f16.safetensors"; /* in the build folder */
     if (!test_is_file(path)) {
-        sd_synth_unet_cfg uc = sd_synth_unet_sd15();
+        asam_sd_synth_unet_cfg uc = asam_sd_synth_unet_sd15();
         char tmp[128];
         snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-        CHECK(sd_synth_write(tmp, &uc, "model.diffusion_model.", NULL, NULL, NULL, NULL, 0, 1, 1,
-                             NULL, NULL) == 0 &&
+        CHECK(asam_sd_synth_write(tmp, &uc, "model.diffusion_model.", NULL, NULL, NULL, NULL, 0, 1,
+                                  1, NULL, NULL) == 0 &&
                   rename(tmp, path) == 0,
               "write %s: %s", path, asam_last_error());
     }

@@ -1,5 +1,5 @@
-/* The engine's one door to BLAS-shaped products: row-major sgemm (through the kernel table), and the thread pinning around our own
- * parallel regions. Internal to src/engine. */
+/* The engine's one door to BLAS-shaped products: row-major sgemm (through the kernel table), and
+ * the thread pinning around our own parallel regions. Internal to src/engine. */
 #ifndef ASAM_ENGINE_BLAS_H
 #define ASAM_ENGINE_BLAS_H
 
