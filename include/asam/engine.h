@@ -58,6 +58,23 @@ typedef struct asam_tensor {
 void asam_set_threads(int n); /* OpenMP + OpenBLAS threads; default: OMP_NUM_THREADS or cores */
 int asam_get_threads(void);
 
+/* ---- precision ---------------------------------------------------------------------------- */
+/* Arithmetic of the GEMM-shaped kernels (matmul, linear, conv2d, conv_transpose2d, attention),
+ * forward and backward, process-wide. ASAM_FP32 (the default) is the reference. ASAM_BF16
+ * rounds both operands of every product to bf16 and accumulates in fp32 (on AMX through
+ * oneDNN when the build has it, else AVX512-BF16); everything else (norms, softmax, activations,
+ * the tensors themselves) stays fp32. */
+typedef enum { ASAM_FP32 = 0, ASAM_BF16 = 1 } asam_precision;
+/* 0, or -1 (asam_last_error says why: this CPU has no AVX512-BF16) leaving the precision as is. */
+int asam_set_precision(asam_precision p);
+asam_precision asam_get_precision(void);
+int asam_bf16_supported(void); /* 1 when this CPU and build can run ASAM_BF16 */
+/* "fp32" / "bf16" -> p; 0, or -1 for anything else. */
+int asam_precision_parse(const char *s, asam_precision *p);
+const char *asam_precision_name(asam_precision p);
+/* The kernels in use, e.g. "cpu-bf16 (oneDNN brg:avx512_core_bf16)". */
+const char *asam_backend_describe(void);
+
 /* ---- context, arena --------------------------------------------------------------------- */
 /* reserve_bytes: virtual size of the arena (0 = 256 GiB; pages are committed on touch). */
 asam_ctx *asam_ctx_new(size_t reserve_bytes);
@@ -192,6 +209,9 @@ asam_tensor *asam_layer_norm2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, as
                                float eps);
 asam_tensor *asam_group_norm(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
                              asam_tensor *b, float eps);
+/* silu(group_norm(x)): one fused pass in inference, the two ops when recording. */
+asam_tensor *asam_group_norm_silu(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
+                                  asam_tensor *b, float eps);
 
 /* Scaled dot-product attention, memory-efficient (processes query blocks; never holds a whole
  * Nq x Nk score matrix per head) in forward and backward.

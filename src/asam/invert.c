@@ -63,7 +63,11 @@ static asam_sd_guide make_guide(const asam_gen_models *m, const asam_gen_opts *o
                            .cond = cond,
                            .uncond = uncond,
                            .guidance = guidance,
-                           .batch_cfg = 0,
+                           /* both CFG branches in one UNet call of batch 2, ControlNet hint
+                            * in both, as the official sampling and null-text steps do */
+                           // ref: luckybird1994/ASAM/ptp_utils.py:97
+                           // ref: luckybird1994/ASAM/null_text_inversion.py:425
+                           .batch_cfg = 1,
                            .control_cond_only = 0};
 }
 

@@ -1,9 +1,11 @@
 /* asam: one program, many subcommands, listed in one registry below. Global flags (before the
  * command):
- *   --threads N   number of CPU threads (default: OMP_NUM_THREADS or all cores) */
+ *   --threads N   number of CPU threads (default: OMP_NUM_THREADS or all cores)
+ *   --precision P fp32 (default) or bf16 products in matmul/conv/attention (asam_set_precision) */
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "asam/engine.h"
+#include "asam/error.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,31 +35,46 @@ static const command commands[] = {
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: asam [--threads N] <command> [options]\n\ncommands:\n");
+    fprintf(f,
+            "usage: asam [--threads N] [--precision fp32|bf16] <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nRun 'asam <command> --help' for the options of one command.\n");
 }
 
 int main(int argc, char **argv) {
-    int threads = 0;
+    int threads = 0, precision = 0;
     const cli_opt opts[] = {
         {"--threads", OPT_INT, &threads, "N", "CPU threads", 1, 4096},
+        {"--precision", OPT_CHOICE, &precision, "P",
+         "arithmetic of matmul/conv/attention: fp32, or bf16 (fp32 accumulation; needs "
+         "AVX512-BF16)",
+         .choices = "fp32|bf16"},
     };
-    const cli_spec spec = {"", "[--threads N] <command> [options]", NULL, opts, 1, NULL, NULL};
+    const cli_spec spec = {"",
+                           "[--threads N] [--precision fp32|bf16] <command> [options]",
+                           NULL,
+                           opts,
+                           CLI_NOPTS(opts),
+                           NULL,
+                           NULL};
     int i = 1;
     while (i < argc && argv[i][0] == '-') { /* global flags, up to the command's name */
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
         }
-        int take = !strcmp(argv[i], "--threads") ? 2 : 1;
+        int take = !strcmp(argv[i], "--threads") || !strcmp(argv[i], "--precision") ? 2 : 1;
         char *sub[3] = {"asam", argv[i], i + 1 < argc ? argv[i + 1] : NULL};
         int rc = cli_parse(&spec, take == 2 && i + 1 < argc ? 3 : 2, sub);
         if (rc) return cli_exit_code(rc);
         i += take;
     }
     if (threads) asam_set_threads(threads);
+    /* bf16 where the CPU has it (AMX or AVX512-BF16), else fp32 with a warning: the same
+     * results to bf16's precision, only slower. */
+    if (precision && asam_set_precision(ASAM_BF16))
+        fprintf(stderr, "asam: warning: %s; running in fp32\n", asam_last_error());
     if (i >= argc) {
         usage(stderr);
         return CLI_USAGE;

@@ -1,17 +1,19 @@
-/* The engine's one door to BLAS: row-major sgemm, and the thread pinning around our own
- * parallel regions. Internal to src/engine. */
+/* The engine's one door to BLAS-shaped products: row-major sgemm (through the kernel table), and
+ * the thread pinning around our own parallel regions. Internal to src/engine. */
 #ifndef ASAM_ENGINE_BLAS_H
 #define ASAM_ENGINE_BLAS_H
+
+#include "engine/backend.h"
 
 #include <cblas.h>
 #include <stdint.h>
 
-/* C (M, N) = alpha op(A) op(B) + beta C, row-major; ta/tb: transpose A/B. */
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major; ta/tb: transpose A/B. Goes through the
+ * kernel table (backend.h): OpenBLAS sgemm in fp32, the bf16 kernels under ASAM_BF16. */
 static inline void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                          float *C, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    asam_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* OpenBLAS's OpenMP build runs single-threaded inside our parallel regions. A pthreads build

@@ -1,6 +1,7 @@
 /* Activations (elementwise) and softmax over the last dim. Backward kernels read the input
  * (x) or the output (y) straight from the node, so nothing extra is saved. */
 #include "engine/engine_internal.h"
+#include "engine/vmath.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -15,27 +16,6 @@ static const char *act_names[] = {"gelu", "gelu_tanh", "quick_gelu", "silu",
 #define INV_SQRT_2PI 0.39894228040143267794f
 #define SQRT_2_OVER_PI 0.79788456080286535588f
 #define GELU_C 0.044715f
-
-/* exp for the activation loops, written so the compiler vectorises it (libm's expf and erff
- * are scalar calls): Cody-Waite reduction x = n ln2 + r, the cephes expf polynomial for e^r
- * (about 1 ulp), 2^n built in the exponent bits. Inputs are clamped to the finite range. */
-static inline float exp_vec(float x) {
-    x = x < -87.33654f ? -87.33654f : (x > 88.0f ? 88.0f : x);        /* keeps 2^n finite */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } e = {.i = ((int32_t)n + 127) << 23};
-    return p * e.f;
-}
 
 /* erfc with relative error about 1e-7 everywhere (Chebyshev fit, Numerical Recipes'
  * erfcc), so 0.5 x erfc(-x/sqrt2) keeps GELU's tiny negative tail accurate too. */

@@ -6,6 +6,7 @@
  *   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
  *   dw += sum dy * xhat, db += sum dy (over everything but the channel). */
 #include "engine/engine_internal.h"
+#include "engine/vmath.h"
 
 #include <math.h>
 #include <omp.h>
@@ -335,8 +336,9 @@ static void group_norm_backward(asam_ctx *ctx, asam_node *n) {
     asam_ctx_release(ctx, mk);
 }
 
-asam_tensor *asam_group_norm(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
-                             asam_tensor *b, float eps) {
+/* group_norm, then SiLU on the same pass when silu (only when nothing is recorded). */
+static asam_tensor *group_norm_impl(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
+                                    asam_tensor *b, float eps, int silu) {
     if (!x) return NULL;
     if (!asam_check(ctx, x->ndim >= 2, "group_norm", "needs (N, C, ...), got %d dims", x->ndim))
         return NULL;
@@ -386,8 +388,28 @@ asam_tensor *asam_group_norm(asam_ctx *ctx, asam_tensor *x, int groups, asam_ten
         float sc = rs * (wd ? wd[c] : 1.0f), bc = bd ? bd[c] : 0.0f;
         const float *xr = xd + nc * S;
         float *yr = yd + nc * S;
-        for (int64_t p = 0; p < S; p++) yr[p] = (xr[p] - mu) * sc + bc;
+        if (silu)
+            for (int64_t p = 0; p < S; p++) yr[p] = silu_vec((xr[p] - mu) * sc + bc);
+        else
+            for (int64_t p = 0; p < S; p++) yr[p] = (xr[p] - mu) * sc + bc;
     }
     asam_ctx_release(ctx, mk); /* frees the scratch statistics when not recording */
     return out;
+}
+
+asam_tensor *asam_group_norm(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
+                             asam_tensor *b, float eps) {
+    return group_norm_impl(ctx, x, groups, w, b, eps, 0);
+}
+
+/* Inference fuses the SiLU into the normalising pass: one write of the output instead of a
+ * write, a read and a second write through the intermediate, and no intermediate tensor (the
+ * VAE decoder's 512x512 maps make these passes memory-bound). When a gradient is recorded it
+ * is the two ops, each with its own backward. */
+asam_tensor *asam_group_norm_silu(asam_ctx *ctx, asam_tensor *x, int groups, asam_tensor *w,
+                                  asam_tensor *b, float eps) {
+    asam_tensor *ins[3] = {x, w, b};
+    if (x && asam_needs_record(ctx, 3, ins))
+        return asam_silu(ctx, group_norm_impl(ctx, x, groups, w, b, eps, 0));
+    return group_norm_impl(ctx, x, groups, w, b, eps, 1);
 }

@@ -489,8 +489,7 @@ static asam_tensor *unet_forward(asam_ctx *ctx, const asam_unet *m, asam_tensor 
         if (control) skip = asam_add(ctx, skip, asam_scale(ctx, control[si], control_scale));
         h = sd_run_block(ctx, m, &m->output_blocks[k], h, emb, context, skip);
     }
-    h = asam_group_norm(ctx, h, SD_GN_GROUPS, m->out_norm_w, m->out_norm_b, SD_RES_EPS);
-    h = asam_silu(ctx, h);
+    h = asam_group_norm_silu(ctx, h, SD_GN_GROUPS, m->out_norm_w, m->out_norm_b, SD_RES_EPS);
     h = asam_conv2d(ctx, h, m->out_conv_w, m->out_conv_b, 1, 1);
     return asam_ctx_ok(ctx) ? h : NULL;
 }

@@ -264,8 +264,8 @@ asam_tensor *asam_vae_encode_moments(asam_ctx *ctx, const asam_vae *m, asam_tens
     h = run(ctx, m, res_forward, &m->enc_mid1, h);
     h = run(ctx, m, attn_forward, &m->enc_attn, h);
     h = run(ctx, m, res_forward, &m->enc_mid2, h);
-    h = asam_group_norm(ctx, h, VAE_GROUPS, m->enc_norm_out_w, m->enc_norm_out_b, VAE_EPS);
-    h = asam_conv2d(ctx, asam_silu(ctx, h), m->enc_conv_out_w, m->enc_conv_out_b, 1, 1);
+    h = asam_group_norm_silu(ctx, h, VAE_GROUPS, m->enc_norm_out_w, m->enc_norm_out_b, VAE_EPS);
+    h = asam_conv2d(ctx, h, m->enc_conv_out_w, m->enc_conv_out_b, 1, 1);
     return asam_conv2d(ctx, h, m->quant_w, m->quant_b, 1, 0); // moments = (mean, logvar)
 }
 
@@ -292,8 +292,8 @@ asam_tensor *asam_vae_decode(asam_ctx *ctx, const asam_vae *m, asam_tensor *z) {
             h = run(ctx, m, res_forward, &m->dec_res[i][j], h);
         if (i != 0) h = run(ctx, m, resample_forward, &m->dec_up[i], h);
     }
-    h = asam_group_norm(ctx, h, VAE_GROUPS, m->dec_norm_out_w, m->dec_norm_out_b, VAE_EPS);
-    h = asam_conv2d(ctx, asam_silu(ctx, h), m->dec_conv_out_w, m->dec_conv_out_b, 1, 1);
+    h = asam_group_norm_silu(ctx, h, VAE_GROUPS, m->dec_norm_out_w, m->dec_norm_out_b, VAE_EPS);
+    h = asam_conv2d(ctx, h, m->dec_conv_out_w, m->dec_conv_out_b, 1, 1);
     return asam_ctx_ok(ctx) ? h : NULL;
 }
 

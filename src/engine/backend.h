@@ -1,0 +1,39 @@
+/* The engine's kernel table: the seam between an op's front (shape checks, allocation, tape
+ * recording, the loops over batches and blocks) and the kernels doing its arithmetic.
+ *
+ * Ops never call BLAS or a bf16 kernel by name: their GEMM-shaped work (matmul, linear,
+ * convolution as im2col + GEMM, transposed convolution, attention's QK^T and PV blocks, and
+ * all their backward products) goes through asam_gemm(), which calls the current backend.
+ * asam_set_precision() picks the backend: the CPU fp32 set (OpenBLAS sgemm, the default and
+ * the reference), or the CPU bf16 set (operands rounded to bf16, fp32 accumulation) on CPUs
+ * with AVX512-BF16 or AMX. Another device (CUDA, say) adds one more table here. */
+#ifndef ASAM_ENGINE_BACKEND_H
+#define ASAM_ENGINE_BACKEND_H
+
+#include "asam/engine.h"
+
+#include <stdint.h>
+
+/* C (M, N) = alpha op(A) (M, K) op(B) (K, N) + beta C, row-major, cblas_sgemm semantics:
+ * ta/tb transpose A/B, beta == 0 never reads C. Safe to call from inside OpenMP parallel
+ * regions (it then runs on the calling thread). */
+typedef void (*asam_gemm_fn)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                             float *C, int64_t ldc);
+
+typedef struct {
+    const char *name; /* "cpu-fp32 (OpenBLAS)", ... */
+    asam_precision precision;
+    asam_gemm_fn gemm;
+} asam_backend;
+
+/* The backend in use (set by asam_set_precision; the fp32 one by default). */
+extern const asam_backend *asam_backend_current;
+
+static inline void asam_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                             float *C, int64_t ldc) {
+    asam_backend_current->gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+#endif

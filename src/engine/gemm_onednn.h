@@ -1,0 +1,16 @@
+/* bf16 GEMM through oneDNN's matmul primitive (AMX or AVX512-BF16 brgemm kernels). Internal to
+ * src/engine; only built when CMake finds oneDNN (ASAM_HAVE_ONEDNN). */
+#ifndef ASAM_ENGINE_GEMM_ONEDNN_H
+#define ASAM_ENGINE_GEMM_ONEDNN_H
+
+#include <stdint.h>
+
+/* cblas_sgemm semantics with A and B rounded to bf16, fp32 accumulation. Returns -1 when
+ * oneDNN cannot run it (the caller falls back), 0 on success. */
+int asam_gemm_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The implementation oneDNN picked for a bf16 matmul on this CPU ("brg:avx512_core_amx"...),
+ * or NULL when oneDNN cannot make one. */
+const char *asam_onednn_impl(void);
+
+#endif

@@ -1,0 +1,181 @@
+/* The bf16 kernels and the precision switch.
+ *
+ * GEMM: each bf16 kernel (ours, and oneDNN when built in) against a double-precision product of
+ * the same operands rounded to bf16 — what a bf16-in, fp32-accumulate GEMM must give up to
+ * fp32 summation order — over every transpose, odd sizes, strided operands, alpha and beta.
+ * Ops: matmul, linear, conv2d, conv_transpose2d and attention, forward and backward, under
+ * ASAM_BF16 against ASAM_FP32: close (bf16 rounding, ~2^-9 per operand) but not equal (the bf16
+ * path really ran). fp32 stays the default and is bitwise unchanged after a bf16 round trip.
+ * Skips (77) on a CPU without AVX512-BF16. */
+#include "asam/engine.h"
+#include "asam/error.h"
+#include "engine/backend.h"
+#include "engine/gemm_bf16.h"
+#ifdef ASAM_HAVE_ONEDNN
+#include "engine/gemm_onednn.h"
+#endif
+#include "gradcheck.h"
+#include "test_util.h"
+
+#include <stdint.h>
+
+static float bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+typedef int (*gemm_impl)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                         const float *, int64_t, float, float *, int64_t);
+
+static void check_gemm(const char *impl_name, gemm_impl impl, int ta, int tb, int64_t M, int64_t N,
+                       int64_t K, float alpha, float beta, int64_t pad) {
+    int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    int64_t ar = ta ? K : M, br = tb ? N : K;
+    float *A = malloc((size_t)(ar * lda) * 4), *B = malloc((size_t)(br * ldb) * 4);
+    float *C = malloc((size_t)(M * ldc) * 4), *ref = malloc((size_t)(M * N) * 4);
+    uint64_t s = 7;
+    for (int64_t i = 0; i < ar * lda; i++) A[i] = gc_rand(&s);
+    for (int64_t i = 0; i < br * ldb; i++) B[i] = gc_rand(&s);
+    for (int64_t i = 0; i < M * ldc; i++) C[i] = gc_rand(&s);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++) {
+                float a = ta ? A[k * lda + i] : A[i * lda + k];
+                float b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                acc += (double)bf16_round(a) * bf16_round(b);
+            }
+            ref[i * N + j] = (float)(alpha * acc + (beta != 0 ? beta * C[i * ldc + j] : 0));
+        }
+    if (beta == 0)
+        for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN; /* beta 0 must not read C */
+    int rc = impl(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    CHECK(rc == 0, "%s gemm failed", impl_name);
+    float *got = malloc((size_t)(M * N) * 4);
+    for (int64_t i = 0; i < M; i++) memcpy(got + i * N, C + i * ldc, (size_t)N * 4);
+    char what[160];
+    snprintf(what, sizeof what, "%s gemm ta=%d tb=%d %lldx%lldx%lld alpha=%g beta=%g pad=%lld",
+             impl_name, ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta,
+             (long long)pad);
+    CHECK_CLOSE(got, ref, (size_t)(M * N), 1e-5, what);
+    free(A), free(B), free(C), free(ref), free(got);
+}
+
+static void gemm_suite(const char *name, gemm_impl impl) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_gemm(name, impl, ta, tb, 37, 45, 29, 1.0f, 0.0f, 0);
+            check_gemm(name, impl, ta, tb, 100, 70, 1031, 0.5f, 1.0f, 3);
+        }
+    check_gemm(name, impl, 0, 1, 1, 300, 64, 0.125f, 0.0f, 0); /* one row */
+    check_gemm(name, impl, 0, 0, 200, 1, 33, 1.0f, -2.0f, 1);  /* one column */
+    check_gemm(name, impl, 0, 0, 64, 64, 1, 1.0f, 0.0f, 0);    /* K = 1 */
+    check_gemm(name, impl, 1, 0, 130, 260, 600, 1.0f, 0.0f, 0);
+}
+
+/* ---- ops under both precisions ---- */
+
+static asam_tensor *rnd(asam_ctx *ctx, int ndim, const int64_t *shape, uint64_t seed) {
+    asam_tensor *t = asam_new(ctx, ndim, shape);
+    gc_fill(t, seed, 1.0f);
+    asam_set_requires_grad(t, 1);
+    return t;
+}
+
+enum { OP_MATMUL, OP_LINEAR, OP_CONV, OP_CONVT, OP_ATTN, OP_N };
+static const char *op_names[OP_N] = {"matmul", "linear", "conv2d", "conv_transpose2d", "attention"};
+
+/* Runs op k forward and backward (loss = sum(out * R)); copies out and the first input's
+ * gradient into *out / *grad (malloc'd). */
+static void run_op(int k, float **out, int64_t *n_out, float **grad, int64_t *n_grad) {
+    asam_ctx *ctx = asam_ctx_new((size_t)1 << 30);
+    asam_tensor *x = NULL, *y = NULL;
+    switch (k) {
+    case OP_MATMUL: {
+        x = rnd(ctx, ASAM_SHAPE(3, 50, 70), 1);
+        y = asam_matmul(ctx, x, rnd(ctx, ASAM_SHAPE(3, 60, 70), 2), 0, 1);
+        break;
+    }
+    case OP_LINEAR:
+        x = rnd(ctx, ASAM_SHAPE(2, 40, 96), 3);
+        y = asam_linear(ctx, x, rnd(ctx, ASAM_SHAPE(80, 96), 4), rnd(ctx, ASAM_SHAPE(80), 5));
+        break;
+    case OP_CONV:
+        x = rnd(ctx, ASAM_SHAPE(2, 8, 17, 15), 6);
+        y = asam_conv2d(ctx, x, rnd(ctx, ASAM_SHAPE(16, 8, 3, 3), 7), rnd(ctx, ASAM_SHAPE(16), 8),
+                        1, 1);
+        break;
+    case OP_CONVT:
+        x = rnd(ctx, ASAM_SHAPE(2, 16, 9, 7), 9);
+        y = asam_conv_transpose2d(ctx, x, rnd(ctx, ASAM_SHAPE(16, 8, 2, 2), 10),
+                                  rnd(ctx, ASAM_SHAPE(8), 11), 2);
+        break;
+    case OP_ATTN: {
+        x = rnd(ctx, ASAM_SHAPE(2, 2, 96, 32), 12);
+        asam_tensor *kk = rnd(ctx, ASAM_SHAPE(2, 2, 80, 32), 13);
+        asam_tensor *v = rnd(ctx, ASAM_SHAPE(2, 2, 80, 24), 14);
+        y = asam_attention(ctx, x, kk, v, NULL);
+        break;
+    }
+    }
+    CHECK(y != NULL, "%s: %s", op_names[k], asam_ctx_error(ctx));
+    float *R = malloc((size_t)y->numel * 4);
+    uint64_t s = 99;
+    for (int64_t i = 0; i < y->numel; i++) R[i] = gc_rand(&s);
+    CHECK(asam_backward_from(ctx, y, R) == 0, "%s backward: %s", op_names[k], asam_ctx_error(ctx));
+    *n_out = y->numel, *n_grad = x->numel;
+    *out = malloc((size_t)y->numel * 4);
+    *grad = malloc((size_t)x->numel * 4);
+    memcpy(*out, y->data, (size_t)y->numel * 4);
+    memcpy(*grad, x->grad, (size_t)x->numel * 4);
+    free(R);
+    asam_ctx_free(ctx);
+}
+
+static void ops_suite(void) {
+    for (int k = 0; k < OP_N; k++) {
+        float *o32, *g32, *o16, *g16, *o32b, *g32b;
+        int64_t no, ng;
+        asam_set_precision(ASAM_FP32);
+        run_op(k, &o32, &no, &g32, &ng);
+        CHECK(asam_set_precision(ASAM_BF16) == 0, "set bf16: %s", asam_last_error());
+        run_op(k, &o16, &no, &g16, &ng);
+        asam_set_precision(ASAM_FP32);
+        run_op(k, &o32b, &no, &g32b, &ng);
+        char what[96];
+        snprintf(what, sizeof what, "%s bf16 forward vs fp32", op_names[k]);
+        CHECK_CLOSE(o16, o32, (size_t)no, 1e-2, what);
+        snprintf(what, sizeof what, "%s bf16 input gradient vs fp32", op_names[k]);
+        CHECK_CLOSE(g16, g32, (size_t)ng, 2e-2, what);
+        double d = test_rel_diff(o16, o32, (size_t)no);
+        CHECK(d > 1e-6, "%s: bf16 result equals fp32 (%g): the bf16 kernels did not run",
+              op_names[k], d);
+        CHECK(!memcmp(o32, o32b, (size_t)no * 4) && !memcmp(g32, g32b, (size_t)ng * 4),
+              "%s: fp32 after a bf16 run is not bitwise the same", op_names[k]);
+        free(o32), free(g32), free(o16), free(g16), free(o32b), free(g32b);
+    }
+}
+
+int main(void) {
+    CHECK(asam_get_precision() == ASAM_FP32, "fp32 is not the default");
+    asam_precision p;
+    CHECK(asam_precision_parse("bf16", &p) == 0 && p == ASAM_BF16, "parse bf16");
+    CHECK(asam_precision_parse("fp16", &p) == -1, "parse fp16 must fail");
+    if (!asam_bf16_supported()) {
+        CHECK(asam_set_precision(ASAM_BF16) == -1, "bf16 accepted on a CPU without it");
+        printf("SKIP: this CPU has no AVX512-BF16: the bf16 path cannot run here\n");
+        return test_failures ? 1 : 77;
+    }
+    gemm_suite("avx512-bf16", asam_gemm_bf16);
+#ifdef ASAM_HAVE_ONEDNN
+    gemm_suite("onednn", asam_gemm_onednn);
+#endif
+    ops_suite();
+    CHECK(asam_set_precision(ASAM_BF16) == 0, "set bf16");
+    printf("bf16 backend: %s\n", asam_backend_describe());
+    asam_set_precision(ASAM_FP32);
+    return test_failures ? 1 : 0;
+}
