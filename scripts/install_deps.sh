@@ -3,7 +3,7 @@
 # Usage: scripts/install_deps.sh [--fuzz]   (--fuzz adds clang + libFuzzer runtime)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libjpeg62-turbo-dev libpng-dev
-      zlib1g-dev libcjson-dev libarchive-dev python3-venv)
+      zlib1g-dev libcjson-dev libarchive-dev python3-venv libdnnl-dev)
 if [ "${1:-}" = "--fuzz" ]; then pkgs+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
