@@ -233,6 +233,12 @@ asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_
  * nearest (src = floor(dst * in/out)) and bilinear with align_corners=False, no antialias. */
 asam_tensor *asam_resize_nearest(asam_ctx *ctx, asam_tensor *x, int64_t out_h, int64_t out_w);
 asam_tensor *asam_resize_bilinear(asam_ctx *ctx, asam_tensor *x, int64_t out_h, int64_t out_w);
+/* The exact arithmetic of torch 1.13's CPU kernels (double source index, fused multiply-adds;
+ * see op_resize_torch.c), as EfficientSAM needs: bicubic (A = -0.75, taps clamped, no
+ * antialias) and bilinear, both align_corners=False. Bit-exact against the official outputs. */
+asam_tensor *asam_resize_bicubic(asam_ctx *ctx, asam_tensor *x, int64_t out_h, int64_t out_w);
+asam_tensor *asam_resize_bilinear_torch(asam_ctx *ctx, asam_tensor *x, int64_t out_h,
+                                        int64_t out_w);
 
 /* Rows of weight (V, D) picked by ids[0..n) -> (n, D); gradient flows to weight. */
 asam_tensor *asam_embedding(asam_ctx *ctx, asam_tensor *weight, const int64_t *ids, int64_t n);
