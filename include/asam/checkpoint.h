@@ -106,6 +106,10 @@ int asam_safetensors_write(const char *path, const asam_st_entry *entries, size_
  * in the given order, each rebuilt by torch._utils._rebuild_tensor_v2 from its own storage.
  * torch.load (also weights_only=True) and Sam.load_state_dict accept it. Atomic. */
 int asam_torch_save_write(const char *path, const asam_st_entry *entries, size_t n);
+/* Same with the state dict one level down, {key: OrderedDict} (EfficientSAM's official
+ * layout is {"model": state_dict}); the reader unwraps it again (see the wrapper rule). */
+int asam_torch_save_write_wrapped(const char *path, const char *key, const asam_st_entry *entries,
+                                  size_t n);
 
 #ifdef __cplusplus
 }

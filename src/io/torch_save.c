@@ -101,10 +101,14 @@ static const char *storage_class(asam_dtype dt) {
 }
 
 /* Memo slots: 0 OrderedDict, 1 the result dict, 2 _rebuild_tensor_v2, 3 + dtype storages. */
-static void build_pickle(io_buf *b, const asam_st_entry *e, size_t n) {
+static void build_pickle(io_buf *b, const asam_st_entry *e, size_t n, const char *wrap_key) {
     int have_rebuild = 0, have_storage[16] = {0};
     io_put_u8(b, 0x80);
     io_put_u8(b, 2);
+    if (wrap_key) { /* {wrap_key: OrderedDict}: EMPTY_DICT, key, ..., SETITEM */
+        io_put_u8(b, '}');
+        pk_str(b, wrap_key);
+    }
     pk_global(b, "collections", "OrderedDict");
     pk_put(b, 0);
     io_put_u8(b, ')');
@@ -154,6 +158,7 @@ static void build_pickle(io_buf *b, const asam_st_entry *e, size_t n) {
         io_put_u8(b, 'R');
         if (i % 1000 == 999 || i == n - 1) io_put_u8(b, 'u');
     }
+    if (wrap_key) io_put_u8(b, 's');
     io_put_u8(b, '.');
 }
 
@@ -288,8 +293,8 @@ static void zw_central(zw *w, const rec *r, size_t n) {
     free(h.p);
 }
 
-int asam_torch_save_write_ex(const char *path, const asam_st_entry *entries, size_t n,
-                             int force_zip64) {
+static int write_archive(const char *path, const asam_st_entry *entries, size_t n, int force_zip64,
+                         const char *wrap_key) {
     for (size_t i = 0; i < n; i++) {
         const asam_st_entry *e = &entries[i];
         if (e->ndim < 0 || e->ndim > ASAM_CKPT_MAX_DIMS || ckpt_numel(e->ndim, e->shape) < 0 ||
@@ -304,7 +309,7 @@ int asam_torch_save_write_ex(const char *path, const asam_st_entry *entries, siz
                 return asam_error("%s: duplicate tensor name '%s'", path, e->name);
     }
     io_buf pkl = {0};
-    build_pickle(&pkl, entries, n);
+    build_pickle(&pkl, entries, n, wrap_key);
     rec *r = calloc(n + 3, sizeof *r);
     if (pkl.oom || !r) {
         free(pkl.p);
@@ -345,6 +350,16 @@ int asam_torch_save_write_ex(const char *path, const asam_st_entry *entries, siz
     return asam_atomic_commit(&af);
 }
 
+int asam_torch_save_write_ex(const char *path, const asam_st_entry *entries, size_t n,
+                             int force_zip64) {
+    return write_archive(path, entries, n, force_zip64, NULL);
+}
+
 int asam_torch_save_write(const char *path, const asam_st_entry *entries, size_t n) {
-    return asam_torch_save_write_ex(path, entries, n, 0);
+    return write_archive(path, entries, n, 0, NULL);
+}
+
+int asam_torch_save_write_wrapped(const char *path, const char *key, const asam_st_entry *entries,
+                                  size_t n) {
+    return write_archive(path, entries, n, 0, key);
 }

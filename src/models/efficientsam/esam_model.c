@@ -1,0 +1,487 @@
+/* EfficientSAM weights: family and configuration from checkpoint names and shapes,
+ * shape-checked binding by official name, random initialisation, saving in the official
+ * layout. */
+#include "asam/checkpoint.h"
+#include "asam/error.h"
+#include "models/efficientsam/esam_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A tensor only EfficientSAM has, and one only SAM has (the family tests). */
+#define ESAM_MARK "prompt_encoder.invalid_points.weight"
+#define SAM_MARK "mask_decoder.output_upscaling.0.weight"
+
+const char *asam_model_family_of_file(const char *path) {
+    asam_checkpoint *ck;
+    if (asam_checkpoint_open(path, &ck) != 0) return NULL;
+    const char *f = asam_checkpoint_find(ck, ESAM_MARK)  ? "efficientsam"
+                    : asam_checkpoint_find(ck, SAM_MARK) ? "sam"
+                                                         : NULL;
+    if (!f) asam_error("%s: neither a SAM nor an EfficientSAM checkpoint", path);
+    asam_checkpoint_close(ck);
+    return f;
+}
+
+static void shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, ")");
+}
+
+/* The named tensor, which must exist (else an error naming the file and the tensor). */
+static const asam_ckpt_tensor *need(const asam_checkpoint *ck, const char *name) {
+    const asam_ckpt_tensor *t = asam_checkpoint_find(ck, name);
+    if (!t)
+        asam_error("%s: not a complete EfficientSAM checkpoint: missing tensor '%s'",
+                   asam_checkpoint_path(ck), name);
+    return t;
+}
+
+static int bad_shape(const asam_checkpoint *ck, const asam_ckpt_tensor *t, const char *want) {
+    char got[128];
+    shape_str(t->ndim, t->shape, got, sizeof got);
+    return asam_error("%s: tensor '%s' has shape %s, expected %s", asam_checkpoint_path(ck),
+                      t->name, got, want);
+}
+
+static int count_indexed(const asam_checkpoint *ck, const char *fmt, int max) {
+    char name[256];
+    int n = 0;
+    for (; n <= max; n++) {
+        snprintf(name, sizeof name, fmt, n);
+        if (!asam_checkpoint_find(ck, name)) break;
+    }
+    return n;
+}
+
+static int config_from_ckpt(const asam_checkpoint *ck, int heads, asam_esam_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    const char *path = asam_checkpoint_path(ck);
+    if (!asam_checkpoint_find(ck, ESAM_MARK)) {
+        if (asam_checkpoint_find(ck, SAM_MARK))
+            return asam_error("%s: this is a SAM checkpoint, not EfficientSAM (no tensor '%s')",
+                              path, ESAM_MARK);
+        return asam_error("%s: not an EfficientSAM checkpoint: missing tensor '%s'", path,
+                          ESAM_MARK);
+    }
+    const asam_ckpt_tensor *t;
+    if (!(t = need(ck, "image_encoder.patch_embed.proj.weight"))) return -1;
+    if (t->ndim != 4 || t->shape[0] <= 0 || t->shape[1] != 3 || t->shape[2] != 16 ||
+        t->shape[3] != 16)
+        return bad_shape(ck, t, "(C, 3, 16, 16)");
+    const int C = (int)t->shape[0];
+    cfg->embed_dim = C;
+    cfg->depth = count_indexed(ck, "image_encoder.blocks.%d.norm1.weight", ASAM_ESAM_MAX_DEPTH);
+    if (cfg->depth == 0) return need(ck, "image_encoder.blocks.0.norm1.weight") ? 0 : -1;
+    if (cfg->depth > ASAM_ESAM_MAX_DEPTH)
+        return asam_error("%s: more than %d encoder blocks", path, ASAM_ESAM_MAX_DEPTH);
+    if (!(t = need(ck, "image_encoder.blocks.0.mlp.fc1.weight"))) return -1;
+    if (t->ndim != 2 || t->shape[1] != C || t->shape[0] <= 0) return bad_shape(ck, t, "(M, C)");
+    cfg->mlp_dim = (int)t->shape[0];
+    if (!(t = need(ck, "image_encoder.pos_embed"))) return -1;
+    int g = t->ndim == 3 ? (int)lround(sqrt((double)(t->shape[1] - 1))) : 0;
+    if (t->ndim != 3 || t->shape[0] != 1 || t->shape[2] != C || g < 1 ||
+        (int64_t)g * g + 1 != t->shape[1])
+        return bad_shape(ck, t, "(1, 1 + g*g, C)");
+    cfg->pos_grid = g;
+    if (!(t = need(ck, "image_encoder.neck.0.weight"))) return -1;
+    if (t->ndim != 4 || t->shape[1] != C || t->shape[2] != 1 || t->shape[3] != 1 ||
+        t->shape[0] < 16 || t->shape[0] % 16)
+        return bad_shape(ck, t, "(D, C, 1, 1) with D a multiple of 16");
+    const int D = (int)t->shape[0];
+    cfg->dim = D;
+    cfg->dec_heads = 8; /* build_efficient_sam: decoder_num_heads (not visible in shapes) */
+    cfg->dec_depth = count_indexed(ck, "mask_decoder.transformer.layers.%d.norm1.weight", 8);
+    if (cfg->dec_depth == 0)
+        return need(ck, "mask_decoder.transformer.layers.0.norm1.weight") ? 0 : -1;
+    if (cfg->dec_depth > 8) return asam_error("%s: more than 8 decoder layers", path);
+    if (!(t = need(ck, "mask_decoder.transformer.layers.0.mlp.layers.0.0.weight"))) return -1;
+    if (t->ndim != 2 || t->shape[1] != D || t->shape[0] <= 0) return bad_shape(ck, t, "(M, D)");
+    cfg->dec_mlp_dim = (int)t->shape[0];
+    if (!(t = need(ck, "mask_decoder.final_output_upscaling_layers.0.0.weight"))) return -1;
+    if (t->ndim != 4 || t->shape[0] != D || t->shape[1] <= 0 || t->shape[2] != 2 ||
+        t->shape[3] != 2)
+        return bad_shape(ck, t, "(D, U0, 2, 2)");
+    cfg->up_dims[0] = (int)t->shape[1];
+    if (!(t = need(ck, "mask_decoder.final_output_upscaling_layers.1.0.weight"))) return -1;
+    if (t->ndim != 4 || t->shape[0] != cfg->up_dims[0] || t->shape[1] <= 0 || t->shape[2] != 2 ||
+        t->shape[3] != 2)
+        return bad_shape(ck, t, "(U0, U1, 2, 2)");
+    cfg->up_dims[1] = (int)t->shape[1];
+    if (asam_checkpoint_find(ck, "mask_decoder.final_output_upscaling_layers.2.0.weight"))
+        return asam_error("%s: three upscaling stages: only two (64 -> 256) are supported", path);
+    if (!(t = need(ck, "mask_decoder.iou_prediction_head.layers.0.0.weight"))) return -1;
+    if (t->ndim != 2 || t->shape[1] != D || t->shape[0] <= 0) return bad_shape(ck, t, "(H, D)");
+    cfg->iou_hidden = (int)t->shape[0];
+
+    /* Encoder heads: caller, then file metadata, then the official widths, then head_dim 64. */
+    const char *meta = asam_checkpoint_metadata(ck, "encoder_num_heads");
+    if (heads <= 0 && meta) heads = atoi(meta);
+    if (heads <= 0) heads = C == 192 ? 3 : C == 384 ? 6 : (C % 64 == 0 ? C / 64 : 0);
+    if (heads <= 0 || C % heads)
+        return asam_error("%s: cannot tell the encoder's head count for width %d: give it "
+                          "(it must divide %d)",
+                          path, C, C);
+    cfg->num_heads = heads;
+    const char *v = "custom";
+    if (C == 192 && cfg->depth == 12 && heads == 3 && D == 256) v = "vit_t";
+    if (C == 384 && cfg->depth == 12 && heads == 6 && D == 256) v = "vit_s";
+    snprintf(cfg->variant, sizeof cfg->variant, "%s", v);
+    return 0;
+}
+
+int asam_esam_config_preset(const char *variant, asam_esam_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    int C, heads;
+    if (!strcmp(variant, "vit_t"))
+        C = 192, heads = 3;
+    else if (!strcmp(variant, "vit_s"))
+        C = 384, heads = 6;
+    else
+        return asam_error("efficientsam: unknown variant '%s' (vit_t, vit_s)", variant);
+    /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam.py:233 (build_efficient_sam) */
+    cfg->embed_dim = C;
+    cfg->depth = 12;
+    cfg->num_heads = heads;
+    cfg->mlp_dim = 4 * C;
+    cfg->pos_grid = 14;
+    cfg->dim = 256;
+    cfg->dec_depth = 2;
+    cfg->dec_heads = 8;
+    cfg->dec_mlp_dim = 2048;
+    cfg->up_dims[0] = 64;
+    cfg->up_dims[1] = 32;
+    cfg->iou_hidden = 256;
+    snprintf(cfg->variant, sizeof cfg->variant, "%s", variant);
+    return 0;
+}
+
+/* ---- binding ------------------------------------------------------------------------------- */
+
+typedef struct {
+    const asam_checkpoint *ck; /* NULL: random initialisation */
+    uint64_t rng;
+    asam_esam *m;
+    int cap;
+    int failed;
+} binder;
+
+static double rng_uniform(uint64_t *s) { /* splitmix64 -> [0, 1) */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+
+/* Random weights shaped like a trained model's: norm weights 1, biases 0, matrices uniform
+ * (+-1/sqrt(fan_in)) as torch's default init, embeddings and tokens larger. */
+static void random_init(binder *B, const char *name, asam_tensor *p) {
+    size_t len = strlen(name);
+    if (len > 5 && !strcmp(name + len - 5, ".bias")) return; /* zeros */
+    if (p->ndim == 1) {
+        for (int64_t i = 0; i < p->numel; i++) p->data[i] = 1.0f;
+        return;
+    }
+    double a = 1.0 / sqrt((double)p->numel / (double)p->shape[0]);
+    if (strstr(name, "pos_embed")) a = 0.02;
+    if (strstr(name, "prompt_encoder") || strstr(name, "tokens")) a = 1.0;
+    for (int64_t i = 0; i < p->numel; i++)
+        p->data[i] = (float)((2.0 * rng_uniform(&B->rng) - 1.0) * a);
+}
+
+/* Bind one tensor by official name (printf-style), checking its shape against the config. */
+static asam_tensor *ld(binder *B, int ndim, const int64_t *shape, const char *fmt, ...) {
+    if (B->failed) return NULL;
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const asam_ckpt_tensor *t = NULL;
+    if (B->ck) {
+        if (!(t = need(B->ck, name))) {
+            B->failed = 1;
+            return NULL;
+        }
+        int ok = t->ndim == ndim;
+        for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+        if (!ok) {
+            char want[128];
+            shape_str(ndim, shape, want, sizeof want);
+            bad_shape(B->ck, t, want);
+            B->failed = 1;
+            return NULL;
+        }
+    }
+    asam_esam *m = B->m;
+    if (m->n == B->cap) {
+        int cap = B->cap ? 2 * B->cap : 256;
+        asam_tensor **a = realloc(m->all, (size_t)cap * sizeof *a);
+        if (a) m->all = a;
+        char **nm = a ? realloc(m->names, (size_t)cap * sizeof *nm) : NULL;
+        if (nm) m->names = nm, B->cap = cap;
+    }
+    asam_tensor *p = m->n < B->cap ? asam_param_new(ndim, shape) : NULL;
+    char *dup = p ? strdup(name) : NULL;
+    if (!dup) {
+        if (p) asam_param_free(p);
+        asam_error("%s: out of memory binding '%s'", m->path, name);
+        B->failed = 1;
+        return NULL;
+    }
+    m->all[m->n] = p;
+    m->names[m->n++] = dup;
+    p->name = dup;
+    if (!B->ck)
+        random_init(B, name, p);
+    else if (asam_ckpt_read_f32(B->ck, t, p->data) != 0)
+        B->failed = 1;
+    return B->failed ? NULL : p;
+}
+
+#define S1(a)                                                                                      \
+    1, (const int64_t[]) {                                                                         \
+        a                                                                                          \
+    }
+#define S2(a, b)                                                                                   \
+    2, (const int64_t[]) {                                                                         \
+        a, b                                                                                       \
+    }
+#define S3(a, b, c)                                                                                \
+    3, (const int64_t[]) {                                                                         \
+        a, b, c                                                                                    \
+    }
+#define S4(a, b, c, d)                                                                             \
+    4, (const int64_t[]) {                                                                         \
+        a, b, c, d                                                                                 \
+    }
+
+static void bind_attn(binder *B, esam_attn *a, int D, int I, int heads, const char *prefix) {
+    a->q_w = ld(B, S2(I, D), "%s.q_proj.weight", prefix);
+    a->q_b = ld(B, S1(I), "%s.q_proj.bias", prefix);
+    a->k_w = ld(B, S2(I, D), "%s.k_proj.weight", prefix);
+    a->k_b = ld(B, S1(I), "%s.k_proj.bias", prefix);
+    a->v_w = ld(B, S2(I, D), "%s.v_proj.weight", prefix);
+    a->v_b = ld(B, S1(I), "%s.v_proj.bias", prefix);
+    a->out_w = ld(B, S2(D, I), "%s.out_proj.weight", prefix);
+    a->out_b = ld(B, S1(D), "%s.out_proj.bias", prefix);
+    a->heads = heads;
+}
+
+/* ref: yformer/EfficientSAM/efficient_sam/mlp.py:19 (layers.i.0 then fc) */
+static void bind_mlp(binder *B, esam_mlp *m, int in, int hidden, int out, const char *prefix) {
+    m->w0 = ld(B, S2(hidden, in), "%s.layers.0.0.weight", prefix);
+    m->b0 = ld(B, S1(hidden), "%s.layers.0.0.bias", prefix);
+    m->w1 = ld(B, S2(hidden, hidden), "%s.layers.1.0.weight", prefix);
+    m->b1 = ld(B, S1(hidden), "%s.layers.1.0.bias", prefix);
+    m->fc_w = ld(B, S2(out, hidden), "%s.fc.weight", prefix);
+    m->fc_b = ld(B, S1(out), "%s.fc.bias", prefix);
+}
+
+/* Dense positional encoding as image-token rows (4096, D): grid x = (j + 0.5) / 64,
+ * y = (i + 0.5) / 64.
+ * ref: yformer/EfficientSAM/efficient_sam/efficient_sam_decoder.py:120 (cumsum - 0.5, / h) */
+static void compute_key_pe(const asam_esam *m, float *rows) {
+    const int n = ASAM_ESAM_GRID, D = m->cfg.dim;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            esam_pe_encode(m, ((float)j + 1.0f - 0.5f) / (float)n,
+                           ((float)i + 1.0f - 0.5f) / (float)n, rows + ((int64_t)i * n + j) * D);
+}
+
+static int build(const asam_checkpoint *ck, const asam_esam_config *cfg, uint64_t seed,
+                 asam_esam **out) {
+    *out = NULL;
+    asam_esam *m = calloc(1, sizeof *m);
+    if (!m) return asam_error("efficientsam: out of memory");
+    m->cfg = *cfg;
+    snprintf(m->path, sizeof m->path, "%s", ck ? asam_checkpoint_path(ck) : "(random)");
+    binder B = {.ck = ck, .rng = seed, .m = m};
+    const int64_t C = cfg->embed_dim, D = cfg->dim, M = cfg->mlp_dim, g = cfg->pos_grid;
+    const int64_t U0 = cfg->up_dims[0], U1 = cfg->up_dims[1];
+    /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam_encoder.py:211 (patch_embed,
+     * pos_embed (1, 1 + 14*14, C), blocks, neck) */
+    esam_encoder *e = &m->enc;
+    e->pos_embed = ld(&B, S3(1, g * g + 1, C), "image_encoder.pos_embed");
+    e->patch_w = ld(&B, S4(C, 3, 16, 16), "image_encoder.patch_embed.proj.weight");
+    e->patch_b = ld(&B, S1(C), "image_encoder.patch_embed.proj.bias");
+    for (int i = 0; i < cfg->depth; i++) {
+        esam_block *b = &e->blocks[i];
+        const char *p = "image_encoder.blocks";
+        b->num_heads = cfg->num_heads;
+        b->norm1_w = ld(&B, S1(C), "%s.%d.norm1.weight", p, i);
+        b->norm1_b = ld(&B, S1(C), "%s.%d.norm1.bias", p, i);
+        b->qkv_w = ld(&B, S2(3 * C, C), "%s.%d.attn.qkv.weight", p, i);
+        b->qkv_b = ld(&B, S1(3 * C), "%s.%d.attn.qkv.bias", p, i);
+        b->proj_w = ld(&B, S2(C, C), "%s.%d.attn.proj.weight", p, i);
+        b->proj_b = ld(&B, S1(C), "%s.%d.attn.proj.bias", p, i);
+        b->norm2_w = ld(&B, S1(C), "%s.%d.norm2.weight", p, i);
+        b->norm2_b = ld(&B, S1(C), "%s.%d.norm2.bias", p, i);
+        b->fc1_w = ld(&B, S2(M, C), "%s.%d.mlp.fc1.weight", p, i);
+        b->fc1_b = ld(&B, S1(M), "%s.%d.mlp.fc1.bias", p, i);
+        b->fc2_w = ld(&B, S2(C, M), "%s.%d.mlp.fc2.weight", p, i);
+        b->fc2_b = ld(&B, S1(C), "%s.%d.mlp.fc2.bias", p, i);
+    }
+    e->neck0_w = ld(&B, S4(D, C, 1, 1), "image_encoder.neck.0.weight");
+    e->neck1_w = ld(&B, S1(D), "image_encoder.neck.1.weight");
+    e->neck1_b = ld(&B, S1(D), "image_encoder.neck.1.bias");
+    e->neck2_w = ld(&B, S4(D, D, 3, 3), "image_encoder.neck.2.weight");
+    e->neck3_w = ld(&B, S1(D), "image_encoder.neck.3.weight");
+    e->neck3_b = ld(&B, S1(D), "image_encoder.neck.3.bias");
+
+    /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam_decoder.py:38 */
+    esam_prompt_encoder *pe = &m->pe;
+    pe->gaussian =
+        ld(&B, S2(2, D / 2), "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
+    pe->invalid = ld(&B, S2(1, D), "prompt_encoder.invalid_points.weight");
+    pe->point = ld(&B, S2(1, D), "prompt_encoder.point_embeddings.weight");
+    pe->box_tl = ld(&B, S2(1, D), "prompt_encoder.bbox_top_left_embeddings.weight");
+    pe->box_br = ld(&B, S2(1, D), "prompt_encoder.bbox_bottom_right_embeddings.weight");
+
+    /* ref: yformer/EfficientSAM/efficient_sam/two_way_transformer.py:40 (layers, final attn) */
+    esam_decoder *d = &m->dec;
+    const char *tp = "mask_decoder.transformer";
+    char pfx[256];
+    for (int l = 0; l < cfg->dec_depth; l++) {
+        esam_twoway_layer *ly = &d->layers[l];
+        snprintf(pfx, sizeof pfx, "%s.layers.%d.self_attn", tp, l);
+        bind_attn(&B, &ly->self_attn, (int)D, (int)D, cfg->dec_heads, pfx);
+        snprintf(pfx, sizeof pfx, "%s.layers.%d.cross_attn_token_to_image", tp, l);
+        bind_attn(&B, &ly->t2i, (int)D, (int)D / 2, cfg->dec_heads, pfx);
+        snprintf(pfx, sizeof pfx, "%s.layers.%d.cross_attn_image_to_token", tp, l);
+        bind_attn(&B, &ly->i2t, (int)D, (int)D / 2, cfg->dec_heads, pfx);
+        for (int k = 0; k < 4; k++) {
+            ly->norm_w[k] = ld(&B, S1(D), "%s.layers.%d.norm%d.weight", tp, l, k + 1);
+            ly->norm_b[k] = ld(&B, S1(D), "%s.layers.%d.norm%d.bias", tp, l, k + 1);
+        }
+        const int64_t DM = cfg->dec_mlp_dim;
+        ly->mlp0_w = ld(&B, S2(DM, D), "%s.layers.%d.mlp.layers.0.0.weight", tp, l);
+        ly->mlp0_b = ld(&B, S1(DM), "%s.layers.%d.mlp.layers.0.0.bias", tp, l);
+        ly->fc_w = ld(&B, S2(D, DM), "%s.layers.%d.mlp.fc.weight", tp, l);
+        ly->fc_b = ld(&B, S1(D), "%s.layers.%d.mlp.fc.bias", tp, l);
+    }
+    snprintf(pfx, sizeof pfx, "%s.final_attn_token_to_image", tp);
+    bind_attn(&B, &d->final_attn, (int)D, (int)D / 2, cfg->dec_heads, pfx);
+    d->norm_final_w = ld(&B, S1(D), "%s.norm_final_attn.weight", tp);
+    d->norm_final_b = ld(&B, S1(D), "%s.norm_final_attn.bias", tp);
+    /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam_decoder.py:175 (tokens, upscaling,
+     * hypernetworks, IoU head) */
+    d->iou_token = ld(&B, S2(1, D), "mask_decoder.iou_token.weight");
+    d->mask_tokens = ld(&B, S2(4, D), "mask_decoder.mask_tokens.weight");
+    const char *up = "mask_decoder.final_output_upscaling_layers";
+    d->up0_w = ld(&B, S4(D, U0, 2, 2), "%s.0.0.weight", up);
+    d->up0_b = ld(&B, S1(U0), "%s.0.0.bias", up);
+    d->gn_w = ld(&B, S1(U0), "%s.0.1.weight", up);
+    d->gn_b = ld(&B, S1(U0), "%s.0.1.bias", up);
+    d->up1_w = ld(&B, S4(U0, U1, 2, 2), "%s.1.0.weight", up);
+    d->up1_b = ld(&B, S1(U1), "%s.1.0.bias", up);
+    for (int i = 0; i < 4; i++) {
+        snprintf(pfx, sizeof pfx, "mask_decoder.output_hypernetworks_mlps.%d", i);
+        bind_mlp(&B, &d->hyper[i], (int)D, (int)D, (int)U1, pfx);
+    }
+    bind_mlp(&B, &d->iou_head, (int)D, cfg->iou_hidden, 4, "mask_decoder.iou_prediction_head");
+
+    if (!B.failed) {
+        m->pe.key_pe = asam_param_new(S3(1, (int64_t)ASAM_ESAM_GRID * ASAM_ESAM_GRID, D));
+        if (m->pe.key_pe)
+            compute_key_pe(m, m->pe.key_pe->data);
+        else
+            B.failed = 1, asam_error("efficientsam: out of memory");
+    }
+    if (B.failed) {
+        asam_esam_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+int asam_esam_config_from_file(const char *path, int num_heads, asam_esam_config *cfg) {
+    asam_checkpoint *ck;
+    if (asam_checkpoint_open(path, &ck) != 0) return -1;
+    int rc = config_from_ckpt(ck, num_heads, cfg);
+    asam_checkpoint_close(ck);
+    return rc;
+}
+
+int asam_esam_load(const char *path, int num_heads, asam_esam **out) {
+    *out = NULL;
+    asam_checkpoint *ck;
+    if (asam_checkpoint_open(path, &ck) != 0) return -1;
+    asam_esam_config cfg;
+    int rc = config_from_ckpt(ck, num_heads, &cfg);
+    if (rc == 0) rc = build(ck, &cfg, 0, out);
+    asam_checkpoint_close(ck);
+    return rc;
+}
+
+int asam_esam_init_random(const asam_esam_config *cfg, uint64_t seed, asam_esam **out) {
+    if (cfg->embed_dim <= 0 || cfg->num_heads <= 0 || cfg->embed_dim % cfg->num_heads ||
+        cfg->depth <= 0 || cfg->depth > ASAM_ESAM_MAX_DEPTH || cfg->dim % 16 ||
+        cfg->dec_depth <= 0 || cfg->dec_depth > 8)
+        return asam_error("efficientsam: invalid configuration");
+    return build(NULL, cfg, seed, out);
+}
+
+void asam_esam_free(asam_esam *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n; i++) {
+        asam_param_free(m->all[i]);
+        free(m->names[i]);
+    }
+    free(m->all);
+    free(m->names);
+    if (m->pe.key_pe) asam_param_free(m->pe.key_pe);
+    free(m);
+}
+
+const asam_esam_config *asam_esam_cfg(const asam_esam *m) {
+    return &m->cfg;
+}
+asam_tensor *asam_esam_iou_token(asam_esam *m) {
+    return m->dec.iou_token;
+}
+asam_tensor *asam_esam_mask_tokens(asam_esam *m) {
+    return m->dec.mask_tokens;
+}
+
+void asam_esam_tokens_requires_grad(asam_esam *m, int on) {
+    asam_set_requires_grad(m->dec.iou_token, on);
+    asam_set_requires_grad(m->dec.mask_tokens, on);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+int asam_esam_save(const asam_esam *m, const char *path) {
+    asam_st_entry *e = calloc((size_t)m->n, sizeof *e);
+    if (!e) return asam_error("%s: out of memory", path);
+    for (int i = 0; i < m->n; i++) {
+        e[i].name = m->names[i];
+        e[i].dtype = ASAM_DT_F32;
+        e[i].ndim = m->all[i]->ndim;
+        for (int k = 0; k < e[i].ndim; k++) e[i].shape[k] = m->all[i]->shape[k];
+        e[i].data = m->all[i]->data;
+    }
+    int rc;
+    if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") ||
+        ends_with(path, ".ckpt")) {
+        /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam.py:303 (torch.load(f)["model"]) */
+        rc = asam_torch_save_write_wrapped(path, "model", e, (size_t)m->n);
+    } else {
+        char heads[16];
+        snprintf(heads, sizeof heads, "%d", m->cfg.num_heads);
+        const char *meta[] = {"encoder_num_heads", heads};
+        rc = asam_safetensors_write(path, e, (size_t)m->n, meta, 1);
+    }
+    free(e);
+    return rc;
+}

@@ -1,0 +1,114 @@
+/* EfficientSAM predictor: encode an image once, then decode any number of query batches
+ * against the cached embedding; masks are the original-size logits >= 0, as the official
+ * examples threshold them. */
+#include "asam/error.h"
+#include "models/efficientsam/esam_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int asam_esam_predictor_init(asam_esam_predictor *p, const asam_esam *m) {
+    memset(p, 0, sizeof *p);
+    p->model = m;
+    p->ctx = asam_ctx_new(0);
+    if (!p->ctx) return asam_error("efficientsam: cannot create an arena");
+    asam_ctx_set_grad(p->ctx, 0);
+    return 0;
+}
+
+void asam_esam_predictor_free(asam_esam_predictor *p) {
+    if (p->embedding) asam_param_free(p->embedding);
+    if (p->ctx) asam_ctx_free(p->ctx);
+    memset(p, 0, sizeof *p);
+}
+
+static int keep_embedding(asam_esam_predictor *p, const float *emb) {
+    if (!p->embedding) {
+        p->embedding =
+            asam_param_new(ASAM_SHAPE(1, p->model->cfg.dim, ASAM_ESAM_GRID, ASAM_ESAM_GRID));
+        if (!p->embedding) return asam_error("efficientsam: out of memory");
+    }
+    memcpy(p->embedding->data, emb, sizeof(float) * (size_t)p->embedding->numel);
+    return 0;
+}
+
+int asam_esam_predictor_set_image(asam_esam_predictor *p, const asam_image *img) {
+    asam_ctx_reset(p->ctx);
+    asam_ctx_set_grad(p->ctx, 0);
+    asam_tensor *x = asam_esam_preprocess(p->ctx, asam_esam_image_to_tensor(p->ctx, img));
+    asam_tensor *e = asam_esam_encode(p->ctx, p->model, x);
+    if (!e || !asam_ctx_ok(p->ctx)) {
+        asam_error("efficientsam: %s",
+                   asam_ctx_error(p->ctx) ? asam_ctx_error(p->ctx) : "encoder failed");
+        asam_ctx_reset(p->ctx);
+        return -1;
+    }
+    int rc = keep_embedding(p, e->data);
+    p->orig_h = img->h;
+    p->orig_w = img->w;
+    asam_ctx_reset(p->ctx);
+    return rc;
+}
+
+int asam_esam_predictor_set_embedding(asam_esam_predictor *p, const float *embedding, int orig_h,
+                                      int orig_w) {
+    if (orig_h <= 0 || orig_w <= 0) return asam_error("efficientsam: image size must be positive");
+    p->orig_h = orig_h;
+    p->orig_w = orig_w;
+    return keep_embedding(p, embedding);
+}
+
+void asam_esam_result_free(asam_esam_result *r) {
+    free(r->low_res);
+    free(r->iou);
+    free(r->mask_logits);
+    free(r->masks);
+    memset(r, 0, sizeof *r);
+}
+
+static float *dup_floats(const asam_tensor *t) {
+    float *d = malloc(sizeof(float) * (size_t)t->numel);
+    if (d) memcpy(d, t->data, sizeof(float) * (size_t)t->numel);
+    return d;
+}
+
+int asam_esam_predictor_predict(asam_esam_predictor *p, int Q, int n, const float *xy,
+                                const float *labels, int multimask, asam_esam_result *res) {
+    memset(res, 0, sizeof *res);
+    if (!p->embedding) return asam_error("efficientsam: predict() before an image was set");
+    if (Q <= 0 || n <= 0 || !xy || !labels) return asam_error("efficientsam: no prompt given");
+    asam_ctx *ctx = p->ctx;
+    asam_ctx_reset(ctx);
+    asam_ctx_set_grad(ctx, 0);
+    float *c6 = asam_ctx_alloc(ctx, sizeof(float) * (size_t)Q * ASAM_ESAM_POINTS * 2);
+    float *l6 = asam_ctx_alloc(ctx, sizeof(float) * (size_t)Q * ASAM_ESAM_POINTS);
+    if (!c6 || !l6) return asam_error("efficientsam: out of memory");
+    asam_esam_prepare_points(Q, n, xy, labels, p->orig_h, p->orig_w, c6, l6);
+    asam_tensor *sparse = asam_esam_prompt_encode(ctx, p->model, Q, c6, l6);
+    asam_tensor *emb = asam_detach(ctx, p->embedding), *low = NULL, *iou = NULL, *ml = NULL;
+    if (asam_esam_decode(ctx, p->model, emb, sparse, multimask, &low, &iou, NULL) == 0)
+        ml = asam_esam_postprocess(ctx, low, p->orig_h, p->orig_w);
+    if (!ml || !asam_ctx_ok(ctx)) {
+        asam_error("efficientsam: %s",
+                   asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "decoder failed");
+        asam_ctx_reset(ctx);
+        return -1;
+    }
+    res->n_queries = Q;
+    res->n_masks = (int)low->shape[1];
+    res->h = p->orig_h;
+    res->w = p->orig_w;
+    res->low_res = dup_floats(low);
+    res->iou = dup_floats(iou);
+    res->mask_logits = dup_floats(ml);
+    res->masks = malloc((size_t)ml->numel);
+    if (!res->low_res || !res->iou || !res->mask_logits || !res->masks) {
+        asam_esam_result_free(res);
+        asam_ctx_reset(ctx);
+        return asam_error("efficientsam: out of memory");
+    }
+    /* ref: yformer/EfficientSAM/EfficientSAM_example.py:52 (torch.ge(logits, 0)) */
+    for (int64_t i = 0; i < ml->numel; i++) res->masks[i] = ml->data[i] >= 0.0f;
+    asam_ctx_reset(ctx);
+    return 0;
+}
