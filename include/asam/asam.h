@@ -78,7 +78,10 @@ typedef struct {
 } asam_tune_report;
 
 /* Writes OUT/state.safetensors after every epoch and, at the end, OUT/sam_tuned.pth (torch.save
- * zip, official keys), OUT/sam_tuned.safetensors and OUT/decoder_tokens.safetensors. */
+ * zip, official keys), OUT/sam_tuned.safetensors and OUT/decoder_tokens.safetensors. The model
+ * may be an EfficientSAM (EASAM; family from the file, asam/segmenter.h): then the outputs are
+ * OUT/efficientsam_tuned.pt (its official {"model": state_dict}) and
+ * OUT/efficientsam_tuned.safetensors, and mask prompts are not drawn. */
 int asam_tune(const asam_tune_opts *o, asam_tune_report *rep);
 
 /* ---- evaluation --------------------------------------------------------------------------- */

@@ -1,4 +1,7 @@
-/* Adversarial tuning of SAM's output tokens (ASAM stage 3, HQ-SAM-style training code).
+/* Adversarial tuning of SAM's (or EfficientSAM's: EASAM) output tokens (ASAM stage 3,
+ * HQ-SAM-style training code). The model family comes from the checkpoint (asam/segmenter.h);
+ * for EfficientSAM the 1024 frame is the image stretched to 1024x1024, a box is two points
+ * labelled 2 and 3, only the first 6 prompt points count, and there is no mask prompt.
  *
  * Only mask_decoder.iou_token (1x256) and mask_decoder.mask_tokens (4x256) are trained; the
  * encoders are frozen, so without augmentation every image embedding is computed once and
@@ -23,6 +26,7 @@
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/optim.h"
+#include "asam/segmenter.h"
 #include "asam/util.h"
 
 #include <math.h>
@@ -51,8 +55,6 @@ typedef struct {
 
 /* ---- embedding cache ---------------------------------------------------------------------- */
 
-#define EMB_N (ASAM_SAM_DIM * ASAM_SAM_GRID * ASAM_SAM_GRID)
-
 typedef struct {
     char magic[8];    /* "ASAMEMB1" */
     uint64_t key;     /* hash of the encoder weights */
@@ -65,16 +67,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-static uint64_t encoder_key(const asam_sam *m) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    const asam_tensor *ts[] = {m->enc.patch_w, m->enc.pos_embed, m->enc.neck0_w,
-                               m->enc.neck2_w, m->enc.neck3_w,   m->enc.blocks[0].qkv_w};
-    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
-        if (ts[i]) h = fnv(h, ts[i]->data, sizeof(float) * (size_t)ts[i]->numel);
-    return h;
-}
-
-static int cache_read(const char *path, uint64_t key, float *emb, asam_sam_sizes *s) {
+static int cache_read(const char *path, uint64_t key, float *emb, size_t EMB_N, asam_sam_sizes *s) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
     emb_header h;
@@ -89,7 +82,8 @@ static int cache_read(const char *path, uint64_t key, float *emb, asam_sam_sizes
     return 0;
 }
 
-static int cache_write(const char *path, uint64_t key, const float *emb, const asam_sam_sizes *s) {
+static int cache_write(const char *path, uint64_t key, const float *emb, size_t EMB_N,
+                       const asam_sam_sizes *s) {
     asam_atomic_file af;
     if (asam_atomic_open(&af, path)) return -1;
     emb_header h;
@@ -116,7 +110,7 @@ typedef struct {
 
 typedef struct {
     const asam_tune_opts *o;
-    asam_sam *m;
+    asam_segmenter seg;
     uint64_t key;
     char cache_dir[1024];
     asam_dataset **ds;
@@ -169,7 +163,11 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, pre
     if (!o->augment) {
         asam_sam_sizes sz;
         asam_sam_sizes_for(s.h, s.w, &sz);
-        P->emb = asam_new(ctx, ASAM_SHAPE(1, ASAM_SAM_DIM, ASAM_SAM_GRID, ASAM_SAM_GRID));
+        if (T->seg.esam) /* EfficientSAM: the image fills the 1024 frame */
+            sz = (asam_sam_sizes){s.h, s.w, ASAM_SAM_IMG, ASAM_SAM_IMG};
+        const int D = asam_segmenter_dim(&T->seg);
+        const size_t EMB_N = (size_t)D * ASAM_SAM_GRID * ASAM_SAM_GRID;
+        P->emb = asam_new(ctx, ASAM_SHAPE(1, D, ASAM_SAM_GRID, ASAM_SAM_GRID));
         char path[1400];
         /* named by the dataset spec's hash, so runs listing datasets differently share it */
         const char *spec = asam_dataset_spec(T->ds[r->ds]);
@@ -178,16 +176,15 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, pre
         asam_sam_sizes cs;
         if (!P->emb) {
             rc = -1;
-        } else if (cache_read(path, T->key, P->emb->data, &cs) || cs.orig_h != s.h ||
+        } else if (cache_read(path, T->key, P->emb->data, EMB_N, &cs) || cs.orig_h != s.h ||
                    cs.orig_w != s.w) {
             asam_mark mk = asam_ctx_mark(ctx);
-            asam_tensor *x = asam_sam_preprocess(ctx, &s.image, &sz);
-            asam_tensor *e = asam_sam_encode(ctx, T->m, x);
+            asam_tensor *e = asam_segmenter_encode_image(ctx, &T->seg, &s.image, &sz);
             if (!e || !asam_ctx_ok(ctx)) {
                 rc = -1;
             } else {
                 memcpy(P->emb->data, e->data, sizeof(float) * EMB_N);
-                rc = cache_write(path, T->key, P->emb->data, &sz);
+                rc = cache_write(path, T->key, P->emb->data, EMB_N, &sz);
             }
             asam_ctx_release(ctx, mk);
         }
@@ -239,8 +236,8 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, pre
             if (B > 0) {
                 P->gt = asam_reshape(ctx, asam_slice0(ctx, gt, 0, B),
                                      ASAM_SHAPE(B, 1, ASAM_SAM_IMG, ASAM_SAM_IMG));
-                asam_tensor *x = asam_sam_normalize_pad(ctx, canvas);
-                asam_tensor *e = asam_sam_encode(ctx, T->m, x);
+                asam_tensor *x = asam_segmenter_input255(ctx, &T->seg, canvas);
+                asam_tensor *e = asam_segmenter_encode(ctx, &T->seg, x);
                 P->emb = e;
                 if (!e || !P->gt || !asam_ctx_ok(ctx)) rc = -1;
             }
@@ -317,11 +314,11 @@ static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, as
     int kinds[3], nk = 0;
     if (o->prompts & ASAM_PROMPT_BOX) kinds[nk++] = ASAM_PROMPT_BOX;
     if (o->prompts & ASAM_PROMPT_POINTS) kinds[nk++] = ASAM_PROMPT_POINTS;
-    if (o->prompts & ASAM_PROMPT_MASK) kinds[nk++] = ASAM_PROMPT_MASK;
+    if ((o->prompts & ASAM_PROMPT_MASK) && !T->seg.esam) kinds[nk++] = ASAM_PROMPT_MASK;
     int kind = kinds[asam_rng_int(rng, nk)];
     int B = P->B, K = o->n_prompt_points;
     const int S = ASAM_SAM_IMG;
-    asam_sam_prompt pr = {.batch = B};
+    asam_seg_prompt pr = {.batch = B};
     float *boxes = asam_ctx_alloc(ctx, sizeof(float) * 4 * (size_t)B);
     float *pts = asam_ctx_alloc(ctx, sizeof(float) * 2 * (size_t)(B * K + 1));
     float *labels = asam_ctx_alloc(ctx, sizeof(float) * (size_t)(B * K + 1));
@@ -345,16 +342,16 @@ static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, as
             pr.labels = labels;
         }
     }
-    asam_tensor *sparse, *dense, *low, *iou;
-    if (asam_sam_prompt_encode(ctx, T->m, &pr, &sparse, &dense)) return NULL;
-    if (asam_sam_decode(ctx, T->m, P->emb, sparse, dense, 0, &low, &iou, NULL)) return NULL;
+    asam_tensor *low, *iou;
+    if (asam_segmenter_decode(ctx, &T->seg, P->emb, &pr, 0, &low, &iou)) return NULL;
     return asam_mask_loss(ctx, low, P->gt, &o->loss, rng);
 }
 
 /* ---- state ---------------------------------------------------------------------------------- */
 
-static int save_state(const char *path, const asam_sam *m, const asam_optim *opt, int epoch,
+static int save_state(const char *path, const asam_segmenter *m, const asam_optim *opt, int epoch,
                       const asam_rng *rng, uint64_t seed) {
+    const int64_t D = asam_segmenter_dim(m);
     int64_t n = asam_optim_state_numel(opt), step, ep = epoch;
     float *mv = malloc(sizeof(float) * 2 * (size_t)n);
     if (!mv) return asam_error("%s: out of memory", path);
@@ -368,8 +365,16 @@ static int save_state(const char *path, const asam_sam *m, const asam_optim *opt
         {"adam.step", ASAM_DT_I64, 1, {1}, &step},
         {"adam.v", ASAM_DT_F32, 1, {n}, mv + n},
         {"epoch", ASAM_DT_I64, 1, {1}, &ep},
-        {"mask_decoder.iou_token.weight", ASAM_DT_F32, 2, {1, 256}, m->dec.iou_token->data},
-        {"mask_decoder.mask_tokens.weight", ASAM_DT_F32, 2, {4, 256}, m->dec.mask_tokens->data},
+        {"mask_decoder.iou_token.weight",
+         ASAM_DT_F32,
+         2,
+         {1, D},
+         asam_segmenter_iou_token(m)->data},
+        {"mask_decoder.mask_tokens.weight",
+         ASAM_DT_F32,
+         2,
+         {4, D},
+         asam_segmenter_mask_tokens(m)->data},
         {"rng", ASAM_DT_I64, 1, {4}, rs},
     };
     const char *meta[] = {"format", "asam-tune-state", "seed", seed_s};
@@ -378,7 +383,9 @@ static int save_state(const char *path, const asam_sam *m, const asam_optim *opt
     return rc;
 }
 
-static int load_state(const char *path, asam_sam *m, asam_optim *opt, int *epoch, asam_rng *rng) {
+static int load_state(const char *path, const asam_segmenter *m, asam_optim *opt, int *epoch,
+                      asam_rng *rng) {
+    const int64_t D = asam_segmenter_dim(m);
     asam_checkpoint *ck;
     if (asam_checkpoint_open(path, &ck)) return -1;
     int64_t n = asam_optim_state_numel(opt), step = 0, ep = 0, rs[4];
@@ -391,7 +398,7 @@ static int load_state(const char *path, asam_sam *m, asam_optim *opt, int *epoch
                             "rng",
                             "mask_decoder.iou_token.weight",
                             "mask_decoder.mask_tokens.weight"};
-    const int64_t want[7] = {n, n, 1, 1, 4, 256, 1024};
+    const int64_t want[7] = {n, n, 1, 1, 4, D, 4 * D};
     int rc = mv ? 0 : asam_error("%s: out of memory", path);
     for (int i = 0; i < 7 && !rc; i++) {
         t[i] = asam_checkpoint_find(ck, names[i]);
@@ -403,8 +410,8 @@ static int load_state(const char *path, asam_sam *m, asam_optim *opt, int *epoch
         rc = asam_ckpt_read_f32(ck, t[0], mv) || asam_ckpt_read_f32(ck, t[1], mv + n) ||
              asam_ckpt_read_i64(ck, t[2], &step) || asam_ckpt_read_i64(ck, t[3], &ep) ||
              asam_ckpt_read_i64(ck, t[4], rs) ||
-             asam_ckpt_read_f32(ck, t[5], m->dec.iou_token->data) ||
-             asam_ckpt_read_f32(ck, t[6], m->dec.mask_tokens->data);
+             asam_ckpt_read_f32(ck, t[5], asam_segmenter_iou_token(m)->data) ||
+             asam_ckpt_read_f32(ck, t[6], asam_segmenter_mask_tokens(m)->data);
     if (!rc) {
         asam_optim_set_state(opt, mv, mv + n, step);
         memcpy(rng->s, rs, sizeof rs);
@@ -415,16 +422,28 @@ static int load_state(const char *path, asam_sam *m, asam_optim *opt, int *epoch
     return rc ? -1 : 0;
 }
 
-static int write_outputs(const char *dir, const asam_sam *m) {
+/* SAM: sam_tuned.pth (a plain state dict); EfficientSAM: efficientsam_tuned.pt (its official
+ * {"model": state_dict}); both also as safetensors, and the tokens alone. */
+static int write_outputs(const char *dir, const asam_segmenter *m) {
     char p[1200];
-    snprintf(p, sizeof p, "%s/sam_tuned.pth", dir);
-    if (asam_sam_save(m, p)) return -1;
-    snprintf(p, sizeof p, "%s/sam_tuned.safetensors", dir);
-    if (asam_sam_save(m, p)) return -1;
+    const int esam = m->esam != NULL;
+    const int64_t D = asam_segmenter_dim(m);
+    snprintf(p, sizeof p, "%s/%s", dir, esam ? "efficientsam_tuned.pt" : "sam_tuned.pth");
+    if (asam_segmenter_save(m, p)) return -1;
+    snprintf(p, sizeof p, "%s/%s_tuned.safetensors", dir, esam ? "efficientsam" : "sam");
+    if (asam_segmenter_save(m, p)) return -1;
     snprintf(p, sizeof p, "%s/decoder_tokens.safetensors", dir);
     asam_st_entry e[] = {
-        {"mask_decoder.iou_token.weight", ASAM_DT_F32, 2, {1, 256}, m->dec.iou_token->data},
-        {"mask_decoder.mask_tokens.weight", ASAM_DT_F32, 2, {4, 256}, m->dec.mask_tokens->data},
+        {"mask_decoder.iou_token.weight",
+         ASAM_DT_F32,
+         2,
+         {1, D},
+         asam_segmenter_iou_token(m)->data},
+        {"mask_decoder.mask_tokens.weight",
+         ASAM_DT_F32,
+         2,
+         {4, D},
+         asam_segmenter_mask_tokens(m)->data},
     };
     return asam_safetensors_write(p, e, 2, NULL, 0);
 }
@@ -545,7 +564,7 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
         if (o->progress)
             fprintf(stderr, "tune: epoch %d/%d done, mean loss %.5f, lr %.3g\n", ep + 1, o->epochs,
                     rep->epoch_loss[ep], opt->lr);
-        if (save_state(state_path, T->m, opt, ep + 1, rng, o->seed)) rc = -1;
+        if (save_state(state_path, &T->seg, opt, ep + 1, rng, o->seed)) rc = -1;
         rep->epochs_done = ep + 1;
     }
     free(order);
@@ -571,11 +590,15 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     size_t n = 0;
     T.ds = calloc((size_t)o->n_data, sizeof *T.ds);
     if (!T.ds) return asam_error("tune: out of memory");
-    if (asam_sam_load(o->model_path, &T.m)) {
+    if (asam_segmenter_load(o->model_path, &T.seg)) {
         rc = -1;
         goto done;
     }
-    T.key = encoder_key(T.m);
+    if (T.seg.esam && o->prompts == ASAM_PROMPT_MASK) {
+        rc = asam_error("tune: %s: EfficientSAM takes no mask prompts", o->model_path);
+        goto done;
+    }
+    T.key = asam_segmenter_encoder_key(&T.seg);
     snprintf(T.cache_dir, sizeof T.cache_dir, "%s", o->cache_dir ? o->cache_dir : "");
     if (!o->cache_dir) snprintf(T.cache_dir, sizeof T.cache_dir, "%s/cache", o->out_dir);
     if (!o->augment && asam_mkdirs(T.cache_dir)) {
@@ -590,8 +613,8 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
 
     // ref: luckybird1994/ASAM sam_continue_learning/main.py:106-107 (only mask_tokens and
     // iou_token train), :417 (Adam, betas 0.9/0.999, eps 1e-8, no weight decay)
-    asam_sam_tokens_requires_grad(T.m, 1);
-    asam_tensor *params[2] = {T.m->dec.iou_token, T.m->dec.mask_tokens};
+    asam_segmenter_tokens_requires_grad(&T.seg, 1);
+    asam_tensor *params[2] = {asam_segmenter_iou_token(&T.seg), asam_segmenter_mask_tokens(&T.seg)};
     opt = asam_optim_new(ASAM_ADAM, params, 2, o->lr, 0.9, 0.999, 1e-8, 0.0);
     ctx = asam_ctx_new(0);
     if (!opt || !ctx) {
@@ -604,7 +627,7 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     char state_path[1200];
     snprintf(state_path, sizeof state_path, "%s/state.safetensors", o->out_dir);
     if (o->resume && asam_file_exists(state_path)) {
-        if (load_state(state_path, T.m, opt, &start, &rng)) {
+        if (load_state(state_path, &T.seg, opt, &start, &rng)) {
             rc = -1;
             goto done;
         }
@@ -614,13 +637,13 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     int end = o->epochs;
     if (o->stop_after > 0 && o->stop_after < end) end = o->stop_after;
     rc = run_epochs(&T, ctx, opt, refs, n, start, end, &rng, state_path, rep);
-    if (!rc) rc = write_outputs(o->out_dir, T.m);
+    if (!rc) rc = write_outputs(o->out_dir, &T.seg);
 done:
     if (ctx) asam_ctx_free(ctx);
     asam_optim_free(opt);
     for (int d = 0; d < o->n_data; d++) asam_dataset_close(T.ds[d]);
     free(T.ds);
     free(refs);
-    if (T.m) asam_sam_free(T.m);
+    asam_segmenter_free(&T.seg);
     return rc ? -1 : 0;
 }

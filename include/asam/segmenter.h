@@ -1,0 +1,64 @@
+/* The promptable segmenter that ASAM tunes, attacks and evaluates: SAM or EfficientSAM, told
+ * apart from the checkpoint's tensor names. A thin dispatch so tune / attack / eval are
+ * written once: both families see prompts in their 1024x1024 input frame and give (B, C, 256,
+ * 256) low-res logits, and both tune the same two tensors (iou_token, mask_tokens).
+ *
+ * The input frame differs: SAM's is the ResizeLongestSide image zero-padded to 1024; for
+ * EfficientSAM the whole 1024 frame is the image stretched to 1024x1024. */
+#ifndef ASAM_SEGMENTER_H
+#define ASAM_SEGMENTER_H
+
+#include "asam/efficientsam.h"
+#include "asam/sam.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    asam_sam *sam; /* exactly one of the two is set */
+    asam_esam *esam;
+} asam_segmenter;
+
+/* Load a SAM or EfficientSAM checkpoint (family from its names). */
+int asam_segmenter_load(const char *path, asam_segmenter *s);
+void asam_segmenter_free(asam_segmenter *s);
+const char *asam_segmenter_family(const asam_segmenter *s); /* "sam" / "efficientsam" */
+int asam_segmenter_dim(const asam_segmenter *s);            /* embedding / token width */
+/* Hash of some encoder weights (keys embedding caches). */
+uint64_t asam_segmenter_encoder_key(const asam_segmenter *s);
+
+/* An RGB image of any size -> embedding (1, D, 64, 64) with the family's own pre-processing;
+ * frame: the original size and the image's extent in the 1024 frame. */
+asam_tensor *asam_segmenter_encode_image(asam_ctx *ctx, const asam_segmenter *s,
+                                         const asam_image *img, asam_sam_sizes *frame);
+/* (B, 3, 1024, 1024) pixels 0..255 already laid out in the 1024 frame -> the encoder input
+ * (normalised; differentiable). */
+asam_tensor *asam_segmenter_input255(asam_ctx *ctx, const asam_segmenter *s, asam_tensor *x);
+asam_tensor *asam_segmenter_encode(asam_ctx *ctx, const asam_segmenter *s, asam_tensor *x);
+
+/* Prompts in the 1024 frame, one row per mask: a box and/or points with labels. EfficientSAM
+ * takes a box as two points labelled 2 and 3 after the points, and at most 6 points per row
+ * (its decoder's limit: later ones are dropped, as the official code does); it has no mask
+ * prompt. */
+typedef struct {
+    int batch, n_points;
+    const float *points;     /* (B, N, 2) or NULL */
+    const float *labels;     /* (B, N) */
+    const float *boxes;      /* (B, 4) x0 y0 x1 y1 or NULL */
+    asam_tensor *mask_input; /* SAM only: (B, 1, 256, 256) or NULL */
+} asam_seg_prompt;
+int asam_segmenter_decode(asam_ctx *ctx, const asam_segmenter *s, asam_tensor *embedding,
+                          const asam_seg_prompt *p, int multimask, asam_tensor **low_res,
+                          asam_tensor **iou);
+
+asam_tensor *asam_segmenter_iou_token(const asam_segmenter *s);   /* (1, D) */
+asam_tensor *asam_segmenter_mask_tokens(const asam_segmenter *s); /* (4, D) */
+void asam_segmenter_tokens_requires_grad(const asam_segmenter *s, int on);
+/* The whole model in the family's official layout (.pth/.pt: torch.save; else safetensors). */
+int asam_segmenter_save(const asam_segmenter *s, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
