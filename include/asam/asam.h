@@ -5,6 +5,7 @@
 #define ASAM_ASAM_H
 
 #include "asam/dataset.h"
+#include "asam/efficientsam.h"
 #include "asam/engine.h"
 #include "asam/sam.h"
 #include "asam/util.h"
@@ -100,8 +101,14 @@ typedef struct {
 int asam_eval_sample(const asam_sam *m, const asam_sample *s, int protocol, double dilation_ratio,
                      double *miou, double *biou, int *n_masks);
 
+/* EfficientSAM, with its own official pipeline under either protocol: the image stretched to
+ * 1024x1024 (bilinear), each GT's tight box as points labelled 2 / 3, single-mask output
+ * resized bicubically to the original size, logits >= 0. */
+int asam_eval_sample_esam(const asam_esam *m, const asam_sample *s, double dilation_ratio,
+                          double *miou, double *biou, int *n_masks);
+
 typedef struct {
-    const char *const *models; /* checkpoint paths */
+    const char *const *models; /* checkpoint paths: SAM or EfficientSAM (family from the file) */
     int n_models;
     const char *const *names; /* dataset display names */
     const char *const *specs; /* dataset specs */

@@ -15,6 +15,7 @@
 #include "asam/engine.h"
 #include "asam/image.h"
 #include "asam/sa1b.h"
+#include "asam/efficientsam.h"
 #include "asam/sam.h"
 #include "asam/sd.h"
 
@@ -53,9 +54,11 @@ typedef struct {
     asam_sd *sd;                 /* tokenizer, CLIP text encoder, UNet, VAE */
     asam_controlnet *controlnet; /* mask ControlNet, or NULL (plain SD) */
     asam_sam *sam;               /* the attacked SAM (attack only; NULL for invert) */
+    asam_esam *esam;             /* or the attacked EfficientSAM (at most one of the two) */
 } asam_gen_models;
 
-/* sd: CompVis single file or diffusers folder; controlnet, sam: NULL to leave out. */
+/* sd: CompVis single file or diffusers folder; controlnet, sam: NULL to leave out; sam may be
+ * a SAM or an EfficientSAM checkpoint (family from its names). */
 int asam_gen_models_load(const char *sd_path, const char *controlnet_path, const char *sam_path,
                          asam_gen_models *m);
 void asam_gen_models_free(asam_gen_models *m);
@@ -118,8 +121,9 @@ typedef struct {
 int asam_attack_target_make(const asam_sa1b_image *ann, int max_boxes, asam_attack_target *t);
 void asam_attack_target_free(asam_attack_target *t);
 
-/* SAM on an image tensor (1,3,S,S) in [0,1]: nearest resize to 1024, x255, ImageNet
- * normalisation, encode, box prompts, single-mask decode. Returns the attack loss
+/* SAM (or EfficientSAM) on an image tensor (1,3,S,S) in [0,1]: nearest resize to 1024, x255,
+ * the model's ImageNet normalisation, encode, box prompts (EfficientSAM: points labelled 2 /
+ * 3), single-mask decode. Returns the attack loss
  *   w_bce BCE(low_res, gt256) + w_dice Dice(sigmoid) - w_l2 ||x1024 - clean1024||_2
  * (clean01: (1,3,S,S) in [0,1], or NULL to leave the norm term out); miou: mean IoU of the
  * thresholded masks (bilinear to 1024, logits > 0) against gt1024. */

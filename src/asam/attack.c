@@ -8,6 +8,7 @@
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
+#include "asam/segmenter.h"
 #include "asam/util.h"
 
 #include <cjson/cJSON.h>
@@ -16,11 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* (1,3,S,S) in [0,1] -> SAM's normalised (1,3,1024,1024): nearest resize, x255, ImageNet mean/std
- */
-static asam_tensor *sam_input(asam_ctx *ctx, asam_tensor *img01) {
+/* (1,3,S,S) in [0,1] -> the attacked model's normalised (1,3,1024,1024): nearest resize, x255,
+ * then its own normalisation (SAM: ImageNet mean/std in 0..255; EfficientSAM: the same in
+ * [0,1] units, the 1024 frame being the whole image for both) */
+static asam_tensor *sam_input(asam_ctx *ctx, const asam_segmenter *seg, asam_tensor *img01) {
     asam_tensor *x = asam_resize_nearest(ctx, img01, ASAM_SAM_IMG, ASAM_SAM_IMG);
-    return asam_sam_normalize_pad(ctx, asam_scale(ctx, x, 255.0f));
+    return asam_segmenter_input255(ctx, seg, asam_scale(ctx, x, 255.0f));
 }
 
 /* IoU of one 256x256 logit map upsampled (bilinear, align_corners=False) to 1024, > 0, vs gt */
@@ -57,10 +59,11 @@ static float mask_iou(const float *lr, const uint8_t *gt) {
 asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                               const asam_attack_target *tg, asam_tensor *img01,
                               asam_tensor *clean01, float *miou) {
-    if (!m->sam) return asam_ctx_fail(ctx, "attack: no SAM model");
+    if (!m->sam && !m->esam) return asam_ctx_fail(ctx, "attack: no SAM model");
+    const asam_segmenter seg = {m->sam, m->esam};
     if (tg->n < 1) return asam_ctx_fail(ctx, "attack: no GT masks");
-    asam_tensor *xn = sam_input(ctx, img01);
-    asam_tensor *emb = asam_sam_encode(ctx, m->sam, xn);
+    asam_tensor *xn = sam_input(ctx, &seg, img01);
+    asam_tensor *emb = asam_segmenter_encode(ctx, &seg, xn);
     if (!emb) return NULL;
     /* The mask loss is a mean over masks, so it is the sum over chunks of (n_c / n) times the
      * chunk's loss. Each chunk is decoded against a leaf copy of the embedding and
@@ -80,11 +83,9 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
     for (int c0 = 0; c0 < tg->n; c0 += ATTACK_DECODE_CHUNK) {
         int nc = tg->n - c0 < ATTACK_DECODE_CHUNK ? tg->n - c0 : ATTACK_DECODE_CHUNK;
         asam_mark mk = asam_ctx_mark(ctx);
-        asam_sam_prompt p = {.batch = nc, .n_points = 0, .boxes = tg->boxes + (size_t)4 * c0};
-        asam_tensor *sparse, *dense, *low, *iou;
-        if (asam_sam_prompt_encode(ctx, m->sam, &p, &sparse, &dense) ||
-            asam_sam_decode(ctx, m->sam, emb_leaf, sparse, dense, 0, &low, &iou, NULL))
-            return NULL;
+        asam_seg_prompt p = {.batch = nc, .boxes = tg->boxes + (size_t)4 * c0};
+        asam_tensor *low, *iou;
+        if (asam_segmenter_decode(ctx, &seg, emb_leaf, &p, 0, &low, &iou)) return NULL;
         asam_tensor *gt = asam_from_data(ctx, ASAM_SHAPE(nc, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES),
                                          tg->gt256 + (size_t)c0 * L2);
         float share = (float)nc / (float)tg->n;
@@ -114,7 +115,7 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
     }
     if (clean01 && o->w_l2 != 0) {
         int prev = asam_ctx_set_grad(ctx, 0);
-        asam_tensor *cn = sam_input(ctx, clean01);
+        asam_tensor *cn = sam_input(ctx, &seg, clean01);
         asam_ctx_set_grad(ctx, prev);
         asam_tensor *l2 = asam_l2_norm(ctx, asam_sub(ctx, xn, cn));
         loss = asam_axpby(ctx, 1.0f, loss, -o->w_l2, l2);
@@ -160,7 +161,8 @@ int asam_attack_target_run(asam_ctx *ctx, const asam_gen_models *m, const asam_g
                            const asam_image *img, const asam_attack_target *target,
                            asam_tensor *hint, const asam_inversion *inv, asam_attack_result *res) {
     memset(res, 0, sizeof *res);
-    if (!m->sd || !m->sam) return asam_error("attack: needs Stable Diffusion and SAM models");
+    if (!m->sd || (!m->sam && !m->esam))
+        return asam_error("attack: needs Stable Diffusion and SAM (or EfficientSAM) models");
     if (o->iters < 0) return asam_error("attack: negative iteration count");
     const asam_attack_target tg = *target;
     const int K = o->iters;

@@ -3,6 +3,7 @@
 #include "asam/asam.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
+#include "asam/segmenter.h"
 #include "asam/util.h"
 
 #include <math.h>
@@ -116,6 +117,46 @@ static int eval_sam(const asam_sam *m, const asam_sample *s, double ratio, doubl
     free(pred);
     asam_sam_predictor_free(&p);
     return rc;
+}
+
+/* EfficientSAM, with its own official pipeline whatever the protocol: the image stretched to
+ * 1024x1024 (bilinear), each GT's tight box as points labelled 2 and 3 in original pixels,
+ * the single-mask output resized bicubically to the original size, logits >= 0. */
+int asam_eval_sample_esam(const asam_esam *m, const asam_sample *s, double ratio, double *miou,
+                          double *biou, int *n_masks) {
+    *miou = *biou = 0;
+    *n_masks = s->n_masks;
+    if (s->n_masks == 0) return 0;
+    asam_esam_predictor p;
+    if (asam_esam_predictor_init(&p, m)) return -1;
+    int rc = asam_esam_predictor_set_image(&p, &s->image);
+    size_t hw = (size_t)s->h * s->w;
+    double is = 0, bs = 0;
+    for (int k0 = 0; k0 < s->n_masks && !rc; k0 += EVAL_CHUNK) {
+        int B = s->n_masks - k0 < EVAL_CHUNK ? s->n_masks - k0 : EVAL_CHUNK;
+        float pts[4 * EVAL_CHUNK], labels[2 * EVAL_CHUNK];
+        for (int b = 0; b < B; b++) {
+            asam_mask_box_u8(s->masks + (size_t)(k0 + b) * hw, s->w, s->h, pts + 4 * b);
+            labels[2 * b] = 2.0f;
+            labels[2 * b + 1] = 3.0f;
+        }
+        asam_esam_result r;
+        if (asam_esam_predictor_predict(&p, B, 2, pts, labels, 0, &r)) {
+            rc = -1;
+            break;
+        }
+        for (int b = 0; b < B; b++) {
+            const uint8_t *gt = s->masks + (size_t)(k0 + b) * hw, *pred = r.masks + b * hw;
+            is += asam_mask_iou(pred, gt, (int64_t)hw);
+            bs += asam_boundary_iou(pred, gt, s->h, s->w, ratio);
+        }
+        asam_esam_result_free(&r);
+    }
+    asam_esam_predictor_free(&p);
+    if (rc) return -1;
+    *miou = is / s->n_masks;
+    *biou = bs / s->n_masks;
+    return 0;
 }
 
 int asam_eval_sample(const asam_sam *m, const asam_sample *s, int protocol, double ratio,
@@ -267,8 +308,8 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
     asam_progress bar; /* per-image line on a terminal; a summary per cell otherwise */
     asam_progress_start(&bar, "eval", "img", (int64_t)total, 0);
     for (int m = 0; m < o->n_models && !rc; m++) {
-        asam_sam *model;
-        if (asam_sam_load(o->models[m], &model)) {
+        asam_segmenter model; /* SAM or EfficientSAM, from the file */
+        if (asam_segmenter_load(o->models[m], &model)) {
             rc = -1;
             break;
         }
@@ -285,7 +326,10 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
                 }
                 double mi, bi;
                 int nm;
-                rc = asam_eval_sample(model, &s, o->protocol, o->dilation_ratio, &mi, &bi, &nm);
+                rc = model.esam
+                         ? asam_eval_sample_esam(model.esam, &s, o->dilation_ratio, &mi, &bi, &nm)
+                         : asam_eval_sample(model.sam, &s, o->protocol, o->dilation_ratio, &mi, &bi,
+                                            &nm);
                 if (!rc && nm > 0) {
                     isum += mi;
                     bsum += bi;
@@ -306,7 +350,7 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
                         base_name(o->models[m]), o->names[d], c->n_images, 100 * c->miou,
                         100 * c->biou);
         }
-        asam_sam_free(model);
+        asam_segmenter_free(&model);
     }
     asam_progress_end(&bar);
     for (int d = 0; d < o->n_data; d++) asam_dataset_close(ds[d]);

@@ -4,6 +4,7 @@
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/generator.h"
+#include "asam/segmenter.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -40,9 +41,14 @@ int asam_gen_models_load(const char *sd_path, const char *controlnet_path, const
         asam_gen_models_free(m);
         return -1;
     }
-    if (sam_path && asam_sam_load(sam_path, &m->sam)) {
-        asam_gen_models_free(m);
-        return -1;
+    if (sam_path) { /* the attacked model: SAM or EfficientSAM, from the file */
+        asam_segmenter seg;
+        if (asam_segmenter_load(sam_path, &seg)) {
+            asam_gen_models_free(m);
+            return -1;
+        }
+        m->sam = seg.sam;
+        m->esam = seg.esam;
     }
     return 0;
 }
@@ -51,6 +57,7 @@ void asam_gen_models_free(asam_gen_models *m) {
     if (m->sd) asam_sd_free(m->sd);
     if (m->controlnet) asam_controlnet_free(m->controlnet);
     if (m->sam) asam_sam_free(m->sam);
+    if (m->esam) asam_esam_free(m->esam);
     memset(m, 0, sizeof *m);
 }
 
