@@ -109,7 +109,7 @@ int main(void) {
     asam_set_threads(2);
     asam_esam *m = esam_load_tiny();
     char tiny[4096];
-    test_data_file("efficientsam_tiny/model.pth", tiny, sizeof tiny);
+    test_data_file("efficientsam_tiny/model.safetensors", tiny, sizeof tiny);
     CHECK(!strcmp(asam_model_family_of_file(tiny), "efficientsam"), "tiny family");
 
     /* round trip of the tiny model through both formats; the safetensors records the heads */

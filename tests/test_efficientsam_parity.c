@@ -22,6 +22,21 @@ int main(void) {
     asam_checkpoint *box = open_case("case_box_landscape");
     if (!box) TEST_SKIP("efficientsam_tiny fixtures not found (set ASAM_FIXTURES)");
     asam_esam *m = esam_load_tiny();
+    /* the official torch.save({"model": ...}) file binds to the same weights */
+    char pth[4096];
+    snprintf(pth, sizeof pth, "%s/efficientsam_tiny/model.pth", test_fixtures_dir());
+    asam_esam *mo = NULL;
+    CHECK(asam_esam_load(pth, 2, &mo) == 0, "official model.pth: %s", asam_last_error());
+    if (mo) {
+        int same = mo->n == m->n;
+        for (int i = 0; same && i < m->n; i++)
+            same = !strcmp(mo->names[i], m->names[i]) &&
+                   !memcmp(mo->all[i]->data, m->all[i]->data,
+                           sizeof(float) * (size_t)m->all[i]->numel);
+        CHECK(same, "model.pth and the safetensors differ");
+        if (same) printf("ok   official model.pth ({\"model\": state_dict}) = the safetensors\n");
+        asam_esam_free(mo);
+    }
     asam_ctx *ctx = asam_ctx_new(0);
     asam_ctx_set_grad(ctx, 0);
     const char *cases[] = {"case_box_landscape", "case_points_portrait", "case_many_points_tall"};

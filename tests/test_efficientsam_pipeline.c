@@ -15,7 +15,7 @@
 int main(void) {
     asam_set_threads(2);
     char tiny[4096], sam[4096], ann_path[4096];
-    if (test_data_file("efficientsam_tiny/model.pth", tiny, sizeof tiny) ||
+    if (test_data_file("efficientsam_tiny/model.safetensors", tiny, sizeof tiny) ||
         test_data_file("sam_tiny/model.pth", sam, sizeof sam) ||
         test_data_file("sa1b/sa_1.json", ann_path, sizeof ann_path))
         TEST_SKIP("tiny models / SA-1B sample not found");

@@ -11,8 +11,8 @@
 
 int main(void) {
     char tiny[4096];
-    if (test_data_file("efficientsam_tiny/model.pth", tiny, sizeof tiny))
-        TEST_SKIP("efficientsam_tiny/model.pth not found");
+    if (test_data_file("efficientsam_tiny/model.safetensors", tiny, sizeof tiny))
+        TEST_SKIP("efficientsam_tiny/model.safetensors not found");
     char tmpl[] = "/tmp/asam_test_esam_tune_XXXXXX";
     char *root = mkdtemp(tmpl);
     CHECK(root != NULL, "mkdtemp");

@@ -14,8 +14,8 @@
 /* The tiny model (2 encoder heads: not visible in the shapes, see config.json). */
 static inline asam_esam *esam_load_tiny(void) {
     char path[4096];
-    if (test_data_file("efficientsam_tiny/model.pth", path, sizeof path) != 0)
-        TEST_SKIP("efficientsam_tiny/model.pth not found");
+    if (test_data_file("efficientsam_tiny/model.safetensors", path, sizeof path) != 0)
+        TEST_SKIP("efficientsam_tiny/model.safetensors not found");
     asam_esam *m = NULL;
     CHECK(asam_esam_load(path, 2, &m) == 0, "load %s: %s", path, asam_last_error());
     if (!m) exit(test_finish("efficientsam"));

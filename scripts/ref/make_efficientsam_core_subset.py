@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Copy the part of ../shared/fixtures/efficientsam_tiny that proves EfficientSAM's core into
 tests/data/efficientsam_tiny (gzip'ed), so a fresh clone without the fixtures still checks it:
-the model, case_box_landscape's image, prompts, embedding, prompt embeddings, low-res logits,
+the model (model.safetensors plus the metadata key encoder_num_heads = 2, the one
+hyper-parameter tensor shapes do not show), case_box_landscape's image, prompts, embedding, prompt embeddings, low-res logits,
 IoU and the top rows of the pre-processed input, and case_grad's losses and gradients.
 The tensors are copied byte for byte (pure Python safetensors reader/writer, no torch)."""
 import gzip, json, os, shutil, struct, sys
@@ -26,8 +27,10 @@ def read(path):
     return hdr, data
 
 
-def write(path, hdr, data, names):
+def write(path, hdr, data, names, meta=None):
     out_hdr, chunks, off = {}, [], 0
+    if meta:
+        out_hdr["__metadata__"] = meta
     for k in sorted(names):
         e = hdr[k]
         b = data[e["data_offsets"][0]:e["data_offsets"][1]]
@@ -45,6 +48,7 @@ for case, names, out in (("case_box_landscape", BOX, "core_box.safetensors.gz"),
                          ("case_grad", GRAD, "core_grad.safetensors.gz")):
     hdr, data = read(os.path.join(FIX, case + ".safetensors"))
     write(os.path.join(OUT, out), hdr, data, names)
-with open(os.path.join(FIX, "model.pth"), "rb") as src, gzip.open(os.path.join(OUT, "model.pth.gz"), "wb", compresslevel=9) as dst:
-    shutil.copyfileobj(src, dst)
+hdr, data = read(os.path.join(FIX, "model.safetensors"))
+write(os.path.join(OUT, "model.safetensors.gz"), hdr, data,
+      [k for k in hdr if k != "__metadata__"], {"encoder_num_heads": "2"})
 shutil.copy(os.path.join(FIX, "config.json"), os.path.join(OUT, "config.json"))
