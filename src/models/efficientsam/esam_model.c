@@ -3,6 +3,7 @@
  * layout. */
 #include "asam/checkpoint.h"
 #include "asam/error.h"
+#include "asam/util.h"
 #include "models/efficientsam/esam_internal.h"
 
 #include <math.h>
@@ -171,14 +172,6 @@ typedef struct {
     int failed;
 } binder;
 
-static double rng_uniform(uint64_t *s) { /* splitmix64 -> [0, 1) */
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
-
 /* Random weights shaped like a trained model's: norm weights 1, biases 0, matrices uniform
  * (+-1/sqrt(fan_in)) as torch's default init, embeddings and tokens larger. */
 static void random_init(binder *B, const char *name, asam_tensor *p) {
@@ -192,7 +185,7 @@ static void random_init(binder *B, const char *name, asam_tensor *p) {
     if (strstr(name, "pos_embed")) a = 0.02;
     if (strstr(name, "prompt_encoder") || strstr(name, "tokens")) a = 1.0;
     for (int64_t i = 0; i < p->numel; i++)
-        p->data[i] = (float)((2.0 * rng_uniform(&B->rng) - 1.0) * a);
+        p->data[i] = (float)((2.0 * asam_u01(asam_splitmix64(&B->rng)) - 1.0) * a);
 }
 
 /* Bind one tensor by official name (printf-style), checking its shape against the config. */
