@@ -1,13 +1,13 @@
 /* EfficientSAM weights: family and configuration from checkpoint names and shapes,
  * shape-checked binding by official name, random initialisation, saving in the official
  * layout. */
+#include "asam/binder.h"
 #include "asam/checkpoint.h"
 #include "asam/error.h"
 #include "asam/util.h"
 #include "models/efficientsam/esam_internal.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,17 +164,10 @@ int asam_esam_config_preset(const char *variant, asam_esam_config *cfg) {
 
 /* ---- binding ------------------------------------------------------------------------------- */
 
-typedef struct {
-    const asam_checkpoint *ck; /* NULL: random initialisation */
-    uint64_t rng;
-    asam_esam *m;
-    int cap;
-    int failed;
-} binder;
-
 /* Random weights shaped like a trained model's: norm weights 1, biases 0, matrices uniform
  * (+-1/sqrt(fan_in)) as torch's default init, embeddings and tokens larger. */
-static void random_init(binder *B, const char *name, asam_tensor *p) {
+static void random_init(void *user, const char *name, asam_tensor *p) {
+    uint64_t *rng = user;
     size_t len = strlen(name);
     if (len > 5 && !strcmp(name + len - 5, ".bias")) return; /* zeros */
     if (p->ndim == 1) {
@@ -185,57 +178,7 @@ static void random_init(binder *B, const char *name, asam_tensor *p) {
     if (strstr(name, "pos_embed")) a = 0.02;
     if (strstr(name, "prompt_encoder") || strstr(name, "tokens")) a = 1.0;
     for (int64_t i = 0; i < p->numel; i++)
-        p->data[i] = (float)((2.0 * asam_u01(asam_splitmix64(&B->rng)) - 1.0) * a);
-}
-
-/* Bind one tensor by official name (printf-style), checking its shape against the config. */
-static asam_tensor *ld(binder *B, int ndim, const int64_t *shape, const char *fmt, ...) {
-    if (B->failed) return NULL;
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    const asam_ckpt_tensor *t = NULL;
-    if (B->ck) {
-        if (!(t = need(B->ck, name))) {
-            B->failed = 1;
-            return NULL;
-        }
-        int ok = t->ndim == ndim;
-        for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-        if (!ok) {
-            char want[128];
-            shape_str(ndim, shape, want, sizeof want);
-            bad_shape(B->ck, t, want);
-            B->failed = 1;
-            return NULL;
-        }
-    }
-    asam_esam *m = B->m;
-    if (m->n == B->cap) {
-        int cap = B->cap ? 2 * B->cap : 256;
-        asam_tensor **a = realloc(m->all, (size_t)cap * sizeof *a);
-        if (a) m->all = a;
-        char **nm = a ? realloc(m->names, (size_t)cap * sizeof *nm) : NULL;
-        if (nm) m->names = nm, B->cap = cap;
-    }
-    asam_tensor *p = m->n < B->cap ? asam_param_new(ndim, shape) : NULL;
-    char *dup = p ? strdup(name) : NULL;
-    if (!dup) {
-        if (p) asam_param_free(p);
-        asam_error("%s: out of memory binding '%s'", m->path, name);
-        B->failed = 1;
-        return NULL;
-    }
-    m->all[m->n] = p;
-    m->names[m->n++] = dup;
-    p->name = dup;
-    if (!B->ck)
-        random_init(B, name, p);
-    else if (asam_ckpt_read_f32(B->ck, t, p->data) != 0)
-        B->failed = 1;
-    return B->failed ? NULL : p;
+        p->data[i] = (float)((2.0 * asam_u01(asam_splitmix64(rng)) - 1.0) * a);
 }
 
 #define S1(a)                                                                                      \
@@ -255,26 +198,26 @@ static asam_tensor *ld(binder *B, int ndim, const int64_t *shape, const char *fm
         a, b, c, d                                                                                 \
     }
 
-static void bind_attn(binder *B, esam_attn *a, int D, int I, int heads, const char *prefix) {
-    a->q_w = ld(B, S2(I, D), "%s.q_proj.weight", prefix);
-    a->q_b = ld(B, S1(I), "%s.q_proj.bias", prefix);
-    a->k_w = ld(B, S2(I, D), "%s.k_proj.weight", prefix);
-    a->k_b = ld(B, S1(I), "%s.k_proj.bias", prefix);
-    a->v_w = ld(B, S2(I, D), "%s.v_proj.weight", prefix);
-    a->v_b = ld(B, S1(I), "%s.v_proj.bias", prefix);
-    a->out_w = ld(B, S2(D, I), "%s.out_proj.weight", prefix);
-    a->out_b = ld(B, S1(D), "%s.out_proj.bias", prefix);
+static void bind_attn(asam_binder *B, esam_attn *a, int D, int I, int heads, const char *prefix) {
+    a->q_w = asam_bindf(B, S2(I, D), "%s.q_proj.weight", prefix);
+    a->q_b = asam_bindf(B, S1(I), "%s.q_proj.bias", prefix);
+    a->k_w = asam_bindf(B, S2(I, D), "%s.k_proj.weight", prefix);
+    a->k_b = asam_bindf(B, S1(I), "%s.k_proj.bias", prefix);
+    a->v_w = asam_bindf(B, S2(I, D), "%s.v_proj.weight", prefix);
+    a->v_b = asam_bindf(B, S1(I), "%s.v_proj.bias", prefix);
+    a->out_w = asam_bindf(B, S2(D, I), "%s.out_proj.weight", prefix);
+    a->out_b = asam_bindf(B, S1(D), "%s.out_proj.bias", prefix);
     a->heads = heads;
 }
 
 /* ref: yformer/EfficientSAM/efficient_sam/mlp.py:19 (layers.i.0 then fc) */
-static void bind_mlp(binder *B, esam_mlp *m, int in, int hidden, int out, const char *prefix) {
-    m->w0 = ld(B, S2(hidden, in), "%s.layers.0.0.weight", prefix);
-    m->b0 = ld(B, S1(hidden), "%s.layers.0.0.bias", prefix);
-    m->w1 = ld(B, S2(hidden, hidden), "%s.layers.1.0.weight", prefix);
-    m->b1 = ld(B, S1(hidden), "%s.layers.1.0.bias", prefix);
-    m->fc_w = ld(B, S2(out, hidden), "%s.fc.weight", prefix);
-    m->fc_b = ld(B, S1(out), "%s.fc.bias", prefix);
+static void bind_mlp(asam_binder *B, esam_mlp *m, int in, int hidden, int out, const char *prefix) {
+    m->w0 = asam_bindf(B, S2(hidden, in), "%s.layers.0.0.weight", prefix);
+    m->b0 = asam_bindf(B, S1(hidden), "%s.layers.0.0.bias", prefix);
+    m->w1 = asam_bindf(B, S2(hidden, hidden), "%s.layers.1.0.weight", prefix);
+    m->b1 = asam_bindf(B, S1(hidden), "%s.layers.1.0.bias", prefix);
+    m->fc_w = asam_bindf(B, S2(out, hidden), "%s.fc.weight", prefix);
+    m->fc_b = asam_bindf(B, S1(out), "%s.fc.bias", prefix);
 }
 
 /* Dense positional encoding as image-token rows (4096, D): grid x = (j + 0.5) / 64,
@@ -295,47 +238,52 @@ static int build(const asam_checkpoint *ck, const asam_esam_config *cfg, uint64_
     if (!m) return asam_error("efficientsam: out of memory");
     m->cfg = *cfg;
     snprintf(m->path, sizeof m->path, "%s", ck ? asam_checkpoint_path(ck) : "(random)");
-    binder B = {.ck = ck, .rng = seed, .m = m};
+    asam_binder B;
+    asam_binder_init(&B, ck, NULL);
+    B.model = "complete EfficientSAM";
+    uint64_t rng = seed;
+    B.init = random_init;
+    B.user = &rng;
     const int64_t C = cfg->embed_dim, D = cfg->dim, M = cfg->mlp_dim, g = cfg->pos_grid;
     const int64_t U0 = cfg->up_dims[0], U1 = cfg->up_dims[1];
     /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam_encoder.py:211 (patch_embed,
      * pos_embed (1, 1 + 14*14, C), blocks, neck) */
     esam_encoder *e = &m->enc;
-    e->pos_embed = ld(&B, S3(1, g * g + 1, C), "image_encoder.pos_embed");
-    e->patch_w = ld(&B, S4(C, 3, 16, 16), "image_encoder.patch_embed.proj.weight");
-    e->patch_b = ld(&B, S1(C), "image_encoder.patch_embed.proj.bias");
+    e->pos_embed = asam_bindf(&B, S3(1, g * g + 1, C), "image_encoder.pos_embed");
+    e->patch_w = asam_bindf(&B, S4(C, 3, 16, 16), "image_encoder.patch_embed.proj.weight");
+    e->patch_b = asam_bindf(&B, S1(C), "image_encoder.patch_embed.proj.bias");
     for (int i = 0; i < cfg->depth; i++) {
         esam_block *b = &e->blocks[i];
         const char *p = "image_encoder.blocks";
         b->num_heads = cfg->num_heads;
-        b->norm1_w = ld(&B, S1(C), "%s.%d.norm1.weight", p, i);
-        b->norm1_b = ld(&B, S1(C), "%s.%d.norm1.bias", p, i);
-        b->qkv_w = ld(&B, S2(3 * C, C), "%s.%d.attn.qkv.weight", p, i);
-        b->qkv_b = ld(&B, S1(3 * C), "%s.%d.attn.qkv.bias", p, i);
-        b->proj_w = ld(&B, S2(C, C), "%s.%d.attn.proj.weight", p, i);
-        b->proj_b = ld(&B, S1(C), "%s.%d.attn.proj.bias", p, i);
-        b->norm2_w = ld(&B, S1(C), "%s.%d.norm2.weight", p, i);
-        b->norm2_b = ld(&B, S1(C), "%s.%d.norm2.bias", p, i);
-        b->fc1_w = ld(&B, S2(M, C), "%s.%d.mlp.fc1.weight", p, i);
-        b->fc1_b = ld(&B, S1(M), "%s.%d.mlp.fc1.bias", p, i);
-        b->fc2_w = ld(&B, S2(C, M), "%s.%d.mlp.fc2.weight", p, i);
-        b->fc2_b = ld(&B, S1(C), "%s.%d.mlp.fc2.bias", p, i);
+        b->norm1_w = asam_bindf(&B, S1(C), "%s.%d.norm1.weight", p, i);
+        b->norm1_b = asam_bindf(&B, S1(C), "%s.%d.norm1.bias", p, i);
+        b->qkv_w = asam_bindf(&B, S2(3 * C, C), "%s.%d.attn.qkv.weight", p, i);
+        b->qkv_b = asam_bindf(&B, S1(3 * C), "%s.%d.attn.qkv.bias", p, i);
+        b->proj_w = asam_bindf(&B, S2(C, C), "%s.%d.attn.proj.weight", p, i);
+        b->proj_b = asam_bindf(&B, S1(C), "%s.%d.attn.proj.bias", p, i);
+        b->norm2_w = asam_bindf(&B, S1(C), "%s.%d.norm2.weight", p, i);
+        b->norm2_b = asam_bindf(&B, S1(C), "%s.%d.norm2.bias", p, i);
+        b->fc1_w = asam_bindf(&B, S2(M, C), "%s.%d.mlp.fc1.weight", p, i);
+        b->fc1_b = asam_bindf(&B, S1(M), "%s.%d.mlp.fc1.bias", p, i);
+        b->fc2_w = asam_bindf(&B, S2(C, M), "%s.%d.mlp.fc2.weight", p, i);
+        b->fc2_b = asam_bindf(&B, S1(C), "%s.%d.mlp.fc2.bias", p, i);
     }
-    e->neck0_w = ld(&B, S4(D, C, 1, 1), "image_encoder.neck.0.weight");
-    e->neck1_w = ld(&B, S1(D), "image_encoder.neck.1.weight");
-    e->neck1_b = ld(&B, S1(D), "image_encoder.neck.1.bias");
-    e->neck2_w = ld(&B, S4(D, D, 3, 3), "image_encoder.neck.2.weight");
-    e->neck3_w = ld(&B, S1(D), "image_encoder.neck.3.weight");
-    e->neck3_b = ld(&B, S1(D), "image_encoder.neck.3.bias");
+    e->neck0_w = asam_bindf(&B, S4(D, C, 1, 1), "image_encoder.neck.0.weight");
+    e->neck1_w = asam_bindf(&B, S1(D), "image_encoder.neck.1.weight");
+    e->neck1_b = asam_bindf(&B, S1(D), "image_encoder.neck.1.bias");
+    e->neck2_w = asam_bindf(&B, S4(D, D, 3, 3), "image_encoder.neck.2.weight");
+    e->neck3_w = asam_bindf(&B, S1(D), "image_encoder.neck.3.weight");
+    e->neck3_b = asam_bindf(&B, S1(D), "image_encoder.neck.3.bias");
 
     /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam_decoder.py:38 */
     esam_prompt_encoder *pe = &m->pe;
     pe->gaussian =
-        ld(&B, S2(2, D / 2), "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
-    pe->invalid = ld(&B, S2(1, D), "prompt_encoder.invalid_points.weight");
-    pe->point = ld(&B, S2(1, D), "prompt_encoder.point_embeddings.weight");
-    pe->box_tl = ld(&B, S2(1, D), "prompt_encoder.bbox_top_left_embeddings.weight");
-    pe->box_br = ld(&B, S2(1, D), "prompt_encoder.bbox_bottom_right_embeddings.weight");
+        asam_bindf(&B, S2(2, D / 2), "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
+    pe->invalid = asam_bindf(&B, S2(1, D), "prompt_encoder.invalid_points.weight");
+    pe->point = asam_bindf(&B, S2(1, D), "prompt_encoder.point_embeddings.weight");
+    pe->box_tl = asam_bindf(&B, S2(1, D), "prompt_encoder.bbox_top_left_embeddings.weight");
+    pe->box_br = asam_bindf(&B, S2(1, D), "prompt_encoder.bbox_bottom_right_embeddings.weight");
 
     /* ref: yformer/EfficientSAM/efficient_sam/two_way_transformer.py:40 (layers, final attn) */
     esam_decoder *d = &m->dec;
@@ -350,36 +298,43 @@ static int build(const asam_checkpoint *ck, const asam_esam_config *cfg, uint64_
         snprintf(pfx, sizeof pfx, "%s.layers.%d.cross_attn_image_to_token", tp, l);
         bind_attn(&B, &ly->i2t, (int)D, (int)D / 2, cfg->dec_heads, pfx);
         for (int k = 0; k < 4; k++) {
-            ly->norm_w[k] = ld(&B, S1(D), "%s.layers.%d.norm%d.weight", tp, l, k + 1);
-            ly->norm_b[k] = ld(&B, S1(D), "%s.layers.%d.norm%d.bias", tp, l, k + 1);
+            ly->norm_w[k] = asam_bindf(&B, S1(D), "%s.layers.%d.norm%d.weight", tp, l, k + 1);
+            ly->norm_b[k] = asam_bindf(&B, S1(D), "%s.layers.%d.norm%d.bias", tp, l, k + 1);
         }
         const int64_t DM = cfg->dec_mlp_dim;
-        ly->mlp0_w = ld(&B, S2(DM, D), "%s.layers.%d.mlp.layers.0.0.weight", tp, l);
-        ly->mlp0_b = ld(&B, S1(DM), "%s.layers.%d.mlp.layers.0.0.bias", tp, l);
-        ly->fc_w = ld(&B, S2(D, DM), "%s.layers.%d.mlp.fc.weight", tp, l);
-        ly->fc_b = ld(&B, S1(D), "%s.layers.%d.mlp.fc.bias", tp, l);
+        ly->mlp0_w = asam_bindf(&B, S2(DM, D), "%s.layers.%d.mlp.layers.0.0.weight", tp, l);
+        ly->mlp0_b = asam_bindf(&B, S1(DM), "%s.layers.%d.mlp.layers.0.0.bias", tp, l);
+        ly->fc_w = asam_bindf(&B, S2(D, DM), "%s.layers.%d.mlp.fc.weight", tp, l);
+        ly->fc_b = asam_bindf(&B, S1(D), "%s.layers.%d.mlp.fc.bias", tp, l);
     }
     snprintf(pfx, sizeof pfx, "%s.final_attn_token_to_image", tp);
     bind_attn(&B, &d->final_attn, (int)D, (int)D / 2, cfg->dec_heads, pfx);
-    d->norm_final_w = ld(&B, S1(D), "%s.norm_final_attn.weight", tp);
-    d->norm_final_b = ld(&B, S1(D), "%s.norm_final_attn.bias", tp);
+    d->norm_final_w = asam_bindf(&B, S1(D), "%s.norm_final_attn.weight", tp);
+    d->norm_final_b = asam_bindf(&B, S1(D), "%s.norm_final_attn.bias", tp);
     /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam_decoder.py:175 (tokens, upscaling,
      * hypernetworks, IoU head) */
-    d->iou_token = ld(&B, S2(1, D), "mask_decoder.iou_token.weight");
-    d->mask_tokens = ld(&B, S2(4, D), "mask_decoder.mask_tokens.weight");
+    d->iou_token = asam_bindf(&B, S2(1, D), "mask_decoder.iou_token.weight");
+    d->mask_tokens = asam_bindf(&B, S2(4, D), "mask_decoder.mask_tokens.weight");
     const char *up = "mask_decoder.final_output_upscaling_layers";
-    d->up0_w = ld(&B, S4(D, U0, 2, 2), "%s.0.0.weight", up);
-    d->up0_b = ld(&B, S1(U0), "%s.0.0.bias", up);
-    d->gn_w = ld(&B, S1(U0), "%s.0.1.weight", up);
-    d->gn_b = ld(&B, S1(U0), "%s.0.1.bias", up);
-    d->up1_w = ld(&B, S4(U0, U1, 2, 2), "%s.1.0.weight", up);
-    d->up1_b = ld(&B, S1(U1), "%s.1.0.bias", up);
+    d->up0_w = asam_bindf(&B, S4(D, U0, 2, 2), "%s.0.0.weight", up);
+    d->up0_b = asam_bindf(&B, S1(U0), "%s.0.0.bias", up);
+    d->gn_w = asam_bindf(&B, S1(U0), "%s.0.1.weight", up);
+    d->gn_b = asam_bindf(&B, S1(U0), "%s.0.1.bias", up);
+    d->up1_w = asam_bindf(&B, S4(U0, U1, 2, 2), "%s.1.0.weight", up);
+    d->up1_b = asam_bindf(&B, S1(U1), "%s.1.0.bias", up);
     for (int i = 0; i < 4; i++) {
         snprintf(pfx, sizeof pfx, "mask_decoder.output_hypernetworks_mlps.%d", i);
         bind_mlp(&B, &d->hyper[i], (int)D, (int)D, (int)U1, pfx);
     }
     bind_mlp(&B, &d->iou_head, (int)D, cfg->iou_hidden, 4, "mask_decoder.iou_prediction_head");
 
+    /* the model owns the bound tensors from here (asam_esam_free releases them) */
+    m->all = B.params;
+    m->names = B.names;
+    m->n = (int)B.n;
+    B.params = NULL;
+    B.names = NULL;
+    B.n = 0;
     if (!B.failed) {
         m->pe.key_pe = asam_param_new(S3(1, (int64_t)ASAM_ESAM_GRID * ASAM_ESAM_GRID, D));
         if (m->pe.key_pe)
@@ -425,6 +380,7 @@ int asam_esam_init_random(const asam_esam_config *cfg, uint64_t seed, asam_esam 
 void asam_esam_free(asam_esam *m) {
     if (!m) return;
     for (int i = 0; i < m->n; i++) {
+        m->all[i]->name = NULL;
         asam_param_free(m->all[i]);
         free(m->names[i]);
     }
