@@ -10,22 +10,22 @@ bin=$1 official=$2 rounds=${3:-3} threads=${4:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 export OMP_NUM_THREADS=$threads
 for v in vit_t vit_s; do
-  ours=() theirs=()
+  ours=() theirs=() ours_cpu=() theirs_cpu=()
   for ((r = 0; r < rounds; r++)); do
     line=$("$bin" --threads "$threads" bench efficientsam --variant "$v" --iters 1 --prompts 1 |
       grep "encoder forward")
     echo "asam     $line"
     ours+=("$(awk '{print $4}' <<<"$line")")
+    ours_cpu+=("$(grep -o '[0-9.]* CPU-s' <<<"$line" | awk '{print $1}')")
     line=$(/usr/bin/python3 "$here/ref/bench_efficientsam_official.py" "$official" "$v" \
       --threads "$threads")
     echo "official $line"
     theirs+=("$(awk '{print $5}' <<<"$line")")
+    theirs_cpu+=("$(grep -o '[0-9.]* CPU-s' <<<"$line" | awk '{print $1}')")
   done
-  printf '%s\n' "${ours[@]}" | sort -g > /tmp/.esam_ours.$$
-  printf '%s\n' "${theirs[@]}" | sort -g > /tmp/.esam_theirs.$$
-  mo=$(awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}' /tmp/.esam_ours.$$)
-  mt=$(awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}' /tmp/.esam_theirs.$$)
-  rm -f /tmp/.esam_ours.$$ /tmp/.esam_theirs.$$
-  awk -v v="$v" -v o="$mo" -v t="$mt" -v n="$rounds" -v th="$threads" 'BEGIN {
-    printf "%s encoder forward, median of %d alternating rounds, %d threads: asam %.2f s, official PyTorch %.2f s, ratio official/asam %.2f\n", v, n, th, o, t, t / o }'
+  median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  mo=$(median "${ours[@]}") mt=$(median "${theirs[@]}")
+  co=$(median "${ours_cpu[@]}") ct=$(median "${theirs_cpu[@]}")
+  awk -v v="$v" -v o="$mo" -v t="$mt" -v co="$co" -v ct="$ct" -v n="$rounds" -v th="$threads" 'BEGIN {
+    printf "%s encoder forward, median of %d alternating rounds, %d threads: asam %.2f s (%.2f CPU-s), official PyTorch %.2f s (%.2f CPU-s); official/asam: wall %.2f, CPU %.2f\n", v, n, th, o, co, t, ct, t / o, ct / co }'
 done
