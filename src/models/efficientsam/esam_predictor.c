@@ -66,49 +66,55 @@ void asam_esam_result_free(asam_esam_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-static float *dup_floats(const asam_tensor *t) {
-    float *d = malloc(sizeof(float) * (size_t)t->numel);
-    if (d) memcpy(d, t->data, sizeof(float) * (size_t)t->numel);
-    return d;
-}
+/* Queries decoded per pass: the decoder tiles the image tokens per query, so memory grows
+ * with the chunk, not with the number of queries. */
+#define PREDICT_CHUNK 8
 
 int asam_esam_predictor_predict(asam_esam_predictor *p, int Q, int n, const float *xy,
                                 const float *labels, int multimask, asam_esam_result *res) {
     memset(res, 0, sizeof *res);
     if (!p->embedding) return asam_error("efficientsam: predict() before an image was set");
     if (Q <= 0 || n <= 0 || !xy || !labels) return asam_error("efficientsam: no prompt given");
-    asam_ctx *ctx = p->ctx;
-    asam_ctx_reset(ctx);
-    asam_ctx_set_grad(ctx, 0);
-    float *c6 = asam_ctx_alloc(ctx, sizeof(float) * (size_t)Q * ASAM_ESAM_POINTS * 2);
-    float *l6 = asam_ctx_alloc(ctx, sizeof(float) * (size_t)Q * ASAM_ESAM_POINTS);
-    if (!c6 || !l6) return asam_error("efficientsam: out of memory");
-    asam_esam_prepare_points(Q, n, xy, labels, p->orig_h, p->orig_w, c6, l6);
-    asam_tensor *sparse = asam_esam_prompt_encode(ctx, p->model, Q, c6, l6);
-    asam_tensor *emb = asam_detach(ctx, p->embedding), *low = NULL, *iou = NULL, *ml = NULL;
-    if (asam_esam_decode(ctx, p->model, emb, sparse, multimask, &low, &iou, NULL) == 0)
-        ml = asam_esam_postprocess(ctx, low, p->orig_h, p->orig_w);
-    if (!ml || !asam_ctx_ok(ctx)) {
-        asam_error("efficientsam: %s",
-                   asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "decoder failed");
-        asam_ctx_reset(ctx);
-        return -1;
-    }
+    const int C = multimask ? 3 : 1, H = p->orig_h, W = p->orig_w, L = ASAM_ESAM_LOWRES;
+    const size_t hw = (size_t)H * W, ll = (size_t)L * L;
     res->n_queries = Q;
-    res->n_masks = (int)low->shape[1];
-    res->h = p->orig_h;
-    res->w = p->orig_w;
-    res->low_res = dup_floats(low);
-    res->iou = dup_floats(iou);
-    res->mask_logits = dup_floats(ml);
-    res->masks = malloc((size_t)ml->numel);
+    res->n_masks = C;
+    res->h = H;
+    res->w = W;
+    res->low_res = malloc(sizeof(float) * (size_t)Q * C * ll);
+    res->iou = malloc(sizeof(float) * (size_t)Q * C);
+    res->mask_logits = malloc(sizeof(float) * (size_t)Q * C * hw);
+    res->masks = malloc((size_t)Q * C * hw);
     if (!res->low_res || !res->iou || !res->mask_logits || !res->masks) {
         asam_esam_result_free(res);
-        asam_ctx_reset(ctx);
         return asam_error("efficientsam: out of memory");
     }
-    /* ref: yformer/EfficientSAM/EfficientSAM_example.py:52 (torch.ge(logits, 0)) */
-    for (int64_t i = 0; i < ml->numel; i++) res->masks[i] = ml->data[i] >= 0.0f;
+    asam_ctx *ctx = p->ctx;
+    for (int q0 = 0; q0 < Q; q0 += PREDICT_CHUNK) {
+        const int nq = Q - q0 < PREDICT_CHUNK ? Q - q0 : PREDICT_CHUNK;
+        asam_ctx_reset(ctx);
+        asam_ctx_set_grad(ctx, 0);
+        float c6[PREDICT_CHUNK * ASAM_ESAM_POINTS * 2], l6[PREDICT_CHUNK * ASAM_ESAM_POINTS];
+        asam_esam_prepare_points(nq, n, xy + (size_t)q0 * n * 2, labels + (size_t)q0 * n, H, W, c6,
+                                 l6);
+        asam_tensor *sparse = asam_esam_prompt_encode(ctx, p->model, nq, c6, l6);
+        asam_tensor *emb = asam_detach(ctx, p->embedding), *low = NULL, *iou = NULL, *ml = NULL;
+        if (asam_esam_decode(ctx, p->model, emb, sparse, multimask, &low, &iou, NULL) == 0)
+            ml = asam_esam_postprocess(ctx, low, H, W);
+        if (!ml || !asam_ctx_ok(ctx)) {
+            asam_error("efficientsam: %s",
+                       asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "decoder failed");
+            asam_ctx_reset(ctx);
+            asam_esam_result_free(res);
+            return -1;
+        }
+        const size_t k = (size_t)q0 * C;
+        memcpy(res->low_res + k * ll, low->data, sizeof(float) * (size_t)low->numel);
+        memcpy(res->iou + k, iou->data, sizeof(float) * (size_t)iou->numel);
+        memcpy(res->mask_logits + k * hw, ml->data, sizeof(float) * (size_t)ml->numel);
+        /* ref: yformer/EfficientSAM/EfficientSAM_example.py:52 (torch.ge(logits, 0)) */
+        for (int64_t i = 0; i < ml->numel; i++) res->masks[k * hw + i] = ml->data[i] >= 0.0f;
+    }
     asam_ctx_reset(ctx);
     return 0;
 }
