@@ -16,6 +16,7 @@ int cmd_bench(int argc, char **argv) {
     const suite suites[] = {
         {"engine", bench_engine_main, "matmul, conv2d, attention vs raw OpenBLAS sgemm"},
         {"sam", bench_sam_main, "SAM ViT-B encoder/decoder forward and backward at 1024"},
+        {"efficientsam", bench_efficientsam_main, "EfficientSAM ViT-Ti/ViT-S encoder and decoder"},
         {"sd", bench_sd_main, "SD 1.5 UNet, ControlNet, VAE at 64x64 latents"},
         {"generator", bench_generator_main, "ASAM invert and attack per image (SD 1.5 + ViT-B)"},
         {"amg", bench_amg_main, "segment everything (official defaults) with SAM ViT-B, s/image"},
@@ -25,7 +26,7 @@ int cmd_bench(int argc, char **argv) {
         FILE *f = argc < 2 ? stderr : stdout;
         fprintf(f,
                 "usage: asam bench <suite> [options]   ('asam bench <suite> --help')\n\nsuites:\n");
-        for (size_t i = 0; i < n; i++) fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].help);
+        for (size_t i = 0; i < n; i++) fprintf(f, "  %-13s %s\n", suites[i].name, suites[i].help);
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < n; i++)

@@ -40,7 +40,10 @@ static int parse_args(eval_args *a, int argc, char **argv) {
     a->model_list = (cli_list){a->models, 0, MAX_ITEMS};
     a->data_list = (cli_list){a->data, 0, MAX_ITEMS};
     const cli_opt opts[] = {
-        {"--model", OPT_LIST, &a->model_list, "FILE", "SAM checkpoint; repeat to compare several",
+        {"--model", OPT_LIST, &a->model_list, "FILE",
+         "SAM or EfficientSAM checkpoint (each with its own\n"
+         "pre-processing; EfficientSAM always its official pipeline); repeat\n"
+         "to compare several",
          .required = 1},
         {"--data", OPT_LIST, &a->data_list, "[NAME=]DATASET",
          "dataset (as for 'asam tune': sa1b:, adv:, coco:, masks:, idmap:); repeatable",

@@ -4,7 +4,9 @@
 #include "cli/options.h"
 #include "asam/checkpoint.h"
 #include "asam/error.h"
+#include "asam/efficientsam.h"
 #include "asam/sam.h"
+#include "cli/segment_esam.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -179,7 +181,9 @@ static int parse_point(const char *v, void *dst, char *err, size_t n) {
 
 static int parse_args(segment_args *a, int argc, char **argv) {
     const cli_opt opts[] = {
-        {"--model", OPT_STR, &a->model_path, "FILE", "SAM ViT-B/L/H (official .pth or safetensors)",
+        {"--model", OPT_STR, &a->model_path, "FILE",
+         "SAM ViT-B/L/H or EfficientSAM ViT-Ti/S (official .pth/.pt or\n"
+         "safetensors; the family is read from the file)",
          .required = 1},
         {"--image", OPT_STR, &a->image_path, "FILE", "the image (JPEG/PNG)"},
         {"--box", OPT_CUSTOM, a, "x0,y0,x1,y1",
@@ -454,6 +458,15 @@ int cmd_segment(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     int rc = parse_args(&a, argc, argv);
     if (rc) return cli_exit_code(rc);
+    /* an EfficientSAM checkpoint takes its own official pipeline (segment_esam.c) */
+    const char *fam = asam_model_family_of_file(a.model_path);
+    if (fam && !strcmp(fam, "efficientsam")) {
+        const segment_esam_args e = {a.model_path, a.image_path, a.out_path,  a.overlay_path,
+                                     a.save_path,  a.emb_path,   a.mask_path, a.multimask,
+                                     a.json,       a.n_boxes,    a.n_points,  a.boxes,
+                                     a.points,     a.labels};
+        return segment_efficientsam(&e);
+    }
     seg_run r = {0};
     rc = load_inputs(&a, &r) || run(&a, &r) || write_outputs(&a, &r);
     if (rc) cli_fail("segment", "%s", asam_last_error());

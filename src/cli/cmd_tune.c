@@ -46,7 +46,10 @@ static int parse_args(tune_args *a, int argc, char **argv) {
     asam_tune_defaults(&a->o);
     a->data_list = (cli_list){a->data, 0, MAX_DATA};
     const cli_opt opts[] = {
-        {"--model", OPT_STR, &a->o.model_path, "SAM.pth", "SAM checkpoint to tune", .required = 1},
+        {"--model", OPT_STR, &a->o.model_path, "SAM.pth",
+         "SAM or EfficientSAM (EASAM) checkpoint to tune; the family is\n"
+         "read from the file",
+         .required = 1},
         {"--data", OPT_LIST, &a->data_list, "DATASET", "training data; repeatable", .required = 1},
         {"--out", OPT_STR, &a->o.out_dir, "DIR", "output folder", .required = 1},
         {"--epochs", OPT_INT, &a->o.epochs, "N",
@@ -89,7 +92,8 @@ static int parse_args(tune_args *a, int argc, char **argv) {
         opts,
         CLI_NOPTS(opts),
         NULL,
-        "outputs in DIR: sam_tuned.pth (torch.save state dict, official keys),\n"
+        "outputs in DIR: sam_tuned.pth (torch.save state dict, official keys; for an\n"
+        "EfficientSAM efficientsam_tuned.pt, its official {\"model\": state_dict}),\n"
         "sam_tuned.safetensors, decoder_tokens.safetensors, state.safetensors (after every\n"
         "epoch), cache/ (--no-augment).\n"};
     a->loss_kind = a->o.loss.points ? 0 : 1;
@@ -110,7 +114,7 @@ int cmd_tune(int argc, char **argv) {
     asam_tune_report rep;
     if (asam_tune(&a.o, &rep)) return cli_fail("tune", "%s", asam_last_error());
     if (a.o.progress)
-        fprintf(stderr, "asam tune: %d/%d epochs done on %d images; wrote %s/sam_tuned.pth\n",
+        fprintf(stderr, "asam tune: %d/%d epochs done on %d images; wrote the tuned model to %s\n",
                 rep.epochs_done, a.o.epochs, rep.n_images, a.o.out_dir);
     return 0;
 }

@@ -26,6 +26,7 @@ int cmd_bench(int argc, char **argv);
 /* The benchmark suites behind `asam bench <suite>` (src/cli/bench_<suite>.c). */
 int bench_engine_main(int argc, char **argv);
 int bench_sam_main(int argc, char **argv);
+int bench_efficientsam_main(int argc, char **argv);
 int bench_sd_main(int argc, char **argv);
 int bench_generator_main(int argc, char **argv);
 int bench_amg_main(int argc, char **argv);
