@@ -66,6 +66,8 @@ const asam_esam_config *asam_esam_cfg(const asam_esam *m);
  * the metadata key "encoder_num_heads"). Atomic. */
 int asam_esam_save(const asam_esam *m, const char *path);
 
+/* FNV-1a hash of the encoder's weights (keys embedding caches). */
+uint64_t asam_esam_encoder_hash(const asam_esam *m);
 /* The tokens ASAM tunes: iou_token (1, D) and mask_tokens (4, D). */
 asam_tensor *asam_esam_iou_token(asam_esam *m);
 asam_tensor *asam_esam_mask_tokens(asam_esam *m);

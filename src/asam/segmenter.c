@@ -1,7 +1,6 @@
 /* SAM / EfficientSAM dispatch for the ASAM pipeline (see asam/segmenter.h). */
 #include "asam/segmenter.h"
 #include "asam/error.h"
-#include "models/efficientsam/esam_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,13 +43,7 @@ uint64_t asam_segmenter_encoder_key(const asam_segmenter *s) {
             if (ts[i]) h = fnv(h, ts[i]->data, sizeof(float) * (size_t)ts[i]->numel);
         return h;
     }
-    const esam_encoder *e = &s->esam->enc;
-    const asam_tensor *ts[] = {e->patch_w, e->pos_embed, e->neck0_w,
-                               e->neck2_w, e->neck3_w,   e->blocks[0].qkv_w};
-    h = fnv(h, "efficientsam", 12);
-    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
-        h = fnv(h, ts[i]->data, sizeof(float) * (size_t)ts[i]->numel);
-    return h;
+    return asam_esam_encoder_hash(s->esam);
 }
 
 asam_tensor *asam_segmenter_encode_image(asam_ctx *ctx, const asam_segmenter *s,

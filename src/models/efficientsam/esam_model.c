@@ -400,6 +400,17 @@ asam_tensor *asam_esam_mask_tokens(asam_esam *m) {
     return m->dec.mask_tokens;
 }
 
+uint64_t asam_esam_encoder_hash(const asam_esam *m) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < m->n; i++) {
+        if (strncmp(m->names[i], "image_encoder.", 14)) continue;
+        const uint8_t *b = (const uint8_t *)m->all[i]->data;
+        for (size_t k = 0; k < sizeof(float) * (size_t)m->all[i]->numel; k++)
+            h = (h ^ b[k]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
 void asam_esam_tokens_requires_grad(asam_esam *m, int on) {
     asam_set_requires_grad(m->dec.iou_token, on);
     asam_set_requires_grad(m->dec.mask_tokens, on);
