@@ -17,7 +17,7 @@ typedef struct {
     int mode;
     asam_gen_opts o;
     asam_generate_cfg cfg;
-    const char *sd, *cn, *sam;
+    const char *sd, *cn, *cn_adv, *sam;
     cli_list images;
 } gen_args;
 
@@ -42,7 +42,17 @@ static int parse_args(gen_args *a, int argc, char **argv) {
     const cli_opt opts[] = {
         {"--sd", OPT_STR, &a->sd, "FILE|DIR", "SD 1.5 (CompVis single file or diffusers folder)",
          .required = 1},
-        {"--controlnet", OPT_STR, &a->cn, "FILE", "mask ControlNet (v1.0/v1.1 layout)"},
+        {"--controlnet", OPT_STR, &a->cn, "FILE",
+         "mask ControlNet (v1.0/v1.1 layout); the inversion's (official _mask_inv)"},
+        {"--attack-controlnet", OPT_STR, &a->cn_adv, "FILE",
+         "the attack's ControlNet (official _mask_adv; default: --controlnet)"},
+        {"--control-dir", OPT_STR, &a->o.control_dir, "DIR",
+         "pre-rendered control maps DIR/STEM.png (official control_mask_dir);\n"
+         "default: rendered from the annotations"},
+        {"--force", OPT_FLAG, &a->o.force, NULL,
+         "redo outputs recorded with other options (default: refuse, naming the option)"},
+        {"--adv-png", OPT_FLAG, &a->o.adv_png, NULL,
+         "save adversarial images as lossless PNG (official: JPEG quality 75)"},
         {"--sam", OPT_STR, &a->sam, "FILE", "the attacked SAM checkpoint", .required = attack},
         {"--captions", OPT_STR, &a->cfg.captions, "FILE",
          "JSON lines {\"img\": \"sa_1.jpg\", \"prompt\": \"...\"}"},
@@ -55,7 +65,9 @@ static int parse_args(gen_args *a, int argc, char **argv) {
         {"--null-steps", OPT_INT, &a->o.null_steps, "N", "null-text Adam steps per timestep", 0,
          10000},
         {"--null-lr", OPT_FLOAT, &a->o.null_lr, "X", "null-text base learning rate", 0, 100},
-        {"--iters", OPT_INT, &a->o.iters, "N", "attack iterations", 0, 10000},
+        {"--iters", OPT_INT, &a->o.iters, "N",
+         "attack iterations: iterates 0..N-1 scored, 0 = the clean x_T (official --steps)", 1,
+         10000},
         {"--alpha", OPT_FLOAT, &a->o.alpha, "X", "MI-FGSM step", 0, 100},
         {"--eps", OPT_FLOAT, &a->o.eps, "X", "L-inf radius around x_T", 0, 100},
         {"--max-boxes", OPT_INT, &a->o.max_boxes, "N", "GT box prompts per image", 1, 100000},
@@ -79,7 +91,8 @@ static int parse_args(gen_args *a, int argc, char **argv) {
         opts,
         CLI_NOPTS(opts),
         &a->images,
-        "outputs: OUT/inv/STEM.safetensors, OUT/adv/STEM.png, OUT/adv/STEM.attack.json,\n"
+        "outputs: OUT/inv/STEM.safetensors, OUT/adv/STEM.jpg (.png with --adv-png),\n"
+        "         OUT/adv/STEM.attack.json,\n"
         "         OUT/summary.json; finished outputs are skipped (resumable)\n"};
     int rc = cli_parse(&spec, argc, argv);
     if (rc) return rc;
@@ -133,9 +146,13 @@ static int gen_cli_main(const char *cmd, int mode, int argc, char **argv) {
     int rc = parse_args(&a, argc, argv);
     if (!rc) {
         asam_gen_models m;
-        if (asam_gen_models_load(a.sd, a.cn, (mode & ASAM_GEN_ATTACK) ? a.sam : NULL, &m)) {
+        if (asam_gen_models_load(a.sd, a.cn, (mode & ASAM_GEN_ATTACK) ? a.sam : NULL, &m) ||
+            (a.cn_adv && (mode & ASAM_GEN_ATTACK) &&
+             asam_sd_controlnet_open(a.cn_adv, m.sd->unet, &m.controlnet_adv))) {
             rc = cli_fail(cmd, "%s", asam_last_error());
+            asam_gen_models_free(&m);
         } else {
+            m.controlnet_adv_path = a.cn_adv;
             rc = a.cfg.data ? run_dataset(&a, &m) : run_images(&a, &m);
             asam_gen_models_free(&m);
         }
