@@ -19,7 +19,8 @@ for n in 1 2 3; do
     cp "$SRC/tests/data/sa1b/sa_1.jpg" "$D/sa_$n.jpg"
     cp "$SRC/tests/data/sa1b/sa_1.json" "$D/sa_$n.json"
 done
-printf '{"img": "sa_1.jpg", "prompt": "a red square"}\n{"img": "sa_3.jpg", "prompt": "a photo"}\n' >"$T/caps.jsonl"
+printf '{"img": "sa_1.jpg", "prompt": "a red square"}\n{"img": "sa_2.jpg", "prompt": ""}\n{"img": "sa_3.jpg", "prompt": "a photo"}\n' >"$T/caps.jsonl"
+printf '{"img": "sa_1.jpg", "prompt": "a red square"}\n' >"$T/caps_short.jsonl"
 
 A=("$ASAM" --threads 2)
 OPTS=(--sd "$SD" --controlnet "$CN" --sam "$SAM" --captions "$T/caps.jsonl" --size 128 --steps 3
@@ -72,6 +73,13 @@ rc=$?
     grep -q '"--alpha":\s*"0.0299999993"' "$T/res/adv/sa_1.attack.json" &&
     pass "--force redoes it and records the new options" ||
     { failm "--force"; cat "$T/log8"; }
+
+# an image without a caption is an error (official captions[name]: KeyError)
+"${A[@]}" invert "${OPTS[@]}" --captions "$T/caps_short.jsonl" "$D/sa_2.jpg" --out "$T/nocap" \
+    >"$T/log9" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "caps_short.jsonl: no caption for sa_2.jpg" "$T/log9" &&
+    pass "an image without a caption is refused" || { failm "missing caption (rc $rc)"; cat "$T/log9"; }
 
 # shards: 0/2 takes sa_1 and sa_3, 1/2 takes sa_2
 "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/sh" --shard 1/2 >"$T/log4" 2>&1

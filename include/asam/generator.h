@@ -242,6 +242,9 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
 typedef struct asam_captions asam_captions;
 int asam_captions_load(const char *path, asam_captions **out);
 const char *asam_captions_get(const asam_captions *c, const char *img_name); /* "" when absent */
+/* 1 when the file has a line for img_name. With a captions file, generate refuses an image
+ * without one (the official captions[name] raises KeyError). */
+int asam_captions_has(const asam_captions *c, const char *img_name);
 void asam_captions_free(asam_captions *c);
 
 #ifdef __cplusplus

@@ -444,6 +444,12 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
         float b, a;
         int work = 0;
         double ti = asam_now_s();
+        // ref: null_text_inversion.py:714 captions[name]: an image without a caption is an
+        // error (KeyError), never a silent empty prompt
+        if (caps && !asam_captions_has(caps, name)) {
+            rc = asam_error("%s: no caption for %s", cfg->captions, name);
+            break;
+        }
         if (asam_generate_image(m, o, img, js, asam_captions_get(caps, name), cfg->out, mode, &b,
                                 &a, &work)) {
             rc = -1;

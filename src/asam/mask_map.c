@@ -124,18 +124,6 @@ static int target_set(asam_attack_target *t, int i, const asam_image *mask) {
     asam_image big;
     // ref: grad_null_text_inversion_edit.py:862 .convert('L').resize((1024,1024)) (PIL bicubic)
     if (asam_image_resize_pil_bicubic(mask, S, S, &big)) return -1;
-    // ref: :147-153 masks_to_boxes: x_max of (mask>128)*x, x_min with 1e8 where not > 128
-    float x0 = 1e8f, y0 = 1e8f, x1 = 0, y1 = 0;
-    for (int y = 0; y < S; y++)
-        for (int x = 0; x < S; x++)
-            if (big.data[(size_t)y * S + x] > 128) {
-                if (x < x0) x0 = (float)x;
-                if (x > x1) x1 = (float)x;
-                if (y < y0) y0 = (float)y;
-                if (y > y1) y1 = (float)y;
-            }
-    float *b = t->boxes + 4 * i;
-    b[0] = x0, b[1] = y0, b[2] = x1, b[3] = y1;
     // ref: :876 F.interpolate(1024 -> 256, bilinear, align_corners=False): an exact 4x
     // shrink reads rows/columns 4o+1 and 4o+2 with weight 1/2 each
     float *lab = t->lab256 + (size_t)i * L * L, *gt = t->gt256 + (size_t)i * L * L;
@@ -146,6 +134,11 @@ static int target_set(asam_attack_target *t, int i, const asam_image *mask) {
             lab[y * L + x] = v;
             gt[y * L + x] = v / 255.0f; // ref: :679 label_masks_256/255.0
         }
+    // ref: :147-153 masks_to_boxes of mask > 128; an empty mask gives x_min = y_min = 1e8
+    // (masked_fill) and x_max = y_max = 0 (max of zeros)
+    for (size_t q = 0; q < (size_t)S * S; q++) big.data[q] = big.data[q] > 128;
+    float *b = t->boxes + 4 * i;
+    if (asam_mask_box_u8(big.data, S, S, b) == 0) b[0] = b[1] = 1e8f, b[2] = b[3] = 0;
     asam_image_free(&big);
     return 0;
 }

@@ -118,6 +118,10 @@ static int run_images(const gen_args *a, const asam_gen_models *m) {
         int stem_len = dot && (!sl || dot > sl) ? (int)(dot - img) : (int)strlen(img);
         snprintf(ann, sizeof ann, "%.*s.json", stem_len, img);
         float b, af;
+        if (caps && !asam_captions_has(caps, sl ? sl + 1 : img)) {
+            rc = cli_fail(a->cmd, "%s: no caption for %s", a->cfg.captions, sl ? sl + 1 : img);
+            break;
+        }
         if (asam_generate_image(m, &a->o, img, ann, asam_captions_get(caps, sl ? sl + 1 : img),
                                 a->cfg.out, a->mode, &b, &af, NULL))
             rc = cli_fail(a->cmd, "%s", asam_last_error());
