@@ -163,6 +163,18 @@ int asam_generate_image(const asam_gen_models *m, const asam_gen_opts *o, const 
         int same = txt && asam_prov_check(again, txt, rec) == 0;
         asam_prov_free(again);
         free(txt);
+        if (!same && !o->force && asam_file_exists(inv_path)) {
+            /* name the root cause: an inversion option rather than its hash */
+            char keep[1024];
+            snprintf(keep, sizeof keep, "%s", asam_last_error());
+            asam_inversion old;
+            if (asam_inversion_load(inv_path, &old) == 0) {
+                if (!asam_prov_check(pi, old.provenance, inv_path)) asam_error("%s", keep);
+                asam_inversion_free(&old);
+            } else {
+                asam_error("%s", keep);
+            }
+        }
         if (same || !o->force) { /* finished before, or recorded with other options */
             prc = same ? read_record(rec, miou_before, miou_after) : -1;
             asam_prov_free(pi);
