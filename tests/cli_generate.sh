@@ -74,6 +74,12 @@ rc=$?
     pass "--force redoes it and records the new options" ||
     { failm "--force"; cat "$T/log8"; }
 
+# an unwritable --out fails before the models load
+"${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out /proc/asam_no_such_dir >"$T/log10" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "/proc/asam_no_such_dir: output folder cannot be created" "$T/log10" &&
+    pass "unwritable --out refused before any work" || { failm "--out check (rc $rc)"; cat "$T/log10"; }
+
 # an image without a caption is an error (official captions[name]: KeyError)
 "${A[@]}" invert "${OPTS[@]}" --captions "$T/caps_short.jsonl" "$D/sa_2.jpg" --out "$T/nocap" \
     >"$T/log9" 2>&1

@@ -5,12 +5,14 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "asam/error.h"
+#include "asam/fileio.h"
 #include "asam/generator.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *cmd;
@@ -148,6 +150,9 @@ static int run_dataset(const gen_args *a, const asam_gen_models *m) {
 static int gen_cli_main(const char *cmd, int mode, int argc, char **argv) {
     gen_args a = {.cmd = cmd, .mode = mode};
     int rc = parse_args(&a, argc, argv);
+    /* --out is checked before the models load (seconds to minutes for SD 1.5) */
+    if (!rc && (asam_mkdirs(a.cfg.out) || access(a.cfg.out, W_OK) != 0))
+        rc = cli_fail(cmd, "%s: output folder cannot be created or written", a.cfg.out);
     if (!rc) {
         asam_gen_models m;
         if (asam_gen_models_load(a.sd, a.cn, (mode & ASAM_GEN_ATTACK) ? a.sam : NULL, &m) ||
