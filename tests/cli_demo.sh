@@ -6,6 +6,7 @@ set -u
 . "$2/tests/lib/cli_common.sh"
 ASAM=$BIN
 is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; }
+is_jpeg() { [ "$(head -c 3 "$1" | od -An -tx1 | tr -d ' \n')" = "ffd8ff" ]; }
 
 # Tiny models: one thread avoids OpenMP contention when tests run in parallel.
 export OMP_NUM_THREADS=1
@@ -30,7 +31,7 @@ check "report has the attack table" grep -Eq "^\| sa_1 \| [0-9]+ \| [0-9.]+ \| [
 for p in sa_1_panel.png sa_1_iou.png heldout_1_panel.png; do
     check "panel $p is a PNG" is_png "$TMP/d/report/$p"
 done
-check "adversarial image written" is_png "$TMP/d/gen/adv/sa_1.png"
+check "adversarial image written (JPEG q75, as the official script)" is_jpeg "$TMP/d/gen/adv/sa_1.jpg"
 check "tuned SAM written" test -s "$TMP/d/tune/sam_tuned.pth"
 
 # Rerun: every stage is skipped.

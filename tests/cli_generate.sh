@@ -19,14 +19,15 @@ for n in 1 2 3; do
     cp "$SRC/tests/data/sa1b/sa_1.jpg" "$D/sa_$n.jpg"
     cp "$SRC/tests/data/sa1b/sa_1.json" "$D/sa_$n.json"
 done
-printf '{"img": "sa_1.jpg", "prompt": "a red square"}\n{"img": "sa_3.jpg", "prompt": "a photo"}\n' >"$T/caps.jsonl"
+printf '{"img": "sa_1.jpg", "prompt": "a red square"}\n{"img": "sa_2.jpg", "prompt": ""}\n{"img": "sa_3.jpg", "prompt": "a photo"}\n' >"$T/caps.jsonl"
+printf '{"img": "sa_1.jpg", "prompt": "a red square"}\n' >"$T/caps_short.jsonl"
 
 A=("$ASAM" --threads 2)
 OPTS=(--sd "$SD" --controlnet "$CN" --sam "$SAM" --captions "$T/caps.jsonl" --size 128 --steps 3
       --null-steps 2 --iters 1 --max-boxes 3)
 
 if "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/full" >"$T/log" 2>&1 &&
-    [ -s "$T/full/adv/sa_3.png" ] && [ -s "$T/full/adv/sa_1.attack.json" ] &&
+    [ -s "$T/full/adv/sa_3.jpg" ] && [ -s "$T/full/adv/sa_1.attack.json" ] &&
     [ -s "$T/full/inv/sa_2.safetensors" ] && [ -s "$T/full/summary.json" ]; then
     pass "generate writes inversions, adversarial images, records and the summary"
 else
@@ -39,7 +40,7 @@ grep -q '"miou_before"' "$T/full/summary.json" && pass "summary has mean IoU bef
 # stopped after 1 image (exit 3), then resumed
 ASAM_GENERATE_STOP_AFTER=1 "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/res" >"$T/log1" 2>&1
 rc=$?
-n1=$(ls "$T/res/adv/"*.png 2>/dev/null | wc -l)
+n1=$(ls "$T/res/adv/"*.jpg 2>/dev/null | wc -l)
 [ $rc -eq 3 ] && [ "$n1" -eq 1 ] && pass "stop hook: exit 3 after one image" ||
     { failm "stop hook (rc $rc, $n1 images)"; cat "$T/log1"; }
 "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/res" >"$T/log2" 2>&1 ||
@@ -57,16 +58,45 @@ done
 ! grep -q "s/image" "$T/log3" && cmp -s "$T/full/summary.json" "$T/res/summary.json" &&
     pass "finished images are skipped" || { failm "re-run recomputed"; cat "$T/log3"; }
 
+# a resume with other options refuses, naming the option; --force redoes the work
+"${A[@]}" generate "${OPTS[@]}" --alpha 0.03 --data "sa1b:$D" --out "$T/res" >"$T/log6" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "made with --alpha 0.0199999996, now 0.0299999993" "$T/log6" &&
+    pass "resume with another --alpha refuses and names it" ||
+    { failm "provenance refusal (rc $rc)"; cat "$T/log6"; }
+"${A[@]}" generate "${OPTS[@]}" --null-lr 0.02 --data "sa1b:$D" --out "$T/res" >"$T/log7" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "inv/sa_1.safetensors: made with --null-lr" "$T/log7" &&
+    pass "an inversion made with another --null-lr is not reused" ||
+    { failm "inversion provenance (rc $rc)"; cat "$T/log7"; }
+"${A[@]}" generate "${OPTS[@]}" --alpha 0.03 --force --data "sa1b:$D" --out "$T/res" >"$T/log8" 2>&1 &&
+    grep -q '"--alpha":\s*"0.0299999993"' "$T/res/adv/sa_1.attack.json" &&
+    pass "--force redoes it and records the new options" ||
+    { failm "--force"; cat "$T/log8"; }
+
+# an unwritable --out fails before the models load
+"${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out /proc/asam_no_such_dir >"$T/log10" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "/proc/asam_no_such_dir: output folder cannot be created" "$T/log10" &&
+    pass "unwritable --out refused before any work" || { failm "--out check (rc $rc)"; cat "$T/log10"; }
+
+# an image without a caption is an error (official captions[name]: KeyError)
+"${A[@]}" invert "${OPTS[@]}" --captions "$T/caps_short.jsonl" "$D/sa_2.jpg" --out "$T/nocap" \
+    >"$T/log9" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "caps_short.jsonl: no caption for sa_2.jpg" "$T/log9" &&
+    pass "an image without a caption is refused" || { failm "missing caption (rc $rc)"; cat "$T/log9"; }
+
 # shards: 0/2 takes sa_1 and sa_3, 1/2 takes sa_2
 "${A[@]}" generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/sh" --shard 1/2 >"$T/log4" 2>&1
-[ -s "$T/sh/adv/sa_2.png" ] && [ ! -e "$T/sh/adv/sa_1.png" ] && [ -s "$T/sh/summary.1-of-2.json" ] &&
-    cmp -s "$T/sh/adv/sa_2.png" "$T/full/adv/sa_2.png" && pass "--shard 1/2" ||
+[ -s "$T/sh/adv/sa_2.jpg" ] && [ ! -e "$T/sh/adv/sa_1.jpg" ] && [ -s "$T/sh/summary.1-of-2.json" ] &&
+    cmp -s "$T/sh/adv/sa_2.jpg" "$T/full/adv/sa_2.jpg" && pass "--shard 1/2" ||
     { failm "--shard"; cat "$T/log4"; }
 
 # invert then attack as two commands = generate
 "${A[@]}" invert "${OPTS[@]}" "$D/sa_1.jpg" --out "$T/two" >"$T/log5" 2>&1 &&
     "${A[@]}" attack "${OPTS[@]}" "$D/sa_1.jpg" --out "$T/two" >>"$T/log5" 2>&1 &&
-    cmp -s "$T/two/adv/sa_1.png" "$T/full/adv/sa_1.png" &&
+    cmp -s "$T/two/adv/sa_1.jpg" "$T/full/adv/sa_1.jpg" &&
     cmp -s "$T/two/inv/sa_1.safetensors" "$T/full/inv/sa_1.safetensors" &&
     pass "invert + attack = generate" || { failm "invert + attack"; cat "$T/log5"; }
 

@@ -65,10 +65,13 @@ expect_error "missing image" "nonexistent.png" --model "$PTH" --image "$TMP/none
     --box 1,1,5,5 --out "$TMP/bad.png"
 expect_error "missing model" "nomodel.pth" --model "$TMP/nomodel.pth" --image "$IMG" --box 1,1,5,5 \
     --out "$TMP/bad.png"
-expect_error "box outside the image" "outside" --model "$PTH" --image "$IMG" --box 10,10,700,100 \
-    --out "$TMP/bad.png"
-expect_error "point outside the image" "outside" --model "$PTH" --image "$IMG" --point 10,-3 \
-    --out "$TMP/bad.png"
+# prompts partly or wholly outside the image: accepted, as SamPredictor accepts them
+check "box partly outside the image is accepted" "$BIN" segment --model "$PTH" --image "$IMG" \
+    --box 10,10,700,100 --out "$TMP/outside_box.png"
+check "point outside the image is accepted" "$BIN" segment --model "$PTH" --image "$IMG" \
+    --point 10,-3 --out "$TMP/outside_pt.png"
+check "box wholly outside the image is accepted" "$BIN" segment --model "$PTH" --image "$IMG" \
+    --box -50,-40,-10,-5 --out "$TMP/outside_all.png"
 expect_error "malformed box" "box" --model "$PTH" --image "$IMG" --box 1,2,x3,4 --out "$TMP/bad.png"
 expect_error "box with three numbers" "box" --model "$PTH" --image "$IMG" --box 1,2,3 --out "$TMP/bad.png"
 expect_error "bad point label" "label" --model "$PTH" --image "$IMG" --point 1,2,5 --out "$TMP/bad.png"

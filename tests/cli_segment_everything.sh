@@ -71,7 +71,7 @@ if [ -f "$SRC/tests/data/sd_tiny/model.ckpt.gz" ] || [ -f "$SRC/tests/data/sd_ti
         --captions "$TMP/caps.jsonl" --size 128 --steps 3 --null-steps 2 --iters 1 \
         --max-boxes 1 --data "sa1b:$TMP/one" --out "$TMP/gen" > "$TMP/gen.log" 2>&1
     check "generate on the generated annotations exits 0" [ $? -eq 0 ]
-    check "generate wrote the adversarial image" [ -s "$TMP/gen/adv/sa_2.png" ]
+    check "generate wrote the adversarial image (JPEG q75, as the official)" [ -s "$TMP/gen/adv/sa_2.jpg" ]
     [ $fail -eq 0 ] || cat "$TMP/gen.log"
 fi
 exit $fail

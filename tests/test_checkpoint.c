@@ -183,7 +183,7 @@ static void compare_tsv(const asam_checkpoint *ck, const char *tsv_rel) {
     char *txt;
     size_t n;
     if (asam_read_file(path, &txt, &n)) {
-        printf("note: %s absent, listing not compared\n", tsv_rel);
+        TEST_SKIP_PART("%s absent, listing not compared", tsv_rel);
         return;
     }
     size_t lines = 0, bad = 0;
@@ -226,7 +226,7 @@ static void compare_tsv(const asam_checkpoint *ck, const char *tsv_rel) {
 static void test_fixtures(void) {
     char pth[4096], st[4096];
     if (test_data_file("sam_tiny/model.pth", pth, sizeof pth)) {
-        printf("SKIP part: sam_tiny/model.pth absent\n");
+        TEST_SKIP_PART("sam_tiny/model.pth absent");
         return;
     }
     asam_checkpoint *a = open_ok(pth);
@@ -249,7 +249,7 @@ static void test_fixtures(void) {
             asam_checkpoint_close(b);
         }
     } else {
-        printf("note: sam_tiny/model.safetensors absent (set ASAM_FIXTURES), comparison skipped\n");
+        TEST_SKIP_PART("sam_tiny/model.safetensors absent (set ASAM_FIXTURES), comparison skipped");
     }
     asam_checkpoint_close(a);
 
@@ -746,7 +746,7 @@ static void test_pickles(void) {
 static void test_truncation(const char *rel) {
     char path[4096];
     if (test_data_file(rel, path, sizeof path)) {
-        printf("note: %s absent, truncation test skipped\n", rel);
+        TEST_SKIP_PART("%s absent, truncation test skipped", rel);
         return;
     }
     char *data;

@@ -176,7 +176,7 @@ static void test_fixture_parity(asam_ctx *ctx) {
     char cases_path[4096], model_path[4096];
     if (test_data_file("sd_tiny/norm_eps.safetensors", cases_path, sizeof cases_path) != 0 ||
         test_data_file("sd_tiny/model.safetensors", model_path, sizeof model_path) != 0) {
-        printf("skip norm_eps fixture parity: sd_tiny fixtures not found (set ASAM_FIXTURES)\n");
+        TEST_SKIP_PART("norm_eps fixture parity: sd_tiny fixtures not found (set ASAM_FIXTURES)");
         return;
     }
     asam_checkpoint *cases = NULL, *model = NULL;

@@ -90,7 +90,7 @@ static void check_case_resize(const char *path, int *checked) {
 static void check_sam_case(const char *rel) {
     char path[4096];
     if (test_data_file(rel, path, sizeof path)) {
-        printf("skip %s (fixture not found)\n", rel);
+        TEST_SKIP_PART("%s (fixture not found)", rel);
         return;
     }
     asam_checkpoint *ck;
@@ -185,7 +185,7 @@ int main(void) {
     if (test_is_file(full))
         check_case_resize(full, checked);
     else
-        printf("skip full case_resize (img0, img3): %s not found\n", full);
+        TEST_SKIP_PART("full case_resize (img0, img3): %s not found", full);
     int n = 0;
     for (int i = 0; i < 8; i++) n += checked[i];
     printf("case_resize: %d of 8 images checked\n", n);

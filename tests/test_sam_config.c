@@ -260,7 +260,7 @@ int main(void) {
     free(ent);
     asam_checkpoint_close(tiny);
     if (getenv("ASAM_SKIP_SLOW")) {
-        printf("note: full-size ViT-B part skipped (ASAM_SKIP_SLOW)\n");
+        TEST_SKIP_PART("full-size ViT-B part (ASAM_SKIP_SLOW)");
         return test_finish("test_sam_config");
     }
     case_full_size_vit_b();

@@ -53,7 +53,7 @@ int main(void) {
     if (!test_data_file("sd_tiny/diffusers/text_encoder/model.safetensors", dif, sizeof dif))
         run(ctx, ref, dif, "text_model.", 4);
     else
-        printf("skip diffusers text_encoder (shared fixtures absent)\n");
+        TEST_SKIP_PART("diffusers text_encoder (shared fixtures absent)");
 
     /* A wrong prefix is reported with the file name. */
     asam_checkpoint *ck;

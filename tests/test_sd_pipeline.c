@@ -154,7 +154,7 @@ static void case_diffusers_bundle(fixture *F) {
             asam_sd_free(sdd);
         }
     } else {
-        printf("skip diffusers bundle (shared fixtures absent)\n");
+        TEST_SKIP_PART("diffusers bundle (shared fixtures absent)");
     }
 }
 

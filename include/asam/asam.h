@@ -56,7 +56,10 @@ typedef struct {
     const char *cache_dir; /* embedding cache (no-augment mode); NULL = OUT/cache */
     int epochs;            /* 20 */
     float lr;              /* 2e-3, scaled per epoch by asam_lr_asam_factor */
-    int batch;             /* 4 images per optimiser step */
+    int batch;             /* 32 images per optimiser step: the official 4 per GPU x 8 GPUs
+                              (tuning.sh:2, main.py:300), gradients averaged by DDP */
+    int keep_last;         /* 0: drop the last partial batch (official BatchSampler
+                              drop_last=True, dataloader.py:130-133); 1: step on it too */
     int masks_per_image;   /* 4: the first four annotations, wrapping around */
     int prompts;           /* ASAM_PROMPT_* set drawn from (all three) */
     int n_prompt_points;   /* 10 positive points */
@@ -65,7 +68,9 @@ typedef struct {
     int augment;            /* 1: h-flip + large-scale jitter; 0: cached embeddings */
     float lsj_min, lsj_max; /* 0.1, 2.0 */
     uint64_t seed;
-    int resume;
+    int resume;     /* continue OUT/state.safetensors when its provenance (model, data, seed,
+                       lr, batch, loss, prompts, augmentation) equals this run's */
+    int force;      /* a state recorded with other options: start over (else refuse) */
     int stop_after; /* > 0: stop after this many completed epochs (tests) */
     int limit;      /* > 0: at most this many images per dataset */
     int progress;   /* 1: progress line on stderr */

@@ -5,7 +5,8 @@
  *
  * Output layout of asam_generate() (each file written atomically):
  *   OUT/inv/sa_N.safetensors    inversion: x_T, z_0, the per-step null embeddings, the prompt
- *   OUT/adv/sa_N.png            adversarial image, size x size (512 by default)
+ *   OUT/adv/sa_N.jpg            adversarial image, size x size (512 by default), JPEG q75 as
+ *                               the official script (sa_N.png with adv_png)
  *   OUT/adv/sa_N.attack.json    record: IoU per attack iteration, best iteration, options
  *   OUT/summary.json            mean IoU before / after over all finished images
  * The SA-1B masks of sa_N.json stay the labels of OUT/adv/sa_N.png. */
@@ -44,17 +45,31 @@ typedef struct {
     int max_boxes;             /* SAM box prompts from the first GT masks (140) */
     asam_grad_mode grad;       /* ASAM_GRAD_SKIP (official code) or ASAM_GRAD_FULL (paper) */
     float w_bce, w_dice, w_l2; /* loss weights (100, 100, 1): bce + dice - l2 */
+    int adv_png;               /* save adversarial images as PNG (lossless) instead of the
+                                  official JPEG quality 75 */
+    int force;                 /* redo outputs recorded with other options (else refuse) */
+    const char *control_dir;   /* pre-rendered control maps DIR/STEM.png (the official
+                                  control_mask_dir), or NULL: render from the annotations */
     int verbose;               /* progress lines on stderr */
+    int trace;                 /* tests: keep per-iteration latents / gradients / momentum and
+                                  call null_trace per null-text inner step */
+    void (*null_trace)(void *user, int i, int j, float loss, const float *emb, size_t n);
+    void *trace_user;
 } asam_gen_opts;
 
 void asam_gen_opts_default(asam_gen_opts *o);
 
 /* ---- models -------------------------------------------------------------------------------- */
 typedef struct {
-    asam_sd *sd;                 /* tokenizer, CLIP text encoder, UNet, VAE */
-    asam_controlnet *controlnet; /* mask ControlNet, or NULL (plain SD) */
-    asam_sam *sam;               /* the attacked SAM (attack only; NULL for invert) */
-    asam_esam *esam;             /* or the attacked EfficientSAM (at most one of the two) */
+    asam_sd *sd;                     /* tokenizer, CLIP text encoder, UNet, VAE */
+    asam_controlnet *controlnet;     /* mask ControlNet, or NULL (plain SD) */
+    asam_controlnet *controlnet_adv; /* the attack's ControlNet (official: _mask_adv, while
+                                        the inversion uses _mask_inv), or NULL: controlnet */
+    asam_sam *sam;                   /* the attacked SAM (attack only; NULL for invert) */
+    asam_esam *esam;                 /* or the attacked EfficientSAM (at most one of the two) */
+    /* the files they came from (not owned; set by asam_gen_models_load, controlnet_adv_path by
+     * whoever opens controlnet_adv): the provenance of every output names them */
+    const char *sd_path, *controlnet_path, *controlnet_adv_path, *sam_path;
 } asam_gen_models;
 
 /* sd: CompVis single file or diffusers folder; controlnet, sam: NULL to leave out; sam may be
@@ -70,9 +85,14 @@ void asam_mask_color(int k, uint8_t rgb[3]);
 /* Paint every annotation in its colour on black at the annotation size (height x width),
  * larger masks first (ties: file order) so small masks stay visible. out: RGB, allocated. */
 int asam_mask_map(const asam_sa1b_image *ann, asam_image *out);
-/* The ControlNet hint: the map resized to size x size (PIL bilinear), scaled to [0,1],
- * (1,3,size,size). NULL on error (message in ctx). */
+/* The ControlNet hint of the annotations' map: asam_control_hint(map, size, 0). NULL on error
+ * (message in ctx). */
 asam_tensor *asam_mask_map_tensor(asam_ctx *ctx, const asam_sa1b_image *ann, int size);
+/* A control map (RGB, any size: asam_mask_map's or a pre-rendered control_mask_dir/sa_N.png)
+ * -> (1,3,size,size) in [0,1] as the official scripts make it: cv2.resize (INTER_LINEAR) on
+ * the uint8 map (float_path 0: the attack, grad_null_text_inversion_edit.py:898-902) or on the
+ * float32 map (float_path 1: the inversion, null_text_inversion.py:718-720), then /255. */
+asam_tensor *asam_control_hint(asam_ctx *ctx, const asam_image *map, int size, int float_path);
 
 /* ---- inversion ----------------------------------------------------------------------------- */
 typedef struct {
@@ -86,6 +106,7 @@ typedef struct {
     float *null_loss; /* (steps): last inner loss per step */
     char *prompt;     /* caption used for the conditional branch */
     char *image;      /* source image name (metadata) */
+    char *provenance; /* JSON of the options and inputs that made it (asam/provenance.h) */
 } asam_inversion;
 
 /* img: RGB, any size (resized to size x size ignoring aspect); hint: (1,3,size,size) in [0,1]
@@ -110,35 +131,56 @@ asam_tensor *asam_gen_sample_chain(asam_ctx *ctx, const asam_gen_models *m, cons
 asam_tensor *asam_gen_decode01(asam_ctx *ctx, const asam_gen_models *m, asam_tensor *z0);
 
 /* ---- attack -------------------------------------------------------------------------------- */
-/* The SAM target of one image: box prompts and GT masks from its annotations. */
+/* The SAM target of one image, as grad_null_text_inversion_edit.py builds it (:850-876): each
+ * mask as an 8-bit 0/255 image, PIL-bicubic to 1024x1024 (aspect ignored), boxes from the
+ * 1024 masks > 128, the 256x256 labels bilinear (align_corners=False) from the 1024 masks. */
 typedef struct {
-    int n;           /* masks used (<= max_boxes) */
-    float *boxes;    /* (n, 4) x0,y0,x1,y1 in the 1024 frame (tight bounds of the resized mask) */
-    float *gt256;    /* (n, 1, 256, 256) 0/1 */
-    uint8_t *gt1024; /* (n, 1024, 1024) 0/1, for IoU */
+    int n;          /* masks used (<= max_boxes) */
+    float *boxes;   /* (n, 4) x0,y0,x1,y1 in the 1024 frame: masks_to_boxes of mask > 128 (max
+                       inclusive); an empty mask gives (1e8, 1e8, 0, 0) as the official code */
+    float *lab256;  /* (n, 1, 256, 256) label_masks_256: 0..255; the IoU counts lab256 > 128 */
+    float *gt256;   /* (n, 1, 256, 256) lab256 / 255: the soft BCE / Dice target */
+    float *ref1024; /* (1, 3, 1024, 1024) the L2 term's reference: the original image PIL-bicubic
+                       to 1024, /255, ImageNet mean/std; NULL leaves the term out */
 } asam_attack_target;
 
+/* From SA-1B annotations (the first max_boxes in file order, each decoded at the image size). */
 int asam_attack_target_make(const asam_sa1b_image *ann, int max_boxes, asam_attack_target *t);
+/* From per-mask 8-bit images (the official segmentation_j.png files; any size, gray). */
+int asam_attack_target_from_masks(const asam_image *masks, int n, asam_attack_target *t);
+/* Sets t->ref1024 from the clean original image (RGB, any size). */
+int asam_attack_target_set_reference(asam_attack_target *t, const asam_image *img);
 void asam_attack_target_free(asam_attack_target *t);
+
+/* The official compute_iou (grad_null_text_inversion_edit.py:243-264) of n low-res logit maps
+ * against lab256: per mask |p & g| / |p | g| with p = logit > 0, g = lab > 128, at 256x256;
+ * 0/0 is NaN, and the mean over masks is NaN then (never kept). */
+float asam_attack_iou(const float *low, const float *lab256, int n);
 
 /* SAM (or EfficientSAM) on an image tensor (1,3,S,S) in [0,1]: nearest resize to 1024, x255,
  * the model's ImageNet normalisation, encode, box prompts (EfficientSAM: points labelled 2 /
  * 3), single-mask decode. Returns the attack loss
- *   w_bce BCE(low_res, gt256) + w_dice Dice(sigmoid) - w_l2 ||x1024 - clean1024||_2
- * (clean01: (1,3,S,S) in [0,1], or NULL to leave the norm term out); miou: mean IoU of the
- * thresholded masks (bilinear to 1024, logits > 0) against gt1024. */
+ *   w_bce BCE(low_res, gt256) + w_dice Dice(sigmoid) - w_l2 ||x1024 - ref1024||_2
+ * (the norm term only with tg->ref1024); miou: asam_attack_iou of the prediction. terms: NULL
+ * or receives {bce, dice, l2} (weighted as they enter the loss, l2 positive). */
 asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
-                              const asam_attack_target *tg, asam_tensor *img01,
-                              asam_tensor *clean01, float *miou);
+                              const asam_attack_target *tg, asam_tensor *img01, float *miou,
+                              float terms[3]);
 
 typedef struct {
-    int iters;        /* evaluations = iters + 1: [0] clean x_T, [k] after k updates */
-    float *miou;      /* (iters + 1) mean IoU of each evaluated latent */
-    float *loss;      /* (iters + 1) attack loss */
-    int best;         /* index of the lowest mean IoU (0 = the clean latent) */
+    int iters;        /* evaluations: [0] the clean x_T, [k] after k updates (the official loop
+                         scores iterates 0..iters-1; the update made after the last is unused) */
+    float *miou;      /* (iters) mean IoU of each evaluated latent (NaN possible) */
+    float *loss;      /* (iters) attack loss */
+    float *terms;     /* (iters, 3) bce, dice, l2 as in asam_attack_loss */
+    int best;         /* the kept iterate: the first with IoU below every earlier one and below
+                         1 (official: worst_iou starts at 1.0); 0 (clean) when none is */
     float *x_best;    /* (1, 4, h, w) the kept latent */
-    asam_image image; /* size x size RGB regenerated from x_best (with the mask ControlNet) */
+    asam_image image; /* size x size RGB regenerated from x_best: trunc(255 clamp(x)) as the
+                         official astype(np.uint8) */
     int n_masks;      /* box prompts used */
+    /* trace for tests (NULL unless asam_gen_opts.trace): (iters, 4, h, w) each */
+    float *x_in, *grad, *mom;
 } asam_attack_result;
 
 /* img: the clean image (any size, RGB); ann: its annotations; hint: the colour mask map
@@ -151,16 +193,24 @@ int asam_attack_target_run(asam_ctx *ctx, const asam_gen_models *m, const asam_g
                            const asam_image *img, const asam_attack_target *target,
                            asam_tensor *hint, const asam_inversion *inv, asam_attack_result *res);
 void asam_attack_result_free(asam_attack_result *r);
-/* PNG (atomic) and the JSON record (atomic); image_name goes into the record. */
+/* The adversarial image (atomic): JPEG quality 75 (PIL's defaults, 4:2:0) when the path ends
+ * in .jpg as the official script saves it (:911, ptp_utils.py:60-62), PNG otherwise; and the
+ * JSON record (atomic); image_name goes into the record. */
 int asam_attack_write(const char *png_path, const char *json_path, const char *image_name,
                       const asam_gen_opts *o, const asam_attack_result *r);
+/* The same, with the provenance JSON (asam/provenance.h) stored in the record. */
+int asam_attack_write_prov(const char *png_path, const char *json_path, const char *image_name,
+                           const asam_gen_opts *o, const asam_attack_result *r,
+                           const char *provenance);
 
 /* ---- dataset driver ------------------------------------------------------------------------ */
 enum { ASAM_GEN_INVERT = 1, ASAM_GEN_ATTACK = 2, ASAM_GEN_BOTH = 3 };
 
 /* One image: IMAGE (jpg/png) with its SA-1B annotations ANN; outputs under out_dir as listed at
  * the top (stem = IMAGE's file name without extension). Parts already on disk are skipped
- * (an existing inversion is loaded; a finished attack is read back). mode ASAM_GEN_ATTACK alone
+ * (an existing inversion is loaded; a finished attack is read back) when their recorded
+ * provenance equals the current options and inputs; otherwise the run refuses with one line
+ * naming the option that differs, or redoes them with o->force. mode ASAM_GEN_ATTACK alone
  * needs the inversion file. miou_before / miou_after: NULL or receive the attack record's clean
  * and kept mean IoU (NAN without attack). *did_work: NULL or 1 when something was computed. */
 int asam_generate_image(const asam_gen_models *m, const asam_gen_opts *o, const char *image_path,
@@ -196,6 +246,9 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
 typedef struct asam_captions asam_captions;
 int asam_captions_load(const char *path, asam_captions **out);
 const char *asam_captions_get(const asam_captions *c, const char *img_name); /* "" when absent */
+/* 1 when the file has a line for img_name. With a captions file, generate refuses an image
+ * without one (the official captions[name] raises KeyError). */
+int asam_captions_has(const asam_captions *c, const char *img_name);
 void asam_captions_free(asam_captions *c);
 
 #ifdef __cplusplus

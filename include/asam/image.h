@@ -26,6 +26,13 @@ void asam_image_free(asam_image *img);
 /* Pillow's Image.resize(BILINEAR) on uint8, bit-exact (fixed-point, horizontal pass first,
  * antialiased triangle filter when shrinking, passes skipped on unchanged axes). */
 int asam_image_resize_pil_bilinear(const asam_image *src, int new_w, int new_h, asam_image *dst);
+/* Pillow's BICUBIC (the default filter of Image.resize for RGB and L), bit-exact likewise. */
+int asam_image_resize_pil_bicubic(const asam_image *src, int new_w, int new_h, asam_image *dst);
+/* OpenCV 4.6 cv2.resize(..., INTER_LINEAR) of an 8-bit image (fixed point, as its SIMD path
+ * rounds). out: same channels. */
+int asam_image_resize_cv2_linear(const asam_image *src, int new_w, int new_h, asam_image *dst);
+/* The same resize on float pixels (cv2 on a float32 array): out w*h*c floats, malloc'ed. */
+int asam_image_resize_cv2_linear_f32(const asam_image *src, int new_w, int new_h, float **out);
 /* Nearest-neighbour resize as PIL's NEAREST (for label/mask maps). */
 int asam_image_resize_nearest(const asam_image *src, int new_w, int new_h, asam_image *dst);
 

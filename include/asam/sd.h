@@ -160,6 +160,9 @@ typedef struct {
     float lr;             /* sampling step i uses lr * (1 - i/100) (0.01) */
     float eps, eps_slope; /* early stop at loss < eps + i * eps_slope (1e-5, 2e-5) */
     int verbose;          /* timing lines on stderr */
+    /* tests: NULL, or called after every inner Adam step with its loss and the embedding */
+    void (*trace)(void *user, int i, int j, float loss, const float *emb, size_t n);
+    void *trace_user;
 } asam_null_text_opts;
 
 /* DDIM inversion of z0 (1,4,h,w) with the guide g (its cond, guidance 1; ControlNet as g says),

@@ -3,8 +3,10 @@
  * (nearest), runs SAM with the GT box prompts and computes
  *   loss = w_bce BCE(low_res, gt256) + w_dice Dice - w_l2 ||x1024 - clean1024||_2.
  * The gradient at x_T is either the gradient at z_0 ("skip", the official code) or the true
- * one through every step (full, with per-step gradient checkpointing). The latent with the
- * lowest mean IoU (the clean one counts) is kept with its regenerated image. */
+ * one through every step (full, with per-step gradient checkpointing). As the official loop
+ * (grad_null_text_inversion_edit.py:634-704): iterates 0..iters-1 are scored (0 = the clean
+ * x_T), the IoU is the official compute_iou at 256x256 against the soft labels (> 128), and
+ * the kept latent is the first whose IoU is below 1 and below every earlier one. */
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
@@ -25,30 +27,21 @@ static asam_tensor *sam_input(asam_ctx *ctx, const asam_segmenter *seg, asam_ten
     return asam_segmenter_input255(ctx, seg, asam_scale(ctx, x, 255.0f));
 }
 
-/* IoU of one 256x256 logit map upsampled (bilinear, align_corners=False) to 1024, > 0, vs gt */
-// ref: luckybird1994/ASAM grad_null_text_inversion_edit.py:243 (compute_iou)
-static float mask_iou(const float *lr, const uint8_t *gt) {
-    const int L = ASAM_SAM_LOWRES, S = ASAM_SAM_IMG;
-    const float sc = (float)L / S;
-    uint64_t inter = 0, uni = 0;
-    for (int y = 0; y < S; y++) {
-        float sy = (y + 0.5f) * sc - 0.5f;
-        if (sy < 0) sy = 0;
-        int y0 = (int)sy, y1 = y0 + 1 < L ? y0 + 1 : L - 1;
-        float fy = sy - y0;
-        for (int x = 0; x < S; x++) {
-            float sx = (x + 0.5f) * sc - 0.5f;
-            if (sx < 0) sx = 0;
-            int x0 = (int)sx, x1 = x0 + 1 < L ? x0 + 1 : L - 1;
-            float fx = sx - x0;
-            float v = (1 - fy) * ((1 - fx) * lr[y0 * L + x0] + fx * lr[y0 * L + x1]) +
-                      fy * ((1 - fx) * lr[y1 * L + x0] + fx * lr[y1 * L + x1]);
-            int p = v > 0, g = gt[(size_t)y * S + x] != 0;
-            inter += p & g;
-            uni += p | g;
+float asam_attack_iou(const float *low, const float *lab256, int n) {
+    const size_t L2 = (size_t)ASAM_SAM_LOWRES * ASAM_SAM_LOWRES;
+    float sum = 0;
+    for (int i = 0; i < n; i++) {
+        // ref: grad_null_text_inversion_edit.py:249-255 mask_iou at 256 (same size: no resize)
+        int64_t inter = 0, uni = 0;
+        const float *p = low + i * L2, *g = lab256 + i * L2;
+        for (size_t q = 0; q < L2; q++) {
+            int a = p[q] > 0, b = g[q] > 128;
+            inter += a & b;
+            uni += a | b;
         }
+        sum += uni ? (float)inter / (float)uni : NAN; /* torch: 0/0 = nan */
     }
-    return uni ? (float)((double)inter / (double)uni) : 1.0f;
+    return sum / (float)n;
 }
 
 /* Prompts decoded per chunk: SAM's decoder copies the image tokens once per prompt, so 140
@@ -57,8 +50,8 @@ static float mask_iou(const float *lr, const uint8_t *gt) {
 
 // ref: luckybird1994/ASAM grad_null_text_inversion_edit.py:691 (loss = dice + ce - mse)
 asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
-                              const asam_attack_target *tg, asam_tensor *img01,
-                              asam_tensor *clean01, float *miou) {
+                              const asam_attack_target *tg, asam_tensor *img01, float *miou,
+                              float terms[3]) {
     if (!m->sam && !m->esam) return asam_ctx_fail(ctx, "attack: no SAM model");
     const asam_segmenter seg = {m->sam, m->esam};
     if (tg->n < 1) return asam_ctx_fail(ctx, "attack: no GT masks");
@@ -77,9 +70,10 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
         asam_set_requires_grad(emb_leaf, 1);
         emb_leaf->grad = demb->data;
     }
-    const size_t L2 = (size_t)ASAM_SAM_LOWRES * ASAM_SAM_LOWRES,
-                 S2 = (size_t)ASAM_SAM_IMG * ASAM_SAM_IMG;
-    double mask_loss = 0, iou_sum = 0;
+    const size_t L2 = (size_t)ASAM_SAM_LOWRES * ASAM_SAM_LOWRES;
+    double mask_loss = 0, bce_sum = 0, dice_sum = 0;
+    float *low_all = miou ? malloc((size_t)tg->n * L2 * sizeof(float)) : NULL;
+    if (miou && !low_all) return asam_ctx_fail(ctx, "attack: out of memory");
     for (int c0 = 0; c0 < tg->n; c0 += ATTACK_DECODE_CHUNK) {
         int nc = tg->n - c0 < ATTACK_DECODE_CHUNK ? tg->n - c0 : ATTACK_DECODE_CHUNK;
         asam_mark mk = asam_ctx_mark(ctx);
@@ -89,20 +83,24 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
         asam_tensor *gt = asam_from_data(ctx, ASAM_SHAPE(nc, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES),
                                          tg->gt256 + (size_t)c0 * L2);
         float share = (float)nc / (float)tg->n;
-        asam_tensor *lc = asam_axpby(ctx, share * o->w_bce, asam_bce_with_logits(ctx, low, gt),
-                                     share * o->w_dice, asam_dice_loss(ctx, low, gt, 1.0f));
-        if (!lc || (grad && asam_backward(ctx, lc))) return NULL;
-        mask_loss += lc->data[0];
-        if (miou) {
-            double acc = 0;
-#pragma omp parallel for reduction(+ : acc) schedule(dynamic)
-            for (int i = 0; i < nc; i++)
-                acc += mask_iou(low->data + i * L2, tg->gt1024 + (size_t)(c0 + i) * S2);
-            iou_sum += acc;
+        // ref: grad_null_text_inversion_edit.py:679-680 gamma BCE(logits, label/255) + kappa Dice
+        asam_tensor *bce = asam_bce_with_logits(ctx, low, gt);
+        asam_tensor *dice = asam_dice_loss(ctx, low, gt, 1.0f);
+        asam_tensor *lc = asam_axpby(ctx, share * o->w_bce, bce, share * o->w_dice, dice);
+        if (!lc || (grad && asam_backward(ctx, lc))) {
+            free(low_all);
+            return NULL;
         }
+        mask_loss += lc->data[0];
+        bce_sum += share * o->w_bce * bce->data[0];
+        dice_sum += share * o->w_dice * dice->data[0];
+        if (low_all) memcpy(low_all + (size_t)c0 * L2, low->data, (size_t)nc * L2 * sizeof(float));
         asam_ctx_release(ctx, mk);
     }
-    if (miou) *miou = (float)(iou_sum / tg->n);
+    // ref: :682 iou = compute_iou(ad_low_res_logits, label_masks_256)
+    if (miou) *miou = asam_attack_iou(low_all, tg->lab256, tg->n);
+    free(low_all);
+    if (terms) terms[0] = (float)bce_sum, terms[1] = (float)dice_sum, terms[2] = 0;
     asam_tensor *loss;
     if (grad) {
         /* sum(emb * demb) has exactly the gradient demb w.r.t. emb; shifting it by a constant
@@ -113,11 +111,12 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
     } else {
         loss = asam_scalar(ctx, (float)mask_loss);
     }
-    if (clean01 && o->w_l2 != 0) {
-        int prev = asam_ctx_set_grad(ctx, 0);
-        asam_tensor *cn = sam_input(ctx, &seg, clean01);
-        asam_ctx_set_grad(ctx, prev);
+    if (tg->ref1024 && o->w_l2 != 0) {
+        // ref: :686-689 beta * ||normalise(image_m) - raw_img||_2 (whole tensor, unsquared)
+        asam_tensor *cn =
+            asam_from_data(ctx, ASAM_SHAPE(1, 3, ASAM_SAM_IMG, ASAM_SAM_IMG), tg->ref1024);
         asam_tensor *l2 = asam_l2_norm(ctx, asam_sub(ctx, xn, cn));
+        if (l2 && terms) terms[2] = o->w_l2 * l2->data[0];
         loss = asam_axpby(ctx, 1.0f, loss, -o->w_l2, l2);
     }
     if (!loss || !asam_ctx_ok(ctx)) return NULL;
@@ -127,12 +126,18 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
 void asam_attack_result_free(asam_attack_result *r) {
     free(r->miou);
     free(r->loss);
+    free(r->terms);
     free(r->x_best);
+    free(r->x_in);
+    free(r->grad);
+    free(r->mom);
     asam_image_free(&r->image);
     memset(r, 0, sizeof *r);
 }
 
-/* [0,1] image tensor -> RGB8 as diffusers does: round(255 clamp(x)) */
+/* [0,1] image tensor -> RGB8 as the official script saves it:
+ * ref: grad_null_text_inversion_edit.py:721-722 clamp(0, 1), (image * 255).astype(np.uint8)
+ * (truncation) */
 static int to_rgb8(const asam_tensor *x, asam_image *out) {
     int H = (int)x->shape[2], W = (int)x->shape[3];
     if (out->data && (out->w != W || out->h != H)) asam_image_free(out);
@@ -141,7 +146,7 @@ static int to_rgb8(const asam_tensor *x, asam_image *out) {
         for (int p = 0; p < H * W; p++) {
             float v = x->data[(size_t)c * H * W + p];
             v = v < 0 ? 0 : (v > 1 ? 1 : v);
-            out->data[(size_t)p * 3 + c] = (uint8_t)lrintf(v * 255.0f);
+            out->data[(size_t)p * 3 + c] = (uint8_t)(v * 255.0f);
         }
     return 0;
 }
@@ -152,6 +157,10 @@ int asam_attack(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
     memset(res, 0, sizeof *res);
     asam_attack_target tg;
     if (asam_attack_target_make(ann, o->max_boxes, &tg)) return -1;
+    if (o->w_l2 != 0 && asam_attack_target_set_reference(&tg, img)) {
+        asam_attack_target_free(&tg);
+        return -1;
+    }
     int rc = asam_attack_target_run(ctx, m, o, img, &tg, hint, inv, res);
     asam_attack_target_free(&tg);
     return rc;
@@ -163,36 +172,52 @@ int asam_attack_target_run(asam_ctx *ctx, const asam_gen_models *m, const asam_g
     memset(res, 0, sizeof *res);
     if (!m->sd || (!m->sam && !m->esam))
         return asam_error("attack: needs Stable Diffusion and SAM (or EfficientSAM) models");
-    if (o->iters < 0) return asam_error("attack: negative iteration count");
-    const asam_attack_target tg = *target;
+    if (o->iters < 1) return asam_error("attack: iteration count must be at least 1");
+    asam_attack_target tg = *target;
+    asam_attack_target own = {0};
+    if (!tg.ref1024 && img && o->w_l2 != 0) { /* the L2 reference from the clean image */
+        if (asam_attack_target_set_reference(&own, img)) return -1;
+        tg.ref1024 = own.ref1024;
+    }
     const int K = o->iters;
     const size_t nl = (size_t)inv->lat_c * inv->lat_h * inv->lat_w;
     const int64_t lshape[4] = {1, inv->lat_c, inv->lat_h, inv->lat_w};
     res->iters = K;
     res->n_masks = tg.n;
-    res->miou = calloc((size_t)K + 1, sizeof(float));
-    res->loss = calloc((size_t)K + 1, sizeof(float));
+    res->miou = calloc((size_t)K, sizeof(float));
+    res->loss = calloc((size_t)K, sizeof(float));
+    res->terms = calloc((size_t)K * 3, sizeof(float));
     res->x_best = malloc(nl * sizeof(float));
+    if (o->trace) {
+        res->x_in = calloc((size_t)K * nl, sizeof(float));
+        res->grad = calloc((size_t)K * nl, sizeof(float));
+        res->mom = calloc((size_t)K * nl, sizeof(float));
+    }
     float *x = malloc(nl * sizeof(float)), *mom = calloc(nl, sizeof(float));
     float *g = malloc(nl * sizeof(float));
     int rc = -1;
-    if (!res->miou || !res->loss || !res->x_best || !x || !mom || !g) {
+    if (!res->miou || !res->loss || !res->terms || !res->x_best || !x || !mom || !g ||
+        (o->trace && (!res->x_in || !res->grad || !res->mom))) {
         asam_error("attack: out of memory");
         goto done;
     }
+    // ref: grad_null_text_inversion_edit.py:623-630 best_latent = the clean x_T, worst_iou = 1
     memcpy(x, inv->x_T, nl * sizeof(float));
+    memcpy(res->x_best, x, nl * sizeof(float));
+    float worst = 1.0f;
+    res->best = 0;
     asam_mark m0 = asam_ctx_mark(ctx);
     int prev_grad = asam_ctx_set_grad(ctx, 0);
     asam_tensor *cond = asam_sd_encode_prompt(ctx, m->sd, inv->prompt ? inv->prompt : "");
-    asam_tensor *clean = asam_sd_image_to_tensor(ctx, img, inv->size, inv->size, 0.0f);
-    if (!cond || !clean) goto ctx_fail;
-    res->best = -1;
-    for (int k = 0; k <= K; k++) {
+    if (!cond) goto ctx_fail;
+    // ref: :634 for k in range(args.steps): evaluate iterate k, then update (the update after
+    // the last evaluation is never scored)
+    for (int k = 0; k < K; k++) {
         double t0 = asam_now_s();
         asam_mark mk = asam_ctx_mark(ctx);
-        int want_grad = k < K; /* the last evaluation only scores the final latent */
+        if (res->x_in) memcpy(res->x_in + (size_t)k * nl, x, nl * sizeof(float));
         asam_tensor *xT = asam_from_data(ctx, 4, lshape, x), *leaf, *z0;
-        if (want_grad && o->grad == ASAM_GRAD_FULL) {
+        if (o->grad == ASAM_GRAD_FULL) {
             asam_set_requires_grad(xT, 1);
             asam_ctx_set_grad(ctx, 1);
             z0 = asam_gen_sample_chain(ctx, m, o, inv, cond, hint, xT, 1);
@@ -201,42 +226,46 @@ int asam_attack_target_run(asam_ctx *ctx, const asam_gen_models *m, const asam_g
             asam_ctx_set_grad(ctx, 0);
             z0 = asam_gen_sample_chain(ctx, m, o, inv, cond, hint, xT, 0);
             if (z0) z0 = asam_detach(ctx, z0);
-            if (z0) asam_set_requires_grad(z0, want_grad);
-            asam_ctx_set_grad(ctx, want_grad);
-            leaf = z0; /* skip gradient: dL/dz_0 stands in for dL/dx_T */
+            if (z0) asam_set_requires_grad(z0, 1);
+            asam_ctx_set_grad(ctx, 1);
+            leaf = z0; /* skip gradient: dL/dz_0 stands in for dL/dx_T (:709-712) */
         }
         asam_tensor *img01 = z0 ? asam_gen_decode01(ctx, m, z0) : NULL;
         float miou = 0;
-        asam_tensor *loss = img01 ? asam_attack_loss(ctx, m, o, &tg, img01, clean, &miou) : NULL;
+        asam_tensor *loss =
+            img01 ? asam_attack_loss(ctx, m, o, &tg, img01, &miou, res->terms + 3 * k) : NULL;
         if (!loss) goto ctx_fail;
         res->miou[k] = miou;
         res->loss[k] = loss->data[0];
-        if (res->best < 0 || miou < res->miou[res->best]) {
+        if (k == 0 && to_rgb8(img01, &res->image)) goto done_ctx;
+        if (miou < worst) { // ref: :684 if iou < worst_iou (NaN never)
+            worst = miou;
             res->best = k;
             memcpy(res->x_best, x, nl * sizeof(float));
             if (to_rgb8(img01, &res->image)) goto done_ctx;
         }
-        if (want_grad) {
-            if (asam_backward(ctx, loss)) goto ctx_fail;
-            double l1 = 0;
-            for (size_t i = 0; i < nl; i++) {
-                g[i] = leaf->grad ? leaf->grad[i] : 0.0f;
-                l1 += fabs((double)g[i]);
-            }
-            /* MI-FGSM: m = mu m + g / ||g||_1; x += alpha sign(m); clip to the eps ball */
-            float inv_l1 = l1 > 0 ? (float)(1.0 / l1) : 0.0f;
-            for (size_t i = 0; i < nl; i++) {
-                mom[i] = o->momentum * mom[i] + g[i] * inv_l1;
-                float s = mom[i] > 0 ? 1.0f : (mom[i] < 0 ? -1.0f : 0.0f);
-                float v = x[i] + o->alpha * s, lo = inv->x_T[i] - o->eps, hi = inv->x_T[i] + o->eps;
-                x[i] = v < lo ? lo : (v > hi ? hi : v);
-            }
+        if (asam_backward(ctx, loss)) goto ctx_fail;
+        double l1 = 0;
+        for (size_t i = 0; i < nl; i++) {
+            g[i] = leaf->grad ? leaf->grad[i] : 0.0f;
+            l1 += fabs((double)g[i]);
         }
+        // ref: :698-704 m = mu m + g / ||g||_1; x += alpha sign(m); clip to x_T0 +- eps
+        float inv_l1 = l1 > 0 ? (float)(1.0 / l1) : 0.0f;
+        for (size_t i = 0; i < nl; i++) {
+            mom[i] = o->momentum * mom[i] + g[i] * inv_l1;
+            float s = mom[i] > 0 ? 1.0f : (mom[i] < 0 ? -1.0f : 0.0f);
+            float d = x[i] + o->alpha * s - inv->x_T[i];
+            d = d < -o->eps ? -o->eps : (d > o->eps ? o->eps : d);
+            x[i] = inv->x_T[i] + d;
+        }
+        if (res->grad) memcpy(res->grad + (size_t)k * nl, g, nl * sizeof(float));
+        if (res->mom) memcpy(res->mom + (size_t)k * nl, mom, nl * sizeof(float));
         asam_ctx_set_grad(ctx, 0);
         asam_ctx_release(ctx, mk);
         if (o->verbose)
-            fprintf(stderr, "attack: iteration %d/%d  mIoU %.4f  loss %.4f  %.1f s\n", k, K, miou,
-                    res->loss[k], asam_now_s() - t0);
+            fprintf(stderr, "attack: iteration %d/%d  mIoU %.4f  loss %.4f  %.1f s\n", k + 1, K,
+                    miou, res->loss[k], asam_now_s() - t0);
     }
     rc = 0;
     goto done_ctx;
@@ -249,13 +278,28 @@ done:
     free(x);
     free(mom);
     free(g);
+    asam_attack_target_free(&own);
     if (rc) asam_attack_result_free(res);
     return rc;
 }
 
 int asam_attack_write(const char *png_path, const char *json_path, const char *image_name,
                       const asam_gen_opts *o, const asam_attack_result *r) {
-    if (png_path && asam_image_write_png(png_path, &r->image)) return -1;
+    return asam_attack_write_prov(png_path, json_path, image_name, o, r, NULL);
+}
+
+int asam_attack_write_prov(const char *png_path, const char *json_path, const char *image_name,
+                           const asam_gen_opts *o, const asam_attack_result *r,
+                           const char *provenance) {
+    if (png_path) {
+        size_t L = strlen(png_path);
+        int jpg = L > 4 && !strcmp(png_path + L - 4, ".jpg");
+        // ref: grad_null_text_inversion_edit.py:911 view_images(..., shuffix='.jpg') ->
+        // ptp_utils.py:62 pil_img.save (JPEG quality 75, 4:2:0)
+        if (jpg ? asam_image_write_jpeg(png_path, &r->image, 75)
+                : asam_image_write_png(png_path, &r->image))
+            return -1;
+    }
     if (!json_path) return 0;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "image", image_name ? image_name : "");
@@ -270,10 +314,12 @@ int asam_attack_write(const char *png_path, const char *json_path, const char *i
     cJSON_AddNumberToObject(j, "miou_clean", r->miou[0]);
     cJSON_AddNumberToObject(j, "miou_adv", r->miou[r->best]);
     cJSON *a = cJSON_AddArrayToObject(j, "miou"), *l = cJSON_AddArrayToObject(j, "loss");
-    for (int k = 0; k <= r->iters; k++) {
+    for (int k = 0; k < r->iters; k++) {
         cJSON_AddItemToArray(a, cJSON_CreateNumber(r->miou[k]));
         cJSON_AddItemToArray(l, cJSON_CreateNumber(r->loss[k]));
     }
+    cJSON *pv = provenance ? cJSON_Parse(provenance) : NULL;
+    if (pv) cJSON_AddItemToObject(j, "provenance", pv);
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
     if (!s) return asam_error("%s: out of memory", json_path);

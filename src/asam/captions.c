@@ -75,6 +75,12 @@ int asam_captions_load(const char *path, asam_captions **out) {
     return 0;
 }
 
+int asam_captions_has(const asam_captions *c, const char *img_name) {
+    for (size_t i = 0; c && img_name && i < c->n; i++)
+        if (!strcmp(c->img[i], img_name)) return 1;
+    return 0;
+}
+
 const char *asam_captions_get(const asam_captions *c, const char *img_name) {
     if (!c || !img_name) return "";
     for (size_t i = c->n; i-- > 0;) /* the last line for an image wins */

@@ -1,6 +1,7 @@
 /* Evaluation as the ASAM code measures it (HQ-SAM's evaluation loop), and the official SAM
  * predictor path as an alternative; results as Markdown and JSON tables. */
 #include "asam/asam.h"
+#include "asam/util.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/segmenter.h"
@@ -53,6 +54,9 @@ static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, doub
     for (int c = 0; c < 3; c++)
         for (size_t i = 0; i < hw; i++) px->data[c * hw + i] = s->image.data[i * 3 + c];
     asam_tensor *x = asam_resize_bilinear(ctx, px, S, S);
+    // ref: sam_continue_learning/main.py:629 imgs[0].astype(dtype=np.uint8): the resized
+    // image is truncated to integers before the encoder
+    for (int64_t i = 0; x && i < x->numel; i++) x->data[i] = floorf(x->data[i]);
     asam_tensor *emb = asam_sam_encode(ctx, m, asam_sam_normalize_pad(ctx, x));
     if (!emb || !asam_ctx_ok(ctx)) rc = asam_error("eval: %s: %s", s->name, asam_ctx_error(ctx));
     if (!rc) emb = asam_detach(ctx, emb);
@@ -67,9 +71,11 @@ static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, doub
             for (size_t i = 0; i < hw; i++) g->data[b * hw + i] = src[i] ? 255.0f : 0.0f;
         }
         asam_tensor *g1 = asam_resize_bilinear(ctx, g, S, S);
-        for (int b = 0; g1 && b < B; b++) {
-            asam_mask_box_f32(g1->data + (size_t)b * S * S, S, S, 0.0f, boxes + 4 * b);
-        }
+        // ref: main.py:619 misc.masks_to_boxes(labels_val), utils/misc.py:393 masks > 128;
+        // an empty mask: (1e8, 1e8, 0, 0)
+        for (int b = 0; g1 && b < B; b++)
+            if (asam_mask_box_f32(g1->data + (size_t)b * S * S, S, S, 128.0f, boxes + 4 * b) == 0)
+                boxes[4 * b] = boxes[4 * b + 1] = 1e8f, boxes[4 * b + 2] = boxes[4 * b + 3] = 0;
         asam_sam_prompt pr = {.batch = B, .boxes = boxes};
         asam_tensor *sparse, *dense, *low, *iou;
         if (!g1 || asam_sam_prompt_encode(ctx, m, &pr, &sparse, &dense) ||

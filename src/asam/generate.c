@@ -4,6 +4,7 @@
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
+#include "asam/provenance.h"
 #include "asam/util.h"
 
 #include <cjson/cJSON.h>
@@ -30,14 +31,106 @@ static int read_record(const char *path, float *before, float *after) {
     free(buf);
     const cJSON *b = j ? cJSON_GetObjectItemCaseSensitive(j, "miou_clean") : NULL;
     const cJSON *a = j ? cJSON_GetObjectItemCaseSensitive(j, "miou_adv") : NULL;
-    int rc =
-        cJSON_IsNumber(b) && cJSON_IsNumber(a) ? 0 : asam_error("%s: not an attack record", path);
+    /* a NaN IoU (an empty union, as the official compute_iou) is written as null */
+    int rc = (cJSON_IsNumber(b) || cJSON_IsNull(b)) && (cJSON_IsNumber(a) || cJSON_IsNull(a))
+                 ? 0
+                 : asam_error("%s: not an attack record", path);
     if (!rc) {
-        if (before) *before = (float)b->valuedouble;
-        if (after) *after = (float)a->valuedouble;
+        if (before) *before = cJSON_IsNumber(b) ? (float)b->valuedouble : NAN;
+        if (after) *after = cJSON_IsNumber(a) ? (float)a->valuedouble : NAN;
     }
     cJSON_Delete(j);
     return rc;
+}
+
+/* What determines an inversion: the models, the image, its control map, the prompt and the
+ * inversion options. */
+static asam_prov *prov_invert(const asam_gen_models *m, const asam_gen_opts *o,
+                              const char *image_path, const char *ann_path, const char *cmap,
+                              const char *prompt) {
+    asam_prov *p = asam_prov_new("invert");
+    asam_prov_file(p, "--sd", m->sd_path);
+    asam_prov_file(p, "--controlnet", m->controlnet ? m->controlnet_path : NULL);
+    asam_prov_file(p, "image", image_path);
+    asam_prov_file(p, "control map", m->controlnet ? (cmap ? cmap : ann_path) : NULL);
+    asam_prov_str(p, "prompt", prompt ? prompt : "");
+    asam_prov_int(p, "--size", o->size);
+    asam_prov_int(p, "--steps", o->steps);
+    asam_prov_num(p, "--cfg", o->cfg);
+    asam_prov_num(p, "--control-scale", o->control_scale);
+    asam_prov_int(p, "--null-steps", o->null_steps);
+    asam_prov_num(p, "--null-lr", o->null_lr);
+    asam_prov_num(p, "null_eps", o->null_eps);
+    asam_prov_num(p, "null_eps_slope", o->null_eps_slope);
+    return p;
+}
+
+/* What determines an attack: its inversion's provenance plus SAM, the attack ControlNet, the
+ * annotations and the attack options. */
+static asam_prov *prov_attack(const asam_gen_models *m, const asam_gen_opts *o,
+                              const asam_prov *inv, const char *ann_path, const char *cmap,
+                              const char *masks_dir) {
+    asam_prov *p = asam_prov_new("attack");
+    char h[17];
+    asam_prov_hash(inv, h);
+    asam_prov_str(p, "inversion", h);
+    asam_prov_file(p, "--sam", m->sam_path);
+    asam_prov_file(p, "--attack-controlnet",
+                   m->controlnet_adv ? m->controlnet_adv_path
+                                     : (m->controlnet ? m->controlnet_path : NULL));
+    asam_prov_file(p, "annotations", ann_path);
+    asam_prov_file(p, "mask PNGs", masks_dir);
+    asam_prov_file(p, "control map", m->controlnet ? (cmap ? cmap : ann_path) : NULL);
+    asam_prov_int(p, "--iters", o->iters);
+    asam_prov_num(p, "--alpha", o->alpha);
+    asam_prov_num(p, "--eps", o->eps);
+    asam_prov_num(p, "momentum", o->momentum);
+    asam_prov_int(p, "--max-boxes", o->max_boxes);
+    asam_prov_str(p, "--grad", o->grad == ASAM_GRAD_FULL ? "full" : "skip");
+    asam_prov_num(p, "w_bce", o->w_bce);
+    asam_prov_num(p, "w_dice", o->w_dice);
+    asam_prov_num(p, "w_l2", o->w_l2);
+    return p;
+}
+
+/* The attack's labels: the official per-mask PNGs IMAGE_DIR/STEM/segmentation_j.png
+ * (j < min(max_boxes, count), grad_null_text_inversion_edit.py:857-864) when that folder
+ * exists, else the SA-1B annotations. */
+static int attack_image(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
+                        const char *image_path, const char *stem, const asam_image *img,
+                        const asam_sa1b_image *ann, asam_tensor *hint, const asam_inversion *inv,
+                        asam_attack_result *res) {
+    char dir[4200], p[4400];
+    const char *sl = strrchr(image_path, '/');
+    snprintf(dir, sizeof dir, "%.*s%s", sl ? (int)(sl - image_path + 1) : 0, image_path, stem);
+    snprintf(p, sizeof p, "%s/segmentation_0.png", dir);
+    if (!asam_file_exists(p)) return asam_attack(ctx, m, o, img, ann, hint, inv, res);
+    int n = 0;
+    while (n < o->max_boxes) {
+        snprintf(p, sizeof p, "%s/segmentation_%d.png", dir, n);
+        if (!asam_file_exists(p)) break;
+        n++;
+    }
+    asam_image *masks = calloc((size_t)n, sizeof *masks);
+    int rc = masks ? 0 : asam_error("%s: out of memory", dir);
+    for (int j = 0; j < n && !rc; j++) {
+        snprintf(p, sizeof p, "%s/segmentation_%d.png", dir, j);
+        rc = asam_image_read(p, 1, &masks[j]); /* .convert('L') */
+    }
+    asam_attack_target tg = {0};
+    if (!rc) rc = asam_attack_target_from_masks(masks, n, &tg);
+    if (!rc && o->w_l2 != 0) rc = asam_attack_target_set_reference(&tg, img);
+    if (!rc) rc = asam_attack_target_run(ctx, m, o, img, &tg, hint, inv, res);
+    asam_attack_target_free(&tg);
+    for (int j = 0; j < n && masks; j++) asam_image_free(&masks[j]);
+    free(masks);
+    return rc;
+}
+
+static char *slurp(const char *path) {
+    char *buf;
+    size_t n;
+    return asam_read_file(path, &buf, &n) ? NULL : buf;
 }
 
 int asam_generate_image(const asam_gen_models *m, const asam_gen_opts *o, const char *image_path,
@@ -51,16 +144,90 @@ int asam_generate_image(const asam_gen_models *m, const asam_gen_opts *o, const 
     snprintf(inv_dir, sizeof inv_dir, "%s/inv", out_dir);
     snprintf(adv_dir, sizeof adv_dir, "%s/adv", out_dir);
     snprintf(inv_path, sizeof inv_path, "%s/%s.safetensors", inv_dir, stem);
-    snprintf(png, sizeof png, "%s/%s.png", adv_dir, stem);
+    snprintf(png, sizeof png, "%s/%s.%s", adv_dir, stem, o->adv_png ? "png" : "jpg");
     snprintf(rec, sizeof rec, "%s/%s.attack.json", adv_dir, stem);
     int want_inv = (mode & ASAM_GEN_INVERT) != 0, want_att = (mode & ASAM_GEN_ATTACK) != 0;
-    if (want_att && asam_file_exists(png) && asam_file_exists(rec))
-        return read_record(rec, miou_before, miou_after); /* finished before */
+    char cmap[4700];
+    snprintf(cmap, sizeof cmap, "%s/%s.png", o->control_dir ? o->control_dir : "", stem);
+    asam_prov *pi = prov_invert(m, o, image_path, ann_path, o->control_dir ? cmap : NULL, prompt);
+    char mdir[4200];
+    const char *isl = strrchr(image_path, '/');
+    snprintf(mdir, sizeof mdir, "%.*s%s", isl ? (int)(isl - image_path + 1) : 0, image_path, stem);
+    asam_prov *pa = prov_attack(m, o, pi, ann_path, o->control_dir ? cmap : NULL, mdir);
+    char *pi_js = asam_prov_json(pi), *pa_js = asam_prov_json(pa);
+    asam_prov_free(pa);
+    int prc = 0, redo_inv = 0;
+    if (want_att && asam_file_exists(png) && asam_file_exists(rec)) {
+        char *txt = slurp(rec);
+        asam_prov *again = prov_attack(m, o, pi, ann_path, o->control_dir ? cmap : NULL, mdir);
+        int same = txt && asam_prov_check(again, txt, rec) == 0;
+        asam_prov_free(again);
+        free(txt);
+        if (!same && !o->force && asam_file_exists(inv_path)) {
+            /* name the root cause: an inversion option rather than its hash */
+            char keep[1024];
+            snprintf(keep, sizeof keep, "%s", asam_last_error());
+            asam_inversion old;
+            if (asam_inversion_load(inv_path, &old) == 0) {
+                if (!asam_prov_check(pi, old.provenance, inv_path)) asam_error("%s", keep);
+                asam_inversion_free(&old);
+            } else {
+                asam_error("%s", keep);
+            }
+        }
+        if (same || !o->force) { /* finished before, or recorded with other options */
+            prc = same ? read_record(rec, miou_before, miou_after) : -1;
+            asam_prov_free(pi);
+            free(pi_js);
+            free(pa_js);
+            return prc;
+        }
+    }
     int have_inv = asam_file_exists(inv_path);
-    if (!want_att && have_inv) return 0;
-    if (!want_inv && !have_inv)
+    if (have_inv) { /* an inversion made with other options is never reused silently */
+        asam_inversion old;
+        if (asam_inversion_load(inv_path, &old) == 0) {
+            if (asam_prov_check(pi, old.provenance, inv_path)) {
+                if (!o->force) prc = -1;
+                redo_inv = 1;
+            }
+            asam_inversion_free(&old);
+        } else if (!o->force) {
+            prc = -1;
+        } else {
+            redo_inv = 1;
+        }
+    }
+    asam_prov_free(pi);
+    if (prc) {
+        free(pi_js);
+        free(pa_js);
+        return -1;
+    }
+    if (redo_inv) {
+        if (!want_inv) {
+            free(pi_js);
+            free(pa_js);
+            return asam_error("%s: made with other options; run asam invert --force first",
+                              inv_path);
+        }
+        have_inv = 0;
+    }
+    if (!want_att && have_inv) {
+        free(pi_js);
+        free(pa_js);
+        return 0;
+    }
+    if (!want_inv && !have_inv) {
+        free(pi_js);
+        free(pa_js);
         return asam_error("%s: no inversion (run asam invert first)", inv_path);
-    if (asam_mkdirs(want_att ? adv_dir : inv_dir) || (want_inv && asam_mkdirs(inv_dir))) return -1;
+    }
+    if (asam_mkdirs(want_att ? adv_dir : inv_dir) || (want_inv && asam_mkdirs(inv_dir))) {
+        free(pi_js);
+        free(pa_js);
+        return -1;
+    }
 
     asam_image img = {0};
     asam_sa1b_image ann = {0};
@@ -70,10 +237,20 @@ int asam_generate_image(const asam_gen_models *m, const asam_gen_opts *o, const 
     int rc = ctx ? 0 : asam_error("generate: cannot reserve an arena");
     if (!rc) rc = asam_image_read(image_path, 3, &img);
     if (!rc) rc = asam_sa1b_read(ann_path, &ann);
-    asam_tensor *hint = NULL;
+    asam_tensor *hint = NULL, *hint_adv = NULL;
     if (!rc && m->controlnet) {
-        hint = asam_mask_map_tensor(ctx, &ann, o->size);
-        if (!hint) rc = asam_error("%s: %s", ann_path, asam_ctx_error(ctx));
+        /* the control map: pre-rendered (official control_mask_dir/sa_N.png) or rendered
+         * from the annotations; resized as the official inversion (float) and attack (uint8) */
+        asam_image map = {0};
+        const char *cpath = cmap;
+        rc = o->control_dir ? asam_image_read(cpath, 3, &map) : asam_mask_map(&ann, &map);
+        if (!rc) {
+            hint = asam_control_hint(ctx, &map, o->size, 1);
+            hint_adv = asam_control_hint(ctx, &map, o->size, 0);
+            if (!hint || !hint_adv)
+                rc = asam_error("%s: %s", o->control_dir ? cpath : ann_path, asam_ctx_error(ctx));
+        }
+        asam_image_free(&map);
     }
     if (!rc && have_inv) {
         rc = asam_inversion_load(inv_path, &inv);
@@ -85,6 +262,7 @@ int asam_generate_image(const asam_gen_models *m, const asam_gen_opts *o, const 
         if (!rc) {
             const char *b = strrchr(image_path, '/');
             inv.image = strdup(b ? b + 1 : image_path);
+            inv.provenance = strdup(pi_js ? pi_js : "");
             rc = asam_inversion_save(inv_path, &inv);
             if (!rc && did_work) *did_work = 1;
         }
@@ -94,11 +272,13 @@ int asam_generate_image(const asam_gen_models *m, const asam_gen_opts *o, const 
         }
     }
     if (!rc && want_att) {
-        rc = asam_attack(ctx, m, o, &img, &ann, hint, &inv, &res);
+        asam_gen_models ma = *m; /* the attack's ControlNet (official _mask_adv) */
+        if (m->controlnet_adv) ma.controlnet = m->controlnet_adv;
+        rc = attack_image(ctx, &ma, o, image_path, stem, &img, &ann, hint_adv, &inv, &res);
         char name[600];
         const char *b = strrchr(image_path, '/');
         snprintf(name, sizeof name, "%s", b ? b + 1 : image_path);
-        if (!rc) rc = asam_attack_write(png, rec, name, o, &res);
+        if (!rc) rc = asam_attack_write_prov(png, rec, name, o, &res, pa_js);
         if (!rc) {
             if (did_work) *did_work = 1;
             if (miou_before) *miou_before = res.miou[0];
@@ -110,6 +290,8 @@ int asam_generate_image(const asam_gen_models *m, const asam_gen_opts *o, const 
         snprintf(msg, sizeof msg, "%s", asam_last_error());
         asam_error("%s: %s", image_path, msg);
     }
+    free(pi_js);
+    free(pa_js);
     asam_attack_result_free(&res);
     asam_inversion_free(&inv);
     asam_sa1b_free(&ann);
@@ -274,6 +456,12 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
         float b, a;
         int work = 0;
         double ti = asam_now_s();
+        // ref: null_text_inversion.py:714 captions[name]: an image without a caption is an
+        // error (KeyError), never a silent empty prompt
+        if (caps && !asam_captions_has(caps, name)) {
+            rc = asam_error("%s: no caption for %s", cfg->captions, name);
+            break;
+        }
         if (asam_generate_image(m, o, img, js, asam_captions_get(caps, name), cfg->out, mode, &b,
                                 &a, &work)) {
             rc = -1;

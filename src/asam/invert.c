@@ -36,6 +36,7 @@ int asam_gen_models_load(const char *sd_path, const char *controlnet_path, const
                          asam_gen_models *m) {
     memset(m, 0, sizeof *m);
     if (!sd_path) return asam_error("generator: no Stable Diffusion model given (--sd)");
+    m->sd_path = sd_path, m->controlnet_path = controlnet_path, m->sam_path = sam_path;
     if (asam_sd_load(sd_path, NULL, &m->sd)) return -1;
     if (controlnet_path && asam_sd_controlnet_open(controlnet_path, m->sd->unet, &m->controlnet)) {
         asam_gen_models_free(m);
@@ -56,6 +57,7 @@ int asam_gen_models_load(const char *sd_path, const char *controlnet_path, const
 void asam_gen_models_free(asam_gen_models *m) {
     if (m->sd) asam_sd_free(m->sd);
     if (m->controlnet) asam_controlnet_free(m->controlnet);
+    if (m->controlnet_adv) asam_controlnet_free(m->controlnet_adv);
     if (m->sam) asam_sam_free(m->sam);
     if (m->esam) asam_esam_free(m->esam);
     memset(m, 0, sizeof *m);
@@ -86,6 +88,7 @@ void asam_inversion_free(asam_inversion *inv) {
     free(inv->null_loss);
     free(inv->prompt);
     free(inv->image);
+    free(inv->provenance);
     memset(inv, 0, sizeof *inv);
 }
 
@@ -131,7 +134,12 @@ int asam_invert(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
     }
 
     /* z_0 = VAE posterior mean * 0.18215 of the size x size image in [-1, 1] */
-    asam_tensor *x = asam_sd_image_to_tensor(ctx, img, S, S, -1.0f);
+    // ref: null_text_inversion.py:550 Image.open().convert('RGB').resize((512,512)): PIL's
+    // default filter, bicubic
+    asam_image rs = {0};
+    if (asam_image_resize_pil_bicubic(img, S, S, &rs)) goto fail_noctx;
+    asam_tensor *x = asam_sd_image_to_tensor(ctx, &rs, S, S, -1.0f);
+    asam_image_free(&rs);
     asam_tensor *z0 = asam_scale(ctx, asam_vae_encode(ctx, m->sd->vae, x), ASAM_SD_LATENT_SCALE);
     asam_tensor *cond = asam_sd_encode_prompt(ctx, m->sd, out->prompt);
     asam_tensor *uncond0 = asam_sd_encode_prompt(ctx, m->sd, "");
@@ -145,6 +153,8 @@ int asam_invert(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                                     .lr = o->null_lr,
                                     .eps = o->null_eps,
                                     .eps_slope = o->null_eps_slope,
+                                    .trace = o->null_trace,
+                                    .trace_user = o->trace_user,
                                     .verbose = o->verbose};
     if (asam_null_text_invert(ctx, &g, &s, z0, uncond0, &no, out->x_T, out->null_emb,
                               out->null_loss) ||
@@ -177,8 +187,9 @@ int asam_inversion_save(const char *path, const asam_inversion *inv) {
                           "prompt", inv->prompt ? inv->prompt : "",
                           "image",  inv->image ? inv->image : "",
                           "steps",  steps,
-                          "size",   size};
-    return asam_safetensors_write(path, e, 4, meta, 5);
+                          "size",   size,
+                          "provenance", inv->provenance ? inv->provenance : ""};
+    return asam_safetensors_write(path, e, 4, meta, 6);
 }
 
 static int read_f32(const asam_checkpoint *ck, const char *name, int64_t numel, float *dst) {
@@ -218,6 +229,8 @@ int asam_inversion_load(const char *path, asam_inversion *inv) {
                *im = asam_checkpoint_metadata(ck, "image");
     inv->prompt = strdup(pr ? pr : "");
     inv->image = strdup(im ? im : "");
+    const char *pv = asam_checkpoint_metadata(ck, "provenance");
+    inv->provenance = pv && *pv ? strdup(pv) : NULL;
     int rc = (!inv->prompt || !inv->image) ? asam_error("%s: out of memory", path) : 0;
     if (!rc) rc = read_f32(ck, "x_T", nl, inv->x_T);
     if (!rc) rc = read_f32(ck, "z0", nl, inv->z0);

@@ -62,10 +62,35 @@ int asam_mask_map(const asam_sa1b_image *ann, asam_image *out) {
     return 0;
 }
 
+/* ref: grad_null_text_inversion_edit.py:898-902 (cv2 on uint8, then /255) and
+ * null_text_inversion.py:718-720 (cv2 on float32, then /255) */
+asam_tensor *asam_control_hint(asam_ctx *ctx, const asam_image *map, int size, int float_path) {
+    if (map->c != 3) return asam_ctx_fail(ctx, "control map has %d channels, expected RGB", map->c);
+    asam_tensor *t = asam_new(ctx, ASAM_SHAPE(1, 3, size, size));
+    if (!t) return NULL;
+    const size_t np = (size_t)size * size;
+    if (float_path) {
+        float *f;
+        if (asam_image_resize_cv2_linear_f32(map, size, size, &f))
+            return asam_ctx_fail(ctx, "%s", asam_last_error());
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < np; i++) t->data[c * np + i] = f[i * 3 + c] / 255.0f;
+        free(f);
+    } else {
+        asam_image r;
+        if (asam_image_resize_cv2_linear(map, size, size, &r))
+            return asam_ctx_fail(ctx, "%s", asam_last_error());
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < np; i++) t->data[c * np + i] = r.data[i * 3 + c] / 255.0f;
+        asam_image_free(&r);
+    }
+    return t;
+}
+
 asam_tensor *asam_mask_map_tensor(asam_ctx *ctx, const asam_sa1b_image *ann, int size) {
     asam_image map;
     if (asam_mask_map(ann, &map)) return asam_ctx_fail(ctx, "%s", asam_last_error());
-    asam_tensor *t = asam_sd_image_to_tensor(ctx, &map, size, size, 0.0f);
+    asam_tensor *t = asam_control_hint(ctx, &map, size, 0);
     asam_image_free(&map);
     return t;
 }
@@ -74,25 +99,77 @@ asam_tensor *asam_mask_map_tensor(asam_ctx *ctx, const asam_sa1b_image *ann, int
 void asam_attack_target_free(asam_attack_target *t) {
     free(t->boxes);
     free(t->gt256);
-    free(t->gt1024);
+    free(t->lab256);
+    free(t->ref1024);
     memset(t, 0, sizeof *t);
+}
+
+static int target_alloc(asam_attack_target *t, int n) {
+    const size_t L = ASAM_SAM_LOWRES;
+    memset(t, 0, sizeof *t);
+    t->n = n;
+    t->boxes = malloc((size_t)n * 4 * sizeof(float));
+    t->gt256 = malloc((size_t)n * L * L * sizeof(float));
+    t->lab256 = malloc((size_t)n * L * L * sizeof(float));
+    if (!t->boxes || !t->gt256 || !t->lab256) {
+        asam_attack_target_free(t);
+        return asam_error("attack: out of memory for %d masks", n);
+    }
+    return 0;
+}
+
+/* mask i of the target from an 8-bit gray mask of any size */
+static int target_set(asam_attack_target *t, int i, const asam_image *mask) {
+    const int S = ASAM_SAM_IMG, L = ASAM_SAM_LOWRES, f = S / L;
+    asam_image big;
+    // ref: grad_null_text_inversion_edit.py:862 .convert('L').resize((1024,1024)) (PIL bicubic)
+    if (asam_image_resize_pil_bicubic(mask, S, S, &big)) return -1;
+    // ref: :876 F.interpolate(1024 -> 256, bilinear, align_corners=False): an exact 4x
+    // shrink reads rows/columns 4o+1 and 4o+2 with weight 1/2 each
+    float *lab = t->lab256 + (size_t)i * L * L, *gt = t->gt256 + (size_t)i * L * L;
+    for (int y = 0; y < L; y++)
+        for (int x = 0; x < L; x++) {
+            const uint8_t *p = big.data + (size_t)(f * y + 1) * S + f * x + 1;
+            float v = 0.5f * (0.5f * p[0] + 0.5f * p[1]) + 0.5f * (0.5f * p[S] + 0.5f * p[S + 1]);
+            lab[y * L + x] = v;
+            gt[y * L + x] = v / 255.0f; // ref: :679 label_masks_256/255.0
+        }
+    // ref: :147-153 masks_to_boxes of mask > 128; an empty mask gives x_min = y_min = 1e8
+    // (masked_fill) and x_max = y_max = 0 (max of zeros)
+    for (size_t q = 0; q < (size_t)S * S; q++) big.data[q] = big.data[q] > 128;
+    float *b = t->boxes + 4 * i;
+    if (asam_mask_box_u8(big.data, S, S, b) == 0) b[0] = b[1] = 1e8f, b[2] = b[3] = 0;
+    asam_image_free(&big);
+    return 0;
+}
+
+int asam_attack_target_from_masks(const asam_image *masks, int n, asam_attack_target *t) {
+    if (n <= 0) return asam_error("attack: image has no masks");
+    if (target_alloc(t, n)) return -1;
+    for (int i = 0; i < n; i++) {
+        if (masks[i].c != 1) {
+            asam_attack_target_free(t);
+            return asam_error("attack: mask %d has %d channels, expected gray", i, masks[i].c);
+        }
+        if (target_set(t, i, &masks[i])) {
+            asam_attack_target_free(t);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int asam_attack_target_make(const asam_sa1b_image *ann, int max_boxes, asam_attack_target *t) {
     memset(t, 0, sizeof *t);
     int h = ann->height, w = ann->width;
+    // ref: grad_null_text_inversion_edit.py:860 j < min(sam_batch, #masks), in file order
     int n = (int)ann->n < max_boxes ? (int)ann->n : max_boxes;
     if (n <= 0) return asam_error("attack: image has no masks");
-    const size_t S = ASAM_SAM_IMG, L = ASAM_SAM_LOWRES;
-    t->n = n;
-    t->boxes = malloc((size_t)n * 4 * sizeof(float));
-    t->gt256 = malloc((size_t)n * L * L * sizeof(float));
-    t->gt1024 = malloc((size_t)n * S * S);
+    if (target_alloc(t, n)) return -1;
     asam_image src = {.w = w, .h = h, .c = 1, .data = malloc((size_t)w * h)};
-    if (!t->boxes || !t->gt256 || !t->gt1024 || !src.data) {
-        free(src.data);
+    if (!src.data) {
         asam_attack_target_free(t);
-        return asam_error("attack: out of memory for %d masks", n);
+        return asam_error("attack: out of memory for a %dx%d mask", w, h);
     }
     for (int i = 0; i < n; i++) {
         const asam_rle *r = &ann->anns[i].rle;
@@ -101,24 +178,36 @@ int asam_attack_target_make(const asam_sa1b_image *ann, int max_boxes, asam_atta
             asam_attack_target_free(t);
             return asam_error("attack: annotation %d does not match the image size", i);
         }
-        /* the official code resizes image and masks to 1024x1024 ignoring aspect ratio */
-        asam_image big, small;
-        if (asam_image_resize_nearest(&src, (int)S, (int)S, &big) ||
-            asam_image_resize_nearest(&src, (int)L, (int)L, &small)) {
+        /* the per-mask PNGs hold 0/255 */
+        for (size_t p = 0; p < (size_t)w * h; p++) src.data[p] = src.data[p] ? 255 : 0;
+        if (target_set(t, i, &src)) {
             free(src.data);
             asam_attack_target_free(t);
             return -1;
         }
-        uint8_t *g = t->gt1024 + (size_t)i * S * S;
-        for (size_t p = 0; p < S * S; p++) g[p] = big.data[p] != 0;
-        float *b = t->boxes + 4 * i; /* tight bounds, max inclusive (masks_to_boxes) */
-        if (!asam_mask_box_u8(g, (int)S, (int)S, b))
-            memset(b, 0, 4 * sizeof(float)); /* mask vanished in the resize */
-        float *g2 = t->gt256 + (size_t)i * L * L;
-        for (size_t p = 0; p < L * L; p++) g2[p] = small.data[p] ? 1.0f : 0.0f;
-        asam_image_free(&big);
-        asam_image_free(&small);
     }
     free(src.data);
+    return 0;
+}
+
+int asam_attack_target_set_reference(asam_attack_target *t, const asam_image *img) {
+    const int S = ASAM_SAM_IMG;
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
+    if (img->c != 3) return asam_error("attack: the clean image is not RGB");
+    asam_image big;
+    // ref: grad_null_text_inversion_edit.py:850-854 Image.open().convert('RGB').resize(1024),
+    // /255., - mean, / std (float32)
+    if (asam_image_resize_pil_bicubic(img, S, S, &big)) return -1;
+    free(t->ref1024);
+    t->ref1024 = malloc((size_t)3 * S * S * sizeof(float));
+    if (!t->ref1024) {
+        asam_image_free(&big);
+        return asam_error("attack: out of memory");
+    }
+    for (int c = 0; c < 3; c++)
+        for (size_t p = 0; p < (size_t)S * S; p++)
+            t->ref1024[c * (size_t)S * S + p] =
+                ((float)big.data[p * 3 + c] / 255.0f - mean[c]) / sd[c];
+    asam_image_free(&big);
     return 0;
 }

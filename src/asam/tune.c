@@ -27,8 +27,10 @@
 #include "asam/fileio.h"
 #include "asam/optim.h"
 #include "asam/segmenter.h"
+#include "asam/provenance.h"
 #include "asam/util.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +40,7 @@ void asam_tune_defaults(asam_tune_opts *o) {
     memset(o, 0, sizeof *o);
     o->epochs = 20;
     o->lr = 2e-3f;
-    o->batch = 4;
+    o->batch = 32; // ref: sam_continue_learning/scripts/tuning.sh:2 8 GPUs x main.py:300 4
     o->masks_per_image = 4;
     o->prompts = ASAM_PROMPT_BOX | ASAM_PROMPT_POINTS | ASAM_PROMPT_MASK;
     o->n_prompt_points = 10;
@@ -114,6 +116,7 @@ typedef struct {
     uint64_t key;
     char cache_dir[1024];
     asam_dataset **ds;
+    const char *prov; /* provenance JSON recorded with the state */
 } tuner;
 
 /* masks (B, h, w) bytes of the chosen annotations -> float tensor (B, 1, h, w) */
@@ -349,8 +352,68 @@ static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, as
 
 /* ---- state ---------------------------------------------------------------------------------- */
 
+/* What determines the tuning state: the model, the data and every option that changes the
+ * trajectory (not epochs / stop_after / progress, which only say how far to go). */
+static char *tune_provenance(const asam_tune_opts *o) {
+    asam_prov *p = asam_prov_new("tune");
+    asam_prov_file(p, "--model", o->model_path);
+    for (int i = 0; i < o->n_data; i++) asam_prov_str(p, "--data", o->data[i]);
+    asam_prov_int(p, "--seed", (long long)o->seed);
+    asam_prov_num(p, "--lr", o->lr);
+    asam_prov_int(p, "--batch", o->batch);
+    asam_prov_int(p, "--keep-last-batch", o->keep_last);
+    asam_prov_int(p, "--masks-per-image", o->masks_per_image);
+    asam_prov_int(p, "--prompts", o->prompts);
+    asam_prov_int(p, "prompt points", o->n_prompt_points);
+    asam_prov_num(p, "box noise", o->box_noise);
+    asam_prov_int(p, "loss points", o->loss.points);
+    asam_prov_int(p, "loss n_points", o->loss.n_points);
+    asam_prov_num(p, "loss oversample", o->loss.oversample);
+    asam_prov_num(p, "loss importance", o->loss.importance);
+    asam_prov_int(p, "--augment", o->augment);
+    asam_prov_num(p, "lsj min", o->lsj_min);
+    asam_prov_num(p, "lsj max", o->lsj_max);
+    asam_prov_int(p, "--limit", o->limit);
+    char *js = asam_prov_json(p);
+    asam_prov_free(p);
+    return js;
+}
+
+/* 0: the state at path was made with prov; otherwise -1 with one line naming the first option
+ * that differs (a state is never continued under other options). */
+static int check_state(const char *path, const char *prov) {
+    asam_checkpoint *ck;
+    if (asam_checkpoint_open(path, &ck)) return -1;
+    const char *rec = asam_checkpoint_metadata(ck, "provenance");
+    int rc = 0;
+    if (!rec || !*rec) {
+        rc = asam_error("%s: made by a run that recorded no provenance (use --force to start "
+                        "over)",
+                        path);
+    } else if (!prov || strcmp(rec, prov)) {
+        cJSON *rj = cJSON_Parse(rec), *nj = cJSON_Parse(prov ? prov : "{}");
+        const cJSON *it;
+        const char *name = NULL, *was = "", *is = "";
+        cJSON_ArrayForEach(it, nj) {
+            const cJSON *r = rj ? cJSON_GetObjectItemCaseSensitive(rj, it->string) : NULL;
+            if (!strcmp(it->string, "hash") || !cJSON_IsString(it)) continue;
+            if (!cJSON_IsString(r) || strcmp(r->valuestring, it->valuestring)) {
+                name = it->string, was = cJSON_IsString(r) ? r->valuestring : "(unset)";
+                is = it->valuestring;
+                break;
+            }
+        }
+        rc = asam_error("%s: made with %s %s, now %s (use --force to start over)", path,
+                        name ? name : "other options", was, is);
+        cJSON_Delete(rj);
+        cJSON_Delete(nj);
+    }
+    asam_checkpoint_close(ck);
+    return rc;
+}
+
 static int save_state(const char *path, const asam_segmenter *m, const asam_optim *opt, int epoch,
-                      const asam_rng *rng, uint64_t seed) {
+                      const asam_rng *rng, uint64_t seed, const char *prov) {
     const int64_t D = asam_segmenter_dim(m);
     int64_t n = asam_optim_state_numel(opt), step, ep = epoch;
     float *mv = malloc(sizeof(float) * 2 * (size_t)n);
@@ -377,8 +440,9 @@ static int save_state(const char *path, const asam_segmenter *m, const asam_opti
          asam_segmenter_mask_tokens(m)->data},
         {"rng", ASAM_DT_I64, 1, {4}, rs},
     };
-    const char *meta[] = {"format", "asam-tune-state", "seed", seed_s};
-    int rc = asam_safetensors_write(path, e, sizeof e / sizeof *e, meta, 2);
+    const char *meta[] = {"format", "asam-tune-state", "seed",
+                          seed_s,   "provenance",      prov ? prov : ""};
+    int rc = asam_safetensors_write(path, e, sizeof e / sizeof *e, meta, 3);
     free(mv);
     return rc;
 }
@@ -541,7 +605,9 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
         shuffle(order, n, rng);
         double ep_loss = 0;
         int n_steps = 0;
-        size_t n_batches = (n + (size_t)o->batch - 1) / (size_t)o->batch;
+        // ref: utils/dataloader.py:130-133 BatchSampler(drop_last=True)
+        size_t n_batches =
+            o->keep_last ? (n + (size_t)o->batch - 1) / (size_t)o->batch : n / (size_t)o->batch;
         for (size_t bi = 0; bi < n_batches && !rc; bi++) {
             size_t b0 = bi * (size_t)o->batch, b1 = b0 + (size_t)o->batch;
             if (b1 > n) b1 = n;
@@ -564,7 +630,7 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
         if (o->progress)
             fprintf(stderr, "tune: epoch %d/%d done, mean loss %.5f, lr %.3g\n", ep + 1, o->epochs,
                     rep->epoch_loss[ep], opt->lr);
-        if (save_state(state_path, &T->seg, opt, ep + 1, rng, o->seed)) rc = -1;
+        if (save_state(state_path, &T->seg, opt, ep + 1, rng, o->seed, T->prov)) rc = -1;
         rep->epochs_done = ep + 1;
     }
     free(order);
@@ -626,8 +692,20 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     int start = 0;
     char state_path[1200];
     snprintf(state_path, sizeof state_path, "%s/state.safetensors", o->out_dir);
-    if (o->resume && asam_file_exists(state_path)) {
+    char *prov = tune_provenance(o);
+    T.prov = prov;
+    int fresh = 0;
+    if (o->resume && asam_file_exists(state_path) && check_state(state_path, prov)) {
+        if (!o->force) {
+            free(prov);
+            rc = -1;
+            goto done;
+        }
+        fresh = 1; /* --force: start over */
+    }
+    if (o->resume && !fresh && asam_file_exists(state_path)) {
         if (load_state(state_path, &T.seg, opt, &start, &rng)) {
+            free(prov);
             rc = -1;
             goto done;
         }
@@ -637,6 +715,7 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     int end = o->epochs;
     if (o->stop_after > 0 && o->stop_after < end) end = o->stop_after;
     rc = run_epochs(&T, ctx, opt, refs, n, start, end, &rng, state_path, rep);
+    free(prov);
     if (!rc) rc = write_outputs(o->out_dir, &T.seg);
 done:
     if (ctx) asam_ctx_free(ctx);

@@ -5,19 +5,21 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "asam/error.h"
+#include "asam/fileio.h"
 #include "asam/generator.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *cmd;
     int mode;
     asam_gen_opts o;
     asam_generate_cfg cfg;
-    const char *sd, *cn, *sam;
+    const char *sd, *cn, *cn_adv, *sam;
     cli_list images;
 } gen_args;
 
@@ -42,7 +44,17 @@ static int parse_args(gen_args *a, int argc, char **argv) {
     const cli_opt opts[] = {
         {"--sd", OPT_STR, &a->sd, "FILE|DIR", "SD 1.5 (CompVis single file or diffusers folder)",
          .required = 1},
-        {"--controlnet", OPT_STR, &a->cn, "FILE", "mask ControlNet (v1.0/v1.1 layout)"},
+        {"--controlnet", OPT_STR, &a->cn, "FILE",
+         "mask ControlNet (v1.0/v1.1 layout); the inversion's (official _mask_inv)"},
+        {"--attack-controlnet", OPT_STR, &a->cn_adv, "FILE",
+         "the attack's ControlNet (official _mask_adv; default: --controlnet)"},
+        {"--control-dir", OPT_STR, &a->o.control_dir, "DIR",
+         "pre-rendered control maps DIR/STEM.png (official control_mask_dir);\n"
+         "default: rendered from the annotations"},
+        {"--force", OPT_FLAG, &a->o.force, NULL,
+         "redo outputs recorded with other options (default: refuse, naming the option)"},
+        {"--adv-png", OPT_FLAG, &a->o.adv_png, NULL,
+         "save adversarial images as lossless PNG (official: JPEG quality 75)"},
         {"--sam", OPT_STR, &a->sam, "FILE", "the attacked SAM (or EfficientSAM) checkpoint",
          .required = attack},
         {"--captions", OPT_STR, &a->cfg.captions, "FILE",
@@ -56,7 +68,9 @@ static int parse_args(gen_args *a, int argc, char **argv) {
         {"--null-steps", OPT_INT, &a->o.null_steps, "N", "null-text Adam steps per timestep", 0,
          10000},
         {"--null-lr", OPT_FLOAT, &a->o.null_lr, "X", "null-text base learning rate", 0, 100},
-        {"--iters", OPT_INT, &a->o.iters, "N", "attack iterations", 0, 10000},
+        {"--iters", OPT_INT, &a->o.iters, "N",
+         "attack iterations: iterates 0..N-1 scored, 0 = the clean x_T (official --steps)", 1,
+         10000},
         {"--alpha", OPT_FLOAT, &a->o.alpha, "X", "MI-FGSM step", 0, 100},
         {"--eps", OPT_FLOAT, &a->o.eps, "X", "L-inf radius around x_T", 0, 100},
         {"--max-boxes", OPT_INT, &a->o.max_boxes, "N", "GT box prompts per image", 1, 100000},
@@ -80,7 +94,8 @@ static int parse_args(gen_args *a, int argc, char **argv) {
         opts,
         CLI_NOPTS(opts),
         &a->images,
-        "outputs: OUT/inv/STEM.safetensors, OUT/adv/STEM.png, OUT/adv/STEM.attack.json,\n"
+        "outputs: OUT/inv/STEM.safetensors, OUT/adv/STEM.jpg (.png with --adv-png),\n"
+        "         OUT/adv/STEM.attack.json,\n"
         "         OUT/summary.json; finished outputs are skipped (resumable)\n"};
     int rc = cli_parse(&spec, argc, argv);
     if (rc) return rc;
@@ -106,6 +121,10 @@ static int run_images(const gen_args *a, const asam_gen_models *m) {
         int stem_len = dot && (!sl || dot > sl) ? (int)(dot - img) : (int)strlen(img);
         snprintf(ann, sizeof ann, "%.*s.json", stem_len, img);
         float b, af;
+        if (caps && !asam_captions_has(caps, sl ? sl + 1 : img)) {
+            rc = cli_fail(a->cmd, "%s: no caption for %s", a->cfg.captions, sl ? sl + 1 : img);
+            break;
+        }
         if (asam_generate_image(m, &a->o, img, ann, asam_captions_get(caps, sl ? sl + 1 : img),
                                 a->cfg.out, a->mode, &b, &af, NULL))
             rc = cli_fail(a->cmd, "%s", asam_last_error());
@@ -132,11 +151,18 @@ static int run_dataset(const gen_args *a, const asam_gen_models *m) {
 static int gen_cli_main(const char *cmd, int mode, int argc, char **argv) {
     gen_args a = {.cmd = cmd, .mode = mode};
     int rc = parse_args(&a, argc, argv);
+    /* --out is checked before the models load (seconds to minutes for SD 1.5) */
+    if (!rc && (asam_mkdirs(a.cfg.out) || access(a.cfg.out, W_OK) != 0))
+        rc = cli_fail(cmd, "%s: output folder cannot be created or written", a.cfg.out);
     if (!rc) {
         asam_gen_models m;
-        if (asam_gen_models_load(a.sd, a.cn, (mode & ASAM_GEN_ATTACK) ? a.sam : NULL, &m)) {
+        if (asam_gen_models_load(a.sd, a.cn, (mode & ASAM_GEN_ATTACK) ? a.sam : NULL, &m) ||
+            (a.cn_adv && (mode & ASAM_GEN_ATTACK) &&
+             asam_sd_controlnet_open(a.cn_adv, m.sd->unet, &m.controlnet_adv))) {
             rc = cli_fail(cmd, "%s", asam_last_error());
+            asam_gen_models_free(&m);
         } else {
+            m.controlnet_adv_path = a.cn_adv;
             rc = a.cfg.data ? run_dataset(&a, &m) : run_images(&a, &m);
             asam_gen_models_free(&m);
         }

@@ -289,20 +289,9 @@ static int load_inputs(const segment_args *a, seg_run *r) {
                               es.orig_w, es.orig_h, a->image_path, r->img.w, r->img.h);
         if (have) r->sz = es;
     }
-    /* prompts must lie inside the image */
-    const asam_sam_sizes *sz = &r->sz;
-    for (int b = 0; b < a->n_boxes; b++) {
-        const float *x = a->boxes + 4 * b;
-        if (x[0] < 0 || x[1] < 0 || x[2] > sz->orig_w || x[3] > sz->orig_h)
-            return asam_error("box %g,%g,%g,%g lies outside the %dx%d image", x[0], x[1], x[2],
-                              x[3], sz->orig_w, sz->orig_h);
-    }
-    for (int p = 0; p < a->n_points; p++) {
-        const float *x = a->points + 2 * p;
-        if (x[0] < 0 || x[1] < 0 || x[0] > sz->orig_w || x[1] > sz->orig_h)
-            return asam_error("point %g,%g lies outside the %dx%d image", x[0], x[1], sz->orig_w,
-                              sz->orig_h);
-    }
+    /* Prompts partly or wholly outside the image are accepted as SamPredictor accepts them:
+     * ResizeLongestSide.apply_coords / apply_boxes scale them without clamping, and the
+     * prompt encoder embeds any coordinate. */
     if (a->mask_path) {
         r->mask = malloc(sizeof(float) * 65536);
         if (!r->mask) return asam_error("out of memory");

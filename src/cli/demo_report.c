@@ -218,7 +218,7 @@ static void make_figures(const demo *d, const char *rdir, report_figs *f) {
         }
         char clean[2600], adv[2600], js[2600];
         snprintf(clean, sizeof clean, "%s/sa_%d.jpg", d->train, i);
-        snprintf(adv, sizeof adv, "%s/adv/sa_%d.png", d->gen, i);
+        snprintf(adv, sizeof adv, "%s/adv/sa_%d.jpg", d->gen, i);
         snprintf(js, sizeof js, "%s/sa_%d.json", d->train, i);
         snprintf(path, sizeof path, "%s/sa_%d_panel.png", rdir, i);
         if (have_models && asam_file_exists(adv))

@@ -173,7 +173,8 @@ int stage_tune(demo *d) {
     to.out_dir = d->tune;
     to.epochs = d->epochs;
     to.batch = d->images < 4 ? d->images : 4;
-    to.augment = 0; // cached image embeddings: the encoder is frozen anyway
+    to.keep_last = 1; /* a handful of images: step on every one (official drops the rest) */
+    to.augment = 0;   // cached image embeddings: the encoder is frozen anyway
     to.seed = 0;
     to.resume = 1;
     to.progress = 1;

@@ -47,6 +47,7 @@ static int optimise_step(asam_ctx *ctx, const asam_sd_guide *g, asam_tensor *P, 
         }
         asam_optim_step(opt);
         last = loss->data[0];
+        if (o->trace) o->trace(o->trace_user, i, j, last, P->data, (size_t)P->numel);
         asam_ctx_set_grad(ctx, 0);
         asam_ctx_release(ctx, mj);
         if (last < o->eps + i * o->eps_slope) break;

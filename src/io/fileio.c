@@ -32,7 +32,7 @@ int asam_atomic_open(asam_atomic_file *af, const char *path) {
     af->fp = fopen(af->tmp_path, "wb");
     if (!af->fp) {
         int e = errno;
-        asam_error("%s: cannot create %s: %s", path, af->tmp_path, strerror(e));
+        asam_error("%s: cannot create: %s", path, strerror(e)); /* the target, not the temp */
         atomic_free(af);
         return -1;
     }

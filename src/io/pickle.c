@@ -173,9 +173,11 @@ static pk_obj *persistent_load(pk_ctx *c, pk_obj *pid) {
     return o;
 }
 
+/* 0, -1 (not a tuple of at most 8 non-negative ints) or -2 (an entry beyond 64 bits) */
 static int int_tuple(const pk_obj *t, int64_t *out, int *n) {
     if (t->type != PK_TUPLE || t->n > ASAM_CKPT_MAX_DIMS) return -1;
     for (size_t i = 0; i < t->n; i++) {
+        if (t->items[i]->type == PK_OPAQUE && t->items[i]->i == 1) return -2;
         if (t->items[i]->type != PK_INT || t->items[i]->i < 0) return -1;
         out[i] = t->items[i]->i;
     }
@@ -205,8 +207,11 @@ static pk_obj *call(pk_ctx *c, pk_obj *fn, pk_obj *args, int depth) {
         pk_obj *t = new_obj(c, PK_TENSOR);
         if (!t) return asam_error("out of memory"), NULL;
         int nd = 0, ns = 0;
-        if (int_tuple(args->items[2], t->shape, &nd) || int_tuple(args->items[3], t->stride, &ns) ||
-            nd != ns)
+        int r1 = int_tuple(args->items[2], t->shape, &nd);
+        int r2 = r1 ? 0 : int_tuple(args->items[3], t->stride, &ns);
+        if (r1 == -2 || r2 == -2)
+            return fail(c, "tensor size/stride entry overflows 64 bits"), NULL;
+        if (r1 || r2 || nd != ns)
             return fail(c, "bad tensor size/stride (non-negative int tuples of equal length, at "
                            "most 8 dims)"),
                    NULL;
@@ -316,7 +321,11 @@ static pk_obj *read_long(pk_ctx *c, uint64_t len) {
     if (need(c, len)) return NULL;
     const uint8_t *b = c->p + c->pos;
     c->pos += (size_t)len;
-    if (len > 8) return opaque(c, NULL); /* big integer: not needed by any tensor field */
+    if (len > 8) { /* big integer: no tensor field can hold it; marked for the shape check */
+        pk_obj *o = opaque(c, NULL);
+        if (o) o->i = 1;
+        return o;
+    }
     uint64_t v = 0;
     for (int i = (int)len - 1; i >= 0; i--) v = v << 8 | b[i];
     if (len > 0 && len < 8 && (b[len - 1] & 0x80)) v |= ~0ull << (8 * len); /* sign-extend */

@@ -1,11 +1,12 @@
 /* Pillow-compatible resampling of 8-bit images (bit-exact with Pillow 9.4 Image.resize).
  *
- * BILINEAR is Pillow's separable convolution with a triangle filter: the filter is widened by
- * the scale factor when shrinking (antialiasing), the weights are normalised in double and
- * turned into 22-bit fixed point, the horizontal pass runs first into a uint8 intermediate,
- * and a pass is skipped when its axis keeps its size. RGBA is resized premultiplied (PIL
- * converts RGBA -> RGBa -> resize -> RGBA). NEAREST follows Pillow's affine scaling, whose
- * source coordinate is accumulated by repeated addition in double. */
+ * BILINEAR (and BICUBIC, the same with Pillow's a = -0.5 cubic of support 2) is Pillow's separable
+ * convolution with a triangle filter: the filter is widened by the scale factor when shrinking
+ * (antialiasing), the weights are normalised in double and turned into 22-bit fixed point, the
+ * horizontal pass runs first into a uint8 intermediate, and a pass is skipped when its axis keeps
+ * its size. RGBA is resized premultiplied (PIL converts RGBA -> RGBa -> resize -> RGBA). NEAREST
+ * follows Pillow's affine scaling, whose source coordinate is accumulated by repeated addition in
+ * double. */
 #include "asam/error.h"
 #include "asam/image.h"
 
@@ -34,10 +35,20 @@ static double triangle(double x) {
     return x < 1.0 ? 1.0 - x : 0.0;
 }
 
-static int taps_make(int in_size, int out_size, taps *t) {
+/* Pillow's bicubic_filter (Resample.c, a = -0.5), support 2 */
+static double bicubic(double x) {
+    const double a = -0.5;
+    if (x < 0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+static int taps_make_filter(int in_size, int out_size, double (*filter)(double), double fsupport,
+                            taps *t) {
     double scale = (double)in_size / out_size;
     double fs = scale < 1.0 ? 1.0 : scale; /* filter scale: widen only when shrinking */
-    double support = 1.0 * fs;             /* bilinear support 1 */
+    double support = fsupport * fs;
     int ksize = (int)ceil(support) * 2 + 1;
     t->ksize = ksize;
     t->start = malloc(sizeof(int) * out_size);
@@ -59,7 +70,7 @@ static int taps_make(int in_size, int out_size, taps *t) {
         xmax -= xmin;
         double ww = 0.0;
         for (int j = 0; j < xmax; j++) {
-            k[j] = triangle((j + xmin - center + 0.5) * ss);
+            k[j] = filter((j + xmin - center + 0.5) * ss);
             ww += k[j];
         }
         int32_t *wo = t->w + (size_t)o * ksize;
@@ -173,9 +184,9 @@ static int check_args(const asam_image *src, int new_w, int new_h, const char *w
     return 0;
 }
 
-int asam_image_resize_pil_bilinear(const asam_image *src, int new_w, int new_h, asam_image *dst) {
+static int resize_pil(const asam_image *src, int new_w, int new_h, asam_image *dst, int cubic) {
     memset(dst, 0, sizeof *dst);
-    if (check_args(src, new_w, new_h, "resize_pil_bilinear")) return -1;
+    if (check_args(src, new_w, new_h, "resize_pil")) return -1;
     int c = src->c;
     if (asam_image_alloc(dst, new_w, new_h, c)) return -1;
     if (new_w == src->w && new_h == src->h) { /* PIL returns a copy */
@@ -197,8 +208,10 @@ int asam_image_resize_pil_bilinear(const asam_image *src, int new_w, int new_h, 
         premultiply(premul, (size_t)src->w * src->h);
         in = premul;
     }
-    if (need_h && taps_make(src->w, new_w, &th)) goto done;
-    if (need_v && taps_make(src->h, new_h, &tv)) goto done;
+    double (*filter)(double) = cubic ? bicubic : triangle;
+    double support = cubic ? 2.0 : 1.0;
+    if (need_h && taps_make_filter(src->w, new_w, filter, support, &th)) goto done;
+    if (need_v && taps_make_filter(src->h, new_h, filter, support, &tv)) goto done;
     if (need_h && need_v) {
         mid = malloc((size_t)new_w * src->h * c);
         if (!mid) {
@@ -221,6 +234,17 @@ done:
     free(mid);
     if (rc) asam_image_free(dst);
     return rc;
+}
+
+int asam_image_resize_pil_bilinear(const asam_image *src, int new_w, int new_h, asam_image *dst) {
+    return resize_pil(src, new_w, new_h, dst, 0);
+}
+
+/* Pillow >= 7 Image.resize without a filter: BICUBIC (a = -0.5) for RGB and L images. The
+ * official ASAM scripts resize with that default everywhere (sa_N.jpg to 512 and 1024, the
+ * per-mask PNGs to 1024). */
+int asam_image_resize_pil_bicubic(const asam_image *src, int new_w, int new_h, asam_image *dst) {
+    return resize_pil(src, new_w, new_h, dst, 1);
 }
 
 /* Pillow's ImagingScaleAffine: coordinates start at scale/2 and advance by repeated addition;

@@ -148,7 +148,12 @@ int ckpt_read_safetensors(asam_checkpoint *ck) {
         cJSON_ArrayForEach(s, shape) {
             uint64_t v;
             if (json_uint(s, &v)) {
-                rc = asam_error("tensor '%s': shape entries must be non-negative integers", name);
+                if (cJSON_IsNumber(s) && s->valuedouble > 9007199254740992.0)
+                    rc = asam_error("tensor '%s': shape entry %.17g overflows", name,
+                                    s->valuedouble);
+                else
+                    rc = asam_error("tensor '%s': shape entries must be non-negative integers",
+                                    name);
                 goto done;
             }
             t->shape[d++] = (int64_t)v;

@@ -18,6 +18,13 @@ typedef struct {
     const char *prefix;
     size_t prefix_len;
     size_t visits;
+    /* Memo references (BINGET: 2 bytes) can share one dict under many keys, so the flattened
+     * list could outgrow the file by orders of magnitude. Caps from the pickle's size:
+     * entries <= pkl bytes / 2 + 1024, name bytes <= 16 x that, bytes viewed <= 64 x the
+     * archive (views of one storage may overlap, but not without bound). */
+    size_t max_entries, entries;
+    uint64_t max_name_bytes, name_bytes;
+    uint64_t max_view_bytes, view_bytes;
 } flat_ctx;
 
 static int add_tensor(flat_ctx *f, const char *name, const pk_obj *t) {
@@ -49,6 +56,14 @@ static int add_tensor(flat_ctx *f, const char *name, const pk_obj *t) {
                           "'%s' holds %llu",
                           name, (long long)t->offset, (unsigned long long)need, ename,
                           (unsigned long long)e->size);
+    size_t nl = strlen(name) + 1;
+    if (++f->entries > f->max_entries || (f->name_bytes += nl) > f->max_name_bytes ||
+        (f->view_bytes += need) > f->max_view_bytes)
+        return asam_error("more tensor entries than the pickle can hold (%zu entries, %llu name "
+                          "bytes, %llu bytes viewed at '%s'): shared dicts repeated under many "
+                          "keys",
+                          f->entries, (unsigned long long)f->name_bytes,
+                          (unsigned long long)f->view_bytes, name);
     asam_ckpt_tensor *o = ckpt_add(f->ck, name);
     if (!o) return -1;
     o->dtype = t->dtype;
@@ -145,7 +160,8 @@ int ckpt_read_torch_zip(asam_checkpoint *ck) {
                         (int)z.e[0].name_len, z.e[0].name);
         goto done;
     }
-    flat_ctx f = {ck, &z, z.e[0].name, (size_t)(slash - z.e[0].name), 0};
+    flat_ctx f = {
+        .ck = ck, .z = &z, .prefix = z.e[0].name, .prefix_len = (size_t)(slash - z.e[0].name)};
     char pkl_name[MAX_NAME + 64];
     int pl = snprintf(pkl_name, sizeof pkl_name, "%.*s/data.pkl", (int)f.prefix_len, f.prefix);
     const zip_entry *pkl =
@@ -163,6 +179,9 @@ int ckpt_read_torch_zip(asam_checkpoint *ck) {
         rc = asam_error("big-endian torch checkpoints are not supported");
         goto done;
     }
+    f.max_entries = (size_t)(pkl->size / 2) + 1024;
+    f.max_name_bytes = 16 * (uint64_t)f.max_entries;
+    f.max_view_bytes = 64 * (uint64_t)ck->size + (1u << 20);
     pk_obj *root;
     if (pk_load(pkl->data, (size_t)pkl->size, &pc, &root)) {
         rc = asam_error_prefix(pkl_name);
