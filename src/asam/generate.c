@@ -1,6 +1,7 @@
 /* The dataset driver: invert + attack every image of an SA-1B folder (or one shard of it),
  * resumable (finished outputs are skipped; each is written atomically), with progress, ETA
  * and a summary of mean IoU before / after. (The captions file is read by captions.c.) */
+#include "asam/dist.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- one image ------------------------------------------------------------------------------ */
 static void stem_of(const char *path, char *stem, size_t n) {
@@ -406,6 +408,43 @@ static int write_summary(const asam_generate_cfg *cfg, const asam_gen_opts *o,
     return rc;
 }
 
+/* A killed process leaves its PATH.tmp.PID behind (fileio writes there, then renames): drop
+ * them before a run starts, so a rerun after a kill ends with exactly the files of a clean run. */
+static void remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *t = strstr(de->d_name, ".tmp.");
+        if (!t || !t[5] || strspn(t + 5, "0123456789") != strlen(t + 5)) continue;
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
+/* Progress of the whole job, shown by rank 0 as each image is finished on any rank. */
+typedef struct {
+    asam_progress bar;
+    int seen, verbose;
+    const entry *es;
+    char **exts;
+    const size_t *idx; /* queue item -> dataset index */
+} gen_progress;
+
+static void on_done(void *user, const asam_dist_done *d) {
+    gen_progress *g = user;
+    g->seen++;
+    if (!d->did_work) asam_progress_skip(&g->bar);
+    char who[32] = "";
+    if (asam_dist_size() > 1) snprintf(who, sizeof who, " (rank %d)", d->rank);
+    size_t i = g->idx[d->item];
+    if (d->did_work || g->verbose)
+        asam_progress_update(&g->bar, g->seen, "%s%s%s  %.1f s", g->es[i].stem, g->exts[i], who,
+                             d->seconds);
+}
+
 int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_generate_cfg *cfg,
                   asam_generate_stats *st) {
     asam_generate_stats local;
@@ -423,38 +462,58 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
     if (env && *env) stop_after = atoi(env);
 
     asam_captions *caps = NULL;
-    if (cfg->captions && *cfg->captions && asam_captions_load(cfg->captions, &caps)) return -1;
+    if (cfg->captions && *cfg->captions && asam_captions_load(cfg->captions, &caps))
+        return asam_dist_agree(-1); /* the other ranks wait for this one */
     entry *es = NULL;
     char **exts = NULL;
     size_t n = 0;
     if (list_dataset(dir, &es, &n, &exts)) {
         asam_captions_free(caps);
-        return -1;
+        return asam_dist_agree(-1);
     }
     const size_t n_all = n; /* every listed entry is freed */
     if (cfg->limit > 0 && (size_t)cfg->limit < n) n = (size_t)cfg->limit;
-    if (asam_mkdirs(cfg->out)) {
-        free_listing(es, exts, n_all);
-        asam_captions_free(caps);
-        return -1;
+    /* the shard's images, in dataset order: the work queue (asam/dist.h) hands these out */
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    /* per image of the shard: IoU before, after, attacked, finished, skipped (summed over the
+     * ranks: each slot is filled by exactly one rank, so the sums are exact) */
+    double *vals = calloc(5 * (n ? n : 1), sizeof *vals);
+    int rc = idx && vals ? 0 : asam_error("generate: out of memory");
+    if (!rc) rc = asam_mkdirs(cfg->out);
+    for (size_t i = 0; i < n && !rc; i++)
+        if ((int)(i % (size_t)ns) == cfg->shard) idx[st->total++] = i;
+    if (!rc && asam_dist_rank() == 0) {
+        char sub[4400];
+        snprintf(sub, sizeof sub, "%s/inv", cfg->out);
+        remove_stale_tmp(sub);
+        snprintf(sub, sizeof sub, "%s/adv", cfg->out);
+        remove_stale_tmp(sub);
     }
-    for (size_t i = 0; i < n; i++)
-        if ((int)(i % (size_t)ns) == cfg->shard) st->total++;
+    /* every rank has to reach the queue (it is collective), even one that failed above */
+    rc = asam_dist_agree(rc);
 
-    int rc = 0, fresh = 0, seen = 0;
-    double sum_b = 0, sum_a = 0;
-    asam_progress bar; /* a log line per generated image, also into files */
-    asam_progress_start(&bar, "generate", "image", st->total,
-                        ASAM_PROGRESS_LOG | ASAM_PROGRESS_LINES);
-    for (size_t i = 0; i < n && !rc; i++) {
-        if ((int)(i % (size_t)ns) != cfg->shard) continue;
-        seen++;
+    const int T = st->total;
+    double *vb = vals, *va = vals + T, *vatt = vals + 2 * T, *vdone = vals + 3 * T,
+           *vskip = vals + 4 * T;
+    gen_progress gp = {.verbose = o->verbose, .es = es, .exts = exts, .idx = idx};
+    /* a log line per generated image, also into files (rank 0, for the whole job) */
+    asam_progress_start(&gp.bar, "generate", "image", T, ASAM_PROGRESS_LOG | ASAM_PROGRESS_LINES);
+    asam_dist_queue *q = NULL;
+    if (!rc) rc = asam_dist_queue_open(T, on_done, &gp, &q);
+    int fresh = 0, work = 0, got;
+    double secs = 0;
+    int64_t k;
+    while (!rc && (got = asam_dist_queue_next(q, work, secs, &k)) != 0) {
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        size_t i = idx[k];
         char img[4400], js[4400], name[600];
         snprintf(img, sizeof img, "%s/%s%s", dir, es[i].stem, exts[i]);
         snprintf(js, sizeof js, "%s/%s.json", dir, es[i].stem);
         snprintf(name, sizeof name, "%s%s", es[i].stem, exts[i]);
         float b, a;
-        int work = 0;
         double ti = asam_now_s();
         // ref: null_text_inversion.py:714 captions[name]: an image without a caption is an
         // error (KeyError), never a silent empty prompt
@@ -467,31 +526,47 @@ int asam_generate(const asam_gen_models *m, const asam_gen_opts *o, const asam_g
             rc = -1;
             break;
         }
-        st->done++;
-        if (!work) {
-            st->skipped++;
-            asam_progress_skip(&bar);
-        } else {
+        secs = asam_now_s() - ti;
+        vdone[k] = 1;
+        if (!work)
+            vskip[k] = 1;
+        else
             fresh++;
-        }
         if (!isnan(b) && !isnan(a)) {
-            st->attacked++;
-            sum_b += b;
-            sum_a += a;
+            vatt[k] = 1;
+            vb[k] = b;
+            va[k] = a;
         }
-        if (work || o->verbose)
-            asam_progress_update(&bar, seen, "%s  %.1f s", name, asam_now_s() - ti);
-        if (stop_after > 0 && fresh >= stop_after && seen < st->total) {
+        if (stop_after > 0 && fresh >= stop_after && k + 1 < T) {
             rc = 1;
             break;
         }
     }
+    if (q && asam_dist_queue_close(q, rc < 0, work, secs)) rc = -1;
+    /* one outcome for the job; then the per-image values, summed in image order below so the
+     * summary does not depend on how many ranks there were or who did which image */
+    rc = asam_dist_agree(rc);
+    if (rc >= 0 && asam_dist_sum_f64(vals, 5 * (size_t)T)) rc = -1;
     if (rc == 0 || rc == 1) {
+        double sum_b = 0, sum_a = 0;
+        for (int j = 0; j < T; j++) {
+            st->done += vdone[j] > 0;
+            st->skipped += vskip[j] > 0;
+            if (vatt[j] > 0) {
+                st->attacked++;
+                sum_b += vb[j];
+                sum_a += va[j];
+            }
+        }
         st->miou_before = st->attacked ? sum_b / st->attacked : NAN;
         st->miou_after = st->attacked ? sum_a / st->attacked : NAN;
-        if (rc == 0 && write_summary(cfg, o, st, ns)) rc = -1;
+        /* rank 0 writes the one summary; all ranks learn whether it could */
+        if (rc == 0 && asam_dist_rank() == 0 && write_summary(cfg, o, st, ns)) rc = -1;
+        rc = asam_dist_agree(rc);
     }
     free_listing(es, exts, n_all);
+    free(idx);
+    free(vals);
     asam_captions_free(caps);
     return rc;
 }

@@ -3,6 +3,7 @@
  * eps-ball around the clean image and [0, 255]. No random start; the last iterate is saved,
  * rounded to 8 bits (which stays inside the ball, the clean image being integral). */
 #include "asam/asam.h"
+#include "asam/dist.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/util.h"
@@ -185,16 +186,29 @@ int asam_pgd_run(const asam_pgd_opts *o) {
     if (o->iters < 0 || !(o->eps >= 0) || !(o->step >= 0))
         return asam_error("attack-pgd: eps, step and iters must not be negative");
     asam_dataset *ds;
-    if (asam_dataset_open(o->data, &ds)) return -1;
+    if (asam_dataset_open(o->data, &ds)) return asam_dist_agree(-1); /* the others wait for it */
     asam_sam *m = NULL;
     int rc = asam_mkdirs(o->out_dir);
     if (!rc) rc = asam_sam_load(o->model_path, &m);
     size_t n = asam_dataset_count(ds);
     if (o->limit > 0 && n > (size_t)o->limit) n = (size_t)o->limit;
+    /* Over the ranks of an MPI job the images come from a shared queue (asam/dist.h), so a
+     * slow image holds up only its rank; rank 0 shows its lines and the totals. */
+    rc = asam_dist_agree(rc);
+    const int R = asam_dist_rank();
     asam_progress bar; /* per-image line, on a terminal only */
     asam_progress_start(&bar, "attack-pgd", "img", (int64_t)n, 0);
     size_t attacked = 0, skipped = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
+    asam_dist_queue *q = NULL;
+    if (!rc) rc = asam_dist_queue_open((int64_t)n, NULL, NULL, &q);
+    int64_t item;
+    int got;
+    while (!rc && (got = asam_dist_queue_next(q, 1, 0, &item)) != 0) {
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        size_t i = (size_t)item;
         char path[2048];
         snprintf(path, sizeof path, "%s/%s.png", o->out_dir, asam_dataset_item_name(ds, i));
         if (asam_file_exists(path)) { /* finished in an earlier run */
@@ -215,17 +229,21 @@ int asam_pgd_run(const asam_pgd_opts *o) {
             if (!rc) rc = asam_image_write_png(path, &adv);
             asam_image_free(&adv);
             attacked++;
-            if (!rc && o->progress)
+            if (!rc && o->progress && R == 0)
                 asam_progress_update(&bar, (int64_t)(i + 1), "%s loss %.4f -> %.4f", s.name, lb,
                                      la);
         }
         asam_sample_free(&s);
     }
-    if (o->progress) {
+    if (q && asam_dist_queue_close(q, rc != 0, 1, 0)) rc = -1;
+    rc = asam_dist_agree(rc);
+    double counts[2] = {(double)attacked, (double)skipped};
+    if (!rc && asam_dist_sum_f64(counts, 2)) rc = -1;
+    if (o->progress && R == 0) {
         asam_progress_end(&bar);
         if (!rc)
-            fprintf(stderr, "attack-pgd: %zu attacked, %zu already done, in %s\n", attacked,
-                    skipped, o->out_dir);
+            fprintf(stderr, "attack-pgd: %.0f attacked, %.0f already done, in %s\n", counts[0],
+                    counts[1], o->out_dir);
     }
     if (m) asam_sam_free(m);
     asam_dataset_close(ds);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "asam/checkpoint.h"
+#include "asam/dist.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
@@ -479,38 +480,68 @@ void asam_cn_train_opts_default(asam_cn_train_opts *o) {
 
 /* One optimiser step on batch number `step`: per sample its latent, hint and text context,
  * timestep and noise keyed by (seed, step * batch + b), then the ControlNet loss and AdamW.
- * *lv receives the loss. Runs in the caller's arena mark. */
+ * *lv receives the loss. Runs in the caller's arena mark.
+ *
+ * Data-parallel over the ranks of an MPI job (asam/dist.h): rank r takes samples
+ * [batch r / P, batch (r + 1) / P). Each sample is a forward + backward of its own, its loss
+ * scaled by 1/batch (the batch mean); its gradient is added into the double accumulator acc
+ * (n_grad values, then the loss and a failure flag), the ranks' accumulators are summed in
+ * rank order and rounded to float once, and every rank takes the same AdamW step. The double
+ * sums of a batch of float gradients are exact unless their exponents lie more than about 29
+ * binades apart, so the weights do not depend on how many ranks there are (README, MPI). */
 static int train_step(asam_ctx *ctx, const asam_cn_train_opts *o, cn_data *data, asam_sd *sd,
-                      asam_controlnet *cn, asam_optim *opt, int64_t step, size_t *perm,
-                      uint64_t *perm_epoch, float *noise_buf, float *lv) {
+                      asam_controlnet *cn, asam_optim *opt, asam_tensor **params, size_t n_params,
+                      double *acc, size_t n_grad, int64_t step, size_t *perm, uint64_t *perm_epoch,
+                      float *noise_buf, float *lv) {
     const int lat = o->size / 8;
     const size_t per = (size_t)4 * lat * lat;
-    asam_tensor *zs[CN_MAX_RES], *hs[CN_MAX_RES], *cs[CN_MAX_RES];
-    int t[CN_MAX_RES];
+    const int P = asam_dist_size(), R = asam_dist_rank();
+    const int lo = o->batch * R / P, hi = o->batch * (R + 1) / P;
     int rc = 0;
-    for (int b = 0; b < o->batch && !rc; b++) {
+    memset(acc, 0, (n_grad + 2) * sizeof *acc);
+    for (int b = lo; b < hi && !rc; b++) {
+        asam_mark mk = asam_ctx_mark(ctx);
+        asam_ctx_set_grad(ctx, 0);
         uint64_t k = (uint64_t)step * o->batch + b;
         size_t idx = sample_index(o->seed, data->n, k, perm, perm_epoch);
-        rc = data_sample(ctx, data, idx, sd, o->size, &zs[b], &hs[b], &cs[b]);
+        asam_tensor *z0, *hint, *context, *loss = NULL;
+        rc = data_sample(ctx, data, idx, sd, o->size, &z0, &hint, &context);
         // ref: lllyasviel/ControlNet ldm/models/diffusion/ddpm.py:840 (t uniform in 0..999),
         // :886 (Gaussian noise), LatentDiffusion's training step
-        t[b] = (int)(key3(o->seed, k, 1) % ASAM_DDPM_STEPS);
-        asam_randn(key3(o->seed, k, 2), noise_buf + b * per, per);
+        int t = (int)(key3(o->seed, k, 1) % ASAM_DDPM_STEPS);
+        asam_randn(key3(o->seed, k, 2), noise_buf, per);
+        if (!rc) {
+            asam_tensor *noise = asam_from_data(ctx, ASAM_SHAPE(1, 4, lat, lat), noise_buf);
+            asam_ctx_set_grad(ctx, 1);
+            for (size_t i = 0; i < n_params; i++) asam_param_zero_grad(params[i]);
+            loss = asam_controlnet_loss(ctx, sd->unet, cn, z0, &t, noise, context, hint);
+            loss = asam_scale(ctx, loss, 1.0f / (float)o->batch);
+            if (!loss || asam_backward(ctx, loss))
+                rc = asam_error("train-controlnet: step %lld: %s", (long long)step,
+                                asam_ctx_error(ctx) ? asam_ctx_error(ctx) : asam_last_error());
+        }
+        if (!rc) {
+            size_t e = 0;
+            for (size_t i = 0; i < n_params; i++)
+                for (int64_t j = 0; j < params[i]->numel; j++, e++) acc[e] += params[i]->grad[j];
+            acc[n_grad] += loss->data[0];
+        }
+        asam_ctx_release(ctx, mk);
+        asam_ctx_clear_error(ctx);
     }
-    if (rc) return rc;
-    asam_tensor *z0 = asam_concat(ctx, zs, o->batch, 0);
-    asam_tensor *hint = asam_concat(ctx, hs, o->batch, 0);
-    asam_tensor *context = asam_concat(ctx, cs, o->batch, 0);
-    asam_tensor *noise = asam_from_data(ctx, ASAM_SHAPE(o->batch, 4, lat, lat), noise_buf);
-    asam_ctx_set_grad(ctx, 1);
-    asam_optim_zero_grad(opt);
-    asam_tensor *loss = asam_controlnet_loss(ctx, sd->unet, cn, z0, t, noise, context, hint);
-    if (!loss || asam_backward(ctx, loss))
-        return asam_error("train-controlnet: step %lld: %s", (long long)step,
-                          asam_ctx_error(ctx) ? asam_ctx_error(ctx) : asam_last_error());
-    *lv = loss->data[0];
+    acc[n_grad + 1] = rc != 0;
+    if (asam_dist_sum_f64(acc, n_grad + 2) || acc[n_grad + 1] > 0)
+        return rc ? rc
+                  : asam_error("train-controlnet: step %lld: stopped because another rank failed",
+                               (long long)step);
+    *lv = (float)acc[n_grad];
     if (!isfinite(*lv))
         return asam_error("train-controlnet: step %lld: loss is %g", (long long)step, *lv);
+    size_t e = 0;
+    for (size_t i = 0; i < n_params; i++) {
+        asam_param_zero_grad(params[i]);
+        for (int64_t j = 0; j < params[i]->numel; j++, e++) params[i]->grad[j] = (float)acc[e];
+    }
     opt->lr = o->lr;
     asam_optim_step(opt);
     return 0;
@@ -534,7 +565,12 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
     if (o->state) snprintf(state_path, sizeof state_path, "%s", o->state);
 
     cn_data data;
-    if (data_open(o->data, o->captions, &data)) return -1;
+    if (data_open(o->data, o->captions, &data))
+        return asam_dist_agree(-1); /* the other ranks wait for this one below */
+    if (asam_dist_agree(0)) {
+        data_free(&data);
+        return -1;
+    }
     const size_t N = data.n;
     int64_t total =
         o->steps > 0 ? o->steps : (int64_t)o->epochs * (int64_t)((N + o->batch - 1) / o->batch);
@@ -570,13 +606,18 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
     int64_t step = 0;
     if (!rc && o->resume && asam_file_exists(state_path)) {
         rc = state_load(state_path, cn, opt, &step, o->seed, o->batch, o->size);
-        if (!rc && o->verbose)
+        if (!rc && o->verbose && asam_dist_rank() == 0)
             fprintf(stderr, "train-controlnet: resumed from %s at step %lld/%lld\n", state_path,
                     (long long)step, (long long)total);
     }
     const size_t per = (size_t)4 * (o->size / 8) * (o->size / 8); /* latent floats per sample */
-    if (!rc && !(noise_buf = malloc(per * o->batch * sizeof *noise_buf)))
-        rc = asam_error("out of memory");
+    size_t n_grad = 0;
+    for (size_t i = 0; i < n_params; i++) n_grad += (size_t)params[i]->numel;
+    double *acc = NULL; /* gradients, loss, failure flag (see train_step) */
+    if (!rc && !(noise_buf = malloc(per * sizeof *noise_buf))) rc = asam_error("out of memory");
+    if (!rc && !(acc = malloc((n_grad + 2) * sizeof *acc))) rc = asam_error("out of memory");
+    rc = asam_dist_agree(rc); /* every rank set up, or none goes on */
+    const int verbose = o->verbose && asam_dist_rank() == 0;
     uint64_t perm_epoch = UINT64_MAX;
     const int64_t step0 = step;
     double loss_avg = 0;
@@ -590,27 +631,34 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
         asam_mark mk = asam_ctx_mark(ctx);
         asam_ctx_set_grad(ctx, 0);
         float lv = 0;
-        rc = train_step(ctx, o, &data, sd, cn, opt, step, perm, &perm_epoch, noise_buf, &lv);
+        rc = train_step(ctx, o, &data, sd, cn, opt, params, n_params, acc, n_grad, step, perm,
+                        &perm_epoch, noise_buf, &lv);
         if (!rc || !isfinite(lv)) { /* a non-finite loss is recorded, then stops the run */
             if (o->losses) o->losses[step] = lv;
             loss_avg = step == step0 ? lv : 0.95 * loss_avg + 0.05 * lv;
             step++;
-            if (o->verbose) asam_progress_update(&bar, step, "loss %.5f (avg %.5f)", lv, loss_avg);
+            if (verbose) asam_progress_update(&bar, step, "loss %.5f (avg %.5f)", lv, loss_avg);
         }
         asam_ctx_release(ctx, mk);
         asam_ctx_clear_error(ctx);
         if (rc) break;
         int stop = o->stop_after > 0 && step >= o->stop_after && step < total;
-        if (stop || step == total || (o->save_every > 0 && step % o->save_every == 0))
-            rc = state_save(state_path, cn, opt, step, o->seed, o->batch, o->size);
+        if (stop || step == total || (o->save_every > 0 && step % o->save_every == 0)) {
+            /* rank 0 writes the state; all ranks learn whether it could */
+            if (asam_dist_rank() == 0)
+                rc = state_save(state_path, cn, opt, step, o->seed, o->batch, o->size);
+            rc = asam_dist_agree(rc);
+        }
         if (stop) {
             stopped = 1;
             break;
         }
     }
     asam_progress_end(&bar);
-    if (!rc && !stopped) rc = asam_controlnet_save(o->out, cn);
-    if (!rc && !stopped && o->verbose)
+    free(acc);
+    if (!rc && !stopped && asam_dist_rank() == 0) rc = asam_controlnet_save(o->out, cn);
+    if (!stopped) rc = asam_dist_agree(rc);
+    if (!rc && !stopped && verbose)
         fprintf(stderr, "train-controlnet: wrote %s (%zu tensors, control_model.*), state %s\n",
                 o->out, n_params, state_path);
     free(noise_buf);

@@ -23,6 +23,7 @@
  * The learning rate is lr * asam_lr_asam_factor(epoch). */
 #include "asam/asam.h"
 #include "asam/checkpoint.h"
+#include "asam/dist.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/optim.h"
@@ -553,33 +554,67 @@ static void shuffle(size_t *order, size_t n, asam_rng *rng) {
 
 /* One optimiser step over the images order[b0..b1): prompts and targets drawn, each image's
  * loss weighted by its share of the batch's masks, gradients summed, then Adam. *stepped is 0
- * when the batch had no mask (no step). */
+ * when the batch had no mask (no step).
+ *
+ * Data-parallel over the ranks of an MPI job (asam/dist.h): every rank holds the same tokens
+ * and optimiser state and differentiates its contiguous slice of the batch; each image's
+ * gradient is added into a double accumulator, the accumulators are summed over the ranks in
+ * rank order and rounded to float once, so every rank takes the same Adam step, and the sum
+ * does not depend on how the images were split (see README, MPI). Image k draws its random
+ * numbers from a generator keyed by (the epoch's key, k), not from a stream shared with the
+ * other images, so which rank does it does not matter. acc: room for the token values,
+ * the loss and a failure flag; irng: one generator per image of the batch. */
 static int train_batch(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *refs,
-                       const size_t *order, size_t b0, size_t b1, prepared *prep, asam_rng *rng,
-                       double *step_loss, int *stepped) {
+                       const size_t *order, size_t b0, size_t b1, prepared *prep, uint64_t ep_key,
+                       asam_rng *irng, double *acc, double *step_loss, int *stepped) {
+    const int P = asam_dist_size(), R = asam_dist_rank();
+    asam_tensor *params[2] = {asam_segmenter_iou_token(&T->seg),
+                              asam_segmenter_mask_tokens(&T->seg)};
+    const size_t n_par = (size_t)(params[0]->numel + params[1]->numel);
+    const size_t l0 = b0 + (b1 - b0) * (size_t)R / (size_t)P;
+    const size_t l1 = b0 + (b1 - b0) * (size_t)(R + 1) / (size_t)P;
     asam_ctx_reset(ctx);
-    int total_masks = 0, rc = 0;
-    for (size_t k = b0; k < b1 && !rc; k++) {
-        rc = prepare(T, ctx, &refs[order[k]], rng, &prep[k - b0]);
-        total_masks += prep[k - b0].B;
+    int lrc = 0;
+    double cnt[2] = {0, 0}; /* masks in the whole batch, ranks that failed */
+    for (size_t k = l0; k < l1 && !lrc; k++) {
+        asam_rng_seed(&irng[k - b0], ep_key + ASAM_SPLITMIX_GAMMA * (k + 1));
+        lrc = prepare(T, ctx, &refs[order[k]], &irng[k - b0], &prep[k - b0]);
+        cnt[0] += prep[k - b0].B;
     }
-    if (rc) return rc;
-    asam_optim_zero_grad(opt);
-    *step_loss = 0;
+    cnt[1] = lrc != 0;
+    if (asam_dist_sum_f64(cnt, 2) || cnt[1] > 0)
+        return lrc ? lrc : asam_error("tune: stopped because another rank failed");
+    const int total_masks = (int)cnt[0];
+    memset(acc, 0, (n_par + 2) * sizeof *acc);
     asam_mark mk = asam_ctx_mark(ctx);
-    for (size_t k = b0; k < b1 && total_masks > 0; k++) {
-        const prepared *P = &prep[k - b0];
-        if (P->B == 0) continue;
-        asam_tensor *loss = forward_image(T, ctx, P, rng);
-        loss = asam_scale(ctx, loss, (float)P->B / (float)total_masks);
-        if (!loss || !asam_ctx_ok(ctx) || asam_backward(ctx, loss))
-            return asam_error("tune: %s",
-                              asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "forward failed");
-        *step_loss += loss->data[0];
+    for (size_t k = l0; k < l1 && total_masks > 0; k++) {
+        const prepared *Pk = &prep[k - b0];
+        if (Pk->B == 0) continue;
+        asam_optim_zero_grad(opt);
+        asam_tensor *loss = forward_image(T, ctx, Pk, &irng[k - b0]);
+        loss = asam_scale(ctx, loss, (float)Pk->B / (float)total_masks);
+        if (!loss || !asam_ctx_ok(ctx) || asam_backward(ctx, loss)) {
+            lrc = asam_error("tune: %s",
+                             asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "forward failed");
+            break;
+        }
+        for (size_t e = 0, p = 0; p < 2; p++)
+            for (int64_t i = 0; i < params[p]->numel; i++, e++) acc[e] += params[p]->grad[i];
+        acc[n_par] += loss->data[0];
         asam_ctx_release(ctx, mk);
     }
+    acc[n_par + 1] = lrc != 0;
+    if (asam_dist_sum_f64(acc, n_par + 2) || acc[n_par + 1] > 0)
+        return lrc ? lrc : asam_error("tune: stopped because another rank failed");
+    *step_loss = acc[n_par];
     *stepped = total_masks > 0;
-    if (*stepped) asam_optim_step(opt);
+    if (*stepped) {
+        for (size_t e = 0, p = 0; p < 2; p++) {
+            asam_param_zero_grad(params[p]);
+            for (int64_t i = 0; i < params[p]->numel; i++, e++) params[p]->grad[i] = (float)acc[e];
+        }
+        asam_optim_step(opt);
+    }
     return 0;
 }
 
@@ -588,14 +623,15 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
                       int start, int end, asam_rng *rng, const char *state_path,
                       asam_tune_report *rep) {
     const asam_tune_opts *o = T->o;
+    const int R = asam_dist_rank();
     size_t *order = malloc((n ? n : 1) * sizeof *order);
     prepared *prep = calloc((size_t)o->batch, sizeof *prep);
-    if (!order || !prep) {
-        free(order);
-        free(prep);
-        return asam_error("tune: out of memory");
-    }
-    int rc = 0;
+    asam_rng *irng = calloc((size_t)o->batch, sizeof *irng);
+    const size_t n_tok = (size_t)(asam_segmenter_iou_token(&T->seg)->numel +
+                                  asam_segmenter_mask_tokens(&T->seg)->numel);
+    double *acc = calloc(n_tok + 2, sizeof *acc);
+    int rc = order && prep && irng && acc ? 0 : asam_error("tune: out of memory");
+    rc = asam_dist_agree(rc); /* every rank set up, or none goes on */
     size_t done_imgs = 0, total_imgs = (size_t)(end > start ? end - start : 0) * n;
     asam_progress bar; /* per-step line, on a terminal only */
     asam_progress_start(&bar, "tune", "img", (int64_t)total_imgs, 0);
@@ -603,6 +639,7 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
         // ref: luckybird1994/ASAM sam_continue_learning/main.py:24 lr_lambda, :423 LambdaLR
         opt->lr = o->lr * asam_lr_asam_factor(ep, NULL);
         shuffle(order, n, rng);
+        const uint64_t ep_key = asam_rng_u64(rng); /* keys the images' own generators */
         double ep_loss = 0;
         int n_steps = 0;
         // ref: utils/dataloader.py:130-133 BatchSampler(drop_last=True)
@@ -613,28 +650,34 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
             if (b1 > n) b1 = n;
             double step_loss = 0;
             int stepped = 0;
-            rc = train_batch(T, ctx, opt, refs, order, b0, b1, prep, rng, &step_loss, &stepped);
+            rc = train_batch(T, ctx, opt, refs, order, b0, b1, prep, ep_key, irng, acc, &step_loss,
+                             &stepped);
             if (rc) break;
             if (stepped) {
                 ep_loss += step_loss;
                 n_steps++;
             }
             done_imgs += b1 - b0;
-            if (o->progress)
+            if (o->progress && R == 0)
                 asam_progress_update(&bar, (int64_t)done_imgs, "epoch %d/%d step %zu/%zu loss %.4f",
                                      ep + 1, o->epochs, bi + 1, n_batches, step_loss);
         }
         if (rc) break;
         rep->epoch_loss[ep] = n_steps ? ep_loss / n_steps : 0;
-        if (o->progress) asam_progress_end(&bar);
-        if (o->progress)
+        if (o->progress && R == 0) {
+            asam_progress_end(&bar);
             fprintf(stderr, "tune: epoch %d/%d done, mean loss %.5f, lr %.3g\n", ep + 1, o->epochs,
                     rep->epoch_loss[ep], opt->lr);
-        if (save_state(state_path, &T->seg, opt, ep + 1, rng, o->seed, T->prov)) rc = -1;
+        }
+        /* rank 0 writes the state; all ranks learn whether it could */
+        if (R == 0 && save_state(state_path, &T->seg, opt, ep + 1, rng, o->seed, T->prov)) rc = -1;
+        rc = asam_dist_agree(rc);
         rep->epochs_done = ep + 1;
     }
     free(order);
     free(prep);
+    free(irng);
+    free(acc);
     return rc;
 }
 
@@ -647,15 +690,15 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     if (o->batch < 1 || o->masks_per_image < 1 || o->masks_per_image > 64)
         return asam_error("tune: batch >= 1 and masks per image 1..64 expected");
     if (!o->prompts) return asam_error("tune: no prompt kind enabled");
-    if (asam_mkdirs(o->out_dir)) return -1;
+    if (asam_mkdirs(o->out_dir)) return asam_dist_agree(-1); /* the other ranks wait for this */
     tuner T = {.o = o};
-    int rc = 0;
+    int rc = 0, synced = 0; /* synced: this rank met the others in run_epochs */
     asam_ctx *ctx = NULL;
     asam_optim *opt = NULL;
     img_ref *refs = NULL;
     size_t n = 0;
     T.ds = calloc((size_t)o->n_data, sizeof *T.ds);
-    if (!T.ds) return asam_error("tune: out of memory");
+    if (!T.ds) return asam_dist_agree(asam_error("tune: out of memory"));
     if (asam_segmenter_load(o->model_path, &T.seg)) {
         rc = -1;
         goto done;
@@ -714,10 +757,13 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     rep->start_epoch = rep->epochs_done = start;
     int end = o->epochs;
     if (o->stop_after > 0 && o->stop_after < end) end = o->stop_after;
+    synced = 1;
     rc = run_epochs(&T, ctx, opt, refs, n, start, end, &rng, state_path, rep);
     free(prov);
-    if (!rc) rc = write_outputs(o->out_dir, &T.seg);
+    if (!rc && asam_dist_rank() == 0) rc = write_outputs(o->out_dir, &T.seg);
+    rc = asam_dist_agree(rc);
 done:
+    if (!synced) asam_dist_agree(rc); /* failed before the epochs: the others wait for this */
     if (ctx) asam_ctx_free(ctx);
     asam_optim_free(opt);
     for (int d = 0; d < o->n_data; d++) asam_dataset_close(T.ds[d]);
