@@ -3,7 +3,8 @@
 # Usage: scripts/install_deps.sh [--fuzz]   (--fuzz adds clang + libFuzzer runtime)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libjpeg62-turbo-dev libpng-dev
-      zlib1g-dev libcjson-dev libarchive-dev python3-venv libdnnl-dev)
+      zlib1g-dev libcjson-dev libarchive-dev python3-venv libdnnl-dev
+      openmpi-bin libopenmpi-dev) # MPI: one job over many processes and machines (optional)
 if [ "${1:-}" = "--fuzz" ]; then pkgs+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
