@@ -66,11 +66,13 @@ static int launched_by_mpi(void) {
 /* ---- single rank ------------------------------------------------------------------------ */
 int asam_dist_init(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    if (launched_by_mpi() && getenv("ASAM_MPI") == NULL && getenv("OMPI_COMM_WORLD_SIZE") &&
-        atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1)
-        return asam_error("started by mpirun with %s ranks, but this asam was built without MPI "
+    /* N copies of a build without MPI would each do the whole job: refuse */
+    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!n) n = getenv("PMI_SIZE");
+    if (launched_by_mpi() && n && atoi(n) > 1)
+        return asam_error("started as one of %s MPI ranks, but this asam was built without MPI "
                           "(install libopenmpi-dev and rebuild)",
-                          getenv("OMPI_COMM_WORLD_SIZE"));
+                          n);
     return 0;
 }
 void asam_dist_finalize(void) {}
