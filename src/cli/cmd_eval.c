@@ -2,6 +2,7 @@
  * parse (option table) -> run (asam_eval_run writes the tables) -> print the Markdown table. */
 #include "cli/cli_util.h"
 #include "cli/options.h"
+#include "asam/dist.h"
 #include "asam/asam.h"
 #include "asam/error.h"
 
@@ -95,7 +96,7 @@ int cmd_eval(int argc, char **argv) {
         free(cells);
         return cli_fail("eval", "%s", asam_last_error());
     }
-    asam_eval_write_md(&a.o, cells, stdout);
+    if (asam_dist_rank() == 0) asam_eval_write_md(&a.o, cells, stdout); /* one table per job */
     free(cells);
     return 0;
 }

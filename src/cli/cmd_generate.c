@@ -4,6 +4,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "asam/dist.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
@@ -114,7 +115,8 @@ static int run_images(const gen_args *a, const asam_gen_models *m) {
     if (a->cfg.captions && asam_captions_load(a->cfg.captions, &caps))
         return cli_fail(a->cmd, "%s", asam_last_error());
     int rc = 0;
-    for (int k = 0; k < a->images.n && !rc; k++) {
+    /* under MPI, rank r takes images r, r + N, ... (asam/dist.h) */
+    for (int k = asam_dist_rank(); k < a->images.n && !rc; k += asam_dist_size()) {
         const char *img = a->images.v[k];
         char ann[4096];
         const char *dot = strrchr(img, '.'), *sl = strrchr(img, '/');

@@ -2,6 +2,7 @@
  * parse (option table) -> run (asam_tune writes every output) -> one summary line. */
 #include "cli/cli_util.h"
 #include "cli/options.h"
+#include "asam/dist.h"
 #include "asam/asam.h"
 #include "asam/error.h"
 
@@ -118,7 +119,7 @@ int cmd_tune(int argc, char **argv) {
     if (rc) return cli_exit_code(rc);
     asam_tune_report rep;
     if (asam_tune(&a.o, &rep)) return cli_fail("tune", "%s", asam_last_error());
-    if (a.o.progress)
+    if (a.o.progress && asam_dist_rank() == 0) /* one line per job */
         fprintf(stderr, "asam tune: %d/%d epochs done on %d images; wrote the tuned model to %s\n",
                 rep.epochs_done, a.o.epochs, rep.n_images, a.o.out_dir);
     return 0;

@@ -4,10 +4,12 @@
  *   --precision P fp32 (default) or bf16 products in matmul/conv/attention (asam_set_precision) */
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "asam/dist.h"
 #include "asam/engine.h"
 #include "asam/error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -42,7 +44,19 @@ static void usage(FILE *f) {
     fprintf(f, "\nRun 'asam <command> --help' for the options of one command.\n");
 }
 
-int main(int argc, char **argv) {
+/* Under mpirun / srun every rank runs the command (asam/dist.h shares the work out). A rank
+ * that fails ends the whole job, so no other rank waits for it in a collective forever. */
+static int finish(int rc) {
+    if (asam_dist_size() > 1 && rc != 0 && rc != 3) { /* 3: the generate test hook's stop */
+        fflush(stdout);
+        fflush(stderr);
+        asam_dist_abort(rc);
+    }
+    asam_dist_finalize();
+    return rc;
+}
+
+static int run(int argc, char **argv) {
     int threads = 0, precision = 0;
     const cli_opt opts[] = {
         {"--threads", OPT_INT, &threads, "N", "CPU threads", 1, 4096},
@@ -70,7 +84,10 @@ int main(int argc, char **argv) {
         if (rc) return cli_exit_code(rc);
         i += take;
     }
-    if (threads) asam_set_threads(threads);
+    if (threads)
+        asam_set_threads(threads);
+    else if (!getenv("OMP_NUM_THREADS") && asam_dist_size() > 1)
+        asam_set_threads(asam_dist_default_threads()); /* this rank's share of the machine */
     /* bf16 where the CPU has it (AMX or AVX512-BF16), else fp32 with a warning: the same
      * results to bf16's precision, only slower. */
     if (precision && asam_set_precision(ASAM_BF16))
@@ -83,4 +100,12 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], commands[c].name)) return commands[c].fn(argc - i, argv + i);
     fprintf(stderr, "asam: unknown command '%s' (see asam --help)\n", argv[i]);
     return CLI_USAGE;
+}
+
+int main(int argc, char **argv) {
+    if (asam_dist_init(&argc, &argv)) {
+        fprintf(stderr, "asam: %s\n", asam_last_error());
+        return 1;
+    }
+    return finish(run(argc, argv));
 }
