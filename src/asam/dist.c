@@ -182,13 +182,28 @@ void asam_dist_abort(int code) {
     exit(code);
 }
 
+/* Wait for every rank without spinning: a blocking MPI collective busy-polls, and a rank that
+ * waits hours for the others at the end of a job (or seconds in every training step) would
+ * take a core from the ranks still working on the same machine. A non-blocking barrier,
+ * tested every millisecond, costs at most a millisecond per call. */
+static int gentle_sync(void) {
+    MPI_Request req;
+    MPI_TRY("barrier", MPI_Ibarrier(MPI_COMM_WORLD, &req));
+    const struct timespec nap = {0, 1000000};
+    for (int done = 0;;) {
+        MPI_TRY("barrier", MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+        if (done) return 0;
+        nanosleep(&nap, NULL);
+    }
+}
+
 int asam_dist_barrier(void) {
-    if (g_size > 1) MPI_TRY("barrier", MPI_Barrier(MPI_COMM_WORLD));
-    return 0;
+    return g_size > 1 ? gentle_sync() : 0;
 }
 
 int asam_dist_bcast(void *buf, size_t bytes, int root) {
     if (g_size == 1) return 0;
+    if (gentle_sync()) return -1;
     const size_t chunk = (size_t)1 << 30; /* MPI counts are ints */
     for (size_t off = 0; off < bytes; off += chunk) {
         size_t n = bytes - off < chunk ? bytes - off : chunk;
@@ -227,6 +242,7 @@ static int sum_block(double *x, int L, double *recv, int *cnt, int *off, int *rc
 }
 
 static int sum_common(double *d, const float *f_in, float *f_out, size_t n) {
+    if (gentle_sync()) return -1; /* everyone is here: the collectives below do not wait long */
     size_t L0 = n < BLOCK ? n : BLOCK;
     double *recv = malloc((L0 + (size_t)g_size) * sizeof *recv);
     double *tmp = f_in ? malloc((L0 ? L0 : 1) * sizeof *tmp) : NULL;
