@@ -69,6 +69,16 @@ rc=$?
 [ $rc -eq 1 ] && grep -q "inv/sa_1.safetensors: made with --null-lr" "$T/log7" &&
     pass "an inversion made with another --null-lr is not reused" ||
     { failm "inversion provenance (rc $rc)"; cat "$T/log7"; }
+"$ASAM" --threads 2 --precision bf16 generate "${OPTS[@]}" --data "sa1b:$D" --out "$T/res" \
+    >"$T/log11" 2>&1
+rc=$?
+if grep -q "no AVX512-BF16\|stays fp32" "$T/log11"; then
+    echo "note: this CPU has no bf16; the --precision record is not exercised"
+else
+    [ $rc -eq 1 ] && grep -q "made with --precision fp32, now bf16" "$T/log11" &&
+        pass "a resume in another --precision refuses and names it" ||
+        { failm "precision provenance (rc $rc)"; cat "$T/log11"; }
+fi
 "${A[@]}" generate "${OPTS[@]}" --alpha 0.03 --force --data "sa1b:$D" --out "$T/res" >"$T/log8" 2>&1 &&
     grep -q '"--alpha":\s*"0.0299999993"' "$T/res/adv/sa_1.attack.json" &&
     pass "--force redoes it and records the new options" ||

@@ -1,6 +1,7 @@
 /* Provenance records (see asam/provenance.h): one ordered list of (name, value) strings per
  * output, FNV-1a 64 over "name=value\n" lines as its hash, JSON in and out with cJSON. */
 #include "asam/provenance.h"
+#include "asam/engine.h"
 #include "asam/error.h"
 
 #include <cjson/cJSON.h>
@@ -26,7 +27,10 @@ static uint64_t fnv(uint64_t h, const void *data, size_t n) {
 
 asam_prov *asam_prov_new(const char *stage) {
     asam_prov *p = calloc(1, sizeof *p);
-    if (p) p->stage = strdup(stage ? stage : "");
+    if (!p) return NULL;
+    p->stage = strdup(stage ? stage : "");
+    /* bf16 changes every number a stage computes: a run never resumes across precisions */
+    asam_prov_str(p, "--precision", asam_precision_name(asam_get_precision()));
     return p;
 }
 
