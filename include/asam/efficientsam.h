@@ -131,12 +131,18 @@ typedef struct {
 int asam_esam_predictor_init(asam_esam_predictor *p, const asam_esam *m);
 void asam_esam_predictor_free(asam_esam_predictor *p);
 int asam_esam_predictor_set_image(asam_esam_predictor *p, const asam_image *img);
+/* The official model's input as it is: chw = (3, h, w) float32, RGB in [0, 1] (ToTensor of a
+ * uint8 image gives the same embedding as set_image on that image). */
+int asam_esam_predictor_set_image_f32(asam_esam_predictor *p, const float *chw, int h, int w);
 int asam_esam_predictor_set_embedding(asam_esam_predictor *p, const float *embedding, int orig_h,
                                       int orig_w);
 /* Q queries of n points each, original pixels; labels 1 fg, 0 bg, 2/3 box corners, -1 none. */
 int asam_esam_predictor_predict(asam_esam_predictor *p, int Q, int n, const float *xy,
                                 const float *labels, int multimask, asam_esam_result *res);
 void asam_esam_result_free(asam_esam_result *r);
+/* n low-res logit maps (n, 256, 256) -> (n, out_h, out_w), the official bicubic step
+ * (predict_masks with an output size other than the input's). */
+int asam_esam_resize_logits(const float *low_res, int n, int out_h, int out_w, float *out);
 
 #ifdef __cplusplus
 }

@@ -32,11 +32,9 @@ static int keep_embedding(asam_esam_predictor *p, const float *emb) {
     return 0;
 }
 
-int asam_esam_predictor_set_image(asam_esam_predictor *p, const asam_image *img) {
-    asam_ctx_reset(p->ctx);
-    asam_ctx_set_grad(p->ctx, 0);
-    asam_tensor *x = asam_esam_preprocess(p->ctx, asam_esam_image_to_tensor(p->ctx, img));
-    asam_tensor *e = asam_esam_encode(p->ctx, p->model, x);
+/* Encode x (1, 3, h, w) in [0, 1] (made in p->ctx) and keep its embedding. */
+static int encode_and_keep(asam_esam_predictor *p, asam_tensor *x, int h, int w) {
+    asam_tensor *e = asam_esam_encode(p->ctx, p->model, asam_esam_preprocess(p->ctx, x));
     if (!e || !asam_ctx_ok(p->ctx)) {
         asam_error("efficientsam: %s",
                    asam_ctx_error(p->ctx) ? asam_ctx_error(p->ctx) : "encoder failed");
@@ -44,10 +42,29 @@ int asam_esam_predictor_set_image(asam_esam_predictor *p, const asam_image *img)
         return -1;
     }
     int rc = keep_embedding(p, e->data);
-    p->orig_h = img->h;
-    p->orig_w = img->w;
+    p->orig_h = h;
+    p->orig_w = w;
     asam_ctx_reset(p->ctx);
     return rc;
+}
+
+int asam_esam_predictor_set_image(asam_esam_predictor *p, const asam_image *img) {
+    asam_ctx_reset(p->ctx);
+    asam_ctx_set_grad(p->ctx, 0);
+    return encode_and_keep(p, asam_esam_image_to_tensor(p->ctx, img), img ? img->h : 0,
+                           img ? img->w : 0);
+}
+
+int asam_esam_predictor_set_image_f32(asam_esam_predictor *p, const float *chw, int h, int w) {
+    if (!chw || h <= 0 || w <= 0)
+        return asam_error("efficientsam: image must be (3, H, W) with a positive size");
+    asam_ctx_reset(p->ctx);
+    asam_ctx_set_grad(p->ctx, 0);
+    /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam.py:183 (forward takes the float
+     * (B, 3, H, W) batch as given: ToTensor output or any other values) */
+    asam_tensor *x = asam_new(p->ctx, ASAM_SHAPE(1, 3, h, w));
+    if (x) memcpy(x->data, chw, sizeof(float) * (size_t)x->numel);
+    return encode_and_keep(p, x, h, w);
 }
 
 int asam_esam_predictor_set_embedding(asam_esam_predictor *p, const float *embedding, int orig_h,
@@ -117,4 +134,24 @@ int asam_esam_predictor_predict(asam_esam_predictor *p, int Q, int n, const floa
     }
     asam_ctx_reset(ctx);
     return 0;
+}
+
+int asam_esam_resize_logits(const float *low_res, int n, int out_h, int out_w, float *out) {
+    if (!low_res || !out || n <= 0 || out_h <= 0 || out_w <= 0)
+        return asam_error("efficientsam: resize_logits: bad arguments");
+    asam_ctx *ctx = asam_ctx_new(0);
+    if (!ctx) return asam_error("efficientsam: cannot create an arena");
+    asam_ctx_set_grad(ctx, 0);
+    const int L = ASAM_ESAM_LOWRES;
+    asam_tensor *x = asam_new(ctx, ASAM_SHAPE(1, n, L, L));
+    if (x) memcpy(x->data, low_res, sizeof(float) * (size_t)x->numel);
+    asam_tensor *y = asam_esam_postprocess(ctx, x, out_h, out_w);
+    int rc = 0;
+    if (!y || !asam_ctx_ok(ctx))
+        rc = asam_error("efficientsam: %s",
+                        asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "resize failed");
+    else
+        memcpy(out, y->data, sizeof(float) * (size_t)y->numel);
+    asam_ctx_free(ctx);
+    return rc;
 }
