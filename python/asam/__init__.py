@@ -8,6 +8,9 @@ Existing segment-anything code changes one import:
     predictor = SamPredictor(sam)
     predictor.set_image(image)                       # uint8 (H, W, 3) RGB
     masks, scores, logits = predictor.predict(box=np.array([10, 20, 300, 400]))
+
+Also SamAutomaticMaskGenerator (segment everything) and EfficientSAM's
+build_efficient_sam_vitt / build_efficient_sam_vits with the official model call.
 """
 
 from . import _lib
@@ -24,6 +27,9 @@ from .sam import (
     imread,
     sam_model_registry,
 )
+from .automatic_mask_generator import SamAutomaticMaskGenerator
+from .efficient_sam import EfficientSam, build_efficient_sam
+from .build_efficient_sam import build_efficient_sam_vits, build_efficient_sam_vitt
 from . import stages
 from .stages import attack, attack_pgd, demo, eval, generate, invert, segment, train_controlnet, tune
 
@@ -53,11 +59,16 @@ def data_dir():
 
 __all__ = [
     "AsamError",
+    "EfficientSam",
     "ResizeLongestSide",
     "Sam",
+    "SamAutomaticMaskGenerator",
     "SamPredictor",
     "attack",
     "attack_pgd",
+    "build_efficient_sam",
+    "build_efficient_sam_vits",
+    "build_efficient_sam_vitt",
     "build_sam",
     "build_sam_vit_b",
     "build_sam_vit_h",

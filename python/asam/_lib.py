@@ -1,5 +1,6 @@
 """ctypes binding of libasam.so: the structs and functions of the public C headers that the
-Python API uses (include/asam/error.h, engine.h, image.h, sam.h, data_dir.h).
+Python API uses (include/asam/error.h, engine.h, image.h, sam.h, data_dir.h, sam_amg.h, rle.h,
+efficientsam.h).
 
 Why ctypes and not a C extension: every call already goes through the library's plain C API
 (ints, pointers, flat structs), ctypes releases the GIL around each foreign call, and no
@@ -168,3 +169,106 @@ def view(ptr, shape, ctype, dtype, owner):
 
 def free_now(ptr):
     _libc.free(ctypes.cast(ptr, c_void_p))
+
+
+# ---- automatic mask generator (include/asam/sam_amg.h, rle.h) ------------------------------
+class Rle(ctypes.Structure):  # asam_rle
+    _fields_ = [("h", c_int), ("w", c_int), ("n", ctypes.c_size_t), ("counts", P(ctypes.c_uint32))]
+
+
+class AmgOptions(ctypes.Structure):  # asam_amg_options
+    _fields_ = [
+        ("points_per_side", c_int),
+        ("points_per_batch", c_int),
+        ("pred_iou_thresh", ctypes.c_double),
+        ("stability_score_thresh", ctypes.c_double),
+        ("stability_score_offset", ctypes.c_double),
+        ("box_nms_thresh", ctypes.c_double),
+        ("crop_n_layers", c_int),
+        ("crop_nms_thresh", ctypes.c_double),
+        ("crop_overlap_ratio", ctypes.c_double),
+        ("crop_n_points_downscale_factor", c_int),
+        ("min_mask_region_area", c_int),
+        ("n_grids", c_int),
+        ("grid_n", P(c_int)),
+        ("grids", P(P(ctypes.c_double))),
+    ]
+
+
+class AmgMask(ctypes.Structure):  # asam_amg_mask
+    _fields_ = [
+        ("rle", Rle),
+        ("bbox", ctypes.c_int64 * 4),
+        ("area", ctypes.c_int64),
+        ("predicted_iou", c_float),
+        ("stability_score", c_float),
+        ("point", ctypes.c_double * 2),
+        ("crop_box", c_int * 4),
+    ]
+
+
+class AmgResult(ctypes.Structure):  # asam_amg_result
+    _fields_ = [("width", c_int), ("height", c_int), ("n", ctypes.c_size_t), ("masks", P(AmgMask))]
+
+
+asam_amg_options_default = _fn("asam_amg_options_default", None, P(AmgOptions))
+asam_amg_generate = _fn("asam_amg_generate", c_int, c_void_p, P(Image), P(AmgOptions), c_void_p, c_void_p, P(AmgResult))
+asam_amg_result_free = _fn("asam_amg_result_free", None, P(AmgResult))
+asam_rle_decode = _fn("asam_rle_decode", c_int, P(Rle), P(ctypes.c_uint8))
+asam_rle_to_string = _fn("asam_rle_to_string", c_void_p, P(Rle))
+
+
+# ---- EfficientSAM (include/asam/efficientsam.h) --------------------------------------------
+class EsamConfig(ctypes.Structure):  # asam_esam_config
+    _fields_ = [
+        ("embed_dim", c_int),
+        ("depth", c_int),
+        ("num_heads", c_int),
+        ("mlp_dim", c_int),
+        ("pos_grid", c_int),
+        ("dim", c_int),
+        ("dec_depth", c_int),
+        ("dec_heads", c_int),
+        ("dec_mlp_dim", c_int),
+        ("up_dims", c_int * 2),
+        ("iou_hidden", c_int),
+        ("variant", ctypes.c_char * 16),
+    ]
+
+
+class EsamPredictorS(ctypes.Structure):  # asam_esam_predictor
+    _fields_ = [("model", c_void_p), ("ctx", c_void_p), ("embedding", P(Tensor)), ("orig_h", c_int), ("orig_w", c_int)]
+
+
+class EsamResult(ctypes.Structure):  # asam_esam_result
+    _fields_ = [
+        ("n_queries", c_int),
+        ("n_masks", c_int),
+        ("h", c_int),
+        ("w", c_int),
+        ("low_res", P(c_float)),
+        ("iou", P(c_float)),
+        ("mask_logits", P(c_float)),
+        ("masks", P(ctypes.c_uint8)),
+    ]
+
+
+asam_esam_load = _fn("asam_esam_load", c_int, c_char_p, c_int, P(c_void_p))
+asam_esam_free = _fn("asam_esam_free", None, c_void_p)
+asam_esam_save = _fn("asam_esam_save", c_int, c_void_p, c_char_p)
+asam_esam_cfg = _fn("asam_esam_cfg", P(EsamConfig), c_void_p)
+asam_esam_config_preset = _fn("asam_esam_config_preset", c_int, c_char_p, P(EsamConfig))
+asam_esam_init_random = _fn("asam_esam_init_random", c_int, P(EsamConfig), ctypes.c_uint64, P(c_void_p))
+asam_esam_predictor_init = _fn("asam_esam_predictor_init", c_int, P(EsamPredictorS), c_void_p)
+asam_esam_predictor_free = _fn("asam_esam_predictor_free", None, P(EsamPredictorS))
+asam_esam_predictor_set_image_f32 = _fn(
+    "asam_esam_predictor_set_image_f32", c_int, P(EsamPredictorS), P(c_float), c_int, c_int
+)
+asam_esam_predictor_set_embedding = _fn(
+    "asam_esam_predictor_set_embedding", c_int, P(EsamPredictorS), P(c_float), c_int, c_int
+)
+asam_esam_predictor_predict = _fn(
+    "asam_esam_predictor_predict", c_int, P(EsamPredictorS), c_int, c_int, P(c_float), P(c_float), c_int, P(EsamResult)
+)
+asam_esam_result_free = _fn("asam_esam_result_free", None, P(EsamResult))
+asam_esam_resize_logits = _fn("asam_esam_resize_logits", c_int, P(c_float), c_int, c_int, c_int, P(c_float))
