@@ -28,8 +28,10 @@ from .sam import (
     sam_model_registry,
 )
 from .automatic_mask_generator import SamAutomaticMaskGenerator
-from .efficient_sam import EfficientSam, build_efficient_sam
+# The submodule first: importing it binds asam.build_efficient_sam to the module, which the
+# function then replaces (`from asam.build_efficient_sam import ...` still finds the module).
 from .build_efficient_sam import build_efficient_sam_vits, build_efficient_sam_vitt
+from .efficient_sam import EfficientSam, build_efficient_sam
 from . import stages
 from .stages import attack, attack_pgd, demo, eval, generate, invert, segment, train_controlnet, tune
 

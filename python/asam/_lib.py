@@ -253,6 +253,7 @@ class EsamResult(ctypes.Structure):  # asam_esam_result
     ]
 
 
+asam_esam_config_from_file = _fn("asam_esam_config_from_file", c_int, c_char_p, c_int, P(EsamConfig))
 asam_esam_load = _fn("asam_esam_load", c_int, c_char_p, c_int, P(c_void_p))
 asam_esam_free = _fn("asam_esam_free", None, c_void_p)
 asam_esam_save = _fn("asam_esam_save", c_int, c_void_p, c_char_p)

@@ -226,16 +226,18 @@ class EfficientSam:
 def _load(checkpoint, encoder_patch_embed_dim, encoder_num_heads):
     if not os.path.exists(checkpoint):
         raise FileNotFoundError(2, "No such file or directory", str(checkpoint))
+    # As the official strict load_state_dict, a checkpoint of another encoder width is refused.
+    # The width is read from the shapes first (one head divides every width), so that the
+    # message names the width rather than an impossible head count.
+    cfg = _lib.EsamConfig()
+    _lib.check(_lib.asam_esam_config_from_file(_lib.fspath(checkpoint), 1, ctypes.byref(cfg)))
+    if cfg.embed_dim != encoder_patch_embed_dim:
+        raise AsamError(
+            "%s: encoder embed_dim is %d; this builder expects %d" % (checkpoint, cfg.embed_dim, encoder_patch_embed_dim)
+        )
     handle = ctypes.c_void_p()
     _lib.check(_lib.asam_esam_load(_lib.fspath(checkpoint), int(encoder_num_heads), ctypes.byref(handle)))
-    model = EfficientSam(handle.value, checkpoint)
-    c = model.config
-    # As the official strict load_state_dict, a checkpoint of another encoder width is refused.
-    if c.embed_dim != encoder_patch_embed_dim:
-        raise AsamError(
-            "%s: encoder embed_dim is %d; this builder expects %d" % (checkpoint, c.embed_dim, encoder_patch_embed_dim)
-        )
-    return model
+    return EfficientSam(handle.value, checkpoint)
 
 
 # ref: yformer/EfficientSAM efficient_sam/efficient_sam.py:232 (build_efficient_sam)
