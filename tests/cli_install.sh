@@ -3,7 +3,8 @@
 # prefix, MOVES the prefix, deletes the source and build copies, then checks that the installed
 # program and library find their data (share/asam) from their own location: `asam segment` with
 # the installed tiny SAM gives the build tree's exact mask, `asam txt2img` with the installed
-# tiny SD (CLIP vocabulary from share/asam/clip) runs, and two C programs — one built with
+# tiny SD (CLIP vocabulary from share/asam/clip) runs, `asam demo --quick` runs the pipeline
+# end to end on the installed models and writes its report, and two C programs — one built with
 # `pkg-config --cflags --libs asam`, one with CMake's find_package(asam) — use libasam.so.
 # usage: bash cli_install.sh ASAM_BIN SRC_DIR
 set -u
@@ -58,6 +59,19 @@ check "installed asam txt2img (CLIP vocabulary from share/asam) exits 0" [ $? -e
 check "asam demo with a missing --assets folder fails" [ $? -ne 0 ]
 out=$("$P/bin/asam" demo --help)
 check "asam demo --help names share/asam/models" grep -q "share/asam/models" <<<"$out"
+# The real demo (quick mode, about 25 s on one thread), its models from the moved share/asam.
+start=$(date +%s)
+(cd "$TMP" && OMP_NUM_THREADS=1 "$P/bin/asam" demo --quick --out "$TMP/demo_run") \
+    >/dev/null 2>"$TMP/demo.err"
+check "installed asam demo --quick exits 0 (took $(($(date +%s) - start)) s)" [ $? -eq 0 ]
+check "demo took its models from the moved prefix" \
+    grep -q "| models | installed from $P/share/asam/models |" "$TMP/demo_run/report.md"
+for f in report.md report/sa_1_panel.png report/sa_1_iou.png report/heldout_1_panel.png \
+    gen/adv/sa_1.jpg tune/sam_tuned.pth; do
+    check "demo wrote $f" test -s "$TMP/demo_run/$f"
+done
+check "demo report has the evaluation table" \
+    grep -q "^| held-out images, clean | 1 |" "$TMP/demo_run/report.md"
 ASAM_DATA_DIR=$TMP/none "$P/bin/asam" txt2img --sd "$TMP/sd.ckpt" --prompt cat --steps 1 \
     --size 64 --out "$TMP/t2.png" >/dev/null 2>"$TMP/t2.err"
 check "a wrong ASAM_DATA_DIR fails with one line naming it" \
@@ -106,5 +120,5 @@ CM
 check "find_package(asam) program builds" [ $? -eq 0 ]
 out2=$("$TMP/cm/build/prog")
 check "find_package program prints what the pkg-config one does" [ -n "$out2" -a "$out2" = "$out" ]
-[ $fail -eq 0 ] || tail -n 20 "$TMP/cm.log" "$TMP/pc.err" "$TMP/t.err"
+[ $fail -eq 0 ] || tail -n 20 "$TMP/cm.log" "$TMP/pc.err" "$TMP/t.err" "$TMP/demo.err"
 exit $fail
