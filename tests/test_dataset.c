@@ -15,7 +15,7 @@ static void pathf(char *out, size_t n, const char *rel) {
 }
 
 static int masks_equal(const asam_sample *s, int k, const uint8_t *want) {
-    return !memcmp(s->masks + (size_t)k * s->h * s->w, want, (size_t)s->h * s->w);
+    return !memcmp(s->masks + (size_t)k * s->mh * s->mw, want, (size_t)s->mh * s->mw);
 }
 
 static void add_to_tar(struct archive *a, const char *path, const char *name) {
@@ -139,8 +139,46 @@ static void case_adv(syn_image *A, syn_image *B) {
         CHECK(asam_dataset_get(ds, 0, 0, &s) == 0 && s.w == 48 && s.h == 32 && s.n_masks == 3,
               "adv sample resized to the annotation size: %s", asam_last_error());
         asam_sample_free(&s);
+        /* native: the image as saved, the masks at the annotation's size */
+        CHECK(asam_dataset_get_native(ds, 0, 0, &s) == 0 && s.w == 24 && s.h == 16 && s.mw == 48 &&
+                  s.mh == 32 && s.n_masks == 3 && masks_equal(&s, 1, A->masks[1]),
+              "adv native sizes: %s", asam_last_error());
+        asam_sample_free(&s);
         asam_dataset_close(ds);
         printf("ok   adv layout\n");
+    }
+    /* the official layout: GTDIR/sa_N/segmentation_j.png (0 / 255) */
+    char g[512];
+    pathf(g, sizeof g, "advgt");
+    for (int k = 1; k <= 2; k++) {
+        syn_image *S = k == 1 ? A : B;
+        for (int j = 0; j < 2; j++) {
+            char f[1100];
+            snprintf(f, sizeof f, "%s/sa_%d", g, k);
+            asam_mkdirs(f);
+            snprintf(f, sizeof f, "%s/sa_%d/segmentation_%d.png", g, k, j);
+            asam_image m = {0};
+            asam_image_alloc(&m, 48, 32, 1);
+            for (int i = 0; i < 48 * 32; i++) m.data[i] = S->masks[j][i] ? 255 : 0;
+            asam_image_write_png(f, &m);
+            asam_image_free(&m);
+        }
+    }
+    snprintf(spec, sizeof spec, "adv:%s:%s", q, g);
+    ds = open_ok(spec, 2);
+    if (ds) {
+        asam_sample s;
+        CHECK(asam_dataset_get_native(ds, 1, 0, &s) == 0 && s.w == 24 && s.h == 16 && s.mw == 48 &&
+                  s.mh == 32 && s.n_masks == 2 && masks_equal(&s, 0, B->masks[0]) &&
+                  masks_equal(&s, 1, B->masks[1]),
+              "adv per-mask PNGs: %s", asam_last_error());
+        asam_sample_free(&s);
+        CHECK(asam_dataset_get(ds, 0, 1, &s) == 0 && s.w == 48 && s.h == 32 && s.n_masks == 1 &&
+                  masks_equal(&s, 0, A->masks[0]),
+              "adv per-mask PNGs, resized image, max 1: %s", asam_last_error());
+        asam_sample_free(&s);
+        asam_dataset_close(ds);
+        printf("ok   adv per-mask PNG layout\n");
     }
 }
 
@@ -188,12 +226,24 @@ static void case_coco(syn_image *A, syn_image *B) {
         free(esc);
         asam_rle_free(&r);
     }
+    /* official (utils/dataloader_COCO.py:61-72 annToMask of every annotation): the crowd
+     * region is the third of four masks */
     snprintf(spec, sizeof spec, "coco:%s:%s", f, q);
     asam_dataset *ds = open_ok(spec, 1); /* image 9 has no annotation */
     if (ds) {
         asam_sample s;
         CHECK(asam_dataset_get(ds, 0, 0, &s) == 0, "coco get: %s", asam_last_error());
-        CHECK(s.n_masks == 3, "coco: %d masks (crowd skipped -> 3)", s.n_masks);
+        CHECK(s.n_masks == 4, "coco: %d masks (crowd included -> 4)", s.n_masks);
+        if (s.n_masks == 4) CHECK(masks_equal(&s, 2, A->masks[1]), "coco crowd RLE mask");
+        asam_sample_free(&s);
+        asam_dataset_close(ds);
+    }
+    snprintf(spec, sizeof spec, "coco:%s:%s:skip-crowd", f, q);
+    ds = open_ok(spec, 1);
+    if (ds) {
+        asam_sample s;
+        CHECK(asam_dataset_get(ds, 0, 0, &s) == 0, "coco get: %s", asam_last_error());
+        CHECK(s.n_masks == 3, "coco: %d masks (skip-crowd -> 3)", s.n_masks);
         if (s.n_masks == 3) {
             CHECK(masks_equal(&s, 1, A->masks[1]) && masks_equal(&s, 2, A->masks[1]),
                   "coco RLE masks");

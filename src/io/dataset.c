@@ -25,8 +25,9 @@ typedef struct {
     char *ann_path;        /* json / mask / map file; tar: member name of the json */
     long img_ord, ann_ord; /* tar: entry ordinals */
     int coco_w, coco_h;    /* coco: declared size */
-    cJSON **coco_anns;     /* coco: the image's non-crowd annotations (in the owned tree) */
+    cJSON **coco_anns;     /* coco: the image's annotations (in the owned tree) */
     int n_coco;
+    int png_dir; /* adv: ann_path is a folder of per-mask PNGs segmentation_j.png */
 } ds_item;
 
 struct asam_dataset {
@@ -35,6 +36,7 @@ struct asam_dataset {
     char *a, *b; /* the spec's paths */
     int has_ignore;
     uint32_t ignore; /* idmap */
+    int skip_crowd;  /* coco: leave iscrowd=1 annotations out */
     ds_item *items;
     size_t n, cap;
     cJSON *coco;        /* coco: the parsed annotation file */
@@ -173,9 +175,16 @@ static int open_adv(asam_dataset *ds) {
         stem_of(names[i], stem, sizeof stem);
         if (ds->n && !strcmp(ds->items[ds->n - 1].name, stem)) continue; /* .png and .jpg */
         char *ann = find_with_ext(ds->b, stem, JSON_EXTS);
-        if (!ann) {
-            rc = asam_error("%s/%s: no annotation %s/%s.json", ds->a, names[i], ds->b, stem);
-            break;
+        int png_dir = 0;
+        if (!ann) { /* the official layout: a folder of per-mask PNGs */
+            ann = path_join(ds->b, stem);
+            png_dir = ann && is_dir(ann);
+            if (!png_dir) {
+                free(ann);
+                rc = asam_error("%s/%s: no annotation %s/%s.json nor mask folder %s/%s/", ds->a,
+                                names[i], ds->b, stem, ds->b, stem);
+                break;
+            }
         }
         ds_item *it = add_item(ds, stem);
         if (!it) {
@@ -185,6 +194,7 @@ static int open_adv(asam_dataset *ds) {
         }
         it->img_path = path_join(ds->a, names[i]);
         it->ann_path = ann;
+        it->png_dir = png_dir;
     }
     free_names(names, n);
     return rc;
@@ -286,8 +296,11 @@ static int open_coco(asam_dataset *ds) {
             break;
         }
         last = s;
-        slot_of[a] = crowd ? -1 : s;
-        if (!crowd) count[s]++;
+        // ref: sam_continue_learning/utils/dataloader_COCO.py:61-72 every annotation of the image
+        // (annToMask decodes crowd RLEs too) unless skip-crowd
+        int skip = crowd && ds->skip_crowd;
+        slot_of[a] = skip ? -1 : s;
+        if (!skip) count[s]++;
         a++;
     }
     /* one item per image with at least one annotation, in file-name order */
@@ -489,6 +502,15 @@ int asam_dataset_open(const char *spec, asam_dataset **out) {
         ds->kind = DS_ADV;
     } else if (!strcmp(s, "coco")) {
         ds->kind = DS_COCO;
+        if (third) {
+            if (strcmp(third, "skip-crowd")) {
+                rc = asam_error("%s: expected coco:ANN.json:IMGDIR[:skip-crowd], got '%s'", spec,
+                                third);
+                goto done;
+            }
+            ds->skip_crowd = 1;
+            third = NULL;
+        }
     } else if (!strcmp(s, "masks")) {
         ds->kind = DS_MASKS;
     } else if (!strcmp(s, "idmap")) {
@@ -588,7 +610,7 @@ void asam_sample_free(asam_sample *s) {
 
 /* Append one decoded mask (h*w bytes) unless it is empty. */
 static int push_mask(asam_sample *s, const uint8_t *m, int max_masks, size_t *cap) {
-    size_t hw = (size_t)s->h * s->w, area = 0;
+    size_t hw = (size_t)s->mh * s->mw, area = 0;
     for (size_t i = 0; i < hw; i++) area += m[i] != 0;
     if (!area || (max_masks > 0 && s->n_masks >= max_masks)) return 0;
     if ((size_t)s->n_masks == *cap) {
@@ -626,16 +648,16 @@ static int image_from_memory(const char *data, size_t n, const char *name, asam_
 
 static int sa1b_masks(const asam_sa1b_image *ann, const char *ann_name, asam_sample *s,
                       int max_masks) {
-    if (ann->width != s->w || ann->height != s->h)
+    if (ann->width != s->mw || ann->height != s->mh)
         return asam_error("%s: annotation size %dx%d differs from the image's %dx%d", ann_name,
-                          ann->width, ann->height, s->w, s->h);
-    uint8_t *m = malloc((size_t)s->h * s->w);
+                          ann->width, ann->height, s->mw, s->mh);
+    uint8_t *m = malloc((size_t)s->mh * s->mw);
     if (!m) return asam_error("%s: out of memory", ann_name);
     size_t cap = 0;
     int rc = 0;
     for (size_t k = 0; k < ann->n && !rc; k++) {
         if (max_masks > 0 && s->n_masks >= max_masks) break;
-        if (ann->anns[k].rle.h != s->h || ann->anns[k].rle.w != s->w) {
+        if (ann->anns[k].rle.h != s->mh || ann->anns[k].rle.w != s->mw) {
             rc = asam_error("%s: annotation %zu has size %dx%d, the image %dx%d", ann_name, k,
                             ann->anns[k].rle.w, ann->anns[k].rle.h, s->w, s->h);
             break;
@@ -791,7 +813,73 @@ out:
     return rc;
 }
 
-int asam_dataset_get(asam_dataset *ds, size_t i, int max_masks, asam_sample *out) {
+/* Per-mask PNGs DIR/segmentation_j.png, j below the folder's entry count (and max_masks);
+ * foreground = non-zero. The first sets the mask size (mh, mw), the others must match it. */
+// ref: luckybird1994/ASAM sam_continue_learning/utils/dataloader_sam.py:72 gt_num =
+//   len(os.listdir(gt_path)), :86-92 segmentation_{i % gt_num}.png, channel 0
+static int png_masks(const char *dir, asam_sample *s, int max_masks) {
+    DIR *d = opendir(dir);
+    if (!d) return asam_error("%s: cannot open folder", dir);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') count++;
+    closedir(d);
+    if (count == 0) return asam_error("%s: no masks in the folder", dir);
+    size_t cap = 0;
+    int rc = 0;
+    for (int j = 0; j < count && (max_masks <= 0 || j < max_masks) && !rc; j++) {
+        char name[64];
+        snprintf(name, sizeof name, "segmentation_%d.png", j);
+        char *p = path_join(dir, name);
+        asam_image mk = {0};
+        if (!p) return asam_error("%s: out of memory", dir);
+        if (asam_image_read(p, 1, &mk)) {
+            rc = -1;
+        } else if (j == 0 && !s->mh) {
+            s->mh = mk.h;
+            s->mw = mk.w;
+        }
+        if (!rc && (mk.h != s->mh || mk.w != s->mw))
+            rc = asam_error("%s: mask is %dx%d, segmentation_0.png %dx%d", p, mk.w, mk.h, s->mw,
+                            s->mh);
+        for (size_t q = 0; !rc && q < (size_t)mk.w * mk.h; q++) mk.data[q] = mk.data[q] != 0;
+        if (!rc) rc = push_mask(s, mk.data, 0, &cap);
+        asam_image_free(&mk);
+        free(p);
+    }
+    return rc;
+}
+
+/* adv: the masks (JSON or per-mask PNGs); unless native, the image resized to their size */
+static int adv_masks(const ds_item *it, asam_sample *s, int max_masks, int native) {
+    asam_sa1b_image ann = {0};
+    int rc = 0, ah, aw;
+    if (it->png_dir) {
+        s->mh = s->mw = 0;
+        rc = png_masks(it->ann_path, s, max_masks);
+        ah = s->mh, aw = s->mw;
+    } else {
+        rc = asam_sa1b_read(it->ann_path, &ann);
+        ah = ann.height, aw = ann.width;
+        s->mh = ah, s->mw = aw;
+        if (!rc) rc = sa1b_masks(&ann, it->ann_path, s, max_masks);
+        asam_sa1b_free(&ann);
+    }
+    if (!rc && !native && (aw != s->w || ah != s->h)) {
+        asam_image r = {0};
+        rc = asam_image_resize_pil_bilinear(&s->image, aw, ah, &r);
+        if (!rc) {
+            asam_image_free(&s->image);
+            s->image = r;
+            s->h = r.h;
+            s->w = r.w;
+        }
+    }
+    return rc;
+}
+
+static int dataset_get(asam_dataset *ds, size_t i, int max_masks, int native, asam_sample *out) {
     memset(out, 0, sizeof *out);
     if (i >= ds->n) return asam_error("%s: item %zu out of range (%zu items)", ds->spec, i, ds->n);
     const ds_item *it = &ds->items[i];
@@ -808,8 +896,8 @@ int asam_dataset_get(asam_dataset *ds, size_t i, int max_masks, asam_sample *out
         snprintf(nm, sizeof nm, "%s:%s", ds->a, it->ann_path);
         if (!rc) rc = asam_sa1b_parse(json, nj, nm, &ann);
         if (!rc) {
-            out->h = out->image.h;
-            out->w = out->image.w;
+            out->mh = out->h = out->image.h;
+            out->mw = out->w = out->image.w;
             rc = sa1b_masks(&ann, nm, out, max_masks);
         }
         asam_sa1b_free(&ann);
@@ -817,21 +905,13 @@ int asam_dataset_get(asam_dataset *ds, size_t i, int max_masks, asam_sample *out
         free(json);
     } else {
         if (asam_image_read(it->img_path, 3, &out->image)) return -1;
-        out->h = out->image.h;
-        out->w = out->image.w;
-        if (ds->kind == DS_SA1B_DIR || ds->kind == DS_ADV) {
+        out->mh = out->h = out->image.h;
+        out->mw = out->w = out->image.w;
+        if (ds->kind == DS_ADV) {
+            rc = adv_masks(it, out, max_masks, native);
+        } else if (ds->kind == DS_SA1B_DIR) {
             asam_sa1b_image ann = {0};
             rc = asam_sa1b_read(it->ann_path, &ann);
-            if (!rc && ds->kind == DS_ADV && (ann.width != out->w || ann.height != out->h)) {
-                asam_image r = {0};
-                rc = asam_image_resize_pil_bilinear(&out->image, ann.width, ann.height, &r);
-                if (!rc) {
-                    asam_image_free(&out->image);
-                    out->image = r;
-                    out->h = r.h;
-                    out->w = r.w;
-                }
-            }
             if (!rc) rc = sa1b_masks(&ann, it->ann_path, out, max_masks);
             asam_sa1b_free(&ann);
         } else if (ds->kind == DS_COCO) {
@@ -844,4 +924,12 @@ int asam_dataset_get(asam_dataset *ds, size_t i, int max_masks, asam_sample *out
     }
     if (rc) asam_sample_free(out);
     return rc;
+}
+
+int asam_dataset_get(asam_dataset *ds, size_t i, int max_masks, asam_sample *out) {
+    return dataset_get(ds, i, max_masks, 0, out);
+}
+
+int asam_dataset_get_native(asam_dataset *ds, size_t i, int max_masks, asam_sample *out) {
+    return dataset_get(ds, i, max_masks, 1, out);
 }
