@@ -36,6 +36,11 @@ typedef struct {
     int n_points;     /* 112 * 112 */
     float oversample; /* 3 */
     float importance; /* 0.75: share of the points taken as the most uncertain */
+    /* tests (asam/tune_hook.h): when set, the uniform draws come from draw(user, which, mask,
+     * out, n) instead of rng: which 1 the candidates, 2 the random share, mask = mask0 + b */
+    void (*draw)(void *user, int which, int64_t mask, float *out, size_t n);
+    void *draw_user;
+    int64_t draw_mask0;
 } asam_mask_loss_cfg;
 void asam_mask_loss_defaults(asam_mask_loss_cfg *c);
 /* BCE-with-logits + Dice (smooth 1), weight 1:1, each averaged over the B masks.
@@ -74,6 +79,16 @@ typedef struct {
     int stop_after; /* > 0: stop after this many completed epochs (tests) */
     int limit;      /* > 0: at most this many images per dataset */
     int progress;   /* 1: progress line on stderr */
+    /* asam's own choices where the official code does otherwise (docs/asam-conformance.md) */
+    int adv_resized;  /* D3: tune on the adversarial image resized to the annotation size
+                         (official: the saved square image, masks squashed to its frame) */
+    int points_any;   /* D8: a mask below n_prompt_points foreground pixels gets its points with
+                         replacement (official: no point prompts for its point group) */
+    int point_group;  /* D8: images deciding together whether point prompts are drawn: the
+                         official rank batch, 4 (main.py:300 per GPU) */
+    int drop_cropped; /* D9: drop masks the crop emptied (official: kept, box (1e8, 1e8, 0, 0),
+                         zero target) */
+    const struct asam_tune_hook *hook; /* tests only (asam/tune_hook.h); NULL */
 } asam_tune_opts;
 void asam_tune_defaults(asam_tune_opts *o);
 

@@ -14,6 +14,9 @@ void asam_mask_loss_defaults(asam_mask_loss_cfg *c) {
     c->n_points = 112 * 112;
     c->oversample = 3.0f;
     c->importance = 0.75f;
+    c->draw = NULL;
+    c->draw_user = NULL;
+    c->draw_mask0 = 0;
 }
 
 typedef struct {
@@ -44,7 +47,11 @@ static int uncertain_points(asam_ctx *ctx, asam_tensor *logits, const asam_mask_
         asam_ctx_release(ctx, mk);
         return -1;
     }
-    for (int64_t i = 0; i < B * S * 2; i++) cand[i] = (float)asam_rng_uniform(rng);
+    if (c->draw)
+        for (int64_t b = 0; b < B; b++)
+            c->draw(c->draw_user, 1, c->draw_mask0 + b, cand + b * S * 2, (size_t)S * 2);
+    else
+        for (int64_t i = 0; i < B * S * 2; i++) cand[i] = (float)asam_rng_uniform(rng);
     asam_tensor *lg = asam_detach(ctx, logits);
     asam_tensor *pl = asam_point_sample(ctx, lg, cand, S); /* (B, 1, S) */
     int ok = pl != NULL;
@@ -61,11 +68,19 @@ static int uncertain_points(asam_ctx *ctx, asam_tensor *logits, const asam_mask_
         }
     }
     /* the random share, drawn after all masks' candidates (as torch.rand after topk) */
-    for (int64_t b = 0; ok && b < B; b++)
+    for (int64_t b = 0; ok && b < B; b++) {
+        if (c->draw) {
+            // ref: SysCV/sam-hq train/utils/loss_mask.py:76 torch.rand(num_boxes, P - K, 2)
+            if (P > K)
+                c->draw(c->draw_user, 2, c->draw_mask0 + b, coords + (b * P + K) * 2,
+                        (size_t)(P - K) * 2);
+            continue;
+        }
         for (int64_t k = K; k < P; k++) {
             coords[(b * P + k) * 2] = (float)asam_rng_uniform(rng);
             coords[(b * P + k) * 2 + 1] = (float)asam_rng_uniform(rng);
         }
+    }
     asam_ctx_set_grad(ctx, prev);
     asam_ctx_release(ctx, mk);
     return ok ? 0 : -1;

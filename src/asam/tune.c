@@ -29,6 +29,7 @@
 #include "asam/optim.h"
 #include "asam/segmenter.h"
 #include "asam/provenance.h"
+#include "asam/tune_hook.h"
 #include "asam/util.h"
 
 #include <cjson/cJSON.h>
@@ -49,6 +50,7 @@ void asam_tune_defaults(asam_tune_opts *o) {
     o->augment = 1;
     o->lsj_min = 0.1f;
     o->lsj_max = 2.0f;
+    o->point_group = 4; // ref: sam_continue_learning/main.py:300 --batch_size_train 4 per GPU
 }
 
 typedef struct {
@@ -107,8 +109,9 @@ static int cache_write(const char *path, uint64_t key, const float *emb, size_t 
 
 typedef struct {
     asam_tensor *emb; /* (1, 256, 64, 64) */
-    asam_tensor *gt;  /* (B, 1, 1024, 1024) in [0, 1] */
+    asam_tensor *gt;  /* (B, 1, 1024, 1024), 0..255 as the official labels */
     int B;
+    int64_t fg[64]; /* foreground pixels (> 128) of each mask in the 1024 frame */
 } prepared;
 
 typedef struct {
@@ -118,12 +121,15 @@ typedef struct {
     char cache_dir[1024];
     asam_dataset **ds;
     const char *prov; /* provenance JSON recorded with the state */
+    const asam_tune_hook *hook;
+    int step; /* optimiser steps taken in this run (the hook's step) */
 } tuner;
 
-/* masks (B, h, w) bytes of the chosen annotations -> float tensor (B, 1, h, w) */
+/* masks (B, mh, mw) bytes of the chosen annotations -> float tensor (B, 1, mh, mw) of 0 / 255
+ * (the official labels are the PNG values, utils/dataloader_sam.py:87-99) */
 static asam_tensor *masks_tensor(asam_ctx *ctx, const asam_sample *s, const int *pick, int B,
                                  int flip) {
-    int h = s->h, w = s->w;
+    int h = s->mh, w = s->mw;
     asam_tensor *t = asam_new(ctx, ASAM_SHAPE(B, 1, h, w));
     if (!t) return NULL;
     for (int b = 0; b < B; b++) {
@@ -131,7 +137,8 @@ static asam_tensor *masks_tensor(asam_ctx *ctx, const asam_sample *s, const int 
         float *dst = t->data + (size_t)b * h * w;
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
-                dst[(size_t)y * w + x] = src[(size_t)y * w + (flip ? w - 1 - x : x)] ? 1.0f : 0.0f;
+                dst[(size_t)y * w + x] =
+                    src[(size_t)y * w + (flip ? w - 1 - x : x)] ? 255.0f : 0.0f;
     }
     return t;
 }
@@ -151,18 +158,39 @@ static asam_tensor *place(asam_ctx *ctx, asam_tensor *x, int oy, int ox, int ch,
     return o;
 }
 
-static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, prepared *P) {
+/* LargeScaleJitter's target size in float32, as torch computes it: random_scale = u * (max -
+ * min) + min; scaled = round(scale * 1024); s = min(scaled / h, scaled / w); size =
+ * round(size * s), rounding half to even. (tune.c is compiled without FMA contraction.) */
+// ref: luckybird1994/ASAM sam_continue_learning/utils/dataloader.py:250-256
+static void lsj_size(float u, float lo, float hi, int h, int w, int *nh, int *nw) {
+    float rs = u * (hi - lo);
+    rs = rs + lo;
+    float scaled = nearbyintf(rs * (float)ASAM_SAM_IMG);
+    float sc = fminf(scaled / (float)h, scaled / (float)w);
+    *nh = (int)nearbyintf((float)h * sc);
+    *nw = (int)nearbyintf((float)w * sc);
+    if (*nh < 1) *nh = 1;
+    if (*nw < 1) *nw = 1;
+}
+
+static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, int k, prepared *P) {
     const asam_tune_opts *o = T->o;
+    const asam_tune_hook *hk = T->hook;
     memset(P, 0, sizeof *P);
     asam_sample s;
-    if (asam_dataset_get(T->ds[r->ds], r->item, o->masks_per_image, &s)) return -1;
+    // ref: sam_continue_learning/utils/dataloader_sam.py:75 the adversarial image as saved
+    //   (512x512), :87-88 the masks at their own size: squashed to its frame by the jitter
+    int rc = o->adv_resized
+                 ? asam_dataset_get(T->ds[r->ds], r->item, o->masks_per_image, &s)
+                 : asam_dataset_get_native(T->ds[r->ds], r->item, o->masks_per_image, &s);
+    if (rc) return -1;
     if (s.n_masks == 0) {
         asam_sample_free(&s);
         return 0;
     }
     int pick[64], B = o->masks_per_image > 64 ? 64 : o->masks_per_image;
-    for (int b = 0; b < B; b++) pick[b] = b % s.n_masks; /* first four, wrapping around */
-    int rc = 0;
+    // ref: utils/dataloader_sam.py:86 segmentation_{i % gt_num}: the first four, wrapping
+    for (int b = 0; b < B; b++) pick[b] = b % s.n_masks;
     int prev = asam_ctx_set_grad(ctx, 0);
     if (!o->augment) {
         asam_sam_sizes sz;
@@ -176,7 +204,8 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, pre
         /* named by the dataset spec's hash, so runs listing datasets differently share it */
         const char *spec = asam_dataset_spec(T->ds[r->ds]);
         unsigned long long sh = fnv(0xcbf29ce484222325ULL, spec, strlen(spec));
-        snprintf(path, sizeof path, "%s/%016llx_%s.emb", T->cache_dir, sh, s.name);
+        snprintf(path, sizeof path, "%s/%016llx_%s%s.emb", T->cache_dir, sh, s.name,
+                 o->adv_resized ? "_r" : "");
         asam_sam_sizes cs;
         if (!P->emb) {
             rc = -1;
@@ -199,7 +228,8 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, pre
             if (!P->gt) rc = -1;
         }
     } else {
-        int flip = asam_rng_uniform(rng) < 0.5;
+        // ref: utils/dataloader.py:180 RandomHFlip: flip when random.random() >= 0.5
+        int flip = hk && hk->flip ? hk->flip(hk->user, T->step, k) : asam_rng_uniform(rng) >= 0.5;
         int h = s.h, w = s.w;
         asam_tensor *px = asam_new(ctx, ASAM_SHAPE(1, 3, h, w));
         if (px)
@@ -209,37 +239,48 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, pre
                         px->data[((size_t)c * h + y) * w + x] =
                             s.image.data[((size_t)y * w + (flip ? w - 1 - x : x)) * 3 + c];
         asam_tensor *mt = masks_tensor(ctx, &s, pick, B, flip);
-        /* LargeScaleJitter (HQ-SAM): scale the longest-side fit by U(min, max), crop, pad */
-        double rs = o->lsj_min + asam_rng_uniform(rng) * (o->lsj_max - o->lsj_min);
-        double scaled = nearbyint(rs * ASAM_SAM_IMG);
-        double sc = fmin(scaled / h, scaled / w);
-        int nh = (int)nearbyint(h * sc), nw = (int)nearbyint(w * sc);
-        if (nh < 1) nh = 1;
-        if (nw < 1) nw = 1;
+        /* LargeScaleJitter: scale the longest-side fit by U(min, max), crop, pad; image and
+         * masks go to the same size from their own (the masks squashed to the image's frame) */
+        float u = hk && hk->lsj_u ? hk->lsj_u(hk->user, T->step, k) : (float)asam_rng_uniform(rng);
+        int nh, nw;
+        lsj_size(u, o->lsj_min, o->lsj_max, h, w, &nh, &nw);
+        // ref: utils/dataloader.py:258-259 F.interpolate(..., mode='bilinear') of both
         asam_tensor *pr = asam_resize_bilinear(ctx, px, nh, nw);
         asam_tensor *mr = asam_resize_bilinear(ctx, mt, nh, nw);
         int ch = nh < ASAM_SAM_IMG ? nh : ASAM_SAM_IMG, cw = nw < ASAM_SAM_IMG ? nw : ASAM_SAM_IMG;
-        int oy = asam_rng_int(rng, nh - ch + 1), ox = asam_rng_int(rng, nw - cw + 1);
+        // ref: utils/dataloader.py:264-265 np.random.randint(0, margin + 1), rows first
+        int oy = hk && hk->crop ? hk->crop(hk->user, T->step, k, 0, nh - ch)
+                                : asam_rng_int(rng, nh - ch + 1);
+        int ox = hk && hk->crop ? hk->crop(hk->user, T->step, k, 1, nw - cw)
+                                : asam_rng_int(rng, nw - cw + 1);
+        // ref: utils/dataloader.py:274-275 pad 128 (image) / 0 (labels)
         asam_tensor *canvas = pr ? place(ctx, pr, oy, ox, ch, cw, 128.0f) : NULL;
         asam_tensor *gt = mr ? place(ctx, mr, oy, ox, ch, cw, 0.0f) : NULL;
         if (!canvas || !gt) {
             rc = -1;
         } else {
-            /* keep the masks that still have a foreground pixel after the crop */
             const int64_t S2 = (int64_t)ASAM_SAM_IMG * ASAM_SAM_IMG;
-            int kept = 0;
-            for (int b = 0; b < B; b++) {
-                int any = 0;
-                for (int64_t i = 0; i < S2 && !any; i++) any = gt->data[b * S2 + i] > 0.5f;
-                if (!any) continue;
-                if (kept != b)
-                    memmove(gt->data + kept * S2, gt->data + b * S2, sizeof(float) * (size_t)S2);
-                kept++;
+            int kept = B;
+            if (o->drop_cropped) { /* asam's variant: drop the masks the crop emptied */
+                kept = 0;
+                for (int b = 0; b < B; b++) {
+                    int any = 0;
+                    for (int64_t i = 0; i < S2 && !any; i++) any = gt->data[b * S2 + i] > 128.0f;
+                    if (!any) continue;
+                    if (kept != b)
+                        memmove(gt->data + kept * S2, gt->data + b * S2,
+                                sizeof(float) * (size_t)S2);
+                    kept++;
+                }
             }
             B = kept;
             if (B > 0) {
                 P->gt = asam_reshape(ctx, asam_slice0(ctx, gt, 0, B),
                                      ASAM_SHAPE(B, 1, ASAM_SAM_IMG, ASAM_SAM_IMG));
+                // ref: sam_continue_learning/main.py:468 imgs[bi].astype(np.uint8): the canvas
+                //   truncated to integers before the encoder
+                for (int64_t i = 0; i < canvas->numel; i++)
+                    canvas->data[i] = floorf(canvas->data[i]);
                 asam_tensor *x = asam_segmenter_input255(ctx, &T->seg, canvas);
                 asam_tensor *e = asam_segmenter_encode(ctx, &T->seg, x);
                 P->emb = e;
@@ -250,43 +291,97 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, pre
     asam_ctx_set_grad(ctx, prev);
     if (rc && !asam_ctx_ok(ctx)) asam_error("%s: %s", s.name, asam_ctx_error(ctx));
     if (!rc) P->B = P->gt ? B : 0;
+    const int S = ASAM_SAM_IMG;
+    for (int b = 0; b < P->B; b++) {
+        float box[4];
+        P->fg[b] = asam_mask_box_f32(P->gt->data + (size_t)b * S * S, S, S, 128.0f, box);
+    }
     asam_sample_free(&s);
     return rc;
 }
 
 /* ---- prompts and the forward pass --------------------------------------------------------- */
 
-/* HQ-SAM masks_noise on the GT at 256 -> (B, 1, 256, 256) of 0 / 255 */
-static asam_tensor *noisy_mask(asam_ctx *ctx, asam_tensor *gt1024, asam_rng *rng) {
+/* An image's share of the point-prompt rule: c = min(foreground pixels, k) of each mask;
+ * out = (smallest c + 1, largest c + 1, 1), zeros when it has no mask (summed over ranks). */
+static void counts_of(const prepared *P, int k, double *out) {
+    out[0] = out[1] = out[2] = 0;
+    for (int b = 0; b < P->B; b++) {
+        double c = (P->fg[b] < k ? (double)P->fg[b] : k) + 1;
+        out[0] = b == 0 || c < out[0] ? c : out[0];
+        out[1] = b == 0 || c > out[1] ? c : out[1];
+        out[2] = 1;
+    }
+}
+
+/* Point prompts of a point group (the official rank batch, images g0..g1-1 of the batch):
+ * torch.stack of the masks' samples succeeds only when every mask gave the same number,
+ * min(foreground pixels, k); otherwise the group draws box / noise-mask prompts only. Returns
+ * that number (0: no point prompts). */
+// ref: sam_continue_learning/main.py:456-462 (try masks_sample_points except input_keys =
+//   ['box', 'noise_mask']), utils/misc.py:481-495 (perm[:k] per mask, torch.stack)
+static int group_points(const double *grp, size_t g0, size_t g1) {
+    double n = -1;
+    for (size_t i = g0; i < g1; i++) {
+        if (grp[3 * i + 2] == 0) continue;
+        if (n < 0) n = grp[3 * i];
+        if (grp[3 * i] != n || grp[3 * i + 1] != n) return 0;
+    }
+    /* all masks empty: the official stacks empty samples and SAM sees only its padding point;
+     * asam draws no point prompts then (docs/asam-conformance.md, D8) */
+    return n > 1 ? (int)n - 1 : 0;
+}
+
+/* HQ-SAM masks_noise on the GT (0..255) at 256 -> (B, 1, 256, 256) of 0 / 255 */
+// ref: sam_continue_learning/main.py:463 F.interpolate(labels, (256, 256), 'bilinear'),
+//   utils/misc.py:499-515 masks_noise (/255, incoherent pixels of the 32x32 round trip get
+//   N(0, 1) added, > 0.5, * 255)
+static asam_tensor *noisy_mask(tuner *T, asam_ctx *ctx, asam_tensor *gt1024, asam_rng *rng,
+                               int mask0) {
+    const asam_tune_hook *hk = T->hook;
     int prev = asam_ctx_set_grad(ctx, 0);
-    asam_tensor *g = asam_resize_bilinear(ctx, gt1024, 256, 256);
-    asam_tensor *small = asam_resize_bilinear(ctx, g, 32, 32);
-    asam_tensor *rec = asam_resize_bilinear(ctx, small, 256, 256);
+    asam_tensor *l256 = asam_resize_bilinear(ctx, gt1024, 256, 256);
+    asam_tensor *g = l256 ? asam_new_like(ctx, l256) : NULL;
+    for (int64_t i = 0; g && i < g->numel; i++) g->data[i] = l256->data[i] / 255.0f;
+    asam_tensor *small = g ? asam_resize_bilinear(ctx, g, 32, 32) : NULL;
+    asam_tensor *rec = small ? asam_resize_bilinear(ctx, small, 256, 256) : NULL;
     asam_tensor *out = g ? asam_new_like(ctx, g) : NULL;
+    float *nz = hk && hk->draws ? asam_ctx_alloc(ctx, sizeof(float) * 256 * 256) : NULL;
     asam_ctx_set_grad(ctx, prev);
-    if (!rec || !out) return NULL;
-    for (int64_t i = 0; i < g->numel; i++) {
-        float v = g->data[i];
-        if (fabsf(v - rec->data[i]) >= 0.01f) v += (float)asam_rng_normal(rng);
-        out->data[i] = v > 0.5f ? 255.0f : 0.0f;
+    if (!rec || !out || (hk && hk->draws && !nz)) return NULL;
+    const int64_t HW = 256 * 256;
+    for (int64_t b = 0; b < g->shape[0]; b++) {
+        if (nz) hk->draws(hk->user, T->step, 3, mask0 + (int)b, nz, (size_t)HW);
+        for (int64_t i = b * HW; i < (b + 1) * HW; i++) {
+            float v = g->data[i];
+            if (fabsf(v - rec->data[i]) >= 0.01f)
+                v += nz ? nz[i - b * HW] : (float)asam_rng_normal(rng);
+            out->data[i] = v > 0.5f ? 255.0f : 0.0f;
+        }
     }
     return out;
 }
 
-/* box (x0, y0, x1, y1) of gt > 0.5 (inclusive max, as torchvision masks_to_boxes) and up to
- * k random foreground points */
-// ref: luckybird1994/ASAM sam_continue_learning/main.py:455 (masks_to_boxes), :457
-//   (masks_sample_points, 10 points); the box from utils/misc.py:375
-static void box_and_points(const float *g, int S, float *box, float *pts, int k, int want_pts,
-                           asam_rng *rng, int *idx_buf) {
-    asam_mask_box_f32(g, S, S, 0.5f, box);
+/* box (x0, y0, x1, y1) of gt > 128 (inclusive max; empty: (1e8, 1e8, 0, 0)) and k random
+ * foreground points, distinct (or, with few pixels and points_any, with replacement) */
+// ref: luckybird1994/ASAM sam_continue_learning/main.py:457 (masks_to_boxes), :459
+//   (masks_sample_points, 10 points); utils/misc.py:375-401 (> 128, 1e8 fill), :481-495
+static void box_and_points(tuner *T, const float *g, int S, float *box, float *pts, int k,
+                           int want_pts, asam_rng *rng, int *idx_buf, int mask) {
+    if (asam_mask_box_f32(g, S, S, 128.0f, box) == 0)
+        box[0] = box[1] = 1e8f, box[2] = box[3] = 0.0f;
     if (!want_pts) return;
     int n = 0;
     for (int i = 0; i < S * S; i++)
-        if (g[i] > 0.5f) idx_buf[n++] = i;
+        if (g[i] > 128.0f) idx_buf[n++] = i;
+    const asam_tune_hook *hk = T->hook;
+    int inj[64];
+    if (hk && hk->points) hk->points(hk->user, T->step, mask, n, k, inj);
     for (int j = 0; j < k; j++) {
         int pick;
-        if (n >= k) { /* distinct points: partial Fisher-Yates */
+        if (hk && hk->points) {
+            pick = idx_buf[inj[j] >= 0 && inj[j] < n ? inj[j] : 0];
+        } else if (n >= k) { /* distinct points: partial Fisher-Yates */
             int r = j + asam_rng_int(rng, n - j);
             int t = idx_buf[j];
             idx_buf[j] = idx_buf[r];
@@ -312,16 +407,35 @@ static void box_noise(float *b, float scale, asam_rng *rng) {
     for (int i = 0; i < 4; i++) b[i] = fminf(fmaxf(b[i], 0.0f), (float)ASAM_SAM_IMG);
 }
 
-/* Forward one prepared image with a random prompt kind; returns the loss (scalar) or NULL. */
-static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, asam_rng *rng) {
+typedef struct {
+    const asam_tune_hook *hk;
+    int step;
+} draw_ctx;
+
+static void loss_draw(void *user, int which, int64_t mask, float *out, size_t n) {
+    const draw_ctx *d = user;
+    d->hk->draws(d->hk->user, d->step, which, (int)mask, out, n);
+}
+
+/* Forward image k of the batch with a random prompt kind; n_pts: the point prompts its group
+ * allows per mask (0: none; points_any: always k). Returns the loss (scalar) or NULL. */
+static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, asam_rng *rng, int k,
+                                  int n_pts) {
     const asam_tune_opts *o = T->o;
-    int kinds[3], nk = 0;
+    const asam_tune_hook *hk = T->hook;
+    int kinds[3], nk = 0, avail = 0;
     if (o->prompts & ASAM_PROMPT_BOX) kinds[nk++] = ASAM_PROMPT_BOX;
-    if (o->prompts & ASAM_PROMPT_POINTS) kinds[nk++] = ASAM_PROMPT_POINTS;
+    if ((o->prompts & ASAM_PROMPT_POINTS) && n_pts > 0) kinds[nk++] = ASAM_PROMPT_POINTS;
     if ((o->prompts & ASAM_PROMPT_MASK) && !T->seg.esam) kinds[nk++] = ASAM_PROMPT_MASK;
-    int kind = kinds[asam_rng_int(rng, nk)];
-    int B = P->B, K = o->n_prompt_points;
-    const int S = ASAM_SAM_IMG;
+    if (nk == 0) return asam_ctx_fail(ctx, "tune: no prompt kind can be drawn for this batch");
+    for (int i = 0; i < nk; i++) avail |= kinds[i];
+    // ref: sam_continue_learning/main.py:471 input_type = random.choice(input_keys)
+    int kind =
+        hk && hk->kind ? hk->kind(hk->user, T->step, k, avail) : kinds[asam_rng_int(rng, nk)];
+    if (!(kind & avail)) return asam_ctx_fail(ctx, "tune: injected prompt kind not available");
+    int B = P->B, K = kind == ASAM_PROMPT_POINTS ? n_pts : o->n_prompt_points;
+    if (K > 64) K = 64;
+    const int S = ASAM_SAM_IMG, mask0 = k * o->masks_per_image;
     asam_seg_prompt pr = {.batch = B};
     float *boxes = asam_ctx_alloc(ctx, sizeof(float) * 4 * (size_t)B);
     float *pts = asam_ctx_alloc(ctx, sizeof(float) * 2 * (size_t)(B * K + 1));
@@ -329,12 +443,12 @@ static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, as
     int *idx = kind == ASAM_PROMPT_POINTS ? asam_ctx_alloc(ctx, sizeof(int) * (size_t)S * S) : NULL;
     if (!boxes || !pts || !labels || (kind == ASAM_PROMPT_POINTS && !idx)) return NULL;
     if (kind == ASAM_PROMPT_MASK) {
-        pr.mask_input = noisy_mask(ctx, P->gt, rng);
+        pr.mask_input = noisy_mask(T, ctx, P->gt, rng, mask0);
         if (!pr.mask_input) return NULL;
     } else {
         for (int b = 0; b < B; b++) {
-            box_and_points(P->gt->data + (size_t)b * S * S, S, boxes + 4 * b, pts + 2 * b * K, K,
-                           kind == ASAM_PROMPT_POINTS, rng, idx);
+            box_and_points(T, P->gt->data + (size_t)b * S * S, S, boxes + 4 * b, pts + 2 * b * K, K,
+                           kind == ASAM_PROMPT_POINTS, rng, idx, mask0 + b);
             if (kind == ASAM_PROMPT_BOX) box_noise(boxes + 4 * b, o->box_noise, rng);
         }
         if (kind == ASAM_PROMPT_BOX) {
@@ -348,7 +462,20 @@ static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, as
     }
     asam_tensor *low, *iou;
     if (asam_segmenter_decode(ctx, &T->seg, P->emb, &pr, 0, &low, &iou)) return NULL;
-    return asam_mask_loss(ctx, low, P->gt, &o->loss, rng);
+    // ref: sam_continue_learning/main.py:506 loss_masks(masks, labels / 255.0, len(masks))
+    int prev = asam_ctx_set_grad(ctx, 0);
+    asam_tensor *target = asam_new_like(ctx, P->gt);
+    asam_ctx_set_grad(ctx, prev);
+    if (!target) return NULL;
+    for (int64_t i = 0; i < target->numel; i++) target->data[i] = P->gt->data[i] / 255.0f;
+    asam_mask_loss_cfg lc = o->loss;
+    draw_ctx dc = {hk, T->step};
+    if (hk && hk->draws) {
+        lc.draw = loss_draw;
+        lc.draw_user = &dc;
+        lc.draw_mask0 = mask0;
+    }
+    return asam_mask_loss(ctx, low, target, &lc, rng);
 }
 
 /* ---- state ---------------------------------------------------------------------------------- */
@@ -374,6 +501,10 @@ static char *tune_provenance(const asam_tune_opts *o) {
     asam_prov_int(p, "--augment", o->augment);
     asam_prov_num(p, "lsj min", o->lsj_min);
     asam_prov_num(p, "lsj max", o->lsj_max);
+    asam_prov_int(p, "--adv-resized", o->adv_resized);
+    asam_prov_int(p, "--points-any-size", o->points_any);
+    asam_prov_int(p, "--point-group", o->point_group);
+    asam_prov_int(p, "--drop-cropped-masks", o->drop_cropped);
     asam_prov_int(p, "--limit", o->limit);
     char *js = asam_prov_json(p);
     asam_prov_free(p);
@@ -566,7 +697,7 @@ static void shuffle(size_t *order, size_t n, asam_rng *rng) {
  * the loss and a failure flag; irng: one generator per image of the batch. */
 static int train_batch(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *refs,
                        const size_t *order, size_t b0, size_t b1, prepared *prep, uint64_t ep_key,
-                       asam_rng *irng, double *acc, double *step_loss, int *stepped) {
+                       asam_rng *irng, double *acc, double *grp, double *step_loss, int *stepped) {
     const int P = asam_dist_size(), R = asam_dist_rank();
     asam_tensor *params[2] = {asam_segmenter_iou_token(&T->seg),
                               asam_segmenter_mask_tokens(&T->seg)};
@@ -576,22 +707,29 @@ static int train_batch(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *
     asam_ctx_reset(ctx);
     int lrc = 0;
     double cnt[2] = {0, 0}; /* masks in the whole batch, ranks that failed */
+    memset(grp, 0, 3 * (b1 - b0) * sizeof *grp);
     for (size_t k = l0; k < l1 && !lrc; k++) {
         asam_rng_seed(&irng[k - b0], ep_key + ASAM_SPLITMIX_GAMMA * (k + 1));
-        lrc = prepare(T, ctx, &refs[order[k]], &irng[k - b0], &prep[k - b0]);
+        lrc = prepare(T, ctx, &refs[order[k]], &irng[k - b0], (int)(k - b0), &prep[k - b0]);
         cnt[0] += prep[k - b0].B;
+        /* the point-prompt rule needs every image of a group, whichever rank has it */
+        counts_of(&prep[k - b0], T->o->n_prompt_points, grp + 3 * (k - b0));
     }
     cnt[1] = lrc != 0;
-    if (asam_dist_sum_f64(cnt, 2) || cnt[1] > 0)
+    if (asam_dist_sum_f64(cnt, 2) || cnt[1] > 0 || asam_dist_sum_f64(grp, 3 * (b1 - b0)))
         return lrc ? lrc : asam_error("tune: stopped because another rank failed");
     const int total_masks = (int)cnt[0];
     memset(acc, 0, (n_par + 2) * sizeof *acc);
     asam_mark mk = asam_ctx_mark(ctx);
+    const size_t G = T->o->point_group > 0 ? (size_t)T->o->point_group : 1;
     for (size_t k = l0; k < l1 && total_masks > 0; k++) {
         const prepared *Pk = &prep[k - b0];
         if (Pk->B == 0) continue;
         asam_optim_zero_grad(opt);
-        asam_tensor *loss = forward_image(T, ctx, Pk, &irng[k - b0]);
+        size_t g0 = (k - b0) / G * G, g1 = g0 + G;
+        if (g1 > b1 - b0) g1 = b1 - b0;
+        int n_pts = T->o->points_any ? T->o->n_prompt_points : group_points(grp, g0, g1);
+        asam_tensor *loss = forward_image(T, ctx, Pk, &irng[k - b0], (int)(k - b0), n_pts);
         loss = asam_scale(ctx, loss, (float)Pk->B / (float)total_masks);
         if (!loss || !asam_ctx_ok(ctx) || asam_backward(ctx, loss)) {
             lrc = asam_error("tune: %s",
@@ -614,6 +752,9 @@ static int train_batch(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *
             for (int64_t i = 0; i < params[p]->numel; i++, e++) params[p]->grad[i] = (float)acc[e];
         }
         asam_optim_step(opt);
+        if (T->hook && T->hook->after_step)
+            T->hook->after_step(T->hook->user, T->step, *step_loss, params);
+        T->step++;
     }
     return 0;
 }
@@ -630,7 +771,8 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
     const size_t n_tok = (size_t)(asam_segmenter_iou_token(&T->seg)->numel +
                                   asam_segmenter_mask_tokens(&T->seg)->numel);
     double *acc = calloc(n_tok + 2, sizeof *acc);
-    int rc = order && prep && irng && acc ? 0 : asam_error("tune: out of memory");
+    double *grp = calloc(3 * (size_t)o->batch, sizeof *grp);
+    int rc = order && prep && irng && acc && grp ? 0 : asam_error("tune: out of memory");
     rc = asam_dist_agree(rc); /* every rank set up, or none goes on */
     size_t done_imgs = 0, total_imgs = (size_t)(end > start ? end - start : 0) * n;
     asam_progress bar; /* per-step line, on a terminal only */
@@ -640,6 +782,7 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
         opt->lr = o->lr * asam_lr_asam_factor(ep, NULL);
         shuffle(order, n, rng);
         const uint64_t ep_key = asam_rng_u64(rng); /* keys the images' own generators */
+        if (T->hook && T->hook->order) T->hook->order(T->hook->user, ep, order, n);
         double ep_loss = 0;
         int n_steps = 0;
         // ref: utils/dataloader.py:130-133 BatchSampler(drop_last=True)
@@ -650,8 +793,8 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
             if (b1 > n) b1 = n;
             double step_loss = 0;
             int stepped = 0;
-            rc = train_batch(T, ctx, opt, refs, order, b0, b1, prep, ep_key, irng, acc, &step_loss,
-                             &stepped);
+            rc = train_batch(T, ctx, opt, refs, order, b0, b1, prep, ep_key, irng, acc, grp,
+                             &step_loss, &stepped);
             if (rc) break;
             if (stepped) {
                 ep_loss += step_loss;
@@ -678,6 +821,7 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
     free(prep);
     free(irng);
     free(acc);
+    free(grp);
     return rc;
 }
 
@@ -691,7 +835,7 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
         return asam_error("tune: batch >= 1 and masks per image 1..64 expected");
     if (!o->prompts) return asam_error("tune: no prompt kind enabled");
     if (asam_mkdirs(o->out_dir)) return asam_dist_agree(-1); /* the other ranks wait for this */
-    tuner T = {.o = o};
+    tuner T = {.o = o, .hook = o->hook};
     int rc = 0, synced = 0; /* synced: this rank met the others in run_epochs */
     asam_ctx *ctx = NULL;
     asam_optim *opt = NULL;

@@ -13,7 +13,10 @@ static void pe_encode(const float *G, float x, float y, float *out) {
     float cx = 2.0f * x - 1.0f, cy = 2.0f * y - 1.0f;
     const float two_pi = (float)(2.0 * M_PI); /* Python folds 2*np.pi first: one f32 multiply */
     for (int j = 0; j < 128; j++) {
-        float v = cx * G[j] + cy * G[128 + j];
+        /* torch's (1, 2) @ (2, 128) (CPU sgemm) rounds x * G0 and fuses y * G1 into it; the
+         * 2 pi multiply makes every rounding count for far corners such as the (1e8, 1e8) box
+         * of an empty mask (|v| ~ 1e5) */
+        float v = fmaf(cy, G[128 + j], cx * G[j]);
         v = v * two_pi;
         out[j] = sinf(v);
         out[128 + j] = cosf(v);
