@@ -85,6 +85,19 @@ static int parse_args(tune_args *a, int argc, char **argv) {
          "continue from DIR/state.safetensors (last completed epoch)"},
         {"--stop-after", OPT_INT, &a->o.stop_after, "N",
          "stop after N completed epochs (resume later with --resume)", 1, 256, .no_default = 1},
+        {"--point-group", OPT_INT, &a->o.point_group, "N",
+         "images deciding together whether point prompts are drawn\n"
+         "(official: a GPU's 4; a mask below 10 px stops them)",
+         1, 4096},
+        {"--points-any-size", OPT_FLAG, &a->o.points_any, NULL,
+         "asam's variant: points for every mask, drawn with\n"
+         "replacement below 10 px (official: none for the group)"},
+        {"--drop-cropped-masks", OPT_FLAG, &a->o.drop_cropped, NULL,
+         "asam's variant: drop masks the jitter's crop emptied\n"
+         "(official: kept, box (1e8, 1e8, 0, 0), zero target)"},
+        {"--adv-resized", OPT_FLAG, &a->o.adv_resized, NULL,
+         "asam's variant: adv: images resized to the annotation size\n"
+         "(official: the saved square image, masks squashed to it)"},
         {"--quiet", OPT_FLAG, &a->quiet, NULL, "no progress lines"},
     };
     const cli_spec spec = {
@@ -93,7 +106,7 @@ static int parse_args(tune_args *a, int argc, char **argv) {
         "Tune only mask_decoder.iou_token and mask_decoder.mask_tokens (1,280 values) with Adam,\n"
         "as ASAM's tuning stage (defaults = the official code's numbers).\n"
         "\n"
-        "datasets: sa1b:DIR | sa1b:SHARD.tar | adv:ADVDIR:SA1BDIR | coco:ANN.json:IMGDIR |\n"
+        "datasets: sa1b:DIR | sa1b:SHARD.tar | adv:ADVDIR:GTDIR | coco:ANN.json:IMGDIR |\n"
         "          masks:IMGDIR:MASKDIR | idmap:IMGDIR:MAPDIR[:ignore=V]\n",
         opts,
         CLI_NOPTS(opts),
