@@ -9,6 +9,7 @@
 #include "asam/engine.h"
 #include "asam/generator.h"
 #include "asam/image.h"
+#include "asam/train.h"
 #include "asam_ref_util.h"
 
 static asam_image read_img(const char *rel, int ch) {
@@ -165,8 +166,9 @@ static void test_eval(asam_ctx *ctx) {
     const int n = 3, L = 256, H = (int)(ng / n) / 120, W = 120;
     asam_mark mk = asam_ctx_mark(ctx);
     asam_tensor *lo = asam_from_data(ctx, ASAM_SHAPE(n, 1, L, L), logits);
-    // ref: main.py:565 F.interpolate(preds, gt size, bilinear, align_corners=False)
-    asam_tensor *up = asam_resize_bilinear(ctx, lo, H, W);
+    // ref: main.py:565 F.interpolate(preds, gt size, bilinear, align_corners=False); the
+    // official --baseline path (one step)
+    asam_tensor *up = asam_eval_upsample(ctx, lo, H, W, 0);
     uint8_t *p = malloc((size_t)H * W), *g = malloc((size_t)H * W);
     for (int i = 0; up && i < n; i++) {
         for (int q = 0; q < H * W; q++) {
@@ -187,6 +189,89 @@ static void test_eval(asam_ctx *ctx) {
     cJSON_Delete(ev);
 }
 
+/* D18: the tuned decoder's path, x4 to 1024 then to the GT size (main.py:664, :565) */
+static void test_eval_tuned(asam_ctx *ctx) {
+    cJSON *ev = ref_json("eval_tuned.json");
+    size_t nl, ng;
+    float *logits = ref_tensor("eval.safetensors", "logits", &nl);
+    float *gt = ref_tensor("eval.safetensors", "gt", &ng);
+    const int n = 3, L = 256, W = 120, H = (int)(ng / n) / W;
+    asam_mark mk = asam_ctx_mark(ctx);
+    asam_tensor *up =
+        asam_eval_upsample(ctx, asam_from_data(ctx, ASAM_SHAPE(n, 1, L, L), logits), H, W, 1);
+    uint8_t *p = malloc((size_t)H * W), *g = malloc((size_t)H * W);
+    CHECK(up != NULL, "two-step upsample");
+    for (int i = 0; up && i < n; i++) {
+        for (int q = 0; q < H * W; q++) {
+            p[q] = up->data[(size_t)i * H * W + q] > 0;
+            g[q] = gt[(size_t)i * H * W + q] > 128;
+        }
+        char what[80];
+        snprintf(what, sizeof what, "tuned-decoder eval IoU of mask %d", i);
+        REF_SCALAR(asam_mask_iou(p, g, (int64_t)H * W), ref_at(ev, "iou", i), 1e-6, what);
+        snprintf(what, sizeof what, "tuned-decoder eval boundary IoU of mask %d", i);
+        REF_SCALAR(asam_boundary_iou(p, g, H, W, 0.02), ref_at(ev, "biou", i), 1e-6, what);
+    }
+    asam_ctx_release(ctx, mk);
+    free(p);
+    free(g);
+    free(logits);
+    free(gt);
+    cJSON_Delete(ev);
+}
+
+/* D19: ControlNet training data (tutorial_dataset.py) and the VAE posterior sample */
+static void test_controlnet_data(asam_ctx *ctx) {
+    const int S = 128;
+    char path[4200];
+    asam_image img = {0}, map = {0};
+    snprintf(path, sizeof path, "%s/sa_1.png", REF_DIR);
+    CHECK(asam_image_read(path, 3, &img) == 0, "%s", asam_last_error());
+    snprintf(path, sizeof path, "%s/control_sa_1.png", REF_DIR);
+    CHECK(asam_image_read(path, 3, &map) == 0, "%s", asam_last_error());
+    asam_mark mk = asam_ctx_mark(ctx);
+    size_t n;
+    float *jpg = ref_tensor("cn.safetensors", "jpg_s2", &n);
+    float *hint = ref_tensor("cn.safetensors", "hint_s2", NULL);
+    asam_tensor *x = asam_cn_target_tensor(ctx, &img, S);
+    asam_tensor *h = asam_control_hint(ctx, &map, S, 0);
+    CHECK(x && h && n == (size_t)(S / 2) * (S / 2) * 3, "controlnet data");
+    if (x && h && n == (size_t)(S / 2) * (S / 2) * 3) {
+        float *xs = malloc(n * sizeof(float)), *hs = malloc(n * sizeof(float));
+        for (int y = 0; y < S / 2; y++) /* HWC at every 2nd row / column */
+            for (int xx = 0; xx < S / 2; xx++)
+                for (int c = 0; c < 3; c++) {
+                    size_t src = ((size_t)c * S + 2 * y) * S + 2 * xx,
+                           dst = ((size_t)y * (S / 2) + xx) * 3 + c;
+                    xs[dst] = x->data[src];
+                    hs[dst] = h->data[src];
+                }
+        REF_CLOSE(xs, jpg, n, 0, "ControlNet training image (cv2 INTER_LINEAR, / 127.5 - 1)");
+        REF_CLOSE(hs, hint, n, 0, "ControlNet training hint (cv2 INTER_LINEAR, / 255)");
+        free(xs);
+        free(hs);
+    }
+    size_t nm, nz;
+    float *mom = ref_tensor("cn.safetensors", "moments", &nm);
+    float *eps = ref_tensor("cn.safetensors", "eps", NULL);
+    float *z = ref_tensor("cn.safetensors", "z", &nz);
+    asam_tensor *mt = asam_from_data(ctx, ASAM_SHAPE(1, 8, S / 8, S / 8), mom);
+    asam_tensor *zs =
+        nm == (size_t)8 * (S / 8) * (S / 8) ? asam_vae_posterior_sample(ctx, mt, eps) : NULL;
+    CHECK(zs && (size_t)zs->numel == nz, "posterior sample");
+    if (zs && (size_t)zs->numel == nz)
+        REF_CLOSE(zs->data, z, nz, 1e-6,
+                  "0.18215 * DiagonalGaussianDistribution.sample() (eps injected)");
+    asam_ctx_release(ctx, mk);
+    asam_image_free(&img);
+    asam_image_free(&map);
+    free(jpg);
+    free(hint);
+    free(mom);
+    free(eps);
+    free(z);
+}
+
 int main(void) {
     asam_ctx *ctx = asam_ctx_new(0);
     cJSON *meta = ref_json("attack.json");
@@ -195,6 +280,8 @@ int main(void) {
     test_target();
     test_jpeg(meta);
     test_eval(ctx);
+    test_eval_tuned(ctx);
+    test_controlnet_data(ctx);
     cJSON_Delete(meta);
     asam_ctx_free(ctx);
     return test_finish("test_asam_ref_prep");

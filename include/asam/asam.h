@@ -120,6 +120,14 @@ typedef struct {
  * *n_masks = 0 when the sample has none) or -1. */
 int asam_eval_sample(const asam_sam *m, const asam_sample *s, int protocol, double dilation_ratio,
                      double *miou, double *biou, int *n_masks);
+/* As asam_eval_sample; two_step (ASAM protocol): the logits go x4 bilinearly to 1024 first, then
+ * to the GT size, as the official eval treats its tuned decoder (main.py:664 then :565);
+ * 0: one step, as its --baseline (SAM's own decoder). */
+int asam_eval_sample_path(const asam_sam *m, const asam_sample *s, int protocol,
+                          double dilation_ratio, int two_step, double *miou, double *biou,
+                          int *n_masks);
+/* logits (B, 1, 256, 256) -> (B, 1, h, w), in one or two bilinear steps (see above) */
+asam_tensor *asam_eval_upsample(asam_ctx *ctx, asam_tensor *low, int h, int w, int two_step);
 
 /* EfficientSAM, with its own official pipeline under either protocol: the image stretched to
  * 1024x1024 (bilinear), each GT's tight box as points labelled 2 / 3, single-mask output
@@ -136,6 +144,8 @@ typedef struct {
     int protocol;
     double dilation_ratio;           /* 0.02 */
     int limit;                       /* > 0: first N images per dataset */
+    const int *two_step;             /* per model: 1 = a tuned decoder's path (official
+                                        main.py:664), 0 / NULL = the --baseline path */
     const char *md_path, *json_path; /* outputs, either may be NULL */
     int progress;
 } asam_eval_opts;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "asam/engine.h"
+#include "asam/image.h"
 #include "asam/sd.h"
 #include "asam/sd_models.h"
 
@@ -53,7 +54,7 @@ typedef struct {
     const char *state;           /* resume state; NULL = OUT.state.safetensors */
     float lr;                    /* 1e-5 */
     double weight_decay;         /* 0.01 (torch AdamW default) */
-    int batch;                   /* 1 */
+    int batch;                   /* 64: the official 8 per GPU x 8 GPUs (ControlNet/train.sh:2) */
     int epochs;                  /* 1 (used when steps == 0) */
     int steps;                   /* total optimiser steps (0 = epochs * ceil(N / batch)) */
     int size;                    /* image / hint side (512), a multiple of 64 */
@@ -63,9 +64,17 @@ typedef struct {
     int stop_after;              /* test hook: stop (after saving state) at this step (0 = no) */
     int verbose;                 /* progress line with ETA on stderr */
     float *losses;               /* NULL or room for `steps` losses (filled by step index) */
+    int vae_mean; /* 1: z0 from the VAE posterior's mean (asam's former choice); 0: a sample
+                     keyed by (seed, sample), as the official get_first_stage_encoding */
 } asam_cn_train_opts;
 
 void asam_cn_train_opts_default(asam_cn_train_opts *o);
+/* The training image as ControlNet's tutorial_dataset.py: cv2 INTER_LINEAR of the 8-bit image
+ * to size x size, / 127.5 - 1 -> (1, 3, size, size). */
+asam_tensor *asam_cn_target_tensor(asam_ctx *ctx, const asam_image *img, int size);
+/* 0.18215 * (mean + exp(0.5 clamp(logvar, -30, 20)) eps) of VAE moments (B, 8, h, w) =
+ * (mean, logvar) and eps (B, 4, h, w): ldm's DiagonalGaussianDistribution.sample(), scaled. */
+asam_tensor *asam_vae_posterior_sample(asam_ctx *ctx, asam_tensor *moments, const float *eps);
 /* The whole job. Returns 0, 1 when stopped by stop_after, or -1 (asam_last_error()). */
 int asam_train_controlnet(const asam_cn_train_opts *o);
 

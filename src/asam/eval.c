@@ -37,8 +37,8 @@ static void score(const float *logits, const asam_sample *s, int k0, int B, doub
 /* ASAM protocol: torch-bilinear 1024x1024 (aspect ignored), boxes from the resized GT. */
 // ref: luckybird1994/ASAM sam_continue_learning/main.py:619 (boxes from the 1024 GT),
 //   :664 (low-res logits x4 bilinear), :666-667 (IoU / boundary IoU)
-static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, double *iou_sum,
-                     double *biou_sum) {
+static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, int two_step,
+                     double *iou_sum, double *biou_sum) {
     asam_ctx *ctx = asam_ctx_new(0);
     if (!ctx) return asam_error("eval: out of memory");
     asam_ctx_set_grad(ctx, 0);
@@ -84,7 +84,7 @@ static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, doub
             rc = asam_error("eval: %s: %s", s->name, asam_ctx_error(ctx));
             break;
         }
-        asam_tensor *up = asam_resize_bilinear(ctx, low, h, w);
+        asam_tensor *up = asam_eval_upsample(ctx, low, h, w, two_step);
         if (!up) {
             rc = asam_error("eval: %s: %s", s->name, asam_ctx_error(ctx));
             break;
@@ -166,18 +166,32 @@ int asam_eval_sample_esam(const asam_esam *m, const asam_sample *s, double ratio
     return 0;
 }
 
-int asam_eval_sample(const asam_sam *m, const asam_sample *s, int protocol, double ratio,
-                     double *miou, double *biou, int *n_masks) {
+// ref: luckybird1994/ASAM sam_continue_learning/main.py:655-664 (--baseline: SAM's 256 logits;
+//   else the tuned decoder's, F.interpolate(scale_factor=4, bilinear)), :565 (bilinear to the
+//   GT size in compute_iou)
+asam_tensor *asam_eval_upsample(asam_ctx *ctx, asam_tensor *low, int h, int w, int two_step) {
+    if (two_step)
+        low = asam_resize_bilinear(ctx, low, 4 * (int)low->shape[2], 4 * (int)low->shape[3]);
+    return low ? asam_resize_bilinear(ctx, low, h, w) : NULL;
+}
+
+int asam_eval_sample_path(const asam_sam *m, const asam_sample *s, int protocol, double ratio,
+                          int two_step, double *miou, double *biou, int *n_masks) {
     *miou = *biou = 0;
     *n_masks = s->n_masks;
     if (s->n_masks == 0) return 0;
     double is = 0, bs = 0;
     int rc = protocol == ASAM_PROTOCOL_SAM ? eval_sam(m, s, ratio, &is, &bs)
-                                           : eval_asam(m, s, ratio, &is, &bs);
+                                           : eval_asam(m, s, ratio, two_step, &is, &bs);
     if (rc) return -1;
     *miou = is / s->n_masks;
     *biou = bs / s->n_masks;
     return 0;
+}
+
+int asam_eval_sample(const asam_sam *m, const asam_sample *s, int protocol, double ratio,
+                     double *miou, double *biou, int *n_masks) {
+    return asam_eval_sample_path(m, s, protocol, ratio, 0, miou, biou, n_masks);
 }
 
 /* ---- tables ------------------------------------------------------------------------------- */
@@ -345,8 +359,8 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
                 int nm;
                 rc = model.esam
                          ? asam_eval_sample_esam(model.esam, &s, o->dilation_ratio, &mi, &bi, &nm)
-                         : asam_eval_sample(model.sam, &s, o->protocol, o->dilation_ratio, &mi, &bi,
-                                            &nm);
+                         : asam_eval_sample_path(model.sam, &s, o->protocol, o->dilation_ratio,
+                                                 o->two_step && o->two_step[m], &mi, &bi, &nm);
                 if (!rc && nm > 0) {
                     v[i] = mi;
                     v[n + i] = bi;

@@ -313,10 +313,51 @@ static int data_open(const char *spec, const char *captions, cn_data *d) {
     return rc;
 }
 
+/* The training target as ControlNet's tutorial_dataset.py makes it: cv2.resize (INTER_LINEAR)
+ * of the 8-bit image to size x size, then / 127.5 - 1 -> (1, 3, size, size). */
+// ref: luckybird1994/ASAM ControlNet/tutorial_dataset.py:27-42
+asam_tensor *asam_cn_target_tensor(asam_ctx *ctx, const asam_image *img, int size) {
+    asam_image rs = {0};
+    if (asam_image_resize_cv2_linear(img, size, size, &rs))
+        return asam_ctx_fail(ctx, "%s", asam_last_error());
+    asam_tensor *x = asam_new(ctx, ASAM_SHAPE(1, 3, size, size));
+    const size_t hw = (size_t)size * size;
+    for (int c = 0; x && c < 3; c++)
+        for (size_t i = 0; i < hw; i++) {
+            float v = (float)rs.data[i * (size_t)rs.c + (size_t)(rs.c == 1 ? 0 : c)] / 127.5f;
+            x->data[c * hw + i] = v - 1.0f;
+        }
+    asam_image_free(&rs);
+    return x;
+}
+
+/* z = 0.18215 * (mean + exp(0.5 * clamp(logvar, -30, 20)) * eps) of the VAE moments
+ * (1, 8, h, w) = (mean, logvar); eps (1, 4, h, w). */
+// ref: luckybird1994/ASAM ControlNet/ldm/modules/distributions/distributions.py:24-35
+//   (DiagonalGaussianDistribution), ldm/models/diffusion/ddpm.py:655-661 (sample() * scale)
+asam_tensor *asam_vae_posterior_sample(asam_ctx *ctx, asam_tensor *moments, const float *eps) {
+    if (!moments || moments->ndim != 4 || moments->shape[1] % 2)
+        return asam_ctx_fail(ctx, "posterior: moments (B, 2C, h, w) expected");
+    const int64_t B = moments->shape[0], C = moments->shape[1] / 2;
+    const int64_t hw = moments->shape[2] * moments->shape[3];
+    asam_tensor *z = asam_new(ctx, ASAM_SHAPE(B, C, moments->shape[2], moments->shape[3]));
+    for (int64_t b = 0; z && b < B; b++)
+        for (int64_t i = 0; i < C * hw; i++) {
+            float mean = moments->data[b * 2 * C * hw + i];
+            float lv = moments->data[b * 2 * C * hw + C * hw + i];
+            lv = fminf(fmaxf(lv, -30.0f), 20.0f);
+            float sd = expf(0.5f * lv);
+            float x = mean + sd * eps[b * C * hw + i];
+            z->data[b * C * hw + i] = ASAM_SD_LATENT_SCALE * x;
+        }
+    return z;
+}
+
 /* One training sample prepared without gradients: z0 (1,4,h,w) scaled, hint (1,3,S,S),
- * context (1,77,D). */
+ * context (1,77,D). eps_key: the posterior's noise (vae_mean: the mean instead). */
 static int data_sample(asam_ctx *ctx, const cn_data *d, size_t i, const asam_sd *sd, int size,
-                       asam_tensor **z0, asam_tensor **hint, asam_tensor **context) {
+                       uint64_t eps_key, int vae_mean, asam_tensor **z0, asam_tensor **hint,
+                       asam_tensor **context) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", d->dir, d->json[i]);
     asam_sa1b_image ann;
@@ -331,9 +372,17 @@ static int data_sample(asam_ctx *ctx, const cn_data *d, size_t i, const asam_sd 
     int rc = asam_image_read(path, 3, &img);
     if (!rc) {
         *hint = asam_mask_map_tensor(ctx, &ann, size);
-        asam_tensor *x = asam_sd_image_to_tensor(ctx, &img, size, size, -1.0f);
-        asam_tensor *mean = x ? asam_vae_encode(ctx, sd->vae, x) : NULL;
-        *z0 = asam_scale(ctx, mean, ASAM_SD_LATENT_SCALE);
+        asam_tensor *x = asam_cn_target_tensor(ctx, &img, size);
+        asam_tensor *mom = x ? asam_vae_encode_moments(ctx, sd->vae, x) : NULL;
+        if (vae_mean) {
+            asam_tensor *mean = mom ? asam_slice(ctx, mom, 1, 0, mom->shape[1] / 2) : NULL;
+            *z0 = asam_scale(ctx, mean, ASAM_SD_LATENT_SCALE);
+        } else {
+            const size_t n = mom ? (size_t)(mom->numel / 2) : 0;
+            float *eps = mom ? asam_ctx_alloc(ctx, sizeof(float) * n) : NULL;
+            if (eps) asam_randn(eps_key, eps, n);
+            *z0 = eps ? asam_vae_posterior_sample(ctx, mom, eps) : NULL;
+        }
         const char *cap = d->caps ? asam_captions_get(d->caps, img_name) : "";
         *context = asam_sd_encode_prompt(ctx, sd, cap);
         if (!asam_ctx_ok(ctx) || !*hint || !*z0 || !*context)
@@ -471,7 +520,7 @@ void asam_cn_train_opts_default(asam_cn_train_opts *o) {
     memset(o, 0, sizeof *o);
     o->lr = 1e-5f;
     o->weight_decay = 1e-2;
-    o->batch = 1;
+    o->batch = 64; // ref: ControlNet/train.sh:2 --batchsize=8 --gpus 8 (DDP: 64 per step)
     o->epochs = 1;
     o->size = 512;
     o->save_every = 100;
@@ -505,7 +554,9 @@ static int train_step(asam_ctx *ctx, const asam_cn_train_opts *o, cn_data *data,
         uint64_t k = (uint64_t)step * o->batch + b;
         size_t idx = sample_index(o->seed, data->n, k, perm, perm_epoch);
         asam_tensor *z0, *hint, *context, *loss = NULL;
-        rc = data_sample(ctx, data, idx, sd, o->size, &z0, &hint, &context);
+        // ref: ControlNet/ldm/models/diffusion/ddpm.py:657 encoder_posterior.sample()
+        rc = data_sample(ctx, data, idx, sd, o->size, key3(o->seed, k, 0), o->vae_mean, &z0, &hint,
+                         &context);
         // ref: lllyasviel/ControlNet ldm/models/diffusion/ddpm.py:840 (t uniform in 0..999),
         // :886 (Gaussian noise), LatentDiffusion's training step
         int t = (int)(key3(o->seed, k, 1) % ASAM_DDPM_STEPS);

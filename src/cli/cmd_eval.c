@@ -15,8 +15,10 @@
 typedef struct {
     asam_eval_opts o;
     const char *models[MAX_ITEMS], *data[MAX_ITEMS], *names[MAX_ITEMS];
+    const char *tuned[MAX_ITEMS], *baselines[MAX_ITEMS];
+    int two_step[MAX_ITEMS];
     char name_buf[MAX_ITEMS][128];
-    cli_list model_list, data_list;
+    cli_list model_list, baseline_list, data_list;
     int quiet;
 } eval_args;
 
@@ -38,14 +40,18 @@ static void dataset_name(const char *v, char *name, size_t n, const char **spec)
 
 static int parse_args(eval_args *a, int argc, char **argv) {
     asam_eval_defaults(&a->o);
-    a->model_list = (cli_list){a->models, 0, MAX_ITEMS};
+    a->model_list = (cli_list){a->tuned, 0, MAX_ITEMS};
+    a->baseline_list = (cli_list){a->baselines, 0, MAX_ITEMS};
     a->data_list = (cli_list){a->data, 0, MAX_ITEMS};
     const cli_opt opts[] = {
         {"--model", OPT_LIST, &a->model_list, "FILE",
          "SAM or EfficientSAM checkpoint (each with its own\n"
          "pre-processing; EfficientSAM always its official pipeline); repeat\n"
-         "to compare several",
-         .required = 1},
+         "to compare several. SAM logits go x4 to 1024, then to the GT size\n"
+         "(the official eval of a tuned decoder, main.py:664)"},
+        {"--baseline", OPT_LIST, &a->baseline_list, "FILE",
+         "a model scored as the official --baseline: 256 logits to the GT\n"
+         "size in one step (main.py:655); listed before the --model ones"},
         {"--data", OPT_LIST, &a->data_list, "[NAME=]DATASET",
          "dataset (as for 'asam tune': sa1b:, adv:, coco:, masks:, idmap:); repeatable",
          .required = 1},
@@ -73,13 +79,23 @@ static int parse_args(eval_args *a, int argc, char **argv) {
         "The Markdown table is also printed on stdout.\n"};
     int rc = cli_parse(&spec, argc, argv);
     if (rc) return rc;
+    int nm = 0;
+    for (int i = 0; i < a->baseline_list.n; i++)
+        a->two_step[nm] = 0, a->models[nm++] = a->baselines[i];
+    for (int i = 0; i < a->model_list.n && nm < MAX_ITEMS; i++)
+        a->two_step[nm] = 1, a->models[nm++] = a->tuned[i];
+    if (nm == 0) {
+        fprintf(stderr, "asam eval: --model or --baseline is required (see asam eval --help)\n");
+        return CLI_USAGE;
+    }
     for (int d = 0; d < a->data_list.n; d++) {
         dataset_name(a->data[d], a->name_buf[d], sizeof a->name_buf[d], &a->data[d]);
         a->names[d] = a->name_buf[d];
     }
     a->o.progress = !a->quiet;
     a->o.models = a->models;
-    a->o.n_models = a->model_list.n;
+    a->o.n_models = nm;
+    a->o.two_step = a->two_step;
     a->o.names = a->names;
     a->o.specs = a->data;
     a->o.n_data = a->data_list.n;

@@ -29,7 +29,11 @@ static int parse_args(asam_cn_train_opts *o, int argc, char **argv) {
         {"--lr", OPT_FLOAT, &o->lr, "X", "AdamW learning rate", 1e-12, 10},
         {"--weight-decay", OPT_DOUBLE, &o->weight_decay, "X", "AdamW weight decay (torch's)", 0,
          10},
-        {"--batch", OPT_INT, &o->batch, "N", "images per step", 1, 64},
+        {"--batch", OPT_INT, &o->batch, "N",
+         "images per step (official: 8 per GPU x 8 GPUs, gradients averaged)", 1, 64},
+        {"--vae-mean", OPT_FLAG, &o->vae_mean, NULL,
+         "latent = the VAE posterior's mean (official: a sample,\n"
+         "here keyed by the seed and the sample)"},
         {"--epochs", OPT_INT, &o->epochs, "N", "passes over the data (ignored with --steps)", 1,
          1e6},
         {"--steps", OPT_INT, &o->steps, "N", "optimiser steps in all", 1, 1e9, .no_default = 1},

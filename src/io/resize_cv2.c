@@ -3,8 +3,11 @@
  * grad_null_text_inversion_edit.py:900 on uint8 pixels).
  *
  * Per axis (imgproc/src/resize.cpp, resizeGeneric): source coordinate
- * f = (o + 0.5) * in/out - 0.5 in float, s = floor(f), frac = f - s; s < 0 -> (s, frac) = (0, 0);
- * s >= in - 1 -> (in - 1, 0). No antialiasing when shrinking. Horizontal pass first, then
+ * f = (o + 0.5) * in/out - 0.5 in float, s = floor(f), frac = f - s. Columns: s < 0 -> (s, frac)
+ * = (0, 0); s >= in - 1 -> (in - 1, 0). Rows keep their weights, and the two source rows are
+ * clipped into the image (resizeGeneric_ reads rows clip(s) and clip(s + 1)): the first and
+ * last output rows blend one row with itself, which the fixed-point path rounds down by up to
+ * one level against weights (1, 0). No antialiasing when shrinking. Horizontal pass first, then
  * vertical. uint8: the weights are rounded to 11-bit fixed point independently
  * (saturate_cast<short>(w * 2048)); the horizontal pass keeps 32-bit sums; the vertical pass
  * is the SIMD one (VResizeLinearVec_32s8u), which rounds as
@@ -31,7 +34,7 @@ static void axis_free(axis *a) {
     free(a->iw);
 }
 
-static int axis_make(int in, int out, axis *a) {
+static int axis_make(int in, int out, int clamp, axis *a) {
     a->ofs = malloc(sizeof(int) * out);
     a->w = malloc(sizeof(float) * 2 * out);
     a->iw = malloc(sizeof(short) * 2 * out);
@@ -44,8 +47,8 @@ static int axis_make(int in, int out, axis *a) {
         float f = (float)((o + 0.5) * scale - 0.5);
         int s = (int)floorf(f);
         f -= (float)s;
-        if (s < 0) s = 0, f = 0;
-        if (s >= in - 1) s = in - 1, f = 0;
+        if (clamp && s < 0) s = 0, f = 0;
+        if (clamp && s >= in - 1) s = in - 1, f = 0;
         a->ofs[o] = s;
         a->w[2 * o] = 1.0f - f;
         a->w[2 * o + 1] = f;
@@ -86,7 +89,7 @@ int asam_image_resize_cv2_linear(const asam_image *src, int new_w, int new_h, as
     axis ax = {0}, ay = {0};
     int32_t *rows = NULL;
     int rc = -1;
-    if (axis_make(W, new_w, &ax) || axis_make(H, new_h, &ay)) goto done;
+    if (axis_make(W, new_w, 1, &ax) || axis_make(H, new_h, 0, &ay)) goto done;
     const size_t rl = (size_t)new_w * c;
     rows = malloc(sizeof(int32_t) * rl * H);
     if (!rows) {
@@ -103,7 +106,8 @@ int asam_image_resize_cv2_linear(const asam_image *src, int new_w, int new_h, as
         }
     }
     for (int y = 0; y < new_h; y++) { /* VResizeLinearVec_32s8u */
-        int sy = ay.ofs[y], sy1 = sy + 1 < H ? sy + 1 : sy;
+        int sy = ay.ofs[y] < 0 ? 0 : ay.ofs[y] > H - 1 ? H - 1 : ay.ofs[y];
+        int sy1 = ay.ofs[y] + 1 < 0 ? 0 : ay.ofs[y] + 1 > H - 1 ? H - 1 : ay.ofs[y] + 1;
         const int32_t *r0 = rows + (size_t)sy * rl, *r1 = rows + (size_t)sy1 * rl;
         int b0 = ay.iw[2 * y], b1 = ay.iw[2 * y + 1];
         uint8_t *d = dst->data + (size_t)y * rl;
@@ -146,7 +150,7 @@ int asam_image_resize_cv2_linear_f32(const asam_image *src, int new_w, int new_h
     axis ax = {0}, ay = {0};
     float *rows = NULL;
     int rc = -1;
-    if (axis_make(W, new_w, &ax) || axis_make(H, new_h, &ay)) goto done;
+    if (axis_make(W, new_w, 1, &ax) || axis_make(H, new_h, 0, &ay)) goto done;
     rows = malloc(sizeof(float) * rl * H);
     if (!rows) {
         asam_error("resize_cv2: out of memory");
@@ -163,7 +167,8 @@ int asam_image_resize_cv2_linear_f32(const asam_image *src, int new_w, int new_h
         }
     }
     for (int y = 0; y < new_h; y++) {
-        int sy = ay.ofs[y], sy1 = sy + 1 < H ? sy + 1 : sy;
+        int sy = ay.ofs[y] < 0 ? 0 : ay.ofs[y] > H - 1 ? H - 1 : ay.ofs[y];
+        int sy1 = ay.ofs[y] + 1 < 0 ? 0 : ay.ofs[y] + 1 > H - 1 ? H - 1 : ay.ofs[y] + 1;
         const float *r0 = rows + (size_t)sy * rl, *r1 = rows + (size_t)sy1 * rl;
         for (size_t i = 0; i < rl; i++)
             o[(size_t)y * rl + i] = r0[i] * ay.w[2 * y] + r1[i] * ay.w[2 * y + 1];
