@@ -256,6 +256,39 @@ static void case_grad_off(asam_ctx *ctx, block_params *p, asam_tensor *x, asam_t
     asam_ctx_release(ctx, mk);
 }
 
+/* backward visits only the ancestors of its output: a sibling branch recorded earlier, which
+ * still holds gradients from its own backward, is neither run again nor changed */
+static void case_sibling(asam_ctx *ctx, block_params *p, asam_tensor *x) {
+    const int64_t n = p->wq->numel;
+    float *g_a = malloc(sizeof(float) * (size_t)n), *g_b = malloc(sizeof(float) * (size_t)n);
+    asam_mark mk = asam_ctx_mark(ctx);
+    /* alone: d lb / d wq */
+    asam_param_zero_grad(p->wq);
+    asam_tensor *yb = asam_linear(ctx, x, p->wq, NULL);
+    CHECK(asam_backward(ctx, asam_mean(ctx, asam_mul(ctx, yb, yb))) == 0, "backward lb");
+    memcpy(g_b, p->wq->grad, sizeof(float) * (size_t)n);
+    asam_ctx_release(ctx, mk);
+    /* la, backward; then lb recorded after it, backward */
+    asam_param_zero_grad(p->wq);
+    asam_tensor *ya = asam_linear(ctx, x, p->wq, NULL);
+    CHECK(asam_backward(ctx, asam_sum(ctx, ya)) == 0, "backward la");
+    memcpy(g_a, p->wq->grad, sizeof(float) * (size_t)n);
+    float ya_g0 = ya->grad ? ya->grad[0] : -1;
+    yb = asam_linear(ctx, x, p->wq, NULL);
+    CHECK(asam_backward(ctx, asam_mean(ctx, asam_mul(ctx, yb, yb))) == 0, "backward lb after la");
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs(p->wq->grad[i] - (g_a[i] + g_b[i])) /
+                                (fabs(g_a[i]) + fabs(g_b[i]) + 1e-6));
+    CHECK(worst < 1e-6, "second backward re-ran the first branch: d/dwq off by %.3g", worst);
+    CHECK(ya->grad && ya->grad[0] == ya_g0, "the sibling branch's gradient changed");
+    if (worst < 1e-6)
+        printf("ok   backward visits only the output's ancestors (sibling untouched)\n");
+    asam_ctx_release(ctx, mk);
+    free(g_a);
+    free(g_b);
+}
+
 /* errors propagate: a shape mismatch fails, later ops get NULL and return NULL, the first
  * message is kept, backward refuses */
 static void case_errors(asam_ctx *ctx, block_params *p, asam_tensor *x, asam_tensor *mm) {
@@ -298,6 +331,7 @@ static void test_autograd(void) {
     case_accumulation(ctx, &p, x, mm);
     case_checkpointing(ctx, &p, x, mm);
     case_grad_off(ctx, &p, x, mm);
+    case_sibling(ctx, &p, x);
     case_errors(ctx, &p, x, mm);
     asam_param_free(p.wq);
     asam_param_free(p.wk);

@@ -52,6 +52,7 @@ typedef struct asam_tensor {
     asam_node *node;          /* the op that produced it while recording, else NULL */
     struct asam_tensor *base; /* for views: the tensor whose data (and grad) this aliases */
     const char *name;         /* optional, for messages */
+    uint64_t grad_stamp;      /* the backward pass that last reached it (autograd.c) */
 } asam_tensor;
 
 /* ---- threads ---------------------------------------------------------------------------- */

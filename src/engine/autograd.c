@@ -31,6 +31,7 @@ asam_node *asam_record(asam_ctx *ctx, const char *op, asam_backward_fn fn, asam_
 
 float *asam_grad_buf(asam_ctx *ctx, asam_tensor *t) {
     if (!t || !t->requires_grad) return NULL;
+    t->grad_stamp = ctx->grad_stamp; /* reached by the running backward pass */
     if (t->grad) return t->grad;
     if (t->persistent) {
         asam_param_zero_grad(t);
@@ -51,10 +52,14 @@ float *asam_grad_buf(asam_ctx *ctx, asam_tensor *t) {
     return g;
 }
 
-/* Run the nodes from tail back to (excluding) stop. */
-static int run_tape(asam_ctx *ctx, asam_node *tail, asam_node *stop) {
+/* Run, from tail back to (excluding) stop, the nodes whose output received a gradient in this
+ * backward pass (stamp): the ancestors of its output. A node of a sibling branch recorded
+ * earlier, even one holding gradients from an earlier backward, is left alone (running it
+ * again would add that gradient into shared inputs twice). Every backward function takes its
+ * inputs' gradient buffers through asam_grad_buf, which stamps them. */
+static int run_tape(asam_ctx *ctx, asam_node *tail, asam_node *stop, uint64_t stamp) {
     for (asam_node *n = tail; n && n != stop; n = n->prev) {
-        if (n->out->grad) n->backward(ctx, n);
+        if (n->out->grad && n->out->grad_stamp == stamp) n->backward(ctx, n);
         if (ctx->error[0]) return -1;
     }
     return 0;
@@ -67,11 +72,14 @@ static int seed_and_run(asam_ctx *ctx, asam_tensor *out, const float *grad_out, 
         asam_ctx_fail(ctx, "backward: the output does not depend on anything needing a gradient");
         return -1;
     }
+    const uint64_t outer = ctx->grad_stamp; /* a checkpoint's recompute nests a pass */
+    const uint64_t stamp = ctx->grad_stamp = ++ctx->n_passes;
     float *g = asam_grad_buf(ctx, out);
-    if (!g) return -1;
-    for (int64_t i = 0; i < out->numel; i++) g[i] += grad_out ? grad_out[i] : 1.0f;
-    if (!out->node) return 0; /* a leaf: its gradient is the seed */
-    return run_tape(ctx, out->node, stop);
+    int rc = g ? 0 : -1;
+    for (int64_t i = 0; g && i < out->numel; i++) g[i] += grad_out ? grad_out[i] : 1.0f;
+    if (!rc && out->node) rc = run_tape(ctx, out->node, stop, stamp); /* leaf: just the seed */
+    ctx->grad_stamp = outer;
+    return rc;
 }
 
 int asam_backward(asam_ctx *ctx, asam_tensor *loss) {

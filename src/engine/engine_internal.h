@@ -33,8 +33,10 @@ struct asam_ctx {
     size_t touched;       /* highest offset possibly backed by pages */
     asam_node *tape_tail; /* last recorded node */
     bool grad_enabled;
-    size_t ckpt_floor; /* inside a checkpoint recompute: arena offset of its mark */
-    char error[512];   /* first error, "" when none */
+    size_t ckpt_floor;   /* inside a checkpoint recompute: arena offset of its mark */
+    uint64_t n_passes;   /* backward passes started */
+    uint64_t grad_stamp; /* the running pass (0: none): asam_grad_buf stamps what it reaches */
+    char error[512];     /* first error, "" when none */
 };
 
 /* Allocate an op output of the given shape (uninitialised). NULL on failure (error set). */
