@@ -20,6 +20,22 @@ sed 's/"image_id": 1/"image_id": 2/; s/sa_1.jpg/sa_2.jpg/' "$D/sa_1.json" > "$D/
 "$BIN" attack-pgd --model "$PTH" --data "sa1b:$D" --out "$TMP/adv" --iters 1 --quiet
 check "attack-pgd exits 0" [ $? -eq 0 ]
 check "adversarial PNGs written" [ -s "$TMP/adv/sa_1.png" -a -s "$TMP/adv/sa_2.png" ]
+check "attack-pgd records its provenance" grep -q '"--iters":"1"' "$TMP/adv/provenance.json"
+# a rerun with the same options reuses the images; other options are refused naming the
+# option, or redo every image with --force
+"$BIN" attack-pgd --model "$PTH" --data "sa1b:$D" --out "$TMP/adv" --iters 1 --quiet
+check "attack-pgd rerun, same options: exits 0" [ $? -eq 0 ]
+err=$("$BIN" attack-pgd --model "$PTH" --data "sa1b:$D" --out "$TMP/adv" --iters 2 --quiet 2>&1)
+rc=$?
+check "attack-pgd, other --iters: refused" [ $rc -ne 0 ]
+check "attack-pgd, other --iters: one line naming --iters" \
+    bash -c '[ $(printf "%s\n" "$1" | wc -l) -eq 1 ] && [[ "$1" == "asam attack-pgd: "*"--iters"* ]]' _ "$err"
+cp "$TMP/adv/sa_1.png" "$TMP/adv_iters1.png"
+"$BIN" attack-pgd --model "$PTH" --data "sa1b:$D" --out "$TMP/adv" --iters 2 --force --quiet
+check "attack-pgd --force: exits 0" [ $? -eq 0 ]
+check "attack-pgd --force: provenance rewritten" grep -q '"--iters":"2"' "$TMP/adv/provenance.json"
+check "attack-pgd --force: image redone" bash -c '! cmp -s "$1" "$2"' _ "$TMP/adv_iters1.png" \
+    "$TMP/adv/sa_1.png"
 
 # --- tuning on the adversarial images with the original annotations ---
 "$BIN" tune --model "$PTH" --data "adv:$TMP/adv:$D" --out "$TMP/tuned" --epochs 2 --batch 2 \
@@ -45,6 +61,8 @@ check "table compares both models" grep -q "sam_tuned.pth mIoU" "$TMP/table.md"
 check "json table written" grep -q '"miou"' "$TMP/table.json"
 check "table printed on stdout" grep -q "| adv | 1 | 3 |" "$TMP/eval.out"
 cat "$TMP/table.md"
+"$BIN" eval --baseline "$PTH" --model "$PTH" --data "sa1b:$D" --limit 1 --quiet > "$TMP/eval_bl.out"
+check "eval --baseline (one-step path) beside --model (two-step)" grep -q "model.pth mIoU" "$TMP/eval_bl.out"
 "$BIN" eval --model "$PTH" --data "sa1b:$D" --protocol sam --limit 1 --quiet > "$TMP/eval_sam.out"
 check "eval --protocol sam exits 0" [ $? -eq 0 ]
 

@@ -166,6 +166,8 @@ typedef struct {
     int max_masks;       /* GT boxes per image (0 = all); 140 as ASAM's attack caps */
     int limit;
     int progress;
+    int force; /* ADVDIR made with other options (ADVDIR/provenance.json): redo every image
+                  (else refuse, naming the option) */
 } asam_pgd_opts;
 void asam_pgd_defaults(asam_pgd_opts *o);
 
@@ -183,7 +185,8 @@ int asam_pgd_loss_grad(const asam_sam *m, const float *pixels, const uint8_t *gt
  * image, one extra forward) are optional. */
 int asam_pgd_attack_sample(const asam_sam *m, const asam_sample *s, const asam_pgd_opts *o,
                            asam_image *adv, double *loss_before, double *loss_after);
-/* The whole dataset; images already in out_dir are skipped (resumable). */
+/* The whole dataset; images already in out_dir are skipped (resumable) when out_dir's
+ * provenance.json records the same model, data and options. */
 int asam_pgd_run(const asam_pgd_opts *o);
 
 /* The one number parser of the library and the CLI: a whole string holding a finite number

@@ -3,6 +3,7 @@
  * eps-ball around the clean image and [0, 255]. No random start; the last iterate is saved,
  * rounded to 8 bits (which stays inside the ball, the clean image being integral). */
 #include "asam/asam.h"
+#include "asam/provenance.h"
 #include "asam/dist.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
@@ -182,6 +183,50 @@ int asam_pgd_attack_sample(const asam_sam *m, const asam_sample *s, const asam_p
     return rc;
 }
 
+/* OUT/provenance.json: what made the images in OUT (model, data, eps, step, iters, masks).
+ * A folder made otherwise, or holding images of an unrecorded run, is refused naming the
+ * option, unless force (then every image is redone). *redo: 1 when finished images must not
+ * be reused. */
+static int check_provenance(const asam_pgd_opts *o, asam_dataset *ds, size_t n, int *redo,
+                            char **record) {
+    asam_prov *p = asam_prov_new("attack-pgd");
+    asam_prov_file(p, "--model", o->model_path);
+    asam_prov_str(p, "--data", o->data);
+    asam_prov_num(p, "--eps", o->eps);
+    asam_prov_num(p, "--step", o->step);
+    asam_prov_int(p, "--iters", o->iters);
+    asam_prov_int(p, "--max-masks", o->max_masks);
+    char path[2048], *rec = NULL, *js = asam_prov_json(p);
+    size_t len;
+    snprintf(path, sizeof path, "%s/provenance.json", o->out_dir);
+    int rc = 0, any = 0;
+    *redo = 0;
+    if (asam_file_exists(path)) {
+        if (asam_read_file(path, &rec, &len)) rc = -1;
+        any = 1;
+    } else {
+        for (size_t i = 0; i < n && !any; i++) { /* images of an unrecorded run? */
+            char img[2048];
+            snprintf(img, sizeof img, "%s/%s.png", o->out_dir, asam_dataset_item_name(ds, i));
+            any = asam_file_exists(img);
+        }
+    }
+    if (!rc && any && asam_prov_check(p, rec ? rec : "{}", o->out_dir)) {
+        if (o->force)
+            *redo = 1;
+        else
+            rc = -1;
+    }
+    *record = NULL;
+    if (!rc && (!rec || *redo))
+        *record = js; /* written once every rank has checked */
+    else
+        free(js);
+    free(rec);
+    asam_prov_free(p);
+    return rc;
+}
+
 int asam_pgd_run(const asam_pgd_opts *o) {
     if (o->iters < 0 || !(o->eps >= 0) || !(o->step >= 0))
         return asam_error("attack-pgd: eps, step and iters must not be negative");
@@ -192,8 +237,19 @@ int asam_pgd_run(const asam_pgd_opts *o) {
     if (!rc) rc = asam_sam_load(o->model_path, &m);
     size_t n = asam_dataset_count(ds);
     if (o->limit > 0 && n > (size_t)o->limit) n = (size_t)o->limit;
+    int redo = 0;
+    char *record = NULL;
+    if (!rc) rc = check_provenance(o, ds, n, &redo, &record);
     /* Over the ranks of an MPI job the images come from a shared queue (asam/dist.h), so a
      * slow image holds up only its rank; rank 0 shows its lines and the totals. */
+    rc = asam_dist_agree(rc);
+    redo = asam_dist_agree(redo ? -1 : 0) != 0; /* a rank that saw another run: all redo */
+    if (!rc && record && asam_dist_rank() == 0) {
+        char pp[2048];
+        snprintf(pp, sizeof pp, "%s/provenance.json", o->out_dir);
+        rc = asam_write_file_atomic(pp, record, strlen(record));
+    }
+    free(record);
     rc = asam_dist_agree(rc);
     const int R = asam_dist_rank();
     asam_progress bar; /* per-image line, on a terminal only */
@@ -211,7 +267,7 @@ int asam_pgd_run(const asam_pgd_opts *o) {
         size_t i = (size_t)item;
         char path[2048];
         snprintf(path, sizeof path, "%s/%s.png", o->out_dir, asam_dataset_item_name(ds, i));
-        if (asam_file_exists(path)) { /* finished in an earlier run */
+        if (!redo && asam_file_exists(path)) { /* finished in an earlier run (same options) */
             skipped++;
             asam_progress_skip(&bar);
             continue;

@@ -21,6 +21,8 @@ static int parse_args(asam_pgd_opts *o, int argc, char **argv) {
         {"--iters", OPT_INT, &o->iters, "N", "iterations", 0, 100000},
         {"--max-masks", OPT_INT, &o->max_masks, "N", "GT boxes per image (0 = all)", 0, 1 << 20},
         {"--limit", OPT_INT, &o->limit, "N", "first N images only", 1, 1 << 30, .no_default = 1},
+        {"--force", OPT_FLAG, &o->force, NULL,
+         "ADVDIR made with other options: redo every image (else refuse)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress lines"},
     };
     const cli_spec spec = {
