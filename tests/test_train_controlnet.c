@@ -238,6 +238,15 @@ static void case_resume(const char *sd_path, const char *dir) {
     o.seed = 5;
     CHECK(asam_train_controlnet(&o) == -1 && strstr(asam_last_error(), "seed"),
           "state of another seed accepted: %s", asam_last_error());
+    printf("ok   resume refused: %s\n", asam_last_error());
+    o.lr = 2e-4f, o.seed = 4; /* another option: named in the one line */
+    CHECK(asam_train_controlnet(&o) == -1 && strstr(asam_last_error(), "--lr"),
+          "state of another lr accepted: %s", asam_last_error());
+    o.force = 1, o.steps = 1; /* --force: starts over, the state then records the new options */
+    CHECK(asam_train_controlnet(&o) == 0, "--force: %s", asam_last_error());
+    o.force = 0;
+    CHECK(asam_train_controlnet(&o) == 0, "resume of the forced run: %s", asam_last_error());
+    printf("ok   --force starts over and records the new options\n");
     o.data = "sa1b:/nonexistent/dir";
     CHECK(asam_train_controlnet(&o) == -1 && strstr(asam_last_error(), "/nonexistent/dir"),
           "bad data dir: %s", asam_last_error());

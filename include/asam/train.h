@@ -51,7 +51,8 @@ typedef struct {
     const char *captions;        /* JSON lines; NULL = DIR/captions.jsonl when present */
     const char *init_controlnet; /* start from this ControlNet instead of the UNet copy */
     const char *out;             /* .pth / .ckpt / .safetensors */
-    const char *state;           /* resume state; NULL = OUT.state.safetensors */
+    const char *state;           /* resume state; NULL = OUT.state.safetensors; records the
+                                    provenance (options and inputs) of the weights in OUT */
     float lr;                    /* 1e-5 */
     double weight_decay;         /* 0.01 (torch AdamW default) */
     int batch;                   /* 64: the official 8 per GPU x 8 GPUs (ControlNet/train.sh:2) */
@@ -64,6 +65,7 @@ typedef struct {
     int stop_after;              /* test hook: stop (after saving state) at this step (0 = no) */
     int verbose;                 /* progress line with ETA on stderr */
     float *losses;               /* NULL or room for `steps` losses (filled by step index) */
+    int force;    /* resume over a state made with other options: start over (else refuse) */
     int vae_mean; /* 1: z0 from the VAE posterior's mean (asam's former choice); 0: a sample
                      keyed by (seed, sample), as the official get_first_stage_encoding */
 } asam_cn_train_opts;

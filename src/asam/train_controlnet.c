@@ -13,6 +13,7 @@
 #include "asam/fileio.h"
 #include "asam/generator.h"
 #include "asam/optim.h"
+#include "asam/provenance.h"
 #include "asam/util.h"
 #include "asam/sa1b.h"
 
@@ -411,7 +412,7 @@ static size_t sample_index(uint64_t seed, size_t N, uint64_t k, size_t *perm,
 
 /* ---- resumable state ------------------------------------------------------------------------ */
 static int state_save(const char *path, const asam_controlnet *cn, const asam_optim *opt,
-                      int64_t step, uint64_t seed, int batch, int size) {
+                      int64_t step, uint64_t seed, int batch, int size, const char *prov) {
     asam_tensor **params;
     const char **names;
     size_t n;
@@ -446,13 +447,14 @@ static int state_save(const char *path, const asam_controlnet *cn, const asam_op
         snprintf(s_batch, sizeof s_batch, "%d", batch);
         snprintf(s_size, sizeof s_size, "%d", size);
         snprintf(s_ostep, sizeof s_ostep, "%lld", (long long)st);
-        const char *meta[12] = {"format",     "asam-controlnet-train-state-1",
+        const char *meta[14] = {"format",     "asam-controlnet-train-state-1",
                                 "step",       s_step,
                                 "seed",       s_seed,
                                 "batch",      s_batch,
                                 "size",       s_size,
-                                "optim_step", s_ostep};
-        rc = asam_safetensors_write(path, e, n + 2, meta, 6);
+                                "optim_step", s_ostep,
+                                "provenance", prov ? prov : ""};
+        rc = asam_safetensors_write(path, e, n + 2, meta, 7);
     }
     for (size_t i = 0; full && i < n; i++) free(full[i]);
     free(full), free(e), free(m), free(v);
@@ -512,6 +514,34 @@ static int state_load(const char *path, asam_controlnet *cn, asam_optim *opt, in
     }
     asam_checkpoint_close(ck);
     if (!rc) *step = st;
+    return rc;
+}
+
+/* What determines the weights: the models, the data, every option that changes the trajectory
+ * (not --steps / --epochs / --stop-after, which say how far to go; a resume may go further). */
+static asam_prov *cn_provenance(const asam_cn_train_opts *o) {
+    asam_prov *p = asam_prov_new("train-controlnet");
+    asam_prov_file(p, "--sd", o->sd);
+    asam_prov_str(p, "--data", o->data);
+    if (o->captions) asam_prov_file(p, "--captions", o->captions);
+    if (o->init_controlnet) asam_prov_file(p, "--init-controlnet", o->init_controlnet);
+    asam_prov_num(p, "--lr", o->lr);
+    asam_prov_num(p, "--weight-decay", o->weight_decay);
+    asam_prov_int(p, "--batch", o->batch);
+    asam_prov_int(p, "--size", o->size);
+    asam_prov_int(p, "--seed", (long long)o->seed);
+    asam_prov_int(p, "--vae-mean", o->vae_mean);
+    return p;
+}
+
+/* 0: the state at path was made by this run's provenance; -1 with one line naming the first
+ * option that differs (a state without provenance counts as different). */
+static int state_check(const char *path, const asam_prov *p) {
+    asam_checkpoint *ck;
+    if (asam_checkpoint_open(path, &ck)) return -1;
+    const char *rec = asam_checkpoint_metadata(ck, "provenance");
+    int rc = asam_prov_check(p, rec && *rec ? rec : "{}", path);
+    asam_checkpoint_close(ck);
     return rc;
 }
 
@@ -655,7 +685,17 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
         if (!opt || !ctx) rc = asam_error("train-controlnet: out of memory");
     }
     int64_t step = 0;
-    if (!rc && o->resume && asam_file_exists(state_path)) {
+    asam_prov *prov = cn_provenance(o);
+    char *prov_js = asam_prov_json(prov);
+    int fresh = 0; /* --force over a state of other options: start over */
+    if (!rc && o->resume && asam_file_exists(state_path) && state_check(state_path, prov)) {
+        if (o->force)
+            fresh = 1;
+        else
+            rc = -1;
+    }
+    asam_prov_free(prov);
+    if (!rc && !fresh && o->resume && asam_file_exists(state_path)) {
         rc = state_load(state_path, cn, opt, &step, o->seed, o->batch, o->size);
         if (!rc && o->verbose && asam_dist_rank() == 0)
             fprintf(stderr, "train-controlnet: resumed from %s at step %lld/%lld\n", state_path,
@@ -697,7 +737,7 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
         if (stop || step == total || (o->save_every > 0 && step % o->save_every == 0)) {
             /* rank 0 writes the state; all ranks learn whether it could */
             if (asam_dist_rank() == 0)
-                rc = state_save(state_path, cn, opt, step, o->seed, o->batch, o->size);
+                rc = state_save(state_path, cn, opt, step, o->seed, o->batch, o->size, prov_js);
             rc = asam_dist_agree(rc);
         }
         if (stop) {
@@ -714,6 +754,7 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
                 o->out, n_params, state_path);
     free(noise_buf);
     free(perm);
+    free(prov_js);
     if (ctx) asam_ctx_free(ctx);
     asam_optim_free(opt);
     asam_controlnet_free(cn);

@@ -43,6 +43,8 @@ static int parse_args(asam_cn_train_opts *o, int argc, char **argv) {
          1e9},
         {"--state", OPT_STR, &o->state, "FILE", "resume state (default OUT.state.safetensors)"},
         {"--resume", OPT_FLAG, &o->resume, NULL, "continue from the state file when it exists"},
+        {"--force", OPT_FLAG, &o->force, NULL,
+         "with --resume: a state made with other options starts over\n(else refused)"},
         {"--stop-after", OPT_INT, &o->stop_after, "N",
          "stop (after saving the state) at step N, for resume tests", 0, 1e9, .no_default = 1},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress line"},
