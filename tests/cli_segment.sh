@@ -29,8 +29,10 @@ if [ -n "$info" ]; then
 fi
 
 # --- reuse of the saved embedding (no --image) gives the identical mask ---
-"$BIN" segment --model "$PTH" --embedding "$TMP/r.safetensors" --box 252.5,105,548,297 --out "$TMP/m2.png"
+"$BIN" segment --model "$PTH" --embedding "$TMP/r.safetensors" --box 252.5,105,548,297 --out "$TMP/m2.png" > "$TMP/m2.out"
 check "--embedding run exits 0" [ $? -eq 0 ]
+check "a success without --json prints one summary line" \
+    bash -c '[ $(wc -l < "$1") -eq 1 ] && grep -q "^wrote 1 mask to " "$1"' _ "$TMP/m2.out"
 check "--embedding mask identical" cmp -s "$TMP/m.png" "$TMP/m2.png"
 
 # --- several boxes + points + multimask + mask input from the saved result ---

@@ -436,6 +436,9 @@ static int write_outputs(const segment_args *a, const seg_run *r) {
     asam_image_free(&mimg);
     if (!rc && a->overlay_path) rc = write_overlay(a->overlay_path, &r->img, res, r->chosen);
     if (!rc && js) json_print(js, r);
+    if (!rc && !js) /* without --json: one summary line, never silence */
+        printf("wrote %d mask%s to %s%s\n", r->B, r->B == 1 ? "" : "s", a->out_path,
+               r->B == 1 ? "" : " (numbered)");
     cJSON_Delete(js);
     return rc;
 }

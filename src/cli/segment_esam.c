@@ -222,6 +222,9 @@ static int write_outputs(const segment_esam_args *a, const esam_run *r) {
         char *txt = cJSON_Print(js);
         if (txt) puts(txt);
         free(txt);
+    } else if (!rc) { /* without --json: one summary line, never silence */
+        printf("wrote %d mask%s to %s%s\n", r->Q, r->Q == 1 ? "" : "s", a->out_path,
+               r->Q == 1 ? "" : " (numbered)");
     }
     cJSON_Delete(js);
     return rc;
