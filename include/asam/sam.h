@@ -8,7 +8,12 @@
  * predictions back to the decoder parameters, the image embedding, the normalised 1024 input
  * and the 0..255 pixels before it. Coordinates follow the official predictor: prompts given to
  * asam_sam_prompt_encode() are in the 1024-input frame (after the ResizeLongestSide transform);
- * asam_sam_transform_coords() maps original-image pixels into that frame. */
+ * asam_sam_transform_coords() maps original-image pixels into that frame.
+ *
+ * Sizes: the shapes below are the official 1024 model's. A SAM built for input side S (a
+ * multiple of 16, read from pos_embed; e.g. a miniature trained at 128) has the same code path
+ * with every 1024 read as S, 64 (embedding side) as S / 16 and 256 (low-res masks) as S / 4,
+ * as build_sam.py's image_size / image_embedding_size parameters. */
 #ifndef ASAM_SAM_H
 #define ASAM_SAM_H
 
@@ -21,6 +26,8 @@
 extern "C" {
 #endif
 
+/* The official sizes. A model built for another input size (asam_sam_config.img_size) uses
+ * asam_sam_img_size() / _grid() / _lowres() instead; these constants are the upper bounds. */
 #define ASAM_SAM_IMG 1024   /* input side */
 #define ASAM_SAM_GRID 64    /* embedding side (1024 / patch 16) */
 #define ASAM_SAM_LOWRES 256 /* low-res mask side */
@@ -38,6 +45,10 @@ typedef struct {
     int global_idx[ASAM_SAM_MAX_DEPTH]; /* blocks with global attention */
     int is_global[ASAM_SAM_MAX_DEPTH];
     char variant[16]; /* "vit_b", "vit_l", "vit_h" or "custom" */
+    /* Input side: 1024 for the official models; a multiple of 16 up to 1024 (the encoder grid
+     * is img_size / 16, the low-res masks 4x that). Read from pos_embed's shape; 0 in a
+     * hand-made config means 1024. */
+    int img_size;
 } asam_sam_config;
 
 typedef struct {
@@ -60,7 +71,7 @@ typedef struct {
 typedef struct {
     asam_tensor *patch_w;   /* (C, 3, 16, 16) */
     asam_tensor *patch_b;   /* (C) */
-    asam_tensor *pos_embed; /* (1, 64, 64, C) */
+    asam_tensor *pos_embed; /* (1, G, G, C), G = img_size / 16 (64) */
     asam_sam_block blocks[ASAM_SAM_MAX_DEPTH];
     asam_tensor *neck0_w;           /* (256, C, 1, 1) */
     asam_tensor *neck1_w, *neck1_b; /* (256) LayerNorm2d */
@@ -79,8 +90,8 @@ typedef struct {
     asam_tensor *md4_w, *md4_b;  /* (16) LayerNorm2d */
     asam_tensor *md6_w, *md6_b;  /* (256, 16, 1, 1), (256) */
     /* derived at load (not in the checkpoint): the constant dense positional encoding */
-    asam_tensor *dense_pe; /* (1, 256, 64, 64) */
-    asam_tensor *key_pe;   /* (1, 4096, 256): dense_pe as image-token rows, for the decoder */
+    asam_tensor *dense_pe; /* (1, 256, G, G) */
+    asam_tensor *key_pe;   /* (1, G*G, 256): dense_pe as image-token rows, for the decoder */
 } asam_sam_prompt_encoder;
 
 typedef struct {
@@ -138,6 +149,14 @@ int asam_sam_init_random(const asam_sam_config *cfg, uint64_t seed, asam_sam **o
 /* Write every tensor under its official name: torch.save zip for .pth/.pt/.bin/.ckpt, else
  * safetensors (atomic). */
 int asam_sam_save(const asam_sam *m, const char *path);
+/* This model's input side (16 * pos_embed side), embedding side and low-res mask side: 1024, 64,
+ * 256 for the official models. */
+int asam_sam_img_size(const asam_sam *m);
+int asam_sam_grid(const asam_sam *m);
+int asam_sam_lowres(const asam_sam *m);
+/* Every weight in the official state-dict order with its name (owned by the model). */
+int asam_sam_params(const asam_sam *m, asam_tensor *const **params, const char *const **names,
+                    size_t *n);
 /* Turn gradients on/off for the trainable output tokens (iou_token, mask_tokens). */
 void asam_sam_tokens_requires_grad(asam_sam *m, int on);
 
@@ -148,15 +167,23 @@ typedef struct {
 } asam_sam_sizes;
 
 void asam_sam_sizes_for(int orig_h, int orig_w, asam_sam_sizes *s);
+/* ResizeLongestSide(img_size) for a model of another input size (the functions without _at
+ * are these with 1024). */
+void asam_sam_sizes_at(int img_size, int orig_h, int orig_w, asam_sam_sizes *s);
 /* ResizeLongestSide on uint8 (Pillow-exact bilinear); dst is allocated. */
 int asam_sam_resize_image(const asam_image *src, asam_image *dst, asam_sam_sizes *sizes);
+int asam_sam_resize_image_at(const asam_image *src, int img_size, asam_image *dst,
+                             asam_sam_sizes *sizes);
 /* pixels (1, 3, h, w), values 0..255 -> (x - mean) / std, zero-padded to (1, 3, 1024, 1024);
  * differentiable w.r.t. pixels. */
 asam_tensor *asam_sam_normalize_pad(asam_ctx *ctx, asam_tensor *pixels);
+asam_tensor *asam_sam_normalize_pad_at(asam_ctx *ctx, asam_tensor *pixels, int img_size);
 /* Resized uint8 RGB image (HWC, at most 1024 a side) -> (1, 3, h, w) float 0..255. */
 asam_tensor *asam_sam_image_to_tensor(asam_ctx *ctx, const asam_image *img);
 /* Whole official pre-processing: image (any size, RGB) -> (1, 3, 1024, 1024) and the sizes. */
 asam_tensor *asam_sam_preprocess(asam_ctx *ctx, const asam_image *img, asam_sam_sizes *sizes);
+asam_tensor *asam_sam_preprocess_at(asam_ctx *ctx, const asam_image *img, int img_size,
+                                    asam_sam_sizes *sizes);
 /* Original-pixel coordinates (x, y pairs) -> 1024-input frame. use_double = 1 as predict()
  * (numpy float64, then float32), 0 as apply_*_torch (float32 multiply). */
 void asam_sam_transform_coords(const asam_sam_sizes *s, const float *xy, float *out, int n_pairs,
@@ -210,7 +237,8 @@ int asam_sam_decode(asam_ctx *ctx, const asam_sam *m, asam_tensor *embedding, as
 
 /* ---- post-processing ---------------------------------------------------------------------- */
 /* low_res (B, C, 256, 256) -> mask logits (B, C, orig_h, orig_w): bilinear to 1024, crop to
- * the input size, bilinear to the original size (align_corners=False, no antialias). */
+ * the input size, bilinear to the original size (align_corners=False, no antialias). For a
+ * model of input side S the low-res side is S / 4 and the first resize goes to S. */
 asam_tensor *asam_sam_postprocess(asam_ctx *ctx, asam_tensor *low_res, const asam_sam_sizes *s);
 
 /* ---- predictor: encode once, decode many prompts ------------------------------------------ */

@@ -61,6 +61,7 @@ class SamConfig(ctypes.Structure):  # asam_sam_config (the first member of asam_
         ("global_idx", c_int * 64),
         ("is_global", c_int * 64),
         ("variant", ctypes.c_char * 16),
+        ("img_size", c_int),
     ]
 
 

@@ -10,7 +10,7 @@
 // ref: facebookresearch/segment-anything segment_anything/modeling/image_encoder.py:364
 //   (PatchEmbed; :391 forward)
 asam_tensor *asam_sam_patch_embed(asam_ctx *ctx, const asam_sam *m, asam_tensor *x) {
-    asam_tensor *y = asam_conv2d(ctx, x, m->enc.patch_w, m->enc.patch_b, 16, 0); /* (B,C,64,64) */
+    asam_tensor *y = asam_conv2d(ctx, x, m->enc.patch_w, m->enc.patch_b, 16, 0); /* (B,C,G,G) */
     return asam_permute(ctx, y, (const int[]){0, 2, 3, 1});                      /* NHWC */
 }
 
@@ -151,9 +151,9 @@ static int encoder_needs_grad(const asam_sam *m, const asam_tensor *x) {
 //   (ImageEncoderViT.forward)
 asam_tensor *asam_sam_encode(asam_ctx *ctx, const asam_sam *m, asam_tensor *x) {
     if (!x) return NULL;
-    if (x->ndim != 4 || x->shape[1] != 3 || x->shape[2] != ASAM_SAM_IMG ||
-        x->shape[3] != ASAM_SAM_IMG)
-        return asam_ctx_fail(ctx, "sam: encoder input must be (B, 3, 1024, 1024)");
+    const int S = asam_sam_img_size(m);
+    if (x->ndim != 4 || x->shape[1] != 3 || x->shape[2] != S || x->shape[3] != S)
+        return asam_ctx_fail(ctx, "sam: encoder input must be (B, 3, %d, %d)", S, S);
     /* Without anything to differentiate, run block by block in released arena regions. */
     int grad = asam_ctx_grad_enabled(ctx) && encoder_needs_grad(m, x);
     asam_mark mk = asam_ctx_mark(ctx);

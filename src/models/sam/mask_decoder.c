@@ -74,10 +74,11 @@ int asam_sam_decode(asam_ctx *ctx, const asam_sam *m, asam_tensor *embedding, as
     const asam_sam_mask_decoder *d = &m->dec;
     *low_res = *iou = NULL;
     if (!embedding || !sparse || !dense) return -1;
-    const int64_t D = ASAM_SAM_DIM, G = ASAM_SAM_GRID, HW = G * G;
+    const int64_t D = ASAM_SAM_DIM, G = asam_sam_grid(m), HW = G * G;
     if (embedding->ndim != 4 || embedding->shape[0] != 1 || embedding->shape[1] != D ||
         embedding->shape[2] != G || embedding->shape[3] != G) {
-        asam_ctx_fail(ctx, "sam: image embedding must be (1, 256, 64, 64)");
+        asam_ctx_fail(ctx, "sam: image embedding must be (1, 256, %lld, %lld)", (long long)G,
+                      (long long)G);
         return -1;
     }
     int64_t B = sparse->shape[0], T = sparse->shape[1];
@@ -111,18 +112,18 @@ int asam_sam_decode(asam_ctx *ctx, const asam_sam *m, asam_tensor *embedding, as
     queries = asam_add(ctx, queries, dec_attn(ctx, &d->final_attn, q, k, keys));
     queries = asam_layer_norm(ctx, queries, d->norm_final_w, d->norm_final_b, 1e-5f);
 
-    /* Upscale the image tokens 64 -> 256 */
+    /* Upscale the image tokens 4x: 64 -> 256 (G -> 4G) */
     asam_tensor *up = asam_reshape(ctx, asam_transpose(ctx, keys, 1, 2), SHAPE(B, D, G, G));
     up = asam_conv_transpose2d(ctx, up, d->up0_w, d->up0_b, 2);
     up = asam_gelu(ctx, asam_layer_norm2d(ctx, up, d->up1_w, d->up1_b, 1e-6f));
-    up = asam_gelu(ctx, asam_conv_transpose2d(ctx, up, d->up3_w, d->up3_b, 2)); /* (B,32,256,256) */
+    up = asam_gelu(ctx, asam_conv_transpose2d(ctx, up, d->up3_w, d->up3_b, 2)); /* (B,32,4G,4G) */
 
     asam_tensor *hyper[4];
     for (int i = 0; i < 4; i++)
         hyper[i] =
             mlp3(ctx, &d->hyper[i], asam_slice(ctx, queries, 1, 1 + i, 2 + i)); /* (B,1,32) */
     asam_tensor *hyper_in = asam_concat(ctx, hyper, 4, 1);                      /* (B,4,32) */
-    const int64_t L = ASAM_SAM_LOWRES;
+    const int64_t L = 4 * G;
     asam_tensor *masks =
         asam_matmul(ctx, hyper_in, asam_reshape(ctx, up, SHAPE(B, 32, L * L)), 0, 0);
     masks = asam_reshape(ctx, masks, SHAPE(B, 4, L, L));
@@ -143,9 +144,15 @@ int asam_sam_decode(asam_ctx *ctx, const asam_sam *m, asam_tensor *embedding, as
 
 // ref: facebookresearch/segment-anything segment_anything/modeling/sam.py:133 (postprocess_masks)
 asam_tensor *asam_sam_postprocess(asam_ctx *ctx, asam_tensor *low_res, const asam_sam_sizes *s) {
-    asam_tensor *x = asam_resize_bilinear(ctx, low_res, ASAM_SAM_IMG, ASAM_SAM_IMG);
-    if (s->input_h < ASAM_SAM_IMG) x = asam_slice(ctx, x, -2, 0, s->input_h);
-    if (s->input_w < ASAM_SAM_IMG) x = asam_slice(ctx, x, -1, 0, s->input_w);
+    if (!low_res) return NULL;
+    if (low_res->ndim < 2) return asam_ctx_fail(ctx, "sam: low-res masks (.., L, L) expected");
+    /* The input side is 4x the low-res side (1024 for 256): image_encoder.img_size. */
+    const int64_t S = 4 * low_res->shape[low_res->ndim - 1];
+    if (low_res->shape[low_res->ndim - 2] * 4 != S || s->input_h > S || s->input_w > S)
+        return asam_ctx_fail(ctx, "sam: low-res masks (.., L, L) with input size <= 4L expected");
+    asam_tensor *x = asam_resize_bilinear(ctx, low_res, S, S);
+    if (s->input_h < S) x = asam_slice(ctx, x, -2, 0, s->input_h);
+    if (s->input_w < S) x = asam_slice(ctx, x, -1, 0, s->input_w);
     if (s->orig_h == s->input_h && s->orig_w == s->input_w) return x;
     return asam_resize_bilinear(ctx, x, s->orig_h, s->orig_w);
 }

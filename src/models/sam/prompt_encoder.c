@@ -23,12 +23,12 @@ static void pe_encode(const float *G, float x, float y, float *out) {
     }
 }
 
-/* Dense PE grid x = (j + 0.5) / 64, y = (i + 0.5) / 64 into chw (256, 64, 64) and hwc
- * (4096, 256); either may be NULL. */
+/* Dense PE grid x = (j + 0.5) / G, y = (i + 0.5) / G (G = 64 at 1024) into chw (256, G, G) and
+ * hwc (G*G, 256); either may be NULL. */
 // ref: facebookresearch/segment-anything segment_anything/modeling/prompt_encoder.py:194
 //   (PositionEmbeddingRandom.forward), :62 (get_dense_pe)
 void sam_compute_dense_pe(const asam_sam *m, float *chw, float *hwc) {
-    const int n = ASAM_SAM_GRID;
+    const int n = asam_sam_grid(m);
     float pe[256];
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
@@ -41,7 +41,7 @@ void sam_compute_dense_pe(const asam_sam *m, float *chw, float *hwc) {
 
 asam_tensor *asam_sam_dense_pe(asam_ctx *ctx, const asam_sam *m) {
     if (m->pe.dense_pe) return asam_detach(ctx, m->pe.dense_pe);
-    const int n = ASAM_SAM_GRID;
+    const int n = asam_sam_grid(m);
     asam_tensor *t = asam_new(ctx, ASAM_SHAPE(1, ASAM_SAM_DIM, n, n));
     if (t) sam_compute_dense_pe(m, t->data, NULL);
     return t;
@@ -53,9 +53,9 @@ asam_tensor *asam_sam_mask_downscale(asam_ctx *ctx, const asam_sam *m, asam_tens
                                      asam_tensor **stage1, asam_tensor **stage2) {
     const asam_sam_prompt_encoder *p = &m->pe;
     if (!mask) return NULL;
-    if (mask->ndim != 4 || mask->shape[1] != 1 || mask->shape[2] != ASAM_SAM_LOWRES ||
-        mask->shape[3] != ASAM_SAM_LOWRES)
-        return asam_ctx_fail(ctx, "sam: mask input must be (B, 1, 256, 256)");
+    const int L = asam_sam_lowres(m);
+    if (mask->ndim != 4 || mask->shape[1] != 1 || mask->shape[2] != L || mask->shape[3] != L)
+        return asam_ctx_fail(ctx, "sam: mask input must be (B, 1, %d, %d)", L, L);
     asam_tensor *x = asam_conv2d(ctx, mask, p->md0_w, p->md0_b, 2, 0);
     x = asam_gelu(ctx, asam_layer_norm2d(ctx, x, p->md1_w, p->md1_b, 1e-6f));
     if (stage1) *stage1 = x;
@@ -64,6 +64,14 @@ asam_tensor *asam_sam_mask_downscale(asam_ctx *ctx, const asam_sam *m, asam_tens
     if (stage2) *stage2 = x;
     return asam_conv2d(ctx, x, p->md6_w, p->md6_b, 1, 0);
 }
+
+/* The sparse tokens are PE(coordinate) + a learned embedding per token kind. The PE part is a
+ * constant (pe_gaussian is a buffer in the official model, never trained); the embeddings are
+ * gathered from a small table with an embedding op, and the dense "no mask" embedding is
+ * broadcast with an add, so gradients reach point_embeddings, not_a_point_embed and
+ * no_mask_embed when they are trained (asam train-sam). The sums are the same float adds as
+ * the official code's, so the values are unchanged. */
+enum { TOK_NEG, TOK_POS, TOK_TL, TOK_BR, TOK_NOT_A_POINT, TOK_BARE, TOK_KINDS };
 
 // ref: facebookresearch/segment-anything segment_anything/modeling/prompt_encoder.py:128 (forward;
 //   _embed_points :73, _embed_boxes :93)
@@ -78,51 +86,54 @@ int asam_sam_prompt_encode(asam_ctx *ctx, const asam_sam *m, const asam_sam_prom
     int T = N + pad + 2 * has_box;
     if (N > 0 && !pr->labels) return asam_ctx_fail(ctx, "sam: points without labels"), -1;
     if (N < 0) return asam_ctx_fail(ctx, "sam: negative point count"), -1;
+    const float S = (float)asam_sam_img_size(m); /* coordinates / input size */
+    const int64_t D = ASAM_SAM_DIM, BT = (int64_t)B * T;
     float *G = p->pe_gaussian->data;
-    asam_tensor *sp = asam_new(ctx, ASAM_SHAPE(B, T, ASAM_SAM_DIM));
-    if (!sp) return -1;
-    for (int b = 0; b < B; b++) {
-        float *row = sp->data + (int64_t)b * T * ASAM_SAM_DIM;
-        for (int i = 0; i < N + pad; i++, row += ASAM_SAM_DIM) {
-            float label = i < N ? pr->labels[b * N + i] : -1.0f;
-            if (label == -1.0f) { /* coordinate irrelevant: PE zeroed */
-                memcpy(row, p->not_a_point->data, sizeof(float) * ASAM_SAM_DIM);
-                continue;
+    asam_tensor *sp;
+    if (T == 0) {
+        sp = asam_new(ctx, ASAM_SHAPE(B, 0, D));
+    } else {
+        asam_tensor *pe = asam_zeros(ctx, ASAM_SHAPE(BT, D)); /* not-a-point rows: no PE */
+        int64_t *kind = asam_ctx_alloc(ctx, sizeof(int64_t) * (size_t)BT);
+        if (!pe || !kind) return -1;
+        for (int b = 0; b < B; b++) {
+            int64_t r = (int64_t)b * T;
+            for (int i = 0; i < N + pad; i++, r++) {
+                float label = i < N ? pr->labels[b * N + i] : -1.0f;
+                if (label == -1.0f) { /* coordinate irrelevant: PE zeroed */
+                    kind[r] = TOK_NOT_A_POINT;
+                    continue;
+                }
+                float x = pr->points[(b * N + i) * 2] + 0.5f,
+                      y = pr->points[(b * N + i) * 2 + 1] + 0.5f;
+                pe_encode(G, x / S, y / S, pe->data + r * D);
+                kind[r] = label == 1.0f   ? TOK_POS
+                          : label == 0.0f ? TOK_NEG
+                                          : TOK_BARE; /* other labels: bare PE */
             }
-            float x = pr->points[(b * N + i) * 2] + 0.5f,
-                  y = pr->points[(b * N + i) * 2 + 1] + 0.5f;
-            pe_encode(G, x / ASAM_SAM_IMG, y / ASAM_SAM_IMG, row);
-            const float *add = label == 1.0f   ? p->point_embed[1]->data
-                               : label == 0.0f ? p->point_embed[0]->data
-                                               : NULL; /* other labels: bare PE */
-            if (add)
-                for (int c = 0; c < ASAM_SAM_DIM; c++) row[c] += add[c];
-        }
-        if (has_box) {
-            for (int k = 0; k < 2; k++, row += ASAM_SAM_DIM) {
+            for (int k = 0; has_box && k < 2; k++, r++) {
                 float x = pr->boxes[b * 4 + 2 * k] + 0.5f, y = pr->boxes[b * 4 + 2 * k + 1] + 0.5f;
-                pe_encode(G, x / ASAM_SAM_IMG, y / ASAM_SAM_IMG, row);
-                const float *add = p->point_embed[2 + k]->data;
-                for (int c = 0; c < ASAM_SAM_DIM; c++) row[c] += add[c];
+                pe_encode(G, x / S, y / S, pe->data + r * D);
+                kind[r] = k == 0 ? TOK_TL : TOK_BR;
             }
         }
+        asam_tensor *rows[TOK_KINDS] = {p->point_embed[0], p->point_embed[1], p->point_embed[2],
+                                        p->point_embed[3], p->not_a_point,
+                                        asam_zeros(ctx, ASAM_SHAPE(1, D))};
+        asam_tensor *table = asam_concat(ctx, rows, TOK_KINDS, 0); /* (6, 256) */
+        asam_tensor *emb = asam_embedding(ctx, table, kind, BT);    /* (B*T, 256) */
+        sp = asam_reshape(ctx, asam_add(ctx, pe, emb), ASAM_SHAPE(B, T, D));
     }
+    if (!sp) return -1;
     *sparse = sp;
     if (pr->mask_input) {
         if (pr->mask_input->shape[0] != B)
             return asam_ctx_fail(ctx, "sam: mask input batch differs from the prompt batch"), -1;
         *dense = asam_sam_mask_downscale(ctx, m, pr->mask_input, NULL, NULL);
     } else {
-        const int64_t hw = (int64_t)ASAM_SAM_GRID * ASAM_SAM_GRID;
-        asam_tensor *d = asam_new(ctx, ASAM_SHAPE(B, ASAM_SAM_DIM, ASAM_SAM_GRID, ASAM_SAM_GRID));
-        if (!d) return -1;
-        for (int b = 0; b < B; b++)
-            for (int c = 0; c < ASAM_SAM_DIM; c++) {
-                float v = p->no_mask->data[c];
-                float *o = d->data + ((int64_t)b * ASAM_SAM_DIM + c) * hw;
-                for (int64_t i = 0; i < hw; i++) o[i] = v;
-            }
-        *dense = d;
+        const int64_t g = asam_sam_grid(m);
+        asam_tensor *nm = asam_reshape(ctx, p->no_mask, ASAM_SHAPE(1, D, 1, 1));
+        *dense = asam_add(ctx, asam_zeros(ctx, ASAM_SHAPE(B, D, g, g)), nm); /* expand */
     }
     return *dense ? 0 : -1;
 }

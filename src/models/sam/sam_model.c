@@ -53,7 +53,22 @@ static int config_from_ckpt(const asam_checkpoint *ck, asam_sam_config *cfg) {
     if (l1->ndim != 2 || l1->shape[1] != C || l1->shape[0] <= 0)
         return asam_error("%s: tensor '%s' has an unexpected shape", path, name);
     cfg->mlp_dim = (int)l1->shape[0];
-    /* Global blocks have (2*64-1) relative-position rows; windowed ones 2*window-1. */
+    /* The input side: pos_embed is (1, img/16, img/16, C) (build_sam.py's image_size = 1024 ->
+     * 64x64 tokens; a smaller SAM has a smaller grid). */
+    // ref: facebookresearch/segment-anything segment_anything/modeling/image_encoder.py:63
+    //   (pos_embed of img_size // patch_size)
+    const asam_ckpt_tensor *pe = asam_checkpoint_find(ck, "image_encoder.pos_embed");
+    if (!pe)
+        return asam_error("%s: not a SAM checkpoint: missing tensor 'image_encoder.pos_embed'",
+                          path);
+    if (pe->ndim != 4 || pe->shape[0] != 1 || pe->shape[1] != pe->shape[2] || pe->shape[3] != C ||
+        pe->shape[1] < 1 || pe->shape[1] > ASAM_SAM_GRID)
+        return asam_error("%s: tensor 'image_encoder.pos_embed' is not (1, G, G, %d) with G in "
+                          "1..%d",
+                          path, C, ASAM_SAM_GRID);
+    const int G = (int)pe->shape[1];
+    cfg->img_size = 16 * G;
+    /* Global blocks have (2*G-1) relative-position rows; windowed ones 2*window-1. */
     cfg->window = 0;
     for (int i = 0; i < depth; i++) {
         snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.rel_pos_h", i);
@@ -62,11 +77,11 @@ static int config_from_ckpt(const asam_checkpoint *ck, asam_sam_config *cfg) {
         if (t->ndim != 2 || t->shape[1] != cfg->head_dim || t->shape[0] % 2 == 0)
             return asam_error("%s: tensor '%s' has an unexpected shape", path, name);
         int S = (int)(t->shape[0] + 1) / 2;
-        if (S == ASAM_SAM_GRID) {
+        if (S == G) {
             cfg->is_global[i] = 1;
             cfg->global_idx[cfg->n_global++] = i;
         } else {
-            if (S < 1 || S > ASAM_SAM_GRID || (cfg->window && cfg->window != S))
+            if (S < 1 || S > G || (cfg->window && cfg->window != S))
                 return asam_error("%s: tensor '%s' has %lld rows: inconsistent window size", path,
                                   name, (long long)t->shape[0]);
             cfg->window = S;
@@ -74,9 +89,11 @@ static int config_from_ckpt(const asam_checkpoint *ck, asam_sam_config *cfg) {
     }
     if (!cfg->window) cfg->window = 14; /* all global: unused */
     const char *v = "custom";
-    if (C == 768 && depth == 12 && cfg->num_heads == 12) v = "vit_b";
-    if (C == 1024 && depth == 24 && cfg->num_heads == 16) v = "vit_l";
-    if (C == 1280 && depth == 32 && cfg->num_heads == 16) v = "vit_h";
+    if (G == ASAM_SAM_GRID) {
+        if (C == 768 && depth == 12 && cfg->num_heads == 12) v = "vit_b";
+        if (C == 1024 && depth == 24 && cfg->num_heads == 16) v = "vit_l";
+        if (C == 1280 && depth == 32 && cfg->num_heads == 16) v = "vit_h";
+    }
     snprintf(cfg->variant, sizeof cfg->variant, "%s", v);
     return 0;
 }
@@ -151,6 +168,11 @@ static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_
                  asam_sam **out) {
     *out = NULL;
     asam_sam_config cfg = *cfgp;
+    if (cfg.img_size <= 0) cfg.img_size = ASAM_SAM_IMG; /* callers that predate the field */
+    if (cfg.img_size % 16 || cfg.img_size > ASAM_SAM_IMG)
+        return asam_error("sam: input size %d is not a multiple of 16 in 16..%d", cfg.img_size,
+                          ASAM_SAM_IMG);
+    const int64_t G = cfg.img_size / 16; /* embedding side */
     sam_holder *h = calloc(1, sizeof *h);
     if (!h) return asam_error("out of memory");
     asam_sam *m = &h->m;
@@ -166,11 +188,11 @@ static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_
     asam_sam_image_encoder *e = &m->enc;
     e->patch_w = asam_bindf(L, S4(C, 3, 16, 16), "image_encoder.patch_embed.proj.weight");
     e->patch_b = asam_bindf(L, S1(C), "image_encoder.patch_embed.proj.bias");
-    e->pos_embed = asam_bindf(L, S4(1, 64, 64, C), "image_encoder.pos_embed");
+    e->pos_embed = asam_bindf(L, S4(1, G, G, C), "image_encoder.pos_embed");
     for (int i = 0; i < cfg.depth; i++) {
         asam_sam_block *b = &e->blocks[i];
         const char *p = "image_encoder.blocks";
-        int S = cfg.is_global[i] ? ASAM_SAM_GRID : cfg.window;
+        int S = cfg.is_global[i] ? (int)G : cfg.window;
         b->window = cfg.is_global[i] ? 0 : cfg.window;
         b->num_heads = cfg.num_heads;
         b->norm1_w = asam_bindf(L, S1(C), "%s.%d.norm1.weight", p, i);
@@ -258,8 +280,8 @@ static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_
     load_mlp3(L, &d->iou_head, 4, "mask_decoder.iou_prediction_head");
 
     if (!L->failed) {
-        m->pe.dense_pe = asam_param_new(ASAM_SHAPE(1, 256, 64, 64));
-        m->pe.key_pe = asam_param_new(ASAM_SHAPE(1, 4096, 256));
+        m->pe.dense_pe = asam_param_new(ASAM_SHAPE(1, 256, G, G));
+        m->pe.key_pe = asam_param_new(ASAM_SHAPE(1, G * G, 256));
         if (m->pe.dense_pe && m->pe.key_pe)
             sam_compute_dense_pe(m, m->pe.dense_pe->data, m->pe.key_pe->data);
         else
@@ -323,6 +345,7 @@ int asam_sam_config_preset(const char *variant, asam_sam_config *cfg) {
     cfg->head_dim = C / heads;
     cfg->mlp_dim = 4 * C;
     cfg->window = 14;
+    cfg->img_size = ASAM_SAM_IMG;
     /* four evenly spaced global blocks: 2,5,8,11 / 5,11,17,23 / 7,15,23,31 */
     for (int k = 1; k <= 4; k++) {
         int i = k * depth / 4 - 1;
@@ -330,6 +353,25 @@ int asam_sam_config_preset(const char *variant, asam_sam_config *cfg) {
         cfg->is_global[i] = 1;
     }
     snprintf(cfg->variant, sizeof cfg->variant, "%s", variant);
+    return 0;
+}
+
+int asam_sam_img_size(const asam_sam *m) {
+    return 16 * (int)m->enc.pos_embed->shape[1];
+}
+int asam_sam_grid(const asam_sam *m) {
+    return (int)m->enc.pos_embed->shape[1];
+}
+int asam_sam_lowres(const asam_sam *m) {
+    return 4 * (int)m->enc.pos_embed->shape[1];
+}
+
+int asam_sam_params(const asam_sam *m, asam_tensor *const **params, const char *const **names,
+                    size_t *n) {
+    const sam_holder *h = (const sam_holder *)m;
+    *params = h->B.params;
+    *names = (const char *const *)h->B.names;
+    *n = h->B.n;
     return 0;
 }
 

@@ -23,7 +23,8 @@ void asam_sam_predictor_free(asam_sam_predictor *p) {
 
 static int keep_embedding(asam_sam_predictor *p, const float *emb) {
     if (!p->embedding) {
-        p->embedding = asam_param_new(ASAM_SHAPE(1, ASAM_SAM_DIM, ASAM_SAM_GRID, ASAM_SAM_GRID));
+        const int64_t g = asam_sam_grid(p->model);
+        p->embedding = asam_param_new(ASAM_SHAPE(1, ASAM_SAM_DIM, g, g));
         if (!p->embedding) return asam_error("sam: out of memory");
     }
     memcpy(p->embedding->data, emb, sizeof(float) * (size_t)p->embedding->numel);
@@ -35,7 +36,7 @@ int asam_sam_predictor_set_image(asam_sam_predictor *p, const asam_image *img) {
     asam_ctx_reset(p->ctx);
     asam_ctx_set_grad(p->ctx, 0);
     asam_sam_sizes s;
-    asam_tensor *x = asam_sam_preprocess(p->ctx, img, &s);
+    asam_tensor *x = asam_sam_preprocess_at(p->ctx, img, asam_sam_img_size(p->model), &s);
     asam_tensor *e = asam_sam_encode(p->ctx, p->model, x);
     if (!e || !asam_ctx_ok(p->ctx)) {
         asam_error("sam: %s", asam_ctx_error(p->ctx) ? asam_ctx_error(p->ctx) : "encoder failed");
@@ -86,9 +87,8 @@ int asam_sam_predictor_predict(asam_sam_predictor *p, const asam_sam_query *q, i
     if (box) asam_sam_transform_coords(&p->sizes, q->boxes, box, B * 2, 1);
     asam_sam_prompt pr = {
         .batch = B, .n_points = N, .points = pts, .labels = q->labels, .boxes = box};
-    if (q->mask_input)
-        pr.mask_input =
-            asam_from_data(ctx, ASAM_SHAPE(B, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES), q->mask_input);
+    const int64_t L = asam_sam_lowres(p->model);
+    if (q->mask_input) pr.mask_input = asam_from_data(ctx, ASAM_SHAPE(B, 1, L, L), q->mask_input);
     asam_tensor *sparse, *dense, *low, *iou;
     asam_tensor *emb = asam_detach(ctx, p->embedding);
     int rc = asam_sam_prompt_encode(ctx, p->model, &pr, &sparse, &dense);

@@ -10,23 +10,32 @@ static const float k_std[3] = {58.395f, 57.12f, 57.375f};
 
 // ref: facebookresearch/segment-anything segment_anything/utils/transforms.py:94
 //   (ResizeLongestSide.get_preprocess_shape)
-void asam_sam_sizes_for(int orig_h, int orig_w, asam_sam_sizes *s) {
-    double scale = (double)ASAM_SAM_IMG / (orig_h > orig_w ? orig_h : orig_w);
+void asam_sam_sizes_at(int img_size, int orig_h, int orig_w, asam_sam_sizes *s) {
+    double scale = (double)img_size / (orig_h > orig_w ? orig_h : orig_w);
     s->orig_h = orig_h;
     s->orig_w = orig_w;
     s->input_h = (int)(orig_h * scale + 0.5);
     s->input_w = (int)(orig_w * scale + 0.5);
 }
 
+void asam_sam_sizes_for(int orig_h, int orig_w, asam_sam_sizes *s) {
+    asam_sam_sizes_at(ASAM_SAM_IMG, orig_h, orig_w, s);
+}
+
 // ref: facebookresearch/segment-anything segment_anything/utils/transforms.py:26
 //   (ResizeLongestSide.apply_image)
-int asam_sam_resize_image(const asam_image *src, asam_image *dst, asam_sam_sizes *sizes) {
+int asam_sam_resize_image_at(const asam_image *src, int img_size, asam_image *dst,
+                             asam_sam_sizes *sizes) {
     if (!src->data || src->w <= 0 || src->h <= 0 || src->c != 3)
         return asam_error("sam: image must be RGB with a positive size");
-    asam_sam_sizes_for(src->h, src->w, sizes);
+    asam_sam_sizes_at(img_size, src->h, src->w, sizes);
     if (sizes->input_h < 1 || sizes->input_w < 1)
         return asam_error("sam: image %dx%d is too thin to resize", src->w, src->h);
     return asam_image_resize_pil_bilinear(src, sizes->input_w, sizes->input_h, dst);
+}
+
+int asam_sam_resize_image(const asam_image *src, asam_image *dst, asam_sam_sizes *sizes) {
+    return asam_sam_resize_image_at(src, ASAM_SAM_IMG, dst, sizes);
 }
 
 asam_tensor *asam_sam_image_to_tensor(asam_ctx *ctx, const asam_image *img) {
@@ -42,26 +51,35 @@ asam_tensor *asam_sam_image_to_tensor(asam_ctx *ctx, const asam_image *img) {
 }
 
 // ref: facebookresearch/segment-anything segment_anything/modeling/sam.py:164 (Sam.preprocess)
-asam_tensor *asam_sam_normalize_pad(asam_ctx *ctx, asam_tensor *pixels) {
+asam_tensor *asam_sam_normalize_pad_at(asam_ctx *ctx, asam_tensor *pixels, int img_size) {
     if (!pixels) return NULL;
-    if (pixels->ndim != 4 || pixels->shape[1] != 3 || pixels->shape[2] > ASAM_SAM_IMG ||
-        pixels->shape[3] > ASAM_SAM_IMG)
-        return asam_ctx_fail(ctx, "sam: pixels must be (B, 3, h, w) with h, w <= 1024");
+    if (pixels->ndim != 4 || pixels->shape[1] != 3 || pixels->shape[2] > img_size ||
+        pixels->shape[3] > img_size)
+        return asam_ctx_fail(ctx, "sam: pixels must be (B, 3, h, w) with h, w <= %d", img_size);
     asam_tensor *mean = asam_from_data(ctx, ASAM_SHAPE(1, 3, 1, 1), k_mean);
     asam_tensor *std = asam_from_data(ctx, ASAM_SHAPE(1, 3, 1, 1), k_std);
     asam_tensor *x = asam_div(ctx, asam_sub(ctx, pixels, mean), std);
-    int64_t ph = ASAM_SAM_IMG - pixels->shape[2], pw = ASAM_SAM_IMG - pixels->shape[3];
+    int64_t ph = img_size - pixels->shape[2], pw = img_size - pixels->shape[3];
     if (ph == 0 && pw == 0) return x;
     return asam_pad(ctx, x, (const int64_t[]){0, 0, 0, 0, 0, ph, 0, pw}, 0.0f);
 }
 
-asam_tensor *asam_sam_preprocess(asam_ctx *ctx, const asam_image *img, asam_sam_sizes *sizes) {
+asam_tensor *asam_sam_normalize_pad(asam_ctx *ctx, asam_tensor *pixels) {
+    return asam_sam_normalize_pad_at(ctx, pixels, ASAM_SAM_IMG);
+}
+
+asam_tensor *asam_sam_preprocess_at(asam_ctx *ctx, const asam_image *img, int img_size,
+                                    asam_sam_sizes *sizes) {
     asam_image r = {0};
-    if (asam_sam_resize_image(img, &r, sizes) != 0)
+    if (asam_sam_resize_image_at(img, img_size, &r, sizes) != 0)
         return asam_ctx_fail(ctx, "%s", asam_last_error());
-    asam_tensor *x = asam_sam_normalize_pad(ctx, asam_sam_image_to_tensor(ctx, &r));
+    asam_tensor *x = asam_sam_normalize_pad_at(ctx, asam_sam_image_to_tensor(ctx, &r), img_size);
     asam_image_free(&r);
     return x;
+}
+
+asam_tensor *asam_sam_preprocess(asam_ctx *ctx, const asam_image *img, asam_sam_sizes *sizes) {
+    return asam_sam_preprocess_at(ctx, img, ASAM_SAM_IMG, sizes);
 }
 
 // ref: facebookresearch/segment-anything segment_anything/utils/transforms.py:33 (apply_coords),
