@@ -117,11 +117,11 @@ int asam_sam_prompt_encode(asam_ctx *ctx, const asam_sam *m, const asam_sam_prom
                 kind[r] = k == 0 ? TOK_TL : TOK_BR;
             }
         }
-        asam_tensor *rows[TOK_KINDS] = {p->point_embed[0], p->point_embed[1], p->point_embed[2],
-                                        p->point_embed[3], p->not_a_point,
-                                        asam_zeros(ctx, ASAM_SHAPE(1, D))};
+        asam_tensor *rows[TOK_KINDS] = {p->point_embed[0], p->point_embed[1],
+                                        p->point_embed[2], p->point_embed[3],
+                                        p->not_a_point,    asam_zeros(ctx, ASAM_SHAPE(1, D))};
         asam_tensor *table = asam_concat(ctx, rows, TOK_KINDS, 0); /* (6, 256) */
-        asam_tensor *emb = asam_embedding(ctx, table, kind, BT);    /* (B*T, 256) */
+        asam_tensor *emb = asam_embedding(ctx, table, kind, BT);   /* (B*T, 256) */
         sp = asam_reshape(ctx, asam_add(ctx, pe, emb), ASAM_SHAPE(B, T, D));
     }
     if (!sp) return -1;
