@@ -34,6 +34,8 @@ typedef struct {
 /* Render image `index` (0-based) of the shard with this seed in memory. size >= 16. */
 int asam_synthetic_render(int index, int size, uint64_t seed, asam_synth_sample *out);
 void asam_synth_sample_free(asam_synth_sample *s);
+/* The SA-1B annotation JSON of a rendered sample (any n_masks; malloc'ed, NULL on failure). */
+char *asam_synth_sample_json(const asam_synth_sample *s, int image_id, const char *file_name);
 
 /* Write the shard (see above). n_images >= 1, size 16..4096. Returns 0, or -1 with the error
  * naming the file. */

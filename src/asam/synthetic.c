@@ -200,7 +200,7 @@ void asam_synth_sample_free(asam_synth_sample *s) {
 }
 
 // sa_<i>.json for one rendered sample.
-static char *sample_json(const asam_synth_sample *s, int image_id, const char *file_name) {
+char *asam_synth_sample_json(const asam_synth_sample *s, int image_id, const char *file_name) {
     const int size = s->img.w;
     cJSON *root = cJSON_CreateObject(), *im = cJSON_CreateObject(), *anns = cJSON_CreateArray();
     cJSON_AddItemToObject(root, "image", im);
@@ -272,7 +272,7 @@ int asam_synthetic_sa1b(const char *dir, int n_images, int size, uint64_t seed) 
         snprintf(name, sizeof name, "sa_%d.jpg", i + 1);
         snprintf(path, sizeof path, "%s/%s", dir, name);
         int rc = asam_image_write_jpeg(path, &s.img, 95);
-        char *json = rc ? NULL : sample_json(&s, i + 1, name);
+        char *json = rc ? NULL : asam_synth_sample_json(&s, i + 1, name);
         if (!rc && !json) rc = asam_error("%s: cannot build the annotation JSON", path);
         if (!rc) {
             snprintf(path, sizeof path, "%s/sa_%d.json", dir, i + 1);
