@@ -75,7 +75,7 @@ int main(void) {
     CHECK(asam_world_write(&o) == 0, "write b: %s", asam_last_error());
     int files = same_tree(a, b);
     printf("determinism: %d files identical across two runs\n", files);
-    /* per set: images + annotations, captions.jsonl, world_set.json */
+    /* per set: images + annotations, captions.jsonl, provenance.jsonl */
     CHECK(files == (5 * 2 + 2) + 7 * (3 * 2 + 2), "file count %d", files);
 
     /* ---- a killed run: the val set half written, its record kept ---- */

@@ -16,8 +16,8 @@
  * Each set is written as an SA-1B folder (sa_N.jpg + sa_N.json with RLE masks, boxes, a point
  * per mask; captions.jsonl), every file atomically, the set first into DIR/.SET.partial and
  * renamed to DIR/SET when complete; a rerun skips finished sets and resumes partial ones.
- * DIR/world.json records the provenance (seed, sizes, counts, generator version) and per-set
- * statistics. Everything is a pure function of (seed, set, index, size). */
+ * DIR/SET/provenance.jsonl and DIR/world.json record the provenance (seed, sizes, counts, generator
+ * version) and per-set statistics. Everything is a pure function of (seed, set, index, size). */
 #ifndef ASAM_WORLD_H
 #define ASAM_WORLD_H
 #include <stdint.h>

@@ -495,7 +495,7 @@ static int remove_set_dir(const char *dir) {
         size_t l = strlen(n);
         int ours = (!strncmp(n, "sa_", 3) &&
                     (l > 4 && (!strcmp(n + l - 4, ".jpg") || !strcmp(n + l - 5, ".json")))) ||
-                   !strcmp(n, "captions.jsonl") || !strcmp(n, "world_set.json") ||
+                   !strcmp(n, "captions.jsonl") || !strcmp(n, "provenance.jsonl") ||
                    strstr(n, ".tmp") != NULL;
         if (!ours) {
             rc = asam_error("%s: holds %s, which the world generator did not write; not removing",
@@ -521,10 +521,10 @@ static asam_prov *set_prov(const asam_world_opts *o, asam_world_set set, int cou
     return p;
 }
 
-/* Does dir/world_set.json record this provenance? 1 yes, 0 no file, -1 another (error set). */
+/* Does dir/provenance.jsonl record this provenance? 1 yes, 0 no file, -1 another (error set). */
 static int recorded_same(const char *dir, const asam_prov *p) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/world_set.json", dir);
+    snprintf(path, sizeof path, "%s/provenance.jsonl", dir);
     size_t n;
     char *txt = NULL;
     if (!asam_file_exists(path)) return 0;
@@ -555,7 +555,8 @@ static int write_set(const asam_world_opts *o, asam_world_set set, asam_progress
         if (!o->force) {
             char why[4400];
             if (same == 0)
-                snprintf(why, sizeof why, "%s: exists without a world_set.json record", final_dir);
+                snprintf(why, sizeof why, "%s: exists without a provenance.jsonl record",
+                         final_dir);
             else
                 snprintf(why, sizeof why, "%s", asam_last_error());
             rc = asam_error("%s (use --force to rewrite it)", why);
@@ -577,8 +578,16 @@ static int write_set(const asam_world_opts *o, asam_world_set set, asam_progress
     }
     if (!rc) rc = asam_mkdirs(part);
     if (!rc) {
-        snprintf(path, sizeof path, "%s/world_set.json", part);
-        rc = asam_write_file_atomic(path, pj, strlen(pj));
+        snprintf(path, sizeof path, "%s/provenance.jsonl", part);
+        size_t n = strlen(pj);
+        char *line = malloc(n + 2);
+        if (!line) rc = asam_error("world: out of memory");
+        if (line) {
+            memcpy(line, pj, n);
+            line[n] = '\n', line[n + 1] = 0;
+            rc = asam_write_file_atomic(path, line, n + 1);
+            free(line);
+        }
     }
     size_t cap_len = 0, cap_cap = 1 << 16;
     char *captions = rc ? NULL : malloc(cap_cap);

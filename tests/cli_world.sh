@@ -1,0 +1,43 @@
+# asam world + asam train-sam from the command line: the world's folders, a few training steps
+# with an evaluation, a stop/resume, the checkpoint through `inspect` and `segment`, and the
+# usage (2) / failure (1) exit codes with one error line.
+. "$(dirname "$0")/lib/cli_common.sh"
+
+export OMP_NUM_THREADS=1
+"$BIN" world --out "$TMP/w" --seed 4 --count 6 --eval-count 2 --size 64 --quiet > "$TMP/world.out"
+check "world exits 0" [ $? -eq 0 ]
+for s in train val unseen_texture unseen_palette unseen_lighting unseen_blur_noise unseen_shapes unseen_clutter; do
+    check "world wrote $s" [ -f "$TMP/w/$s/sa_2.json" -a -f "$TMP/w/$s/sa_2.jpg" -a -f "$TMP/w/$s/captions.jsonl" ]
+done
+check "world.json records the sets" grep -q '"unseen_clutter"' "$TMP/w/world.json"
+"$BIN" world --out "$TMP/w" --seed 5 --count 6 --eval-count 2 --size 64 --quiet 2> "$TMP/err"
+rc=$?
+check "world with another seed fails (1) naming --seed" [ $rc -eq 1 ]
+check "  one error line" [ "$(wc -l < "$TMP/err")" -eq 1 ]
+check "  it names --seed" grep -q -- "--seed" "$TMP/err"
+
+T="--data sa1b:$TMP/w/train --img-size 64 --embed-dim 32 --depth 2 --heads 2 --window 2 --global-attn 1 --batch 2 --prompts 2 --warmup 2 --lr 1e-3 --quiet"
+"$BIN" train-sam $T --out "$TMP/m.pth" --steps 6 --stop-after 3 2> "$TMP/err"
+check "train-sam --stop-after exits 0" [ $? -eq 0 ]
+check "  no checkpoint yet, a state file" [ ! -f "$TMP/m.pth" -a -f "$TMP/m.pth.state.safetensors" ]
+"$BIN" train-sam $T --out "$TMP/m.pth" --steps 6 --resume --eval "sa1b:$TMP/w/val" --eval "$TMP/w/unseen_shapes" > "$TMP/out"
+check "train-sam --resume --eval exits 0" [ $? -eq 0 ]
+check "  prints the mIoU of each set" [ "$(grep -c 'box mIoU' "$TMP/out")" -eq 2 ]
+check "  writes OUT.eval.json" grep -q '"miou"' "$TMP/m.pth.eval.json"
+"$BIN" inspect "$TMP/m.pth" > "$TMP/inspect"
+check "inspect sees the official names" grep -q "image_encoder.pos_embed" "$TMP/inspect"
+check "  pos_embed is 4x4 tokens" grep -q "image_encoder.pos_embed.*1, 4, 4, 32" "$TMP/inspect"
+"$BIN" segment --model "$TMP/m.pth" --image "$TMP/w/val/sa_1.jpg" --box 5,5,40,40 --out "$TMP/mask.png"
+check "segment runs on the 64-input model" [ $? -eq 0 -a -f "$TMP/mask.png" ]
+
+"$BIN" train-sam --data "$TMP/w/train" --out "$TMP/x.pth" --img-size 100 2> "$TMP/err"
+check "train-sam --img-size 100: usage error (2)" [ $? -eq 2 ]
+"$BIN" train-sam --data "$TMP/nothing" --out "$TMP/x.pth" --steps 1 2> "$TMP/err"
+check "train-sam on a missing folder: failure (1)" [ $? -eq 1 ]
+check "  one line naming the folder" [ "$(wc -l < "$TMP/err")" -eq 1 ] 
+check "  it names the folder" grep -q "$TMP/nothing" "$TMP/err"
+check "  no checkpoint" [ ! -f "$TMP/x.pth" ]
+"$BIN" train-sam $T --out "$TMP/m.pth" --steps 6 --resume --seed 3 2> "$TMP/err"
+check "resume with another --seed: failure (1) naming it" [ $? -eq 1 ] 
+check "  it names --seed" grep -q -- "--seed" "$TMP/err"
+exit $fail
