@@ -65,6 +65,11 @@ def _load(checkpoint, expect):
     _lib.check(_lib.asam_sam_load(_lib.fspath(checkpoint), ctypes.byref(handle)))
     sam = Sam(handle.value, checkpoint)
     c = sam.config
+    if c.img_size not in (0, 1024):
+        raise AsamError(
+            "%s: a SAM of input size %d; the Python API takes 1024-input models only so far"
+            % (checkpoint, c.img_size)
+        )
     got = (c.embed_dim, c.depth, c.num_heads, tuple(c.global_idx[: c.n_global]))
     if got != (expect[0], expect[1], expect[2], tuple(expect[3])):
         raise AsamError(

@@ -10,7 +10,16 @@ int asam_segmenter_load(const char *path, asam_segmenter *s) {
     const char *fam = asam_model_family_of_file(path);
     if (!fam) return -1;
     if (!strcmp(fam, "efficientsam")) return asam_esam_load(path, 0, &s->esam);
-    return asam_sam_load(path, &s->sam);
+    if (asam_sam_load(path, &s->sam)) return -1;
+    /* The pipeline stages (tune, eval, attack, generate, PGD) work in the 1024 frame. */
+    if (asam_sam_img_size(s->sam) != ASAM_SAM_IMG) {
+        int size = asam_sam_img_size(s->sam);
+        asam_segmenter_free(s);
+        return asam_error("%s: a SAM of input size %d; the ASAM pipeline takes 1024-input "
+                          "models only so far (segment and train-sam take any size)",
+                          path, size);
+    }
+    return 0;
 }
 
 void asam_segmenter_free(asam_segmenter *s) {

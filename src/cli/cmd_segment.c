@@ -311,6 +311,11 @@ static float *repeat(const float *src, size_t n, int B) {
 /* Model, encoder (or the reused embedding), decoder; B prompts: one per box, else one. */
 static int run(const segment_args *a, seg_run *r) {
     if (asam_sam_load(a->model_path, &r->m) != 0) return -1;
+    /* --embedding, --mask-input and --save hold the 1024 model's (256,64,64) / 256x256 shapes */
+    if (asam_sam_img_size(r->m) != ASAM_SAM_IMG && (r->emb || a->mask_path || a->save_path))
+        return asam_error("%s: a SAM of input size %d: --embedding, --mask-input and --save take "
+                          "1024-input models only so far",
+                          a->model_path, asam_sam_img_size(r->m));
     if (asam_sam_predictor_init(&r->pred, r->m) != 0) return -1;
     if (r->emb ? asam_sam_predictor_set_embedding(&r->pred, r->emb, &r->sz)
                : asam_sam_predictor_set_image(&r->pred, &r->img))
