@@ -30,6 +30,11 @@ check "  pos_embed is 4x4 tokens" grep -q "image_encoder.pos_embed.*1, 4, 4, 32"
 "$BIN" segment --model "$TMP/m.pth" --image "$TMP/w/val/sa_1.jpg" --box 5,5,40,40 --out "$TMP/mask.png"
 check "segment runs on the 64-input model" [ $? -eq 0 -a -f "$TMP/mask.png" ]
 
+"$BIN" segment --model "$TMP/m.pth" --image "$TMP/w/val/sa_1.jpg" --box 5,5,40,40 --out "$TMP/mask2.png" --save "$TMP/s.safetensors" 2> "$TMP/err"
+check "segment --save on a 64-input model: failure (1), one line" [ $? -eq 1 -a "$(wc -l < "$TMP/err")" -eq 1 -a ! -f "$TMP/s.safetensors" ]
+"$BIN" eval --model "$TMP/m.pth" --data "sa1b:$TMP/w/val" --out "$TMP/ev" 2> "$TMP/err"
+check "eval on a 64-input model: failure (1) saying the pipeline takes 1024" [ $? -eq 1 ] && grep -q "1024" "$TMP/err"
+
 "$BIN" train-sam --data "$TMP/w/train" --out "$TMP/x.pth" --img-size 100 2> "$TMP/err"
 check "train-sam --img-size 100: usage error (2)" [ $? -eq 2 ]
 "$BIN" train-sam --data "$TMP/nothing" --out "$TMP/x.pth" --steps 1 2> "$TMP/err"
