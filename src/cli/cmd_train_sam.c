@@ -5,6 +5,7 @@
 #include "cli/cli_util.h"
 #include "cli/options.h"
 #include "asam/engine.h"
+#include "asam/dist.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/train_sam.h"
@@ -112,6 +113,9 @@ int cmd_train_sam(int argc, char **argv) {
                            NULL};
     int rc = cli_parse(&spec, argc, argv);
     if (rc) return cli_exit_code(rc);
+    if (asam_dist_size() > 1) /* every rank would write the same files */
+        return cli_fail("train-sam", "runs in one process so far, not under mpirun/srun (%d ranks)",
+                        asam_dist_size());
     if (quiet) o.verbose = 0;
     if (threads) asam_set_threads(threads);
     int r = asam_train_sam(&o);
