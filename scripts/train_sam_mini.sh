@@ -2,13 +2,13 @@
 # Train SAM-mini on the miniature world in chunks, evaluating box-prompt mIoU on val and the six
 # unseen sets after each chunk (the run resumes bit-identically from its state file, so the
 # chunks change nothing in the trajectory). Usage:
-#   scripts/train_sam_mini.sh ASAM_BIN WORLD_DIR OUT_DIR [FINAL_STEPS] [CHUNK]
+#   [LR_DROP=STEP] scripts/train_sam_mini.sh ASAM_BIN WORLD_DIR OUT_DIR [FINAL_STEPS] [CHUNK]
 # Log: OUT_DIR/log.tsv (step, then the mIoU of each set) and OUT_DIR/train.log (progress lines).
 set -e
 BIN=$1 W=$2 OUT=$3 FINAL=${4:-8000} CHUNK=${5:-500}
 mkdir -p "$OUT"
 ARCH="--img-size 128 --embed-dim 128 --depth 4 --heads 4 --window 4 --global-attn 1,3"
-OPT="--batch 8 --prompts 4 --point-share 0.5 --lr 5e-4 --warmup 200 --weight-decay 0.01 --seed 1"
+OPT="--batch 8 --prompts 4 --point-share 0.5 --lr 5e-4 --warmup 200 --lr-drop ${LR_DROP:-0} --weight-decay 0.01 --seed 1"
 SETS="val unseen_texture unseen_palette unseen_lighting unseen_blur_noise unseen_shapes unseen_clutter"
 EVALS=""
 for s in $SETS; do EVALS="$EVALS --eval sa1b:$W/$s"; done

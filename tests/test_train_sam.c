@@ -119,6 +119,28 @@ int main(void) {
     free(fb);
     free(fc);
 
+    /* ---- a run made without --lr-drop resumes with one ahead of it, as if it had it ---- */
+    tiny_opts(&o, data, b);
+    o.steps = 9;
+    o.lr_drop = 6;
+    CHECK(asam_train_sam(&o) == 0, "uninterrupted with lr_drop: %s", asam_last_error());
+    tiny_opts(&o, data, c);
+    o.steps = 9;
+    o.stop_after = 4;
+    CHECK(asam_train_sam(&o) == 1, "stop-after: %s", asam_last_error());
+    o.stop_after = 0;
+    o.resume = 1;
+    o.lr_drop = 4; /* already reached: the schedule so far would differ */
+    CHECK(asam_train_sam(&o) == -1 && strstr(asam_last_error(), "--lr-drop"),
+          "resume with a passed --lr-drop: %s", asam_last_error());
+    o.lr_drop = 6;
+    CHECK(asam_train_sam(&o) == 0, "resume with lr_drop: %s", asam_last_error());
+    fb = slurp(b, &nb), fc = slurp(c, &nc);
+    CHECK(fb && fc && nb == nc && !memcmp(fb, fc, nb),
+          "lr_drop added on resume differs from the run that had it from the start");
+    free(fb);
+    free(fc);
+
     /* ---- a changed option refuses to resume, naming it ---- */
     tiny_opts(&o, data, c);
     o.steps = 12;

@@ -17,12 +17,14 @@
  * to engine ops that already have checked gradients.) Images' losses are averaged over the batch.
  * Optimiser: AdamW (betas 0.9/0.999, eps 1e-8) over every weight but the PE Gaussian matrix (a
  * buffer in the official model), learning rate warmed up linearly over `warmup` steps, then
- * constant.
+ * constant, divided by 10 from step `lr_drop` on when it is set (SAM's step decay).
  *
  * Determinism and resume: the sample order (a permutation per epoch), the masks, prompt kinds and
  * jitter are pure functions of (seed, global sample index), so a run stopped at step k and
  * resumed from its state file (weights + AdamW moments + step, with the provenance of the
- * options and the data) ends bit-identical to an uninterrupted run on the same thread count. */
+ * options and the data) ends bit-identical to an uninterrupted run on the same thread count.
+ * --steps is not in the provenance (a finished run can be extended), and a state made without
+ * --lr-drop resumes with one that lies ahead of it (the schedule so far is the same). */
 #ifndef ASAM_TRAIN_SAM_H
 #define ASAM_TRAIN_SAM_H
 #include <stdint.h>
@@ -49,6 +51,7 @@ typedef struct {
     float lr;            /* 3e-4 */
     double weight_decay; /* 0.01 */
     int warmup;          /* 100 steps */
+    int lr_drop;         /* from this step on lr / 10 (0: never) */
     int batch;           /* 4 images per step */
     int prompts;         /* 4 masks per image */
     float point_share;   /* 0.5 */

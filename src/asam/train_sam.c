@@ -99,7 +99,7 @@ static int make_config(const asam_sam_train_opts *o, asam_sam_config *c) {
 }
 
 /* The options and inputs that determine the trajectory (not --steps: a run may be extended). */
-static asam_prov *make_prov(const asam_sam_train_opts *o) {
+static asam_prov *make_prov(const asam_sam_train_opts *o, int with_drop) {
     asam_prov *p = asam_prov_new("train-sam");
     if (!p) return NULL;
     char g[512] = "";
@@ -114,6 +114,7 @@ static asam_prov *make_prov(const asam_sam_train_opts *o) {
     asam_prov_num(p, "--lr", o->lr);
     asam_prov_num(p, "--weight-decay", o->weight_decay);
     asam_prov_int(p, "--warmup", o->warmup);
+    if (with_drop && o->lr_drop > 0) asam_prov_int(p, "--lr-drop", o->lr_drop);
     asam_prov_int(p, "--batch", o->batch);
     asam_prov_int(p, "--prompts", o->prompts);
     asam_prov_num(p, "--point-share", o->point_share);
@@ -383,8 +384,8 @@ static int meta_ll(const asam_checkpoint *ck, const char *key, long long *out) {
     return 0;
 }
 
-static int state_load(const char *path, asam_sam *m, asam_optim *opt, const asam_prov *prov,
-                      int64_t *step) {
+static int state_load(const char *path, const asam_sam_train_opts *o, asam_sam *m, asam_optim *opt,
+                      const asam_prov *prov, int64_t *step) {
     asam_checkpoint *ck;
     if (asam_checkpoint_open(path, &ck)) return -1;
     const char *fmt = asam_checkpoint_metadata(ck, "format");
@@ -393,7 +394,17 @@ static int state_load(const char *path, asam_sam *m, asam_optim *opt, const asam
                  : 0;
     long long st = 0, ost = 0;
     if (!rc) rc = meta_ll(ck, "step", &st) || meta_ll(ck, "optim_step", &ost);
-    if (!rc) rc = asam_prov_check(prov, asam_checkpoint_metadata(ck, "provenance"), path);
+    if (!rc) {
+        const char *rec = asam_checkpoint_metadata(ck, "provenance");
+        if (asam_prov_check(prov, rec, path)) {
+            /* made without --lr-drop, which lies ahead: the same schedule so far */
+            char why[4400];
+            snprintf(why, sizeof why, "%s", asam_last_error());
+            asam_prov *plain = o->lr_drop > st ? make_prov(o, 0) : NULL;
+            rc = plain && asam_prov_check(plain, rec, path) == 0 ? 0 : asam_error("%s", why);
+            asam_prov_free(plain);
+        }
+    }
     asam_tensor *const *params;
     const char *const *names;
     size_t n;
@@ -465,7 +476,7 @@ int asam_train_sam(const asam_sam_train_opts *o) {
     if (!rc && (N = asam_dataset_count(ds)) == 0)
         rc = asam_error("train-sam: %s holds no annotated images", o->data);
     if (!rc && !(perm = malloc(N * sizeof *perm))) rc = asam_error("train-sam: out of memory");
-    if (!rc && !(prov = make_prov(o))) rc = asam_error("train-sam: out of memory");
+    if (!rc && !(prov = make_prov(o, 1))) rc = asam_error("train-sam: out of memory");
     if (!rc && !(prov_json = asam_prov_json(prov))) rc = asam_error("train-sam: out of memory");
     if (!rc) rc = asam_sam_init_random(&cfg, o->seed, &m);
     size_t n_train = 0;
@@ -491,7 +502,7 @@ int asam_train_sam(const asam_sam_train_opts *o) {
     int64_t step = 0;
     const int64_t total = o->steps;
     if (!rc && o->resume && asam_file_exists(state_path)) {
-        rc = state_load(state_path, m, opt, prov, &step);
+        rc = state_load(state_path, o, m, opt, prov, &step);
         if (!rc && o->verbose)
             fprintf(stderr, "train-sam: resumed from %s at step %lld/%lld\n", state_path,
                     (long long)step, (long long)total);

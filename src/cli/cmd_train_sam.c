@@ -81,6 +81,10 @@ int cmd_train_sam(int argc, char **argv) {
         {"--lr", OPT_FLOAT, &o.lr, "X", "AdamW learning rate (after warm-up)", 1e-12, 10},
         {"--weight-decay", OPT_DOUBLE, &o.weight_decay, "X", "AdamW weight decay", 0, 10},
         {"--warmup", OPT_INT, &o.warmup, "N", "steps of linear learning-rate warm-up", 0, 1e9},
+        {"--lr-drop", OPT_INT, &o.lr_drop, "STEP",
+         "divide the learning rate by 10 from this step on (0: never;\n"
+         "a run made without it resumes with one still ahead)",
+         0, 1e9},
         {"--batch", OPT_INT, &o.batch, "N", "images per step", 1, 1024},
         {"--prompts", OPT_INT, &o.prompts, "N", "masks (prompts) per image", 1, 16},
         {"--point-share", OPT_FLOAT, &o.point_share, "X",
