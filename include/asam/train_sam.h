@@ -35,24 +35,25 @@
 extern "C" {
 #endif
 
+/* The defaults are SAM-mini's (docs/world.md). */
 typedef struct {
     const char *data;  /* "sa1b:DIR" (or DIR) */
     const char *out;   /* .pth / .pt (torch.save zip) or .safetensors */
     const char *state; /* resume state; NULL = OUT.state.safetensors */
     /* architecture (image encoder; decoder and prompt encoder are the official 256-wide ones) */
     int img_size;  /* 128: a multiple of 16 */
-    int embed_dim; /* 96 */
+    int embed_dim; /* 128 */
     int depth;     /* 4 */
     int num_heads; /* 4 */
     int window;    /* 4 (tokens) */
     int n_global;
     int global_idx[ASAM_SAM_MAX_DEPTH]; /* default {1, 3} */
     /* optimisation */
-    float lr;            /* 3e-4 */
+    float lr;            /* 5e-4 */
     double weight_decay; /* 0.01 */
-    int warmup;          /* 100 steps */
+    int warmup;          /* 200 steps */
     int lr_drop;         /* from this step on lr / 10 (0: never) */
-    int batch;           /* 4 images per step */
+    int batch;           /* 8 images per step */
     int prompts;         /* 4 masks per image */
     float point_share;   /* 0.5 */
     int steps;           /* 1000 */

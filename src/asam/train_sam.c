@@ -22,17 +22,17 @@
 void asam_sam_train_opts_default(asam_sam_train_opts *o) {
     memset(o, 0, sizeof *o);
     o->img_size = 128;
-    o->embed_dim = 96;
+    o->embed_dim = 128;
     o->depth = 4;
     o->num_heads = 4;
     o->window = 4;
     o->n_global = 2;
     o->global_idx[0] = 1;
     o->global_idx[1] = 3;
-    o->lr = 3e-4f;
+    o->lr = 5e-4f;
     o->weight_decay = 0.01;
-    o->warmup = 100;
-    o->batch = 4;
+    o->warmup = 200;
+    o->batch = 8;
     o->prompts = 4;
     o->point_share = 0.5f;
     o->steps = 1000;
