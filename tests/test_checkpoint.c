@@ -429,6 +429,39 @@ static void test_writers(void) {
     CHECK(asam_safetensors_write("test_ckpt_neg.safetensors", &neg, 1, NULL, 0) == -1,
           "negative shape must fail");
     printf("ok   writers round trip\n");
+
+    /* metadata in a torch archive (asam_metadata.json), plain and wrapped: read back as from
+     * safetensors; a record that is not an object of strings is refused naming it */
+    const char *pmeta[4] = {"provenance", "{\"stage\":\"tune\"}", "note", "x"};
+    for (int wrapped = 0; wrapped < 2; wrapped++) {
+        const char *mp = "test_ckpt_meta.pth";
+        CHECK(asam_torch_save_write_meta(mp, wrapped ? "model" : NULL, dup, 1, pmeta, 2) == 0,
+              "write with metadata: %s", asam_last_error());
+        asam_checkpoint *ck = open_ok(mp);
+        if (ck) {
+            const char *a = asam_checkpoint_metadata(ck, "provenance"),
+                       *b = asam_checkpoint_metadata(ck, "note");
+            CHECK(a && b && !strcmp(a, pmeta[1]) && !strcmp(b, "x") &&
+                      asam_checkpoint_count(ck) == 1,
+                  "metadata read back: %s / %s", a ? a : "(none)", b ? b : "(none)");
+        }
+        asam_checkpoint_close(ck);
+        size_t n = 0;
+        char *file = NULL;
+        CHECK(asam_read_file(mp, &file, &n) == 0, "read back: %s", asam_last_error());
+        uint8_t *bytes = (uint8_t *)file;
+        remove(mp);
+        const char *key = "\"note\":\"x\"";
+        uint8_t *at = NULL;
+        for (size_t i = 0; bytes && i + strlen(key) <= n && !at; i++)
+            if (!memcmp(bytes + i, key, strlen(key))) at = bytes + i;
+        CHECK(at != NULL, "metadata record present in the archive");
+        if (at) {
+            memcpy(at, "\"note\":1234", strlen(key)); /* same length, not a string */
+            expect_fail(bytes, n, "metadata value not a string", "is not a string");
+        }
+        free(bytes);
+    }
 }
 
 /* ---- malformed safetensors ---- */

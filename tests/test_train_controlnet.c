@@ -247,6 +247,20 @@ static void case_resume(const char *sd_path, const char *dir) {
     o.force = 0;
     CHECK(asam_train_controlnet(&o) == 0, "resume of the forced run: %s", asam_last_error());
     printf("ok   --force starts over and records the new options\n");
+    { /* the output weights carry the state's provenance record */
+        char sp[1200];
+        snprintf(sp, sizeof sp, "%s.state.safetensors", o.out);
+        asam_checkpoint *st = NULL, *ck = NULL;
+        CHECK(asam_checkpoint_open(sp, &st) == 0 && asam_checkpoint_open(o.out, &ck) == 0,
+              "open output/state: %s", asam_last_error());
+        const char *a = st ? asam_checkpoint_metadata(st, "provenance") : NULL,
+                   *b = ck ? asam_checkpoint_metadata(ck, "provenance") : NULL;
+        CHECK(a && b && !strcmp(a, b) && strstr(b, "\"--lr\""), "output provenance %s vs state %s",
+              b ? b : "(none)", a ? a : "(none)");
+        asam_checkpoint_close(st);
+        asam_checkpoint_close(ck);
+        printf("ok   %s carries the run's provenance\n", o.out);
+    }
     o.data = "sa1b:/nonexistent/dir";
     CHECK(asam_train_controlnet(&o) == -1 && strstr(asam_last_error(), "/nonexistent/dir"),
           "bad data dir: %s", asam_last_error());

@@ -60,6 +60,24 @@ static void case_resume(asam_tune_opts *o, const char *root) {
         CHECK(same_file(pa, pb), "resumed %s differs from the uninterrupted one", outs[i]);
     }
     printf("ok   resumed run bit-identical to the uninterrupted one\n");
+    /* every output carries the state's provenance record (safetensors metadata / the .pth
+     * archive's asam_metadata.json) */
+    asam_checkpoint *st = NULL;
+    snprintf(pa, sizeof pa, "%s/state.safetensors", outA);
+    CHECK(asam_checkpoint_open(pa, &st) == 0, "open state: %s", asam_last_error());
+    const char *rec = st ? asam_checkpoint_metadata(st, "provenance") : NULL;
+    CHECK(rec && strstr(rec, "\"--lr\""), "state provenance: %s", rec ? rec : "(none)");
+    for (int i = 0; rec && i < 4; i++) {
+        if (i == 2) continue; /* the state itself */
+        asam_checkpoint *ck = NULL;
+        snprintf(pa, sizeof pa, "%s/%s", outA, outs[i]);
+        CHECK(asam_checkpoint_open(pa, &ck) == 0, "open %s: %s", outs[i], asam_last_error());
+        const char *r = ck ? asam_checkpoint_metadata(ck, "provenance") : NULL;
+        CHECK(r && !strcmp(r, rec), "%s: provenance %s", outs[i], r ? r : "(none)");
+        asam_checkpoint_close(ck);
+    }
+    asam_checkpoint_close(st);
+    printf("ok   sam_tuned.pth/.safetensors and decoder_tokens carry the run's provenance\n");
 }
 
 /* Only the 1,280 token values changed; the .pth (official keys, all F32) equals the

@@ -110,6 +110,11 @@ int asam_torch_save_write(const char *path, const asam_st_entry *entries, size_t
  * layout is {"model": state_dict}); the reader unwraps it again (see the wrapper rule). */
 int asam_torch_save_write_wrapped(const char *path, const char *key, const asam_st_entry *entries,
                                   size_t n);
+/* Either of the above (wrap_key NULL: not wrapped) with metadata: n_meta (key, value) string
+ * pairs kept in the archive's asam_metadata.json record, which torch.load ignores and
+ * asam_checkpoint_metadata reads back, as safetensors' __metadata__. */
+int asam_torch_save_write_meta(const char *path, const char *wrap_key, const asam_st_entry *entries,
+                               size_t n, const char *const *metadata, size_t n_meta);
 
 #ifdef __cplusplus
 }

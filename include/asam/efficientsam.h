@@ -65,6 +65,9 @@ const asam_esam_config *asam_esam_cfg(const asam_esam *m);
  * {"model": state_dict} (what build_efficient_sam loads strictly), else safetensors (with
  * the metadata key "encoder_num_heads"). Atomic. */
 int asam_esam_save(const asam_esam *m, const char *path);
+/* Same with up to 8 (key, value) metadata strings (e.g. "provenance"). */
+int asam_esam_save_meta(const asam_esam *m, const char *path, const char *const *metadata,
+                        size_t n_meta);
 
 /* FNV-1a hash of the encoder's weights (keys embedding caches). */
 uint64_t asam_esam_encoder_hash(const asam_esam *m);

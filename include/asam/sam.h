@@ -149,6 +149,10 @@ int asam_sam_init_random(const asam_sam_config *cfg, uint64_t seed, asam_sam **o
 /* Write every tensor under its official name: torch.save zip for .pth/.pt/.bin/.ckpt, else
  * safetensors (atomic). */
 int asam_sam_save(const asam_sam *m, const char *path);
+/* Same with n_meta (key, value) metadata strings (e.g. "provenance"), which
+ * asam_checkpoint_metadata reads back from either format. */
+int asam_sam_save_meta(const asam_sam *m, const char *path, const char *const *metadata,
+                       size_t n_meta);
 /* This model's input side (16 * pos_embed side), embedding side and low-res mask side: 1024, 64,
  * 256 for the official models. */
 int asam_sam_img_size(const asam_sam *m);

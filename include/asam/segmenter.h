@@ -57,6 +57,9 @@ asam_tensor *asam_segmenter_mask_tokens(const asam_segmenter *s); /* (4, D) */
 void asam_segmenter_tokens_requires_grad(const asam_segmenter *s, int on);
 /* The whole model in the family's official layout (.pth/.pt: torch.save; else safetensors). */
 int asam_segmenter_save(const asam_segmenter *s, const char *path);
+/* Same with (key, value) metadata strings (see asam_sam_save_meta). */
+int asam_segmenter_save_meta(const asam_segmenter *s, const char *path, const char *const *metadata,
+                             size_t n_meta);
 
 #ifdef __cplusplus
 }

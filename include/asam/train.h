@@ -36,6 +36,10 @@ int asam_controlnet_init_from_unet(const asam_unet *unet, int hint_channels, uin
 /* Write the ControlNet in the v1.1 layout: control_model.<name>, F32. ".safetensors" ->
  * safetensors; anything else (.pth, .ckpt, .bin) -> torch.save zip. Atomic. */
 int asam_controlnet_save(const char *path, const asam_controlnet *cn);
+/* Same with up to 8 (key, value) metadata strings (e.g. "provenance"), read back by
+ * asam_checkpoint_metadata from either format. */
+int asam_controlnet_save_meta(const char *path, const asam_controlnet *cn,
+                              const char *const *metadata, size_t n_meta);
 
 /* The diffusion loss on a batch: z0 (B,4,h,w) already scaled by 0.18215, t[B] timesteps,
  * noise (B,4,h,w), context (B,77,D), hint (B,3,8h,8w) in [0,1]. Records on the ctx tape when

@@ -143,5 +143,11 @@ void asam_segmenter_tokens_requires_grad(const asam_segmenter *s, int on) {
 }
 
 int asam_segmenter_save(const asam_segmenter *s, const char *path) {
-    return s->sam ? asam_sam_save(s->sam, path) : asam_esam_save(s->esam, path);
+    return asam_segmenter_save_meta(s, path, NULL, 0);
+}
+
+int asam_segmenter_save_meta(const asam_segmenter *s, const char *path, const char *const *metadata,
+                             size_t n_meta) {
+    return s->sam ? asam_sam_save_meta(s->sam, path, metadata, n_meta)
+                  : asam_esam_save_meta(s->esam, path, metadata, n_meta);
 }

@@ -176,6 +176,11 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 int asam_controlnet_save(const char *path, const asam_controlnet *cn) {
+    return asam_controlnet_save_meta(path, cn, NULL, 0);
+}
+
+int asam_controlnet_save_meta(const char *path, const asam_controlnet *cn,
+                              const char *const *metadata, size_t n_meta) {
     asam_tensor **params;
     const char **names;
     size_t n;
@@ -199,10 +204,15 @@ int asam_controlnet_save(const char *path, const asam_controlnet *cn) {
     }
     if (!rc) {
         if (ends_with(path, ".safetensors")) {
-            const char *meta[2] = {"format", "pt"};
-            rc = asam_safetensors_write(path, e, n, meta, 1);
+            const char *meta[2 + 2 * 8] = {"format", "pt"};
+            size_t k = 1;
+            for (size_t i = 0; i < n_meta && k < 9; i++, k++) {
+                meta[2 * k] = metadata[2 * i];
+                meta[2 * k + 1] = metadata[2 * i + 1];
+            }
+            rc = asam_safetensors_write(path, e, n, meta, k);
         } else {
-            rc = asam_torch_save_write(path, e, n);
+            rc = asam_torch_save_write_meta(path, NULL, e, n, metadata, n_meta);
         }
     }
     for (size_t i = 0; full && i < n; i++) free(full[i]);
@@ -747,7 +757,11 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
     }
     asam_progress_end(&bar);
     free(acc);
-    if (!rc && !stopped && asam_dist_rank() == 0) rc = asam_controlnet_save(o->out, cn);
+    if (!rc && !stopped && asam_dist_rank() == 0) {
+        /* the weights carry the record of the run that made them, as the state does */
+        const char *meta[2] = {"provenance", prov_js ? prov_js : ""};
+        rc = asam_controlnet_save_meta(o->out, cn, meta, 1);
+    }
     if (!stopped) rc = asam_dist_agree(rc);
     if (!rc && !stopped && verbose)
         fprintf(stderr, "train-controlnet: wrote %s (%zu tensors, control_model.*), state %s\n",

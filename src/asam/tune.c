@@ -620,14 +620,17 @@ static int load_state(const char *path, const asam_segmenter *m, asam_optim *opt
 
 /* SAM: sam_tuned.pth (a plain state dict); EfficientSAM: efficientsam_tuned.pt (its official
  * {"model": state_dict}); both also as safetensors, and the tokens alone. */
-static int write_outputs(const char *dir, const asam_segmenter *m) {
+/* Every output carries the run's provenance record (the state file's), in safetensors'
+ * __metadata__ or the .pth archive's asam_metadata.json. */
+static int write_outputs(const char *dir, const asam_segmenter *m, const char *prov) {
     char p[1200];
+    const char *meta[2] = {"provenance", prov ? prov : ""};
     const int esam = m->esam != NULL;
     const int64_t D = asam_segmenter_dim(m);
     snprintf(p, sizeof p, "%s/%s", dir, esam ? "efficientsam_tuned.pt" : "sam_tuned.pth");
-    if (asam_segmenter_save(m, p)) return -1;
+    if (asam_segmenter_save_meta(m, p, meta, 1)) return -1;
     snprintf(p, sizeof p, "%s/%s_tuned.safetensors", dir, esam ? "efficientsam" : "sam");
-    if (asam_segmenter_save(m, p)) return -1;
+    if (asam_segmenter_save_meta(m, p, meta, 1)) return -1;
     snprintf(p, sizeof p, "%s/decoder_tokens.safetensors", dir);
     asam_st_entry e[] = {
         {"mask_decoder.iou_token.weight",
@@ -641,7 +644,7 @@ static int write_outputs(const char *dir, const asam_segmenter *m) {
          {4, D},
          asam_segmenter_mask_tokens(m)->data},
     };
-    return asam_safetensors_write(p, e, 2, NULL, 0);
+    return asam_safetensors_write(p, e, 2, meta, 1);
 }
 
 /* ---- the loop ------------------------------------------------------------------------------- */
@@ -903,8 +906,8 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
     if (o->stop_after > 0 && o->stop_after < end) end = o->stop_after;
     synced = 1;
     rc = run_epochs(&T, ctx, opt, refs, n, start, end, &rng, state_path, rep);
+    if (!rc && asam_dist_rank() == 0) rc = write_outputs(o->out_dir, &T.seg, prov);
     free(prov);
-    if (!rc && asam_dist_rank() == 0) rc = write_outputs(o->out_dir, &T.seg);
     rc = asam_dist_agree(rc);
 done:
     if (!synced) asam_dist_agree(rc); /* failed before the epochs: the others wait for this */

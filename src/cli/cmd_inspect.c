@@ -22,6 +22,8 @@ static int print_json(const asam_checkpoint *ck, const char *path, double values
     cJSON_AddNumberToObject(root, "values", values);
     const char *fmt = asam_checkpoint_metadata(ck, "format");
     if (fmt) cJSON_AddStringToObject(root, "metadata_format", fmt);
+    const char *prov = asam_checkpoint_metadata(ck, "provenance"); /* what made the file */
+    if (prov) cJSON_AddStringToObject(root, "provenance", prov);
     for (size_t i = 0; i < asam_checkpoint_count(ck); i++) {
         const asam_ckpt_tensor *t = asam_checkpoint_get(ck, i);
         cJSON *o = cJSON_CreateObject(), *sh = cJSON_CreateArray();

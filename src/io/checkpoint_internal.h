@@ -29,6 +29,10 @@ asam_checkpoint *ckpt_new(const char *name);
 asam_ckpt_tensor *ckpt_add(asam_checkpoint *ck, const char *name);
 /* Sort the name index; fails on duplicate names. */
 int ckpt_finish(asam_checkpoint *ck);
+/* Metadata from a JSON object of strings (safetensors' __metadata__, a torch archive's
+ * asam_metadata.json); what names it in errors. 0 or -1 (error set). */
+struct cJSON;
+int ckpt_set_metadata(asam_checkpoint *ck, const struct cJSON *m, const char *what);
 /* Free the table (names, index, metadata); the struct and its mapping stay. */
 void ckpt_table_free(asam_checkpoint *ck);
 

@@ -52,24 +52,6 @@ static int cmp_span(const void *a, const void *b) {
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-static int read_metadata(asam_checkpoint *ck, const cJSON *m) {
-    if (!cJSON_IsObject(m)) return asam_error("__metadata__ is not an object");
-    size_t n = (size_t)cJSON_GetArraySize(m);
-    ck->meta = calloc(2 * n + 1, sizeof *ck->meta);
-    if (!ck->meta) return asam_error("out of memory");
-    const cJSON *kv;
-    cJSON_ArrayForEach(kv, m) {
-        if (!cJSON_IsString(kv))
-            return asam_error("__metadata__ value '%s' is not a string", kv->string);
-        char *k = strdup(kv->string), *v = strdup(kv->valuestring);
-        ck->meta[2 * ck->n_meta] = k;
-        ck->meta[2 * ck->n_meta + 1] = v;
-        ck->n_meta++;
-        if (!k || !v) return asam_error("out of memory");
-    }
-    return 0;
-}
-
 /* Parses and validates the header into the tensor table. Long on purpose: the checks of an
  * untrusted header (length, JSON, each entry's dtype/shape/offsets, overlaps, coverage) read as
  * one sequence, each with its own error line. */
@@ -114,7 +96,7 @@ int ckpt_read_safetensors(asam_checkpoint *ck) {
                 rc = asam_error("duplicate __metadata__");
                 goto done;
             }
-            if ((rc = read_metadata(ck, e))) goto done;
+            if ((rc = ckpt_set_metadata(ck, e, "__metadata__"))) goto done;
             continue;
         }
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");

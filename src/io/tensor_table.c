@@ -4,6 +4,8 @@
 #include "io/checkpoint_internal.h"
 #include "asam/error.h"
 
+#include <cjson/cJSON.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,5 +199,23 @@ int asam_checkpoint_from_entries(const asam_st_entry *e, size_t n, const char *n
         return -1;
     }
     *out = ck;
+    return 0;
+}
+
+int ckpt_set_metadata(asam_checkpoint *ck, const cJSON *m, const char *what) {
+    if (!cJSON_IsObject(m)) return asam_error("%s is not an object", what);
+    size_t n = (size_t)cJSON_GetArraySize(m);
+    ck->meta = calloc(2 * n + 1, sizeof *ck->meta);
+    if (!ck->meta) return asam_error("out of memory");
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, m) {
+        if (!cJSON_IsString(kv))
+            return asam_error("%s value '%s' is not a string", what, kv->string);
+        char *k = strdup(kv->string), *v = strdup(kv->valuestring);
+        ck->meta[2 * ck->n_meta] = k;
+        ck->meta[2 * ck->n_meta + 1] = v;
+        ck->n_meta++;
+        if (!k || !v) return asam_error("out of memory");
+    }
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include <zlib.h>
 
 #define PREFIX "archive"
@@ -294,7 +295,7 @@ static void zw_central(zw *w, const rec *r, size_t n) {
 }
 
 static int write_archive(const char *path, const asam_st_entry *entries, size_t n, int force_zip64,
-                         const char *wrap_key) {
+                         const char *wrap_key, const char *const *metadata, size_t n_meta) {
     for (size_t i = 0; i < n; i++) {
         const asam_st_entry *e = &entries[i];
         if (e->ndim < 0 || e->ndim > ASAM_CKPT_MAX_DIMS || ckpt_numel(e->ndim, e->shape) < 0 ||
@@ -310,10 +311,22 @@ static int write_archive(const char *path, const asam_st_entry *entries, size_t 
     }
     io_buf pkl = {0};
     build_pickle(&pkl, entries, n, wrap_key);
-    rec *r = calloc(n + 3, sizeof *r);
-    if (pkl.oom || !r) {
+    char *meta_txt = NULL; /* asam_metadata.json: a JSON object of the metadata strings */
+    if (n_meta) {
+        cJSON *mj = cJSON_CreateObject();
+        for (size_t i = 0; mj && i < n_meta; i++)
+            if (!cJSON_AddStringToObject(mj, metadata[2 * i], metadata[2 * i + 1])) {
+                cJSON_Delete(mj);
+                mj = NULL;
+            }
+        meta_txt = mj ? cJSON_PrintUnformatted(mj) : NULL;
+        cJSON_Delete(mj);
+    }
+    rec *r = calloc(n + 4, sizeof *r);
+    if (pkl.oom || !r || (n_meta && !meta_txt)) {
         free(pkl.p);
         free(r);
+        cJSON_free(meta_txt);
         return asam_error("%s: out of memory", path);
     }
     asam_atomic_file af;
@@ -336,12 +349,18 @@ static int write_archive(const char *path, const asam_st_entry *entries, size_t 
                     asam_dtype_size(entries[i].dtype);
         zw_entry(&w, &r[k++], entries[i].data);
     }
+    if (meta_txt) { /* torch.load reads only the records it names: this one it leaves alone */
+        snprintf(r[k].name, sizeof r[k].name, PREFIX "/asam_metadata.json");
+        r[k].size = strlen(meta_txt);
+        zw_entry(&w, &r[k++], meta_txt);
+    }
     snprintf(r[k].name, sizeof r[k].name, PREFIX "/version");
     r[k].size = 2;
     zw_entry(&w, &r[k++], "3\n");
     zw_central(&w, r, k);
     free(pkl.p);
     free(r);
+    cJSON_free(meta_txt);
     if (!w.ok) {
         int e = errno;
         asam_atomic_abort(&af);
@@ -352,14 +371,19 @@ static int write_archive(const char *path, const asam_st_entry *entries, size_t 
 
 int asam_torch_save_write_ex(const char *path, const asam_st_entry *entries, size_t n,
                              int force_zip64) {
-    return write_archive(path, entries, n, force_zip64, NULL);
+    return write_archive(path, entries, n, force_zip64, NULL, NULL, 0);
 }
 
 int asam_torch_save_write(const char *path, const asam_st_entry *entries, size_t n) {
-    return write_archive(path, entries, n, 0, NULL);
+    return write_archive(path, entries, n, 0, NULL, NULL, 0);
+}
+
+int asam_torch_save_write_meta(const char *path, const char *wrap_key, const asam_st_entry *entries,
+                               size_t n, const char *const *metadata, size_t n_meta) {
+    return write_archive(path, entries, n, 0, wrap_key, metadata, n_meta);
 }
 
 int asam_torch_save_write_wrapped(const char *path, const char *key, const asam_st_entry *entries,
                                   size_t n) {
-    return write_archive(path, entries, n, 0, key);
+    return write_archive(path, entries, n, 0, key, NULL, 0);
 }

@@ -4,6 +4,8 @@
 #include "io/pickle.h"
 #include "asam/error.h"
 
+#include <cjson/cJSON.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +145,27 @@ static const pk_obj *unwrap(const pk_obj *root) {
     return root;
 }
 
+/* asam's own record in a torch.save archive: <prefix>/asam_metadata.json, a JSON object of
+ * strings (what safetensors keeps in __metadata__, e.g. the provenance of a tuned model).
+ * torch.load reads only the records it names, so the file stays an official checkpoint. */
+#define ASAM_METADATA_MAX (1u << 20)
+static int read_asam_metadata(asam_checkpoint *ck, const zip_archive *z, const char *prefix,
+                              size_t prefix_len) {
+    char mname[MAX_NAME + 64];
+    int ml = snprintf(mname, sizeof mname, "%.*s/asam_metadata.json", (int)prefix_len, prefix);
+    const zip_entry *me =
+        ml > 0 && (size_t)ml < sizeof mname ? zip_find(z, mname, (size_t)ml) : NULL;
+    if (!me) return 0;
+    if (me->size > ASAM_METADATA_MAX)
+        return asam_error("%s: %llu bytes, more than the %u a metadata record may hold", mname,
+                          (unsigned long long)me->size, ASAM_METADATA_MAX);
+    cJSON *js = cJSON_ParseWithLength((const char *)me->data, (size_t)me->size);
+    if (!js) return asam_error("%s: not valid JSON", mname);
+    int rc = ckpt_set_metadata(ck, js, mname);
+    cJSON_Delete(js);
+    return rc;
+}
+
 int ckpt_read_torch_zip(asam_checkpoint *ck) {
     zip_archive z;
     if (zip_open(&z, ck->base, ck->size)) return -1;
@@ -204,6 +227,7 @@ int ckpt_read_torch_zip(asam_checkpoint *ck) {
     }
     name[0] = 0;
     rc = flatten(&f, top, name, 0, 0);
+    if (!rc) rc = read_asam_metadata(ck, &z, f.prefix, f.prefix_len);
 done:
     free(name);
     pk_free(pc);

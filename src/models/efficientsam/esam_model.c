@@ -422,6 +422,11 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 int asam_esam_save(const asam_esam *m, const char *path) {
+    return asam_esam_save_meta(m, path, NULL, 0);
+}
+
+int asam_esam_save_meta(const asam_esam *m, const char *path, const char *const *metadata,
+                        size_t n_meta) {
     asam_st_entry *e = calloc((size_t)m->n, sizeof *e);
     if (!e) return asam_error("%s: out of memory", path);
     for (int i = 0; i < m->n; i++) {
@@ -435,12 +440,17 @@ int asam_esam_save(const asam_esam *m, const char *path) {
     if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") ||
         ends_with(path, ".ckpt")) {
         /* ref: yformer/EfficientSAM/efficient_sam/efficient_sam.py:303 (torch.load(f)["model"]) */
-        rc = asam_torch_save_write_wrapped(path, "model", e, (size_t)m->n);
+        rc = asam_torch_save_write_meta(path, "model", e, (size_t)m->n, metadata, n_meta);
     } else {
         char heads[16];
         snprintf(heads, sizeof heads, "%d", m->cfg.num_heads);
-        const char *meta[] = {"encoder_num_heads", heads};
-        rc = asam_safetensors_write(path, e, (size_t)m->n, meta, 1);
+        const char *meta[2 + 2 * 8] = {"encoder_num_heads", heads};
+        size_t k = 1;
+        for (size_t i = 0; i < n_meta && k < 9; i++, k++) {
+            meta[2 * k] = metadata[2 * i];
+            meta[2 * k + 1] = metadata[2 * i + 1];
+        }
+        rc = asam_safetensors_write(path, e, (size_t)m->n, meta, k);
     }
     free(e);
     return rc;

@@ -380,6 +380,11 @@ int asam_sam_init_random(const asam_sam_config *cfg, uint64_t seed, asam_sam **o
 }
 
 int asam_sam_save(const asam_sam *m, const char *path) {
+    return asam_sam_save_meta(m, path, NULL, 0);
+}
+
+int asam_sam_save_meta(const asam_sam *m, const char *path, const char *const *metadata,
+                       size_t n_meta) {
     const sam_holder *h = (const sam_holder *)m;
     const size_t n = h->B.n;
     asam_st_entry *e = calloc(n ? n : 1, sizeof *e);
@@ -396,8 +401,8 @@ int asam_sam_save(const asam_sam *m, const char *path) {
     int torch = (len > 4 && (!strcmp(path + len - 4, ".pth") || !strcmp(path + len - 4, ".bin"))) ||
                 (len > 5 && !strcmp(path + len - 5, ".ckpt")) ||
                 (len > 3 && !strcmp(path + len - 3, ".pt"));
-    int rc =
-        torch ? asam_torch_save_write(path, e, n) : asam_safetensors_write(path, e, n, NULL, 0);
+    int rc = torch ? asam_torch_save_write_meta(path, NULL, e, n, metadata, n_meta)
+                   : asam_safetensors_write(path, e, n, metadata, n_meta);
     free(e);
     return rc;
 }
