@@ -10,6 +10,7 @@
 #include "asam/checkpoint.h"
 #include "asam/dist.h"
 #include "asam/error.h"
+#include "asam/train_state.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
 #include "asam/optim.h"
@@ -471,15 +472,6 @@ static int state_save(const char *path, const asam_controlnet *cn, const asam_op
     return rc;
 }
 
-static int meta_ll(const asam_checkpoint *ck, const char *key, long long *out) {
-    const char *s = asam_checkpoint_metadata(ck, key);
-    char *end;
-    if (!s) return asam_error("%s: state file has no \"%s\"", asam_checkpoint_path(ck), key);
-    *out = strtoll(s, &end, 10);
-    if (*end) return asam_error("%s: bad \"%s\" value %s", asam_checkpoint_path(ck), key, s);
-    return 0;
-}
-
 static int state_load(const char *path, asam_controlnet *cn, asam_optim *opt, int64_t *step,
                       uint64_t seed, int batch, int size) {
     asam_checkpoint *ck;
@@ -490,8 +482,9 @@ static int state_load(const char *path, asam_controlnet *cn, asam_optim *opt, in
                  ? asam_error("%s: not a train-controlnet state file", path)
                  : 0;
     if (!rc)
-        rc = meta_ll(ck, "step", &st) || meta_ll(ck, "seed", &sd) || meta_ll(ck, "batch", &bt) ||
-             meta_ll(ck, "size", &sz) || meta_ll(ck, "optim_step", &ost);
+        rc = train_state_meta_ll(ck, "step", &st) || train_state_meta_ll(ck, "seed", &sd) ||
+             train_state_meta_ll(ck, "batch", &bt) || train_state_meta_ll(ck, "size", &sz) ||
+             train_state_meta_ll(ck, "optim_step", &ost);
     if (!rc && ((uint64_t)sd != seed || bt != batch || sz != size))
         rc =
             asam_error("%s: state was made with --seed %llu --batch %lld --size %lld; this run "
@@ -501,27 +494,7 @@ static int state_load(const char *path, asam_controlnet *cn, asam_optim *opt, in
     const char **names;
     size_t n;
     asam_controlnet_params(cn, &params, &names, &n);
-    char key[512];
-    for (size_t i = 0; i < n && !rc; i++) {
-        snprintf(key, sizeof key, "param.%s", names[i]);
-        const asam_ckpt_tensor *t = asam_checkpoint_find(ck, key);
-        if (!t || t->numel != params[i]->numel)
-            rc = asam_error("%s: %s missing or of another size", path, key);
-        else
-            rc = asam_ckpt_read_f32(ck, t, params[i]->data);
-    }
-    int64_t sn = asam_optim_state_numel(opt);
-    const asam_ckpt_tensor *tm = rc ? NULL : asam_checkpoint_find(ck, "optim.m");
-    const asam_ckpt_tensor *tv = rc ? NULL : asam_checkpoint_find(ck, "optim.v");
-    if (!rc && (!tm || !tv || tm->numel != sn || tv->numel != sn))
-        rc = asam_error("%s: optimizer state missing or of another size", path);
-    if (!rc) {
-        float *m = malloc((size_t)sn * sizeof *m), *v = malloc((size_t)sn * sizeof *v);
-        if (!m || !v) rc = asam_error("%s: out of memory", path);
-        if (!rc) rc = asam_ckpt_read_f32(ck, tm, m) || asam_ckpt_read_f32(ck, tv, v);
-        if (!rc) asam_optim_set_state(opt, m, v, ost);
-        free(m), free(v);
-    }
+    if (!rc) rc = train_state_read_weights(ck, path, params, names, n, opt, ost);
     asam_checkpoint_close(ck);
     if (!rc) *step = st;
     return rc;

@@ -10,6 +10,7 @@
 #include "asam/checkpoint.h"
 #include "asam/dataset.h"
 #include "asam/error.h"
+#include "asam/train_state.h"
 #include "asam/fileio.h"
 #include "asam/optim.h"
 #include "asam/provenance.h"
@@ -374,16 +375,6 @@ static int state_save(const char *path, const asam_sam *m, const asam_optim *opt
     return rc;
 }
 
-static int meta_ll(const asam_checkpoint *ck, const char *key, long long *out) {
-    const char *s = asam_checkpoint_metadata(ck, key);
-    char *end;
-    if (!s) return asam_error("%s: state file has no \"%s\"", asam_checkpoint_path(ck), key);
-    *out = strtoll(s, &end, 10);
-    if (*end || *out < 0)
-        return asam_error("%s: bad \"%s\" value %s", asam_checkpoint_path(ck), key, s);
-    return 0;
-}
-
 static int state_load(const char *path, const asam_sam_train_opts *o, asam_sam *m, asam_optim *opt,
                       const asam_prov *prov, int64_t *step) {
     asam_checkpoint *ck;
@@ -393,7 +384,8 @@ static int state_load(const char *path, const asam_sam_train_opts *o, asam_sam *
                  ? asam_error("%s: not a train-sam state file", path)
                  : 0;
     long long st = 0, ost = 0;
-    if (!rc) rc = meta_ll(ck, "step", &st) || meta_ll(ck, "optim_step", &ost);
+    if (!rc)
+        rc = train_state_meta_ll(ck, "step", &st) || train_state_meta_ll(ck, "optim_step", &ost);
     if (!rc) {
         const char *rec = asam_checkpoint_metadata(ck, "provenance");
         if (asam_prov_check(prov, rec, path)) {
@@ -409,27 +401,7 @@ static int state_load(const char *path, const asam_sam_train_opts *o, asam_sam *
     const char *const *names;
     size_t n;
     asam_sam_params(m, &params, &names, &n);
-    char key[512];
-    for (size_t i = 0; i < n && !rc; i++) {
-        snprintf(key, sizeof key, "param.%s", names[i]);
-        const asam_ckpt_tensor *t = asam_checkpoint_find(ck, key);
-        if (!t || t->numel != params[i]->numel)
-            rc = asam_error("%s: %s missing or of another size", path, key);
-        else
-            rc = asam_ckpt_read_f32(ck, t, params[i]->data);
-    }
-    int64_t sn = asam_optim_state_numel(opt);
-    const asam_ckpt_tensor *tm = rc ? NULL : asam_checkpoint_find(ck, "optim.m");
-    const asam_ckpt_tensor *tv = rc ? NULL : asam_checkpoint_find(ck, "optim.v");
-    if (!rc && (!tm || !tv || tm->numel != sn || tv->numel != sn))
-        rc = asam_error("%s: optimizer state missing or of another size", path);
-    if (!rc) {
-        float *mm = malloc((size_t)sn * sizeof *mm), *vv = malloc((size_t)sn * sizeof *vv);
-        if (!mm || !vv) rc = asam_error("%s: out of memory", path);
-        if (!rc) rc = asam_ckpt_read_f32(ck, tm, mm) || asam_ckpt_read_f32(ck, tv, vv);
-        if (!rc) asam_optim_set_state(opt, mm, vv, ost);
-        free(mm), free(vv);
-    }
+    if (!rc) rc = train_state_read_weights(ck, path, params, names, n, opt, ost);
     asam_checkpoint_close(ck);
     if (!rc) {
         /* the PE Gaussian came back from the file: refresh what is derived from it */
