@@ -22,4 +22,4 @@ cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs" -LE slow)
 
 echo "== fuzz smoke run"
-scripts/fuzz_smoke.sh "${FUZZ_SECONDS:-15}"
+scripts/fuzz_smoke.sh "${FUZZ_SECONDS:-10}"
