@@ -158,58 +158,29 @@ static void test_jpeg(const cJSON *meta) {
     free(jp);
 }
 
-static void test_eval(asam_ctx *ctx) {
-    cJSON *ev = ref_json("eval.json");
-    size_t nl, ng;
-    float *logits = ref_tensor("eval.safetensors", "logits", &nl);
-    float *gt = ref_tensor("eval.safetensors", "gt", &ng);
-    const int n = 3, L = 256, H = (int)(ng / n) / 120, W = 120;
-    asam_mark mk = asam_ctx_mark(ctx);
-    asam_tensor *lo = asam_from_data(ctx, ASAM_SHAPE(n, 1, L, L), logits);
-    // ref: main.py:565 F.interpolate(preds, gt size, bilinear, align_corners=False); the
-    // official --baseline path (one step)
-    asam_tensor *up = asam_eval_upsample(ctx, lo, H, W, 0);
-    uint8_t *p = malloc((size_t)H * W), *g = malloc((size_t)H * W);
-    for (int i = 0; up && i < n; i++) {
-        for (int q = 0; q < H * W; q++) {
-            p[q] = up->data[(size_t)i * H * W + q] > 0; // misc.py:525 pred > 0
-            g[q] = gt[(size_t)i * H * W + q] > 128;     // misc.py:526 label > 128
-        }
-        char what[64];
-        snprintf(what, sizeof what, "eval IoU of mask %d", i);
-        REF_SCALAR(asam_mask_iou(p, g, (int64_t)H * W), ref_at(ev, "iou", i), 1e-6, what);
-        snprintf(what, sizeof what, "eval boundary IoU of mask %d", i);
-        REF_SCALAR(asam_boundary_iou(p, g, H, W, 0.02), ref_at(ev, "biou", i), 1e-6, what);
-    }
-    asam_ctx_release(ctx, mk);
-    free(p);
-    free(g);
-    free(logits);
-    free(gt);
-    cJSON_Delete(ev);
-}
-
-/* D18: the tuned decoder's path, x4 to 1024 then to the GT size (main.py:664, :565) */
-static void test_eval_tuned(asam_ctx *ctx) {
-    cJSON *ev = ref_json("eval_tuned.json");
+/* The official eval protocol on the reference logits, upsampled one step (main.py:565, the
+ * --baseline path) or two (x4 to 1024, then the GT size: main.py:664 + :565, a tuned
+ * decoder): per-mask IoU and boundary IoU against the official numbers in json. */
+static void check_eval(asam_ctx *ctx, const char *json, int two_step, const char *label) {
+    cJSON *ev = ref_json(json);
     size_t nl, ng;
     float *logits = ref_tensor("eval.safetensors", "logits", &nl);
     float *gt = ref_tensor("eval.safetensors", "gt", &ng);
     const int n = 3, L = 256, W = 120, H = (int)(ng / n) / W;
     asam_mark mk = asam_ctx_mark(ctx);
-    asam_tensor *up =
-        asam_eval_upsample(ctx, asam_from_data(ctx, ASAM_SHAPE(n, 1, L, L), logits), H, W, 1);
+    asam_tensor *up = asam_eval_upsample(ctx, asam_from_data(ctx, ASAM_SHAPE(n, 1, L, L), logits),
+                                         H, W, two_step);
     uint8_t *p = malloc((size_t)H * W), *g = malloc((size_t)H * W);
-    CHECK(up != NULL, "two-step upsample");
+    CHECK(up != NULL, "%s: upsample", label);
     for (int i = 0; up && i < n; i++) {
         for (int q = 0; q < H * W; q++) {
-            p[q] = up->data[(size_t)i * H * W + q] > 0;
-            g[q] = gt[(size_t)i * H * W + q] > 128;
+            p[q] = up->data[(size_t)i * H * W + q] > 0; // misc.py:525 pred > 0
+            g[q] = gt[(size_t)i * H * W + q] > 128;     // misc.py:526 label > 128
         }
-        char what[80];
-        snprintf(what, sizeof what, "tuned-decoder eval IoU of mask %d", i);
+        char what[96];
+        snprintf(what, sizeof what, "%s IoU of mask %d", label, i);
         REF_SCALAR(asam_mask_iou(p, g, (int64_t)H * W), ref_at(ev, "iou", i), 1e-6, what);
-        snprintf(what, sizeof what, "tuned-decoder eval boundary IoU of mask %d", i);
+        snprintf(what, sizeof what, "%s boundary IoU of mask %d", label, i);
         REF_SCALAR(asam_boundary_iou(p, g, H, W, 0.02), ref_at(ev, "biou", i), 1e-6, what);
     }
     asam_ctx_release(ctx, mk);
@@ -279,8 +250,8 @@ int main(void) {
     test_sd_image(meta);
     test_target();
     test_jpeg(meta);
-    test_eval(ctx);
-    test_eval_tuned(ctx);
+    check_eval(ctx, "eval.json", 0, "eval");
+    check_eval(ctx, "eval_tuned.json", 1, "tuned-decoder eval");
     test_controlnet_data(ctx);
     cJSON_Delete(meta);
     asam_ctx_free(ctx);
