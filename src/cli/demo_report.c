@@ -308,7 +308,8 @@ static void md_attack(md_buf *b, const demo *d) {
         P(b, "\n");
 
     P(b, "The attack measures IoU on the floating-point regeneration inside its loop; the "
-         "evaluation below reads the saved 8-bit PNG with the ASAM protocol, so its "
+         "evaluation below reads the saved JPEG (quality 75, as the official script saves it) with "
+         "the ASAM protocol, so its "
          "'adversarial' numbers differ slightly from these.\n\n");
 }
 
