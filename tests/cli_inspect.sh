@@ -1,5 +1,6 @@
 #!/bin/bash
-# asam inspect: tensor count on the tiny SAM .pth, JSON output, one-line errors on bad files.
+# asam inspect: tensor count on the tiny SAM .pth, JSON output, one-line errors on bad files;
+# asam convert: the same model in F16 (inspect, provenance, segment runs), its failures.
 # usage: bash cli_inspect.sh ASAM_BIN SRC_DIR
 set -u
 . "$2/tests/lib/cli_common.sh"
@@ -38,4 +39,26 @@ check "no FILE: usage error exits 2" [ $? -eq 2 ]
 check "unknown option exits 2" [ $? -eq 2 ]
 "$BIN" inspect --help | grep -q "usage: asam inspect"
 check "--help" [ $? -eq 0 ]
+
+# convert: F16 safetensors of the .pth; inspect sees F16 and the conversion's provenance
+"$BIN" convert "$PTH" "$TMP/m16.safetensors" --dtype f16 > /dev/null
+check "convert --dtype f16 exits 0" [ $? -eq 0 ]
+out=$("$BIN" inspect "$TMP/m16.safetensors")
+check "  188 tensors, format safetensors" grep -q "^188 tensors, [0-9]* values, format safetensors$" <<<"$out"
+check "  pos_embed is F16" grep -q $'^image_encoder.pos_embed\tF16\t\\[1, 64, 64, 64\\]$' <<<"$out"
+check "  no F32 tensor left" [ "$(grep -c $'\tF32\t' <<<"$out")" -eq 0 ]
+check "  half the size" [ "$(stat -c %s "$TMP/m16.safetensors")" -lt "$(( $(stat -c %s "$PTH") * 6 / 10 ))" ]
+check "  provenance names the conversion" grep -q 'convert.*--dtype.*F16' <<<"$("$BIN" inspect --json "$TMP/m16.safetensors")"
+IMG=$TMP/img.png
+fixture sam_tiny/image_a.png "$IMG"
+"$BIN" segment --model "$TMP/m16.safetensors" --image "$IMG" --box 100,100,400,300 --out "$TMP/mask16.png" > /dev/null
+check "  segment runs on the F16 model" [ $? -eq 0 -a -f "$TMP/mask16.png" ]
+"$BIN" convert "$TMP/cut.pth" "$TMP/c16.safetensors" 2> "$TMP/err"
+check "convert of a truncated file: failure (1), one line naming it, no output" \
+    [ $? -eq 1 -a "$(wc -l < "$TMP/err")" -eq 1 -a ! -e "$TMP/c16.safetensors" ]
+check "  names the file" grep -q "cut.pth" "$TMP/err"
+"$BIN" convert "$PTH" "$TMP/x.safetensors" --dtype f8 2> /dev/null
+check "convert --dtype f8: usage error (2)" [ $? -eq 2 -a ! -e "$TMP/x.safetensors" ]
+"$BIN" convert "$PTH" 2> /dev/null
+check "convert with one file: usage error (2)" [ $? -eq 2 ]
 exit $fail

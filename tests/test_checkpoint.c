@@ -1,6 +1,7 @@
 /* Checkpoint I/O: fixtures in both formats agree, writers round-trip, and malformed files of
  * every kind give -1 with a message naming the file (run under ASan too). */
 #include "asam/checkpoint.h"
+#include "asam/util.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "io/bytebuf.h"
@@ -301,17 +302,12 @@ static void test_fixtures(void) {
 
 /* ---- writers ---- */
 
-static uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)(u >> 16);
-}
-
 static void test_writers(void) {
     float f32[6] = {1, -2, 3.5f, 0, 1e-3f, -7};
     uint16_t f16[5] = {0x3e00 /*1.5*/, 0xc000 /*-2*/, 0x7bff /*65504*/, 0x0001 /*2^-24*/,
                        0x8000 /*-0*/};
-    uint16_t bf16[4] = {f32_to_bf16(1.0f), f32_to_bf16(-3.5f), f32_to_bf16(256.0f), 0};
+    uint16_t bf16[4] = {asam_f32_to_bf16(1.0f), asam_f32_to_bf16(-3.5f), asam_f32_to_bf16(256.0f),
+                        0};
     double f64[3] = {0.25, -1e10, 3};
     int64_t i64[77];
     for (int i = 0; i < 77; i++) i64[i] = i - 3000000000ll * (i == 5);
@@ -862,9 +858,82 @@ static void test_mutations(void) {
 #undef RND
 }
 
+/* asam_checkpoint_convert: float tensors rounded to the target type (nearest even), integer
+ * tensors byte for byte, names and shapes kept, provenance recording the conversion and the
+ * source's own provenance; both output formats; a bad input leaves no output. */
+static void test_convert(void) {
+    float w[7] = {1,           -2.0009765625f /* a tie between two f16 values */,
+                  3.14159265f, 0,
+                  1e-6f,       70000 /* past f16's range */,
+                  -1e-9f};
+    double d[2] = {0.1, -3};
+    int64_t ids[3] = {7, -1, 5000000000ll};
+    uint8_t u8[2] = {9, 200};
+    asam_st_entry e[] = {
+        {"a.weight", ASAM_DT_F32, 2, {7, 1}, w},
+        {"b.f64", ASAM_DT_F64, 1, {2}, d},
+        {"ids", ASAM_DT_I64, 1, {3}, ids},
+        {"mask", ASAM_DT_U8, 1, {2}, u8},
+    };
+    const char *meta[] = {"provenance", "{\"stage\":\"train-sam\",\"hash\":\"00\"}"};
+    const char *src = "test_ckpt_conv_src.safetensors";
+    CHECK(asam_safetensors_write(src, e, 4, meta, 1) == 0, "convert src: %s", asam_last_error());
+    const char *outs[4] = {"test_ckpt_conv16.safetensors", "test_ckpt_convbf.safetensors",
+                           "test_ckpt_conv32.pth", "test_ckpt_conv16.pth"};
+    const asam_dtype to[4] = {ASAM_DT_F16, ASAM_DT_BF16, ASAM_DT_F32, ASAM_DT_F16};
+    for (int k = 0; k < 4; k++) {
+        CHECK(asam_checkpoint_convert(src, outs[k], to[k]) == 0, "convert %s: %s", outs[k],
+              asam_last_error());
+        asam_checkpoint *ck = open_ok(outs[k]);
+        if (!ck) continue;
+        CHECK(asam_checkpoint_count(ck) == 4, "%s: count", outs[k]);
+        const asam_ckpt_tensor *a = asam_checkpoint_find(ck, "a.weight");
+        const asam_ckpt_tensor *b = asam_checkpoint_find(ck, "b.f64");
+        const asam_ckpt_tensor *i = asam_checkpoint_find(ck, "ids");
+        const asam_ckpt_tensor *m = asam_checkpoint_find(ck, "mask");
+        CHECK(a && b && i && m, "%s: names kept", outs[k]);
+        if (!a || !b || !i || !m) {
+            asam_checkpoint_close(ck);
+            continue;
+        }
+        CHECK(a->dtype == to[k] && b->dtype == to[k] && a->ndim == 2 && a->shape[0] == 7,
+              "%s: float dtype/shape", outs[k]);
+        CHECK(i->dtype == ASAM_DT_I64 && m->dtype == ASAM_DT_U8, "%s: int dtypes kept", outs[k]);
+        float v[7];
+        asam_ckpt_read_f32(ck, a, v);
+        for (int j = 0; j < 7; j++) {
+            float want = to[k] == ASAM_DT_F16    ? asam_f16_to_f32(asam_f32_to_f16(w[j]))
+                         : to[k] == ASAM_DT_BF16 ? asam_bf16_to_f32(asam_f32_to_bf16(w[j]))
+                                                 : w[j];
+            CHECK(v[j] == want, "%s: a[%d] %.9g, want %.9g", outs[k], j, v[j], want);
+        }
+        if (to[k] == ASAM_DT_F16)
+            CHECK(v[1] == -2.0f && isinf(v[5]) && v[6] == 0 && v[4] != 0,
+                  "%s: f16 ties to even, overflow to inf, subnormals kept", outs[k]);
+        int64_t iv[3];
+        uint8_t uv[2];
+        CHECK(!asam_ckpt_read_i64(ck, i, iv) && !memcmp(iv, ids, sizeof ids), "%s: ids", outs[k]);
+        CHECK(!asam_ckpt_read_raw(ck, m, uv) && !memcmp(uv, u8, 2), "%s: u8", outs[k]);
+        const char *prov = asam_checkpoint_metadata(ck, "provenance");
+        const char *sp = asam_checkpoint_metadata(ck, "source_provenance");
+        CHECK(prov && strstr(prov, "\"convert\"") && strstr(prov, "--dtype"),
+              "%s: provenance records the conversion", outs[k]);
+        CHECK(sp && strstr(sp, "train-sam"), "%s: source provenance kept", outs[k]);
+        asam_checkpoint_close(ck);
+        remove(outs[k]);
+    }
+    remove(src);
+    CHECK(asam_checkpoint_convert("test_ckpt_conv_missing.safetensors",
+                                  "test_ckpt_conv_none.safetensors", ASAM_DT_F16) == -1 &&
+              strstr(asam_last_error(), "test_ckpt_conv_missing") &&
+              !test_is_file("test_ckpt_conv_none.safetensors"),
+          "convert of a missing file fails naming it, writes nothing");
+}
+
 int main(void) {
     test_fixtures();
     test_writers();
+    test_convert();
     test_bad_safetensors();
     test_pickles();
     test_truncation("sam_tiny/model.pth");

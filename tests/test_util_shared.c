@@ -1,5 +1,6 @@
 /* The shared utilities (asam/util.h, asam/binder.h): clock, progress line, the pinned random
  * streams, mask -> box and the weight binder. */
+#include <math.h>
 #include "asam/binder.h"
 #include "asam/checkpoint.h"
 #include "asam/error.h"
@@ -158,7 +159,36 @@ static void test_binder(void) {
     asam_binder_free(&B);
 }
 
+/* Half conversions: every f16 value survives f16 -> f32 -> f16, float -> f16 rounds to the
+ * nearest (ties to even) with overflow to infinity, bf16 likewise. */
+static void test_half(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = asam_f16_to_f32((uint16_t)h);
+        if (isnan(f)) continue;
+        if (asam_f32_to_f16(f) != h) bad++;
+    }
+    CHECK(bad == 0, "f16 round trip: %d values changed", bad);
+    CHECK(asam_f16_to_f32(0x3c00) == 1 && asam_f16_to_f32(0x7bff) == 65504 &&
+              asam_f16_to_f32(0x0001) == ldexpf(1, -24),
+          "f16 decoding");
+    CHECK(asam_f32_to_f16(1 + ldexpf(1, -11)) == 0x3c00 &&
+              asam_f32_to_f16(1 + 3 * ldexpf(1, -11)) == 0x3c02 &&
+              asam_f32_to_f16(1 + ldexpf(1, -11) + ldexpf(1, -20)) == 0x3c01,
+          "f16 rounding: ties to even, above a tie up");
+    CHECK(asam_f32_to_f16(65520) == 0x7c00 && asam_f32_to_f16(65519) == 0x7bff &&
+              asam_f32_to_f16(-1e30f) == 0xfc00 && asam_f32_to_f16(ldexpf(1, -26)) == 0,
+          "f16 overflow and underflow");
+    CHECK(isnan(asam_f16_to_f32(asam_f32_to_f16(NAN))), "f16 NaN");
+    CHECK(asam_f32_to_bf16(1 + ldexpf(1, -8)) == 0x3f80 &&
+              asam_f32_to_bf16(1 + 3 * ldexpf(1, -8)) == 0x3f82 &&
+              asam_bf16_to_f32(0x4049) == 3.140625f &&
+              isnan(asam_bf16_to_f32(asam_f32_to_bf16(NAN))),
+          "bf16 rounding and NaN");
+}
+
 int main(void) {
+    test_half();
     test_clock();
     test_progress();
     test_rng_pins();

@@ -116,6 +116,13 @@ int asam_torch_save_write_wrapped(const char *path, const char *key, const asam_
 int asam_torch_save_write_meta(const char *path, const char *wrap_key, const asam_st_entry *entries,
                                size_t n, const char *const *metadata, size_t n_meta);
 
+/* Rewrite a checkpoint with every floating-point tensor stored as float_dtype (F32, F16 or
+ * BF16; integer tensors copied unchanged), same names, order and shapes: safetensors, or a
+ * torch.save archive for .pth/.pt/.bin/.ckpt (unwrapped). The output's "provenance" metadata
+ * records the conversion and the input's hash; the input's own provenance is kept as
+ * "source_provenance". Atomic. Returns 0, or -1 with asam_last_error() naming the file. */
+int asam_checkpoint_convert(const char *in, const char *out, asam_dtype float_dtype);
+
 #ifdef __cplusplus
 }
 #endif

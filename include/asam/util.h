@@ -95,6 +95,14 @@ double asam_rng_normal(asam_rng *r);  /* N(0, 1), Box-Muller (no cached spare) *
  * of threads and platform. The diffusion latents and training noise come from here. */
 void asam_randn(uint64_t seed, float *out, size_t n);
 
+/* ---- half precision ----------------------------------------------------------------------- */
+/* IEEE binary16 and bfloat16 <-> float, rounding to nearest even (NaN stays NaN, overflow goes
+ * to infinity, f16 subnormals kept): how checkpoints are read and written in F16/BF16. */
+float asam_f16_to_f32(uint16_t h);
+uint16_t asam_f32_to_f16(float f);
+float asam_bf16_to_f32(uint16_t h);
+uint16_t asam_f32_to_bf16(float f);
+
 /* ---- mask -> box -------------------------------------------------------------------------- */
 /* Tight box (x0, y0, x1, y1) of a w x h mask, max inclusive as torchvision's masks_to_boxes.
  * Returns the number of foreground pixels; when there are none the box is (w, h, -1, -1). */

@@ -20,6 +20,7 @@ typedef struct {
 
 static const command commands[] = {
     {"inspect", cmd_inspect, "print every tensor's name, dtype and shape of a checkpoint"},
+    {"convert", cmd_convert, "rewrite a checkpoint with its float tensors in f16, bf16 or f32"},
     {"segment", cmd_segment,
      "segment an image with SAM from box/point/mask prompts, or everything (--everything)"},
     {"txt2img", cmd_txt2img, "generate an image with Stable Diffusion (+ ControlNet)"},

@@ -2,6 +2,7 @@
  * fills the tensor table of tensor_table.c) and reading tensors with dtype conversion. */
 #include "io/checkpoint_internal.h"
 #include "asam/error.h"
+#include "asam/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -110,27 +111,6 @@ int asam_checkpoint_open_memory(const void *data, size_t n, const char *name,
 
 /* ---- element conversion ---- */
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else { /* subnormal: renormalise */
-        int e = -1;
-        do {
-            man <<= 1;
-            e++;
-        } while (!(man & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 static int64_t load_elem_i(asam_dtype dt, const uint8_t *p) {
     switch (dt) {
     case ASAM_DT_I64: {
@@ -169,15 +149,12 @@ static double load_elem_f(asam_dtype dt, const uint8_t *p) {
     case ASAM_DT_F16: {
         uint16_t h;
         memcpy(&h, p, 2);
-        return f16_to_f32(h);
+        return asam_f16_to_f32(h);
     }
     case ASAM_DT_BF16: {
         uint16_t h;
         memcpy(&h, p, 2);
-        uint32_t b = (uint32_t)h << 16;
-        float v;
-        memcpy(&v, &b, 4);
-        return v;
+        return asam_bf16_to_f32(h);
     }
     case ASAM_DT_F64: {
         double v;
@@ -248,7 +225,7 @@ int asam_ckpt_read_f32(const asam_checkpoint *ck, const asam_ckpt_tensor *t, flo
         for (int64_t i = 0; i < t->numel; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
-            dst[i] = f16_to_f32(h);
+            dst[i] = asam_f16_to_f32(h);
         }
         return 0;
     }

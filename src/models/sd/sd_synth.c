@@ -237,26 +237,6 @@ static void vae_keys(keylist *L, const asam_sd_synth_vae_cfg *v, const char *p) 
     conv(L, p, "decoder.conv_out", v->out_channels, c, 3);
 }
 
-static uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, e = (x >> 23) & 0xff, m = x & 0x7fffff;
-    if (e == 0xff) return (uint16_t)(sign | 0x7c00 | (m ? 0x200 : 0));
-    int ee = (int)e - 127 + 15;
-    if (ee >= 31) return (uint16_t)(sign | 0x7c00);
-    if (ee <= 0) {
-        if (ee < -10) return (uint16_t)sign;
-        m |= 0x800000;
-        int shift = 14 - ee;
-        uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1))) h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = ((uint32_t)ee << 10) | (m >> 13), rem = m & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-
 static float uniform(uint64_t *s) { /* [-1, 1), 24 bits of a splitmix64 stream */
     return (float)((asam_splitmix64(s) >> 40) * (2.0 / (double)(1ull << 24)) - 1.0);
 }
@@ -316,7 +296,7 @@ int asam_sd_synth_write(const char *path, const asam_sd_synth_unet_cfg *unet,
         for (int64_t j = 0; j < n; j++) {
             float v = uniform(&s) * scale + (k->kind == 1 ? 1.0f : 0.0f);
             if (f16)
-                ((uint16_t *)bufs[i])[j] = f32_to_f16(v);
+                ((uint16_t *)bufs[i])[j] = asam_f32_to_f16(v);
             else
                 ((float *)bufs[i])[j] = v;
         }
