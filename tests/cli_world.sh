@@ -6,7 +6,7 @@
 export OMP_NUM_THREADS=1
 "$BIN" world --out "$TMP/w" --seed 4 --count 6 --eval-count 2 --size 64 --quiet > "$TMP/world.out"
 check "world exits 0" [ $? -eq 0 ]
-for s in train val unseen_texture unseen_palette unseen_lighting unseen_blur_noise unseen_shapes unseen_clutter; do
+for s in train val unseen_texture unseen_palette unseen_lighting unseen_blur_noise unseen_shapes unseen_clutter test; do
     check "world wrote $s" [ -f "$TMP/w/$s/sa_2.json" -a -f "$TMP/w/$s/sa_2.jpg" -a -f "$TMP/w/$s/captions.jsonl" ]
 done
 check "world.json records the sets" grep -q '"unseen_clutter"' "$TMP/w/world.json"

@@ -76,7 +76,7 @@ int main(void) {
     int files = same_tree(a, b);
     printf("determinism: %d files identical across two runs\n", files);
     /* per set: images + annotations, captions.jsonl, provenance.jsonl */
-    CHECK(files == (5 * 2 + 2) + 7 * (3 * 2 + 2), "file count %d", files);
+    CHECK(files == (5 * 2 + 2) + 8 * (3 * 2 + 2), "file count %d", files);
 
     /* ---- a killed run: the val set half written, its record kept ---- */
     char cmd[4096];
@@ -161,7 +161,7 @@ int main(void) {
     }
     printf("%d masks decoded and matched\n", checked);
 
-    /* ---- each shift shows in its statistic; val does not ---- */
+    /* ---- each shift shows in its statistic; val and test do not ---- */
     asam_world_stats st[ASAM_WORLD_N_SETS];
     for (int s = 0; s < ASAM_WORLD_N_SETS; s++) {
         CHECK(asam_world_set_stats(s, 30, 128, 9, &st[s]) == 0, "stats: %s", asam_last_error());
@@ -174,6 +174,10 @@ int main(void) {
     CHECK(fabs(v->luma - t->luma) < 10 && fabs(v->masks_per_img - t->masks_per_img) < 0.7 &&
               fabs(v->box_fill - t->box_fill) < 0.05 && fabs(v->object_hf - t->object_hf) < 4,
           "val is not the training distribution");
+    const asam_world_stats *te = &st[ASAM_WORLD_TEST];
+    CHECK(fabs(te->luma - t->luma) < 10 && fabs(te->masks_per_img - t->masks_per_img) < 0.7 &&
+              fabs(te->box_fill - t->box_fill) < 0.05 && fabs(te->object_hf - t->object_hf) < 4,
+          "test is not the training distribution");
     CHECK(st[ASAM_WORLD_TEXTURE].object_hf > 2 * t->object_hf, "texture: object texture");
     CHECK(st[ASAM_WORLD_PALETTE].luma > t->luma + 50, "palette: brightness");
     CHECK(st[ASAM_WORLD_LIGHTING].light_spread > 1.6 * t->light_spread, "lighting: spread");

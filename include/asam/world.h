@@ -6,11 +6,12 @@
  * stripes or checkerboard), with mild pixel noise. Each object's mask is its *visible* region
  * (later objects occlude earlier ones); objects with less than 0.4% of the image visible are
  * dropped. Sets (folder names):
- *   train, val             the training distribution (val: other scenes of it)
+ *   train, val, test       the training distribution (val: other scenes of it, for choosing
+ *                          hyper-parameters; test: others again, for reporting only)
  *   unseen_texture         textured backgrounds (blobs, dots, waves) and striped/checked objects
  *   unseen_palette         unseen colours (pastels, earth tones, greys) on bright backgrounds
  *   unseen_lighting        a strong light gradient across the scene and a vignette
- *   unseen_blur_noise      box blur and heavy sensor noise
+ *   unseen_blur_noise      two box blurs, a haze and heavy pixel and block noise
  *   unseen_shapes          new object kinds (stars, rings, crescents), small and large
  *   unseen_clutter         6..9 overlapping objects and unannotated occluding bars
  * Each set is written as an SA-1B folder (sa_N.jpg + sa_N.json with RLE masks, boxes, a point
@@ -39,6 +40,7 @@ typedef enum {
     ASAM_WORLD_BLUR_NOISE,
     ASAM_WORLD_SHAPES,
     ASAM_WORLD_CLUTTER,
+    ASAM_WORLD_TEST, /* last, so adding it left the other sets' bytes as they were */
     ASAM_WORLD_N_SETS
 } asam_world_set;
 

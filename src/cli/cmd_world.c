@@ -19,21 +19,22 @@ int cmd_world(int argc, char **argv) {
          .required = 1},
         {"--seed", OPT_U64, &o.seed, "N", "seed of every scene"},
         {"--count", OPT_INT, &o.count, "N", "training images", 1, 1e8},
-        {"--eval-count", OPT_INT, &o.eval_count, "N", "images of val and of each unseen set", 1,
+        {"--eval-count", OPT_INT, &o.eval_count, "N", "images of val, test and each unseen set", 1,
          1e8},
         {"--size", OPT_INT, &o.size, "N", "image side", 32, 1024, .multiple_of = 16},
         {"--force", OPT_FLAG, &o.force, NULL,
          "rewrite sets made with other options (only files this command writes are removed)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress line"},
     };
-    const cli_spec spec = {"world",
-                           "--out DIR [--seed N] [--count N] [--eval-count N] [--size N]",
-                           "Sets: train, val, unseen_texture, unseen_palette, unseen_lighting,\n"
-                           "unseen_blur_noise, unseen_shapes, unseen_clutter (see docs/world.md).",
-                           opts,
-                           CLI_NOPTS(opts),
-                           NULL,
-                           NULL};
+    const cli_spec spec = {
+        "world",
+        "--out DIR [--seed N] [--count N] [--eval-count N] [--size N]",
+        "Sets: train, val, test, unseen_texture, unseen_palette, unseen_lighting,\n"
+        "unseen_blur_noise, unseen_shapes, unseen_clutter (see docs/world.md).",
+        opts,
+        CLI_NOPTS(opts),
+        NULL,
+        NULL};
     int rc = cli_parse(&spec, argc, argv);
     if (rc) return cli_exit_code(rc);
     if (asam_dist_size() > 1) /* every rank would write the same files */
