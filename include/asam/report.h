@@ -1,5 +1,6 @@
-/* Small picture helpers for reports (asam demo): image strips, mask overlays and a line plot,
- * written as PNG without any font or plotting library. */
+/* Small picture helpers for reports (asam demo, the world experiment): image strips, mask
+ * overlays and a line plot written as PNG without any font or plotting library, and charts
+ * with titles, axis labels, legends and error bars written as SVG (text needs no font there). */
 #ifndef ASAM_REPORT_H
 #define ASAM_REPORT_H
 
@@ -22,6 +23,19 @@ int asam_report_overlay(const asam_image *img, const uint8_t *masks, int n, cons
  * points as small squares, the point `mark` (or -1) in red. */
 int asam_report_plot(const float *y, int n, float ymin, float ymax, int mark, int w, int h,
                      asam_image *out);
+
+/* Grouped bar chart as SVG (atomic): n_groups groups on the x axis (group[g] below each), in
+ * each one bar per series (series[s] in the legend), height mean[g * n_series + s] with an
+ * error bar of +-err[...] (err NULL or a value <= 0: none); y axis from ymin to ymax with
+ * five ticks. Returns 0, or -1 with the error naming path. */
+int asam_chart_bars_svg(const char *path, const char *title, const char *ylabel, int n_groups,
+                        const char *const *group, int n_series, const char *const *series,
+                        const double *mean, const double *err, double ymin, double ymax);
+/* Line chart as SVG (atomic): n_series lines over x = 0..n_x-1 (integer ticks), y[s * n_x + i]
+ * with optional error bars err[...] (NULL: none); NaN points are left out. */
+int asam_chart_lines_svg(const char *path, const char *title, const char *xlabel,
+                         const char *ylabel, int n_series, const char *const *series, int n_x,
+                         const double *y, const double *err, double ymin, double ymax);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@ typedef int (*asam_cmd_fn)(int argc, char **argv);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_experiment_report(int argc, char **argv);
 int cmd_segment(int argc, char **argv);
 /* `segment --everything` (cmd_segment_everything.c), reached through cmd_segment. */
 int cmd_segment_everything(int argc, char **argv);

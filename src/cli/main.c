@@ -31,6 +31,8 @@ static const command commands[] = {
     {"train-controlnet", cmd_train_controlnet, "train a mask-to-image ControlNet"},
     {"train-sam", cmd_train_sam, "train SAM from scratch (box and point prompts)"},
     {"world", cmd_world, "write the miniature world: training, validation and six shifted sets"},
+    {"experiment-report", cmd_experiment_report,
+     "tables, charts and panels of the world experiment (scripts/experiment.sh)"},
     {"tune", cmd_tune, "tune SAM's output tokens on (adversarial) data"},
     {"eval", cmd_eval, "evaluate SAM checkpoints (mIoU, boundary IoU)"},
     {"attack-pgd", cmd_attack_pgd, "pixel-space PGD baseline dataset"},
