@@ -89,20 +89,24 @@ static void error_bar(FILE *f, double x, double v, double e, double ymin, double
             x, y0, x, y1, x - 3, y0, x + 3, y0, x - 3, y1, x + 3, y1);
 }
 
-static int check_args(const char *path, int n_a, int n_b, double ymin, double ymax) {
+/* Checks the sizes, opens the file and draws the frame: the start of either chart. */
+static int open_chart(asam_atomic_file *af, const char *path, int n_a, int n_b, const char *title,
+                      const char *ylabel, int n_series, const char *const *series, double ymin,
+                      double ymax) {
     if (n_a < 1 || n_b < 1 || !(ymax > ymin))
         return asam_error("%s: a chart needs data and ymax > ymin", path);
+    if (asam_atomic_open(af, path)) return -1;
+    frame(af->fp, title, ylabel, n_series, series, ymin, ymax);
     return 0;
 }
 
 int asam_chart_bars_svg(const char *path, const char *title, const char *ylabel, int n_groups,
                         const char *const *group, int n_series, const char *const *series,
                         const double *mean, const double *err, double ymin, double ymax) {
-    if (check_args(path, n_groups, n_series, ymin, ymax)) return -1;
     asam_atomic_file af;
-    if (asam_atomic_open(&af, path)) return -1;
+    if (open_chart(&af, path, n_groups, n_series, title, ylabel, n_series, series, ymin, ymax))
+        return -1;
     FILE *f = af.fp;
-    frame(f, title, ylabel, n_series, series, ymin, ymax);
     const double gw = (double)(W - LEFT - RIGHT) / n_groups, bw = gw * 0.8 / n_series;
     for (int g = 0; g < n_groups; g++) {
         double gx = LEFT + g * gw + gw * 0.1;
@@ -127,11 +131,10 @@ int asam_chart_bars_svg(const char *path, const char *title, const char *ylabel,
 int asam_chart_lines_svg(const char *path, const char *title, const char *xlabel,
                          const char *ylabel, int n_series, const char *const *series, int n_x,
                          const double *y, const double *err, double ymin, double ymax) {
-    if (check_args(path, n_series, n_x, ymin, ymax)) return -1;
     asam_atomic_file af;
-    if (asam_atomic_open(&af, path)) return -1;
+    if (open_chart(&af, path, n_series, n_x, title, ylabel, n_series, series, ymin, ymax))
+        return -1;
     FILE *f = af.fp;
-    frame(f, title, ylabel, n_series, series, ymin, ymax);
     const double dx = n_x > 1 ? (double)(W - LEFT - RIGHT - 40) / (n_x - 1) : 0;
     for (int i = 0; i < n_x; i++)
         fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>\n",
