@@ -41,6 +41,10 @@ struct asam_ctx {
 
 /* Allocate an op output of the given shape (uninitialised). NULL on failure (error set). */
 asam_tensor *asam_op_out(asam_ctx *ctx, int ndim, const int64_t *shape);
+/* The output of a resize of x's last two axes to OH x OW (checked: at least 2 dims, positive
+ * sizes; errors name op); *H, *W receive the input's sizes. NULL after asam_ctx_fail. */
+asam_tensor *asam_resize_out(asam_ctx *ctx, const char *op, asam_tensor *x, int64_t OH, int64_t OW,
+                             int64_t *H, int64_t *W);
 /* True when an op on these inputs must be recorded. NULL entries are ignored. */
 bool asam_needs_record(const asam_ctx *ctx, int n, asam_tensor *const *in);
 /* Record a node producing out from in[0..n) (n <= ASAM_NODE_MAX_IN) if needed; returns it, or

@@ -125,18 +125,8 @@ static void taps_backward(asam_ctx *ctx, asam_node *n) {
 
 static asam_tensor *resize_taps(asam_ctx *ctx, const char *op, int bicubic, asam_tensor *x,
                                 int64_t OH, int64_t OW) {
-    if (!x) return NULL;
-    if (!asam_check(ctx, x->ndim >= 2, op, "needs (..., H, W), got %d dims", x->ndim)) return NULL;
-    int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1];
-    if (!asam_check(ctx, OH > 0 && OW > 0 && H > 0 && W > 0, op,
-                    "sizes must be positive (%lldx%lld -> %lldx%lld)", (long long)H, (long long)W,
-                    (long long)OH, (long long)OW))
-        return NULL;
-    int64_t sh[ASAM_MAX_DIMS];
-    memcpy(sh, x->shape, sizeof sh);
-    sh[x->ndim - 2] = OH;
-    sh[x->ndim - 1] = OW;
-    asam_tensor *out = asam_op_out(ctx, x->ndim, sh);
+    int64_t H, W;
+    asam_tensor *out = asam_resize_out(ctx, op, x, OH, OW, &H, &W);
     if (!out) return NULL;
     asam_node *n = asam_record(ctx, op, taps_backward, out, 1, &x);
     asam_mark mk = asam_ctx_mark(ctx);
