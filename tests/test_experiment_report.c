@@ -83,6 +83,9 @@ int main(void) {
     cJSON *r = txt ? cJSON_Parse(txt) : NULL;
     free(txt);
     CHECK(r != NULL, "results.json parses");
+    const cJSON *rep = cJSON_GetObjectItem(r, "reproduce");
+    CHECK(cJSON_IsString(rep) && !strcmp(rep->valuestring, "scripts/experiment.sh x y"),
+          "results.json quotes the command");
     const cJSON *vs = cJSON_GetObjectItem(r, "variants");
     CHECK(cJSON_GetArraySize(vs) == 4, "four variants");
     const char *order[4] = {"untuned", "clean", "pgd", "asam_skip"};

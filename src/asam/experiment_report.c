@@ -541,6 +541,7 @@ int asam_experiment_report(const asam_experiment_opts *o) {
     if (!rc) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddNumberToObject(root, "seeds", t->nseed);
+        if (o->reproduce) cJSON_AddStringToObject(root, "reproduce", o->reproduce);
         json_table(root, t, order);
         for (int a = 0; a < 2; a++) {
             if (!att[a].n) continue;
