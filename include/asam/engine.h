@@ -53,6 +53,9 @@ typedef struct asam_tensor {
     struct asam_tensor *base; /* for views: the tensor whose data (and grad) this aliases */
     const char *name;         /* optional, for messages */
     uint64_t grad_stamp;      /* the backward pass that last reached it (autograd.c) */
+    /* A frozen weight held in bf16 (see "weights held in bf16" below): numel values, same
+     * layout as data, or NULL. When set, data is NULL: the fp32 copy was freed. */
+    uint16_t *bf16;
 } asam_tensor;
 
 /* ---- threads ---------------------------------------------------------------------------- */
@@ -75,6 +78,21 @@ int asam_precision_parse(const char *s, asam_precision *p);
 const char *asam_precision_name(asam_precision p);
 /* The kernels in use, e.g. "cpu-bf16 (oneDNN brg:avx512_core_bf16)". */
 const char *asam_backend_describe(void);
+
+/* Weights held in bf16. Under ASAM_BF16 a persistent tensor that needs no gradient
+ * (requires_grad 0) and has at least 4096 elements is converted to bf16 the first time it is
+ * the weight of asam_linear, asam_conv2d or asam_conv_transpose2d, and its fp32 copy is freed:
+ * half the memory, and no re-rounding on every call. The products are bit-identical to rounding
+ * the fp32 weight on the fly (the same rounding of the same values). Trainable weights keep
+ * their fp32 master copy and are rounded per call as before. The fp32 value of a held weight
+ * is gone: switching back to ASAM_FP32 computes with its bf16 value, a saver writes it as a
+ * BF16 tensor (asam_param_bf16_held), and asam_set_requires_grad(t, 1) restores an fp32 copy
+ * from the bf16 values. On by default; asam_set_weight_holding(0) turns it off (weights are then
+ * rounded per call, today's path before holding existed). Returns the previous setting. */
+int asam_set_weight_holding(int on);
+/* Bytes of fp32 and of bf16 weight data held by persistent tensors (all of them, process-wide),
+ * for memory reports and tests. */
+void asam_param_bytes(size_t *fp32_bytes, size_t *bf16_bytes);
 
 /* ---- context, arena --------------------------------------------------------------------- */
 /* reserve_bytes: virtual size of the arena (0 = 256 GiB; pages are committed on touch). */
@@ -123,6 +141,8 @@ void asam_set_requires_grad(asam_tensor *t, int on);
 asam_tensor *asam_param_new(int ndim, const int64_t *shape);
 void asam_param_free(asam_tensor *t);
 void asam_param_zero_grad(asam_tensor *t); /* allocates the grad buffer if needed */
+/* 1 when t is a weight held in bf16 only (t->bf16 set, t->data NULL). */
+int asam_param_bf16_held(const asam_tensor *t);
 
 /* Shape helpers */
 int asam_same_shape(const asam_tensor *a, const asam_tensor *b);

@@ -7,6 +7,7 @@
  * variable ASAM_BF16_KERNEL=avx512 forces our kernel even when oneDNN is there (for tests and
  * benchmarks comparing the two). */
 #include "engine/backend.h"
+#include "engine/engine_internal.h"
 #include "engine/gemm_bf16.h"
 #ifdef ASAM_HAVE_ONEDNN
 #include "engine/gemm_onednn.h"
@@ -14,6 +15,7 @@
 #include "asam/error.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +40,49 @@ static void gemm_bf16_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float
         gemm_fp32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-static const asam_backend cpu_fp32 = {"cpu-fp32 (OpenBLAS sgemm)", ASAM_FP32, gemm_fp32};
+/* An operand given in bf16 only, widened to fp32 for a kernel that wants fp32 (a product below
+ * BF16_MIN_MACS, a bf16 kernel that failed, or the fp32 backend after a switch back from bf16):
+ * the exact values the bf16 held, in a temporary buffer. NULL when out of memory. */
+static float *widen(const uint16_t *src, int64_t n) {
+    float *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
+    if (!dst) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &u, sizeof u);
+    }
+    return dst;
+}
+
+/* fp32 product where an operand may be in bf16 only (see widen); the elements A (B) spans. */
+static void gemm_fp32_widened(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                              const float *A, const uint16_t *A16, int64_t lda, const float *B,
+                              const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc) {
+    float *wa = A16 ? widen(A16, (ta ? K : M) * lda) : NULL;
+    float *wb = B16 ? widen(B16, (tb ? N : K) * ldb) : NULL;
+    if ((A16 && !wa) || (B16 && !wb)) {
+        /* Out of memory for a temporary: nothing sane to compute; C gets NaN so the failure
+         * shows instead of passing for a result. */
+        fprintf(stderr, "asam: out of memory widening a bf16 weight\n");
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = NAN;
+    } else {
+        gemm_fp32(ta, tb, M, N, K, alpha, A16 ? wa : A, lda, B16 ? wb : B, ldb, beta, C, ldc);
+    }
+    free(wa);
+    free(wb);
+}
+
+static void gemm16_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       const uint16_t *A16, int64_t lda, const float *B, const uint16_t *B16,
+                       int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M * N * K < BF16_MIN_MACS ||
+        asam_gemm_bf16_ex(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc))
+        gemm_fp32_widened(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
+}
+
+static const asam_backend cpu_fp32 = {"cpu-fp32 (OpenBLAS sgemm)", ASAM_FP32, gemm_fp32, NULL};
 static const asam_backend cpu_bf16_own = {"cpu-bf16 (AVX512-BF16 micro-kernel)", ASAM_BF16,
-                                          gemm_bf16_own};
+                                          gemm_bf16_own, gemm16_own};
 
 #ifdef ASAM_HAVE_ONEDNN
 static void gemm_bf16_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -50,7 +92,15 @@ static void gemm_bf16_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, fl
         asam_gemm_onednn(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         gemm_bf16_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-static const asam_backend cpu_bf16_onednn = {"cpu-bf16 (oneDNN)", ASAM_BF16, gemm_bf16_onednn};
+static void gemm16_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, const uint16_t *A16, int64_t lda, const float *B,
+                          const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M * N * K < BF16_MIN_MACS ||
+        asam_gemm_onednn_ex(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc))
+        gemm16_own(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
+}
+static const asam_backend cpu_bf16_onednn = {"cpu-bf16 (oneDNN)", ASAM_BF16, gemm_bf16_onednn,
+                                             gemm16_onednn};
 #endif
 
 const asam_backend *asam_backend_current = &cpu_fp32;
@@ -100,4 +150,71 @@ const char *asam_backend_describe(void) {
     }
 #endif
     return asam_backend_current->name;
+}
+
+/* ---- weights held in bf16 ---------------------------------------------------------------------
+ * Lazily, on a weight's first use as the weight of linear / conv2d / conv_transpose2d under
+ * bf16, not at load: only there is it known that the tensor is a GEMM weight (an embedding or
+ * a positional table of the same shape is read by other ops, which need fp32) and whether it is
+ * trained (trainers set requires_grad after loading). The first forward therefore still starts
+ * from the fp32 copies; every later one runs on half the weight memory. */
+
+/* Weights smaller than this stay fp32: a product with one of them can fall below BF16_MIN_MACS
+ * and would then be computed in fp32, which needs the fp32 values. At or above it, every
+ * product is at least BF16_MIN_MACS (one output row times the whole weight). */
+#define HOLD_MIN_NUMEL BF16_MIN_MACS
+
+static int holding_on = 1;
+
+int asam_set_weight_holding(int on) {
+    int prev = holding_on;
+    holding_on = on != 0;
+    return prev;
+}
+
+/* W's bf16 copy, converting (and freeing the fp32 copy) when W qualifies; NULL when W is not
+ * held and stays fp32. */
+static const uint16_t *held(asam_tensor *W) {
+    if (W->bf16) return W->bf16;
+    if (!holding_on || !asam_backend_current->gemm16 || !W->persistent || W->requires_grad ||
+        W->base || W->numel < HOLD_MIN_NUMEL || !W->data)
+        return NULL;
+    const uint16_t *r = NULL;
+    /* Model code may call ops from several threads: convert once. */
+#pragma omp critical(asam_weight_hold)
+    {
+        if (!W->bf16) asam_param_hold_bf16(W);
+        r = W->bf16;
+    }
+    return r;
+}
+
+/* A held operand is used in place only when it is a whole contiguous matrix (ld = its row
+ * length), the layout the kernels take bf16 operands in; the ops' weight products all are. */
+static void gemm_w(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   asam_tensor *WA, int64_t lda, const float *B, asam_tensor *WB, int64_t ldb,
+                   float beta, float *C, int64_t ldc) {
+    const uint16_t *A16 = WA ? held(WA) : NULL, *B16 = WB ? held(WB) : NULL;
+    if (WA && !A16) A = WA->data;
+    if (WB && !B16) B = WB->data;
+    if (!A16 && !B16) {
+        asam_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int contiguous = (!A16 || lda == (ta ? M : K)) && (!B16 || ldb == (tb ? K : N));
+    if (asam_backend_current->gemm16 && contiguous)
+        asam_backend_current->gemm16(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C,
+                                     ldc);
+    else
+        gemm_fp32_widened(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
+}
+
+void asam_gemm_wa(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, asam_tensor *W,
+                  int64_t ldw, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    gemm_w(ta, tb, M, N, K, alpha, NULL, W, ldw, B, NULL, ldb, beta, C, ldc);
+}
+
+void asam_gemm_wb(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, asam_tensor *W, int64_t ldw, float beta, float *C, int64_t ldc) {
+    gemm_w(ta, tb, M, N, K, alpha, A, NULL, lda, NULL, W, ldw, beta, C, ldc);
 }

@@ -21,10 +21,18 @@ typedef void (*asam_gemm_fn)(int ta, int tb, int64_t M, int64_t N, int64_t K, fl
                              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                              float *C, int64_t ldc);
 
+/* The same product where either operand may come already in bf16: A16 (B16) non-NULL replaces
+ * A (B), stored contiguously in the layout A (B) would have (lda = its row length). The result
+ * is bit-identical to passing the fp32 values that rounded to them. */
+typedef void (*asam_gemm16_fn)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                               const float *A, const uint16_t *A16, int64_t lda, const float *B,
+                               const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc);
+
 typedef struct {
     const char *name; /* "cpu-fp32 (OpenBLAS)", ... */
     asam_precision precision;
     asam_gemm_fn gemm;
+    asam_gemm16_fn gemm16; /* NULL: this backend takes no bf16 operands (weights stay fp32) */
 } asam_backend;
 
 /* The backend in use (set by asam_set_precision; the fp32 one by default). */
@@ -35,5 +43,15 @@ static inline void asam_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, fl
                              float *C, int64_t ldc) {
     asam_backend_current->gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+/* Products with a weight tensor W as one operand (the ops' forward and dX products of linear,
+ * conv2d, conv_transpose2d): W's values form the A (asam_gemm_wa) or B (asam_gemm_wb) matrix,
+ * stored row-major with leading dimension ldw from W's first element. Under ASAM_BF16 a frozen
+ * weight is converted to bf16 on its first use here and held (its fp32 copy freed; see
+ * asam_set_weight_holding in engine.h); later products read the held copy. */
+void asam_gemm_wa(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, asam_tensor *W,
+                  int64_t ldw, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void asam_gemm_wb(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, asam_tensor *W, int64_t ldw, float beta, float *C, int64_t ldc);
 
 #endif

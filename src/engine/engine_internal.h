@@ -56,6 +56,9 @@ float *asam_grad_buf(asam_ctx *ctx, asam_tensor *t);
 /* Shape check helpers: record an error naming the op and return false. */
 bool asam_check(asam_ctx *ctx, bool cond, const char *op, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Convert persistent t's fp32 data to a held bf16 copy (t->bf16) and free the fp32 copy
+ * (t->data = NULL). 0, or -1 when out of memory (t unchanged). See backend.c. */
+int asam_param_hold_bf16(asam_tensor *t);
 int64_t asam_numel_of(int ndim, const int64_t *shape);
 int asam_norm_dim(int dim, int ndim); /* negative -> from the end; -1 if out of range */
 

@@ -105,6 +105,30 @@ BF16_TARGET static void pack_panel(const float *src, int64_t sk, int64_t sx, int
         }
 }
 
+/* pack_panel for an operand already in bf16: the same layout, the bits moved as they are. */
+static void pack_panel16(const uint16_t *src, int64_t sk, int64_t sx, int64_t kc, int64_t nx,
+                         int XR, uint32_t *out) {
+    int64_t kp_n = (kc + 1) / 2, kfull = kc / 2;
+    if (nx < XR)
+        for (int64_t kp = 0; kp < kp_n; kp++)
+            memset(out + kp * XR + nx, 0, (size_t)(XR - nx) * sizeof(uint32_t));
+    if (sk == 1) { /* K contiguous in each line: a pair is one aligned-or-not uint32 */
+        for (int64_t x = 0; x < nx; x++) {
+            const uint16_t *line = src + x * sx;
+            for (int64_t kp = 0; kp < kfull; kp++)
+                out[kp * XR + x] = (uint32_t)line[2 * kp] | (uint32_t)line[2 * kp + 1] << 16;
+            if (kc & 1) out[kfull * XR + x] = line[2 * kfull];
+        }
+        return;
+    }
+    for (int64_t kp = 0; kp < kp_n; kp++) { /* lines contiguous (sx == 1) or any strides */
+        const uint16_t *r0 = src + 2 * kp * sk, *r1 = 2 * kp + 1 < kc ? r0 + sk : NULL;
+        uint32_t *o = out + kp * XR;
+        for (int64_t x = 0; x < nx; x++)
+            o[x] = (uint32_t)r0[x * sx] | (r1 ? (uint32_t)r1[x * sx] << 16 : 0u);
+    }
+}
+
 /* tile (MR x NR) = Ap (kp_n x MR pairs) . Bp (kp_n x NR pairs), fp32. */
 BF16_TARGET static void kernel(int64_t kp_n, const uint32_t *Ap, const uint32_t *Bp, float *tile) {
     __m512 c[MR][2];
@@ -163,6 +187,12 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 
 int asam_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return asam_gemm_bf16_ex(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
+}
+
+int asam_gemm_bf16_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      const uint16_t *A16, int64_t lda, const float *B, const uint16_t *B16,
+                      int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
@@ -195,16 +225,24 @@ int asam_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
 #pragma omp for schedule(static)
                 for (int64_t jp = 0; jp < npan; jp++) {
                     int64_t n0 = jc + jp * NR, nn = nc - jp * NR < NR ? nc - jp * NR : NR;
-                    pack_panel(B + pc * b_sk + n0 * b_sx, b_sk, b_sx, kc, nn, NR,
-                               Bp + jp * NR * kp_n);
+                    if (B16)
+                        pack_panel16(B16 + pc * b_sk + n0 * b_sx, b_sk, b_sx, kc, nn, NR,
+                                     Bp + jp * NR * kp_n);
+                    else
+                        pack_panel(B + pc * b_sk + n0 * b_sx, b_sk, b_sx, kc, nn, NR,
+                                   Bp + jp * NR * kp_n);
                 }
                 for (int64_t ic = 0; ic < M; ic += MBIG) {
                     int64_t mb = M - ic < MBIG ? M - ic : MBIG, mpan = (mb + MR - 1) / MR;
 #pragma omp for schedule(static)
                     for (int64_t ip = 0; ip < mpan; ip++) {
                         int64_t m0 = ic + ip * MR, mm = mb - ip * MR < MR ? mb - ip * MR : MR;
-                        pack_panel(A + m0 * a_sx + pc * a_sk, a_sk, a_sx, kc, mm, MR,
-                                   Ap + ip * MR * kp_n);
+                        if (A16)
+                            pack_panel16(A16 + m0 * a_sx + pc * a_sk, a_sk, a_sx, kc, mm, MR,
+                                         Ap + ip * MR * kp_n);
+                        else
+                            pack_panel(A + m0 * a_sx + pc * a_sk, a_sk, a_sx, kc, mm, MR,
+                                       Ap + ip * MR * kp_n);
                     }
                     int64_t mblk = (mb + MC - 1) / MC, nblk = (npan + NG - 1) / NG;
 #pragma omp for schedule(dynamic) collapse(2)
@@ -240,6 +278,12 @@ int asam_gemm_bf16_supported(void) {
 
 int asam_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return -1;
+}
+
+int asam_gemm_bf16_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      const uint16_t *A16, int64_t lda, const float *B, const uint16_t *B16,
+                      int64_t ldb, float beta, float *C, int64_t ldc) {
     return -1;
 }
 

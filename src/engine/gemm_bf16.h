@@ -11,6 +11,13 @@ int asam_gemm_bf16_supported(void);
 int asam_gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* The same with either operand already in bf16: A16 (B16) non-NULL is used instead of A (B),
+ * read with the same strides (lda, ldb). Bit-identical to passing the fp32 values they were
+ * rounded from (asam_bf16_convert rounds as the packing does: nearest even). */
+int asam_gemm_bf16_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      const uint16_t *A16, int64_t lda, const float *B, const uint16_t *B16,
+                      int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* dst (rows, cols) contiguous <- src rows of stride ld rounded to bf16 (nearest even). */
 void asam_bf16_convert(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst);
 

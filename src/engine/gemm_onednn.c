@@ -126,13 +126,19 @@ static dnnl_primitive_t get_prim(int ta, int tb, int64_t M, int64_t N, int64_t K
 
 int asam_gemm_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return asam_gemm_onednn_ex(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
+}
+
+int asam_gemm_onednn_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, const uint16_t *A16, int64_t lda, const float *B,
+                        const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (!engine_ready()) return -1;
     int owned;
     dnnl_memory_desc_t smd;
     dnnl_primitive_t prim = get_prim(ta, tb, M, N, K, alpha, beta, ldc, &owned, &smd);
     if (!prim) return -1;
     int rc = -1;
-    size_t need = (size_t)(M * K + K * N);
+    size_t need = (size_t)((A16 ? 0 : M * K) + (B16 ? 0 : K * N));
     if (need > tl_cap) {
         uint16_t *p = realloc(tl_buf, need * sizeof *p);
         if (!p) goto done;
@@ -145,10 +151,17 @@ int asam_gemm_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alph
         tl_scratch = p, tl_scratch_cap = sbytes;
     }
     if (!tl_stream && dnnl_stream_create(&tl_stream, engine, dnnl_stream_default_flags)) goto done;
-    uint16_t *a16 = tl_buf, *b16 = tl_buf + M * K;
-    /* Stored layouts kept: op(A) = A^T is described by strides, not transposed here. */
-    asam_bf16_convert(A, ta ? K : M, ta ? M : K, lda, a16);
-    asam_bf16_convert(B, tb ? N : K, tb ? K : N, ldb, b16);
+    /* Stored layouts kept: op(A) = A^T is described by strides, not transposed here. An operand
+     * given in bf16 (a weight held so) is used where it lies. */
+    uint16_t *a16 = (uint16_t *)A16, *b16 = (uint16_t *)B16, *next = tl_buf;
+    if (!a16) {
+        a16 = next, next += M * K;
+        asam_bf16_convert(A, ta ? K : M, ta ? M : K, lda, a16);
+    }
+    if (!b16) {
+        b16 = next;
+        asam_bf16_convert(B, tb ? N : K, tb ? K : N, ldb, b16);
+    }
     dnnl_memory_desc_t ad, bd, cd;
     md_2d(&ad, M, K, ta ? 1 : K, ta ? M : 1, dnnl_bf16);
     md_2d(&bd, K, N, tb ? 1 : N, tb ? K : 1, dnnl_bf16);

@@ -9,6 +9,11 @@
  * oneDNN cannot run it (the caller falls back), 0 on success. */
 int asam_gemm_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same with either operand already in bf16 (A16 / B16 non-NULL replaces A / B, stored
+ * contiguously: lda / ldb equal to its row length); it is then used in place, not copied. */
+int asam_gemm_onednn_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, const uint16_t *A16, int64_t lda, const float *B,
+                        const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc);
 /* The implementation oneDNN picked for a bf16 matmul on this CPU ("brg:avx512_core_amx"...),
  * or NULL when oneDNN cannot make one. */
 const char *asam_onednn_impl(void);

@@ -1,5 +1,6 @@
 /* Convolutions (NCHW): asam_conv2d via im2col + sgemm (direct GEMM for 1x1 stride-1), and
- * asam_conv_transpose2d via sgemm + col2im. Column buffers are per image and chunked over
+ * asam_conv_transpose2d via sgemm + col2im; the weight's products go through asam_gemm_wa,
+ * which may hold it in bf16 (backend.h). Column buffers are per image and chunked over
  * output rows so they stay under asam_conv_chunk_floats whatever the image size. */
 #include "engine/blas.h"
 #include "engine/engine_internal.h"
@@ -155,7 +156,7 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
         float *dxn = dx ? dx + n * g.C * HW : NULL;
         if (is_pointwise(&g)) {
             if (dw) sgemm(0, 1, O, g.C, HW, 1.0f, dyn, HW, xn, HW, 1.0f, dw, g.C);
-            if (dxn) sgemm(1, 0, g.C, HW, O, 1.0f, w->data, g.C, dyn, HW, 1.0f, dxn, HW);
+            if (dxn) asam_gemm_wa(1, 0, g.C, HW, O, 1.0f, w, g.C, dyn, HW, 1.0f, dxn, HW);
             continue;
         }
         for (int64_t r0 = 0; r0 < g.Ho; r0 += rows) {
@@ -165,7 +166,7 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
                 sgemm(0, 1, O, CKK, nc, 1.0f, dyn + r0 * g.Wo, HoWo, col, nc, 1.0f, dw, CKK);
             }
             if (dxn) { /* dcol (CKK, nc) = w^T dy, scattered back into dx */
-                sgemm(1, 0, CKK, nc, O, 1.0f, w->data, CKK, dyn + r0 * g.Wo, HoWo, 0.0f, col, nc);
+                asam_gemm_wa(1, 0, CKK, nc, O, 1.0f, w, CKK, dyn + r0 * g.Wo, HoWo, 0.0f, col, nc);
                 col2im(col, &g, r0, r1, dxn);
             }
         }
@@ -212,13 +213,13 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
         const float *xn = x->data + n * g.C * HW;
         float *yn = out->data + n * O * HoWo;
         if (is_pointwise(&g)) { /* y (O, HW) = w (O, C) x (C, HW) */
-            sgemm(0, 0, O, HW, g.C, 1.0f, w->data, g.C, xn, HW, 0.0f, yn, HW);
+            asam_gemm_wa(0, 0, O, HW, g.C, 1.0f, w, g.C, xn, HW, 0.0f, yn, HW);
             continue;
         }
         for (int64_t r0 = 0; r0 < g.Ho; r0 += rows) {
             int64_t r1 = r0 + rows < g.Ho ? r0 + rows : g.Ho, nc = (r1 - r0) * g.Wo;
             im2col(xn, &g, r0, r1, col);
-            sgemm(0, 0, O, nc, CKK, 1.0f, w->data, CKK, col, nc, 0.0f, yn + r0 * g.Wo, HoWo);
+            asam_gemm_wa(0, 0, O, nc, CKK, 1.0f, w, CKK, col, nc, 0.0f, yn + r0 * g.Wo, HoWo);
         }
     }
     if (b) add_bias(out->data, b->data, N, O, HoWo);
@@ -252,8 +253,8 @@ static void convt_backward(asam_ctx *ctx, asam_node *nd) {
             int64_t r1 = r0 + rows < g.Ho ? r0 + rows : g.Ho, nc = (r1 - r0) * g.Wo;
             im2col(dyn, &g, r0, r1, col); /* dcol (OKK, nc) */
             if (dx)
-                sgemm(0, 0, C, nc, OKK, 1.0f, w->data, OKK, col, nc, 1.0f,
-                      dx + n * C * HW + r0 * g.Wo, HW);
+                asam_gemm_wa(0, 0, C, nc, OKK, 1.0f, w, OKK, col, nc, 1.0f,
+                             dx + n * C * HW + r0 * g.Wo, HW);
             if (dw) sgemm(0, 1, C, OKK, nc, 1.0f, xn + r0 * g.Wo, HW, col, nc, 1.0f, dw, OKK);
         }
     }
@@ -299,7 +300,7 @@ asam_tensor *asam_conv_transpose2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w
         for (int64_t r0 = 0; r0 < H; r0 += rows) {
             int64_t r1 = r0 + rows < H ? r0 + rows : H, nc = (r1 - r0) * W;
             /* col (OKK, nc) = w^T (OKK, C) x (C, nc) */
-            sgemm(1, 0, OKK, nc, C, 1.0f, w->data, OKK, xn + r0 * W, HW, 0.0f, col, nc);
+            asam_gemm_wa(1, 0, OKK, nc, C, 1.0f, w, OKK, xn + r0 * W, HW, 0.0f, col, nc);
             col2im(col, &g, r0, r1, yn);
         }
     }

@@ -1,4 +1,5 @@
-/* Matrix products: asam_matmul (batched, broadcast, transposes) and asam_linear, on sgemm. */
+/* Matrix products: asam_matmul (batched, broadcast, transposes) and asam_linear, on sgemm (the
+ * weight's products through asam_gemm_wb, which may hold it in bf16: backend.h). */
 #include "engine/blas.h"
 #include "engine/engine_internal.h"
 
@@ -87,6 +88,9 @@ asam_tensor *asam_matmul(asam_ctx *ctx, asam_tensor *a, asam_tensor *b, int tran
     char sa[96], sb[96];
     asam_shape_str(a, sa, sizeof sa);
     asam_shape_str(b, sb, sizeof sb);
+    /* A weight held in bf16 (asam_linear/conv's weights under ASAM_BF16) has no fp32 data. */
+    if (!asam_check(ctx, a->data && b->data, op, "an operand is a weight held in bf16 only"))
+        return NULL;
     if (!asam_check(ctx, K == K2, op, "inner dims differ: %s%s x %s%s", sa, trans_a ? "^T" : "", sb,
                     trans_b ? "^T" : ""))
         return NULL;
@@ -171,9 +175,8 @@ static void linear_backward(asam_ctx *ctx, asam_node *n) {
     float *dw = asam_grad_buf(ctx, w);
     float *db = b ? asam_grad_buf(ctx, b) : NULL;
     if (R == 0) return;
-    if (dx)
-        sgemm(0, 0, R, Din, Dout, 1.0f, dy, Dout, w->data, Din, 1.0f, dx,
-              Din); /* dy (R,Dout) @ w (Dout,Din) */
+    if (dx) /* dy (R,Dout) @ w (Dout,Din) */
+        asam_gemm_wb(0, 0, R, Din, Dout, 1.0f, dy, Dout, w, Din, 1.0f, dx, Din);
     if (dw)
         sgemm(1, 0, Dout, Din, R, 1.0f, dy, Dout, x->data, Din, 1.0f, dw,
               Din); /* dy^T (Dout,R) @ x (R,Din) */
@@ -212,7 +215,7 @@ asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
         for (int64_t r = 0; r < R; r++) memcpy(y + r * Dout, b->data, (size_t)Dout * sizeof(float));
     if (R && Dout) {
         if (Din)
-            sgemm(0, 1, R, Dout, Din, 1.0f, x->data, Din, w->data, Din, b ? 1.0f : 0.0f, y, Dout);
+            asam_gemm_wb(0, 1, R, Dout, Din, 1.0f, x->data, Din, w, Din, b ? 1.0f : 0.0f, y, Dout);
         else if (!b)
             memset(y, 0, (size_t)(R * Dout) * sizeof(float));
     }

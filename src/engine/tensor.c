@@ -1,5 +1,6 @@
 /* Tensor creation: arena tensors (asam_new & co.) and persistent parameters. */
 #include "engine/engine_internal.h"
+#include "engine/gemm_bf16.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,61 @@ asam_tensor *asam_detach(asam_ctx *ctx, asam_tensor *t) {
     return d;
 }
 
+/* Bytes of persistent tensors' data, fp32 and held bf16 (see asam_param_bytes). */
+static int64_t param_f32_bytes, param_bf16_bytes;
+
+static void count(int64_t *counter, int64_t delta) {
+    __atomic_add_fetch(counter, delta, __ATOMIC_RELAXED);
+}
+
+void asam_param_bytes(size_t *fp32_bytes, size_t *bf16_bytes) {
+    if (fp32_bytes) *fp32_bytes = (size_t)__atomic_load_n(&param_f32_bytes, __ATOMIC_RELAXED);
+    if (bf16_bytes) *bf16_bytes = (size_t)__atomic_load_n(&param_bf16_bytes, __ATOMIC_RELAXED);
+}
+
+int asam_param_bf16_held(const asam_tensor *t) {
+    return t && t->bf16 && !t->data;
+}
+
+static void *aligned_zeroed(size_t bytes);
+
+/* A held weight that becomes trainable gets an fp32 master copy again, made from its bf16
+ * values (its original fp32 values were freed when it was converted). */
+static int unhold(asam_tensor *t) {
+    float *d = aligned_zeroed((size_t)t->numel * sizeof(float));
+    if (!d) return -1;
+    for (int64_t i = 0; i < t->numel; i++) {
+        uint32_t u = (uint32_t)t->bf16[i] << 16;
+        memcpy(d + i, &u, sizeof u);
+    }
+    free(t->bf16);
+    t->bf16 = NULL;
+    t->data = d;
+    count(&param_bf16_bytes, -2 * t->numel);
+    count(&param_f32_bytes, 4 * t->numel);
+    return 0;
+}
+
+int asam_param_hold_bf16(asam_tensor *t) {
+    if (!t || !t->persistent || t->bf16 || !t->data) return -1;
+    size_t bytes = ((size_t)t->numel * sizeof(uint16_t) + 63) / 64 * 64;
+    uint16_t *h = aligned_alloc(64, bytes ? bytes : 64);
+    if (!h) return -1;
+    int64_t rows = t->ndim ? t->shape[0] : 1, cols = rows ? t->numel / rows : 0;
+    asam_bf16_convert(t->data, rows, cols, cols, h);
+    free(t->data);
+    t->data = NULL;
+    t->bf16 = h;
+    count(&param_f32_bytes, -4 * t->numel);
+    count(&param_bf16_bytes, 2 * t->numel);
+    return 0;
+}
+
 void asam_set_requires_grad(asam_tensor *t, int on) {
-    if (t) t->requires_grad = on != 0;
+    if (!t) return;
+    if (on && asam_param_bf16_held(t) && unhold(t))
+        fprintf(stderr, "asam: out of memory restoring the fp32 copy of a bf16 weight\n");
+    t->requires_grad = on != 0;
 }
 
 static void *aligned_zeroed(size_t bytes) {
@@ -116,13 +170,17 @@ asam_tensor *asam_param_new(int ndim, const int64_t *shape) {
         free(t);
         return NULL;
     }
+    count(&param_f32_bytes, 4 * n);
     return t;
 }
 
 void asam_param_free(asam_tensor *t) {
     if (!t) return;
     if (t->persistent) {
+        if (t->data) count(&param_f32_bytes, -4 * t->numel);
+        if (t->bf16) count(&param_bf16_bytes, -2 * t->numel);
         free(t->data);
+        free(t->bf16);
         free(t->grad);
         free(t);
     }
