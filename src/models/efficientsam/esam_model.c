@@ -431,10 +431,12 @@ int asam_esam_save_meta(const asam_esam *m, const char *path, const char *const 
     if (!e) return asam_error("%s: out of memory", path);
     for (int i = 0; i < m->n; i++) {
         e[i].name = m->names[i];
-        e[i].dtype = ASAM_DT_F32;
+        /* A weight held in bf16 (--precision bf16) has only those values: written as BF16. */
+        int held = asam_param_bf16_held(m->all[i]);
+        e[i].dtype = held ? ASAM_DT_BF16 : ASAM_DT_F32;
         e[i].ndim = m->all[i]->ndim;
         for (int k = 0; k < e[i].ndim; k++) e[i].shape[k] = m->all[i]->shape[k];
-        e[i].data = m->all[i]->data;
+        e[i].data = held ? (const void *)m->all[i]->bf16 : (const void *)m->all[i]->data;
     }
     int rc;
     if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") ||

@@ -392,10 +392,12 @@ int asam_sam_save_meta(const asam_sam *m, const char *path, const char *const *m
     for (size_t i = 0; i < n; i++) {
         const asam_tensor *p = h->B.params[i];
         e[i].name = h->B.names[i];
-        e[i].dtype = ASAM_DT_F32;
+        /* A weight held in bf16 (--precision bf16) has only those values: written as BF16. */
+        int held = asam_param_bf16_held(p);
+        e[i].dtype = held ? ASAM_DT_BF16 : ASAM_DT_F32;
         e[i].ndim = p->ndim;
         for (int d = 0; d < e[i].ndim; d++) e[i].shape[d] = p->shape[d];
-        e[i].data = p->data;
+        e[i].data = held ? (const void *)p->bf16 : (const void *)p->data;
     }
     size_t len = strlen(path);
     int torch = (len > 4 && (!strcmp(path + len - 4, ".pth") || !strcmp(path + len - 4, ".bin"))) ||
