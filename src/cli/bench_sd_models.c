@@ -144,7 +144,10 @@ static int time_unet(sdm_run *r) {
         r->have_eps = 1;
         bench_row(rep ? "UNet forward" : "UNet forward (cold)", sec, r->fu,
                   "13-15 s, 4.9 GB (target <= 5 s)");
-        printf("    arena peak %.2f GB\n", asam_ctx_peak(r->ctx) / 1e9);
+        size_t f32b, bf16b; /* under bf16 the cold run converted the frozen weights */
+        asam_param_bytes(&f32b, &bf16b);
+        printf("    arena peak %.2f GB; weights %.2f GB fp32 + %.2f GB bf16 (held)\n",
+               asam_ctx_peak(r->ctx) / 1e9, f32b / 1e9, bf16b / 1e9);
         asam_ctx_release(r->ctx, m);
     }
     return 0;
