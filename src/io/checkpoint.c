@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -215,9 +216,21 @@ static void put_raw(void *ctx, int64_t i, const uint8_t *p, asam_dtype dt) {
     memcpy(r->dst + (size_t)i * r->es, p, r->es);
 }
 
+/* A contiguous tensor just copied out of a file mapping: hand its pages back (those it covers
+ * whole), so loading a model does not hold the file's pages and the weights at once (the load
+ * peak was file + weights). Read-only private file pages: a later read faults them in again
+ * from the page cache, so nothing is lost. A caller's memory buffer is left alone. */
+static void drop_pages(const asam_checkpoint *ck, const asam_ckpt_tensor *t, size_t bytes) {
+    if (!ck->map || !bytes) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
+    uintptr_t lo = (a + page - 1) / page * page, hi = (a + bytes) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 int asam_ckpt_read_f32(const asam_checkpoint *ck, const asam_ckpt_tensor *t, float *dst) {
     if (t->dtype == ASAM_DT_F32 && is_contiguous(t)) {
         if (t->numel) memcpy(dst, t->data, (size_t)t->numel * 4);
+        drop_pages(ck, t, (size_t)t->numel * 4);
         return 0;
     }
     if (t->dtype == ASAM_DT_F16 && is_contiguous(t)) {
@@ -227,6 +240,7 @@ int asam_ckpt_read_f32(const asam_checkpoint *ck, const asam_ckpt_tensor *t, flo
             memcpy(&h, p + 2 * i, 2);
             dst[i] = asam_f16_to_f32(h);
         }
+        drop_pages(ck, t, (size_t)t->numel * 2);
         return 0;
     }
     for_each_elem(t, put_f32, dst);
