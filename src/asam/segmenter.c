@@ -49,7 +49,10 @@ uint64_t asam_segmenter_encoder_key(const asam_segmenter *s) {
         const asam_tensor *ts[] = {m->enc.patch_w, m->enc.pos_embed, m->enc.neck0_w,
                                    m->enc.neck2_w, m->enc.neck3_w,   m->enc.blocks[0].qkv_w};
         for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
-            if (ts[i]) h = fnv(h, ts[i]->data, sizeof(float) * (size_t)ts[i]->numel);
+            if (ts[i] && ts[i]->data)
+                h = fnv(h, ts[i]->data, sizeof(float) * (size_t)ts[i]->numel);
+            else if (ts[i]) /* held in bf16 (--precision bf16): its fp32 copy is gone */
+                h = fnv(h, ts[i]->bf16, sizeof(uint16_t) * (size_t)ts[i]->numel);
         return h;
     }
     return asam_esam_encoder_hash(s->esam);

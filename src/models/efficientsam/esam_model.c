@@ -404,9 +404,11 @@ uint64_t asam_esam_encoder_hash(const asam_esam *m) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (int i = 0; i < m->n; i++) {
         if (strncmp(m->names[i], "image_encoder.", 14)) continue;
-        const uint8_t *b = (const uint8_t *)m->all[i]->data;
-        for (size_t k = 0; k < sizeof(float) * (size_t)m->all[i]->numel; k++)
-            h = (h ^ b[k]) * 0x100000001b3ULL;
+        /* A weight held in bf16 (--precision bf16) has only its bf16 values to hash. */
+        const asam_tensor *t = m->all[i];
+        const uint8_t *b = t->data ? (const uint8_t *)t->data : (const uint8_t *)t->bf16;
+        size_t bytes = (t->data ? sizeof(float) : sizeof(uint16_t)) * (size_t)t->numel;
+        for (size_t k = 0; k < bytes; k++) h = (h ^ b[k]) * 0x100000001b3ULL;
     }
     return h;
 }
