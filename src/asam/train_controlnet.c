@@ -125,6 +125,10 @@ int asam_controlnet_init_from_unet(const asam_unet *unet, int hint_channels, uin
         const asam_tensor *t = params[i];
         if (t->ndim > 4)
             rc = asam_error("controlnet init: %s has %d dims", nm, t->ndim);
+        else if (!t->data) /* a bf16 forward ran first: only the weight's bf16 values are left */
+            rc = asam_error("controlnet init: %s is held in bf16 (its fp32 copy was freed by a "
+                            "bf16 forward): initialise before running the UNet",
+                            nm);
         else
             rc = init_add(&L, nm, t->ndim, t->shape, t->data, 0);
     }
