@@ -12,7 +12,8 @@ Under torch.no_grad(), after one warm-up forward. Printed, in GB:
   weights   - RSS once the model is built (Python + torch + the weights);
   forward   - peak RSS during the measured forward (VmHWM reset through
               /proc/self/clear_refs just before it, as asam's benchmarks do);
-  lifetime  - peak RSS of the whole process (ru_maxrss).
+  build     - peak RSS before the measured forward (building the model, the conversion to
+              bf16, the warm-up forward); the whole process's peak is the larger of the two.
 
 usage: PYTHONPATH=<diffusers, segment_anything> /usr/bin/python3 bench/torch_memory.py
            [--model unet|sam] [--precision fp32|bf16-autocast|bf16-weights] [--threads 1]
@@ -22,7 +23,6 @@ Without --model / --precision it runs every combination, each in its own process
 import argparse
 import contextlib
 import json
-import resource
 import subprocess
 import sys
 
@@ -80,13 +80,13 @@ def worker(model, precision, size, threads):
     weights = rss_gb("VmRSS")
     with torch.no_grad(), cast:
         net(*args)  # warm-up, as asam's cold call is not the one reported
+        build = rss_gb("VmHWM")  # clear_refs resets this (and ru_maxrss): read it first
         reset_peak()
         net(*args)
         forward = rss_gb("VmHWM")
     return {"torch": torch.__version__, "model": model, "precision": precision,
             "params_M": n_params / 1e6, "threads": threads, "weights_gb": weights,
-            "forward_peak_gb": forward,
-            "lifetime_peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576.0}
+            "forward_peak_gb": forward, "build_peak_gb": build}
 
 
 def main():
@@ -99,6 +99,7 @@ def main():
     if a.model and a.precision:
         print(json.dumps(worker(a.model, a.precision, a.size, a.threads)))
         return 0
+    print("(GB here: GiB, as /proc reports kB / 1048576)")
     for model in [a.model] if a.model else ["unet", "sam"]:
         for prec in [a.precision] if a.precision else ["fp32", "bf16-autocast", "bf16-weights"]:
             p = subprocess.run([sys.executable, __file__, "--model", model, "--precision", prec,
@@ -110,7 +111,7 @@ def main():
             r = json.loads(p.stdout.strip().splitlines()[-1])
             print(f"torch {r['torch']} {model:4s} {prec:13s} {r['params_M']:6.1f}M params: "
                   f"weights {r['weights_gb']:.2f} GB, forward peak {r['forward_peak_gb']:.2f} "
-                  f"GB, lifetime peak {r['lifetime_peak_gb']:.2f} GB", flush=True)
+                  f"GB, build + warm-up peak {r['build_peak_gb']:.2f} GB", flush=True)
     return 0
 
 
