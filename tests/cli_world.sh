@@ -30,10 +30,27 @@ check "  pos_embed is 4x4 tokens" grep -q "image_encoder.pos_embed.*1, 4, 4, 32"
 "$BIN" segment --model "$TMP/m.pth" --image "$TMP/w/val/sa_1.jpg" --box 5,5,40,40 --out "$TMP/mask.png"
 check "segment runs on the 64-input model" [ $? -eq 0 -a -f "$TMP/mask.png" ]
 
-"$BIN" segment --model "$TMP/m.pth" --image "$TMP/w/val/sa_1.jpg" --box 5,5,40,40 --out "$TMP/mask2.png" --save "$TMP/s.safetensors" 2> "$TMP/err"
-check "segment --save on a 64-input model: failure (1), one line" [ $? -eq 1 -a "$(wc -l < "$TMP/err")" -eq 1 -a ! -f "$TMP/s.safetensors" ]
-"$BIN" eval --model "$TMP/m.pth" --data "sa1b:$TMP/w/val" --out "$TMP/ev" 2> "$TMP/err"
-check "eval on a 64-input model: failure (1) saying the pipeline takes 1024" [ $? -eq 1 ] && grep -q "1024" "$TMP/err"
+"$BIN" segment --model "$TMP/m.pth" --image "$TMP/w/val/sa_1.jpg" --box 5,5,40,40 --out "$TMP/mask2.png" --save "$TMP/s.safetensors"
+check "segment --save on a 64-input model exits 0" [ $? -eq 0 -a -f "$TMP/s.safetensors" ]
+"$BIN" inspect "$TMP/s.safetensors" > "$TMP/inspect_s"
+check "  its embedding is (1, 256, 4, 4)" grep -q "image_embedding.*1, 256, 4, 4" "$TMP/inspect_s"
+check "  its low-res logits are (1, 16, 16)" grep -q "low_res_logits.*1, 16, 16" "$TMP/inspect_s"
+"$BIN" segment --model "$TMP/m.pth" --embedding "$TMP/s.safetensors" --mask-input "$TMP/s.safetensors" \
+    --box 5,5,40,40 --out "$TMP/mask3.png"
+check "segment --embedding --mask-input of that file exits 0" [ $? -eq 0 -a -f "$TMP/mask3.png" ]
+"$BIN" segment --model "$TMP/m.pth" --embedding "$TMP/s.safetensors" --box 5,5,40,40 --out "$TMP/mask4.png"
+check "  the reused embedding gives the same mask" cmp -s "$TMP/mask2.png" "$TMP/mask4.png"
+fixture sam_tiny/model.pth "$TMP/sam1024.pth"
+"$BIN" segment --model "$TMP/sam1024.pth" --image "$TMP/w/val/sa_1.jpg" --embedding "$TMP/s.safetensors" --box 5,5,40,40 --out "$TMP/mask5.png" 2> "$TMP/err"
+check "a 64-input embedding with a 1024 model: failure (1)" [ $? -eq 1 -a "$(wc -l < "$TMP/err")" -eq 1 ]
+check "  it names the size the model needs" grep -q "256x64x64" "$TMP/err"
+"$BIN" eval --model "$TMP/m.pth" --data "sa1b:$TMP/w/val" --out "$TMP/ev.md" --quiet > /dev/null
+check "eval on a 64-input model exits 0" [ $? -eq 0 ]
+check "  with a table" grep -q "| val |" "$TMP/ev.md"
+"$BIN" segment --everything --model "$TMP/m.pth" --image "$TMP/w/val/sa_1.jpg" --out "$TMP/amg" \
+    --points-per-side 4 --pred-iou-thresh 0 --stability-score-thresh 0 --quiet
+check "segment --everything on a 64-input model exits 0" [ $? -eq 0 ]
+check "  with an SA-1B JSON" grep -q '"segmentation"' "$TMP/amg/sa_1.json"
 
 "$BIN" train-sam --data "$TMP/w/train" --out "$TMP/x.pth" --img-size 100 2> "$TMP/err"
 check "train-sam --img-size 100: usage error (2)" [ $? -eq 2 ]

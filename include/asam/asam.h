@@ -114,19 +114,20 @@ typedef struct {
 } asam_eval_cell;
 
 /* One image, one model: IoU and boundary IoU per mask averaged over the image's masks.
- * ASAM protocol: image and GT boxes at 1024x1024 (aspect ignored, torch bilinear), one tight
- * box per mask, multimask off, 256 logits bilinearly to the GT size, logits > 0. SAM protocol:
+ * ASAM protocol: image and GT boxes at S x S (aspect ignored, torch bilinear; S the model's
+ * input side, 1024 officially), one tight box per mask, multimask off, the S/4 logits
+ * bilinearly to the GT size, logits > 0. SAM protocol:
  * the official predictor (ResizeLongestSide, padding, post-processing). Returns 0 (with
  * *n_masks = 0 when the sample has none) or -1. */
 int asam_eval_sample(const asam_sam *m, const asam_sample *s, int protocol, double dilation_ratio,
                      double *miou, double *biou, int *n_masks);
-/* As asam_eval_sample; two_step (ASAM protocol): the logits go x4 bilinearly to 1024 first, then
+/* As asam_eval_sample; two_step (ASAM protocol): the logits go x4 bilinearly to S first, then
  * to the GT size, as the official eval treats its tuned decoder (main.py:664 then :565);
  * 0: one step, as its --baseline (SAM's own decoder). */
 int asam_eval_sample_path(const asam_sam *m, const asam_sample *s, int protocol,
                           double dilation_ratio, int two_step, double *miou, double *biou,
                           int *n_masks);
-/* logits (B, 1, 256, 256) -> (B, 1, h, w), in one or two bilinear steps (see above) */
+/* logits (B, 1, S/4, S/4) -> (B, 1, h, w), in one or two bilinear steps (see above) */
 asam_tensor *asam_eval_upsample(asam_ctx *ctx, asam_tensor *low, int h, int w, int two_step);
 
 /* EfficientSAM, with its own official pipeline under either protocol: the image stretched to
@@ -173,10 +174,11 @@ void asam_pgd_defaults(asam_pgd_opts *o);
 
 /* Loss of the PGD attack and its gradient w.r.t. the pixels: BCE + Dice (full 256x256, as
  * ASAM's attack) of SAM's box-prompted single-mask low-res logits against the GT in the 1024
- * frame. pixels (3, h, w) floats 0..255 at the image's size go through a torch-bilinear resize
- * to the ResizeLongestSide size, normalisation and zero padding, so the loss is differentiable
- * w.r.t. them. gt: (n, h, w) 0/1 bytes; boxes are their tight bounds; boxes are decoded in
- * chunks against one encoder pass. grad: 3*h*w floats or NULL (forward only). */
+ * frame (S/4 x S/4 and S for a SAM of input side S). pixels (3, h, w) floats 0..255 at the image's
+ * size go through a torch-bilinear resize to the ResizeLongestSide size, normalisation and zero
+ * padding, so the loss is differentiable w.r.t. them. gt: (n, h, w) 0/1 bytes; boxes are their
+ * tight bounds; boxes are decoded in chunks against one encoder pass. grad: 3*h*w floats or NULL
+ * (forward only). */
 int asam_pgd_loss_grad(const asam_sam *m, const float *pixels, const uint8_t *gt, int n, int h,
                        int w, double *loss, float *grad);
 /* Attack one sample (the sample is not modified): iters signed-gradient steps of step * 255,

@@ -133,31 +133,41 @@ asam_tensor *asam_gen_decode01(asam_ctx *ctx, const asam_gen_models *m, asam_ten
 /* ---- attack -------------------------------------------------------------------------------- */
 /* The SAM target of one image, as grad_null_text_inversion_edit.py builds it (:850-876): each
  * mask as an 8-bit 0/255 image, PIL-bicubic to 1024x1024 (aspect ignored), boxes from the
- * 1024 masks > 128, the 256x256 labels bilinear (align_corners=False) from the 1024 masks. */
+ * 1024 masks > 128, the 256x256 labels bilinear (align_corners=False) from the 1024 masks.
+ * For a SAM of input side S every 1024 reads S and every 256 reads S/4 (the field names keep
+ * the official sizes). */
 typedef struct {
     int n;          /* masks used (<= max_boxes) */
-    float *boxes;   /* (n, 4) x0,y0,x1,y1 in the 1024 frame: masks_to_boxes of mask > 128 (max
+    int size;       /* S, the attacked model's input side (0: 1024) */
+    float *boxes;   /* (n, 4) x0,y0,x1,y1 in the S frame: masks_to_boxes of mask > 128 (max
                        inclusive); an empty mask gives (1e8, 1e8, 0, 0) as the official code */
-    float *lab256;  /* (n, 1, 256, 256) label_masks_256: 0..255; the IoU counts lab256 > 128 */
-    float *gt256;   /* (n, 1, 256, 256) lab256 / 255: the soft BCE / Dice target */
-    float *ref1024; /* (1, 3, 1024, 1024) the L2 term's reference: the original image PIL-bicubic
-                       to 1024, /255, ImageNet mean/std; NULL leaves the term out */
+    float *lab256;  /* (n, 1, S/4, S/4) label_masks_256: 0..255; the IoU counts lab256 > 128 */
+    float *gt256;   /* (n, 1, S/4, S/4) lab256 / 255: the soft BCE / Dice target */
+    float *ref1024; /* (1, 3, S, S) the L2 term's reference: the original image PIL-bicubic
+                       to S, /255, ImageNet mean/std; NULL leaves the term out */
 } asam_attack_target;
 
-/* From SA-1B annotations (the first max_boxes in file order, each decoded at the image size). */
+/* From SA-1B annotations (the first max_boxes in file order, each decoded at the image size),
+ * for a 1024-input model; _at: for a model of input side size (a multiple of 16). */
 int asam_attack_target_make(const asam_sa1b_image *ann, int max_boxes, asam_attack_target *t);
+int asam_attack_target_make_at(const asam_sa1b_image *ann, int max_boxes, int size,
+                               asam_attack_target *t);
 /* From per-mask 8-bit images (the official segmentation_j.png files; any size, gray). */
 int asam_attack_target_from_masks(const asam_image *masks, int n, asam_attack_target *t);
-/* Sets t->ref1024 from the clean original image (RGB, any size). */
+int asam_attack_target_from_masks_at(const asam_image *masks, int n, int size,
+                                     asam_attack_target *t);
+/* Sets t->ref1024 from the clean original image (RGB, any size), at the target's size. */
 int asam_attack_target_set_reference(asam_attack_target *t, const asam_image *img);
 void asam_attack_target_free(asam_attack_target *t);
 
 /* The official compute_iou (grad_null_text_inversion_edit.py:243-264) of n low-res logit maps
- * against lab256: per mask |p & g| / |p | g| with p = logit > 0, g = lab > 128, at 256x256;
- * 0/0 is NaN, and the mean over masks is NaN then (never kept). */
+ * against lab256: per mask |p & g| / |p | g| with p = logit > 0, g = lab > 128, at 256x256
+ * (_at: at lowres x lowres, S/4 for a model of input side S); 0/0 is NaN, and the mean over
+ * masks is NaN then (never kept). */
 float asam_attack_iou(const float *low, const float *lab256, int n);
+float asam_attack_iou_at(const float *low, const float *lab, int n, int lowres);
 
-/* SAM (or EfficientSAM) on an image tensor (1,3,S,S) in [0,1]: nearest resize to 1024, x255,
+/* SAM (or EfficientSAM) on an image tensor (1,3,H,W) in [0,1]: nearest resize to S (1024),
  * the model's ImageNet normalisation, encode, box prompts (EfficientSAM: points labelled 2 /
  * 3), single-mask decode. Returns the attack loss
  *   w_bce BCE(low_res, gt256) + w_dice Dice(sigmoid) - w_l2 ||x1024 - ref1024||_2
@@ -188,11 +198,14 @@ typedef struct {
 int asam_attack(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                 const asam_image *img, const asam_sa1b_image *ann, asam_tensor *hint,
                 const asam_inversion *inv, asam_attack_result *res);
-/* The same with a ready-made target (e.g. other labels than the SA-1B masks). */
+/* The same with a ready-made target (e.g. other labels than the SA-1B masks), made for the
+ * model's input side (asam_gen_models_img_size). */
 int asam_attack_target_run(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                            const asam_image *img, const asam_attack_target *target,
                            asam_tensor *hint, const asam_inversion *inv, asam_attack_result *res);
 void asam_attack_result_free(asam_attack_result *r);
+/* The input side S of the attacked SAM / EfficientSAM in m (0 when there is none). */
+int asam_gen_models_img_size(const asam_gen_models *m);
 /* The adversarial image (atomic): JPEG quality 75 (PIL's defaults, 4:2:0) when the path ends
  * in .jpg as the official script saves it (:911, ptp_utils.py:60-62), PNG otherwise; and the
  * JSON record (atomic); image_name goes into the record. */

@@ -8,6 +8,7 @@
 #define ASAM_TUNE_HOOK_H
 
 #include "asam/engine.h"
+#include "asam/segmenter.h"
 
 #include <stddef.h>
 
@@ -31,6 +32,9 @@ typedef struct asam_tune_hook {
     /* after each optimiser step: the step's loss; params[0] iou_token, params[1] mask_tokens
      * (their .grad still holds the step's gradient) */
     void (*after_step)(void *user, int step, double loss, asam_tensor *const *params);
+    /* observation only: image k's prompts as the decoder gets them (kind: one ASAM_PROMPT_*;
+     * boxes / points in the model's S x S input frame, mask_input (B, 1, S/4, S/4)) */
+    void (*prompts)(void *user, int step, int k, int kind, const asam_seg_prompt *p);
 } asam_tune_hook;
 
 #endif

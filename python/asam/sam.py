@@ -42,6 +42,12 @@ class Sam:
         return self.config.variant.decode()
 
     @property
+    def image_size(self):
+        """The input side S (image_encoder.img_size): 1024 for the official models, the
+        checkpoint's own for one trained at another size (read from pos_embed)."""
+        return self.config.img_size or 1024
+
+    @property
     def device(self):
         return "cpu"
 
@@ -65,11 +71,6 @@ def _load(checkpoint, expect):
     _lib.check(_lib.asam_sam_load(_lib.fspath(checkpoint), ctypes.byref(handle)))
     sam = Sam(handle.value, checkpoint)
     c = sam.config
-    if c.img_size not in (0, 1024):
-        raise AsamError(
-            "%s: a SAM of input size %d; the Python API takes 1024-input models only so far"
-            % (checkpoint, c.img_size)
-        )
     got = (c.embed_dim, c.depth, c.num_heads, tuple(c.global_idx[: c.n_global]))
     if got != (expect[0], expect[1], expect[2], tuple(expect[3])):
         raise AsamError(
@@ -167,7 +168,10 @@ class SamPredictor:
 
     def __init__(self, sam_model):
         self.model = sam_model
-        self.transform = ResizeLongestSide(1024)
+        # ref: segment_anything/predictor.py:29 ResizeLongestSide(sam_model.image_encoder.img_size)
+        self.transform = ResizeLongestSide(sam_model.image_size)
+        S = sam_model.image_size
+        self._grid, self._low = S // 16, S // 4  # 64 and 256 for the official 1024 input
         self._p = _lib.SamPredictorS()
         _lib.check(_lib.asam_sam_predictor_init(ctypes.byref(self._p), sam_model._handle))
         self._owner = _lib.Owner(_lib.asam_sam_predictor_free, ctypes.byref(self._p))
@@ -195,11 +199,12 @@ class SamPredictor:
 
     def set_image_embedding(self, embedding, original_size):
         """Reuse an embedding from get_image_embedding() for an image of original_size (H, W)."""
-        emb = _f32(embedding, "embedding", (256, 64, 64))
-        if emb.size != 256 * 64 * 64:
-            raise ValueError("embedding: expected (1, 256, 64, 64), got %s" % (emb.shape,))
+        G = self._grid
+        emb = _f32(embedding, "embedding", (256, G, G))
+        if emb.size != 256 * G * G:
+            raise ValueError("embedding: expected (1, 256, %d, %d), got %s" % (G, G, emb.shape))
         h, w = original_size
-        ih, iw = self.transform.get_preprocess_shape(h, w, 1024)
+        ih, iw = self.transform.get_preprocess_shape(h, w, self.transform.target_length)
         sizes = _lib.SamSizes(h, w, ih, iw)
         self.reset_image()
         _lib.check(_lib.asam_sam_predictor_set_embedding(ctypes.byref(self._p), _lib.float_ptr(emb), ctypes.byref(sizes)))
@@ -220,7 +225,8 @@ class SamPredictor:
         """Masks for one prompt: (C, H, W) bool (float32 logits with return_logits), (C,)
         float32 IoU predictions, (C, 256, 256) float32 low-res logits; C = 3 with
         multimask_output, else 1. A (B, 4) box array with B > 1 decodes the B boxes as one
-        batch and returns (B, C, H, W), (B, C), (B, C, 256, 256) (see predict_boxes)."""
+        batch and returns (B, C, H, W), (B, C), (B, C, 256, 256) (see predict_boxes). For a
+        model of input side S, 256 reads S / 4 here and below (64: S / 16)."""
         if not self.is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
         if point_coords is not None:
@@ -232,7 +238,8 @@ class SamPredictor:
         pts = None if point_coords is None else _f32(point_coords, "point_coords", (2,)).reshape(1, -1, 2)
         lab = None if point_coords is None else _f32(point_labels, "point_labels").reshape(1, -1)
         bx = None if box is None else _f32(box, "box", (4,)).reshape(1, 4)
-        mi = None if mask_input is None else _f32(mask_input, "mask_input", (256, 256)).reshape(1, 1, 256, 256)
+        L = self._low
+        mi = None if mask_input is None else _f32(mask_input, "mask_input", (L, L)).reshape(1, 1, L, L)
         masks, iou, low = self._decode(1, pts, lab, bx, mi, multimask_output, return_logits)
         return masks[0], iou[0], low[0]
 
@@ -266,7 +273,8 @@ class SamPredictor:
                 raise ValueError("predict_boxes: %d boxes but %d point sets" % (B, pts.shape[0]))
             B = pts.shape[0]
         if mask_input is not None:
-            mi = _f32(mask_input, "mask_input", (256, 256)).reshape(-1, 1, 256, 256)
+            L = self._low
+            mi = _f32(mask_input, "mask_input", (L, L)).reshape(-1, 1, L, L)
             if B is not None and mi.shape[0] != B:
                 raise ValueError("predict_boxes: %d prompts but %d mask inputs" % (B, mi.shape[0]))
             B = mi.shape[0]
@@ -301,7 +309,7 @@ class SamPredictor:
         else:
             masks = _lib.view(res.masks, (B, C, H, W), ctypes.c_uint8, np.bool_, owner)
         iou = _lib.view(res.iou, (B, C), ctypes.c_float, np.float32, owner)
-        low = _lib.view(res.low_res, (B, C, 256, 256), ctypes.c_float, np.float32, owner)
+        low = _lib.view(res.low_res, (B, C, self._low, self._low), ctypes.c_float, np.float32, owner)
         return masks, iou, low
 
     # ref: segment_anything/predictor.py:252 (get_image_embedding)
@@ -311,7 +319,7 @@ class SamPredictor:
         if not self.is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) to generate an embedding.")
         ptr = self._p.embedding.contents.data
-        return np.ctypeslib.as_array(ptr, shape=(1, 256, 64, 64)).copy()
+        return np.ctypeslib.as_array(ptr, shape=(1, 256, self._grid, self._grid)).copy()
 
     @property
     def device(self):

@@ -6,7 +6,11 @@
  * one through every step (full, with per-step gradient checkpointing). As the official loop
  * (grad_null_text_inversion_edit.py:634-704): iterates 0..iters-1 are scored (0 = the clean
  * x_T), the IoU is the official compute_iou at 256x256 against the soft labels (> 128), and
- * the kept latent is the first whose IoU is below 1 and below every earlier one. */
+ * the kept latent is the first whose IoU is below 1 and below every earlier one.
+ *
+ * For a SAM of input side S (SAM-mini: 128) the 1024 frame is S and the 256 labels are S/4;
+ * the L2 term, a norm over the frame's pixels, is scaled by 1024 / S so that the same
+ * per-pixel change weighs against the (mean) mask losses as it does at 1024. */
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/generator.h"
@@ -19,16 +23,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* (1,3,S,S) in [0,1] -> the attacked model's normalised (1,3,1024,1024): nearest resize, x255,
+/* (1,3,H,W) in [0,1] -> the attacked model's normalised (1,3,S,S): nearest resize, x255,
  * then its own normalisation (SAM: ImageNet mean/std in 0..255; EfficientSAM: the same in
- * [0,1] units, the 1024 frame being the whole image for both) */
+ * [0,1] units, the S frame being the whole image for both) */
 static asam_tensor *sam_input(asam_ctx *ctx, const asam_segmenter *seg, asam_tensor *img01) {
-    asam_tensor *x = asam_resize_nearest(ctx, img01, ASAM_SAM_IMG, ASAM_SAM_IMG);
+    const int S = asam_segmenter_img_size(seg);
+    asam_tensor *x = asam_resize_nearest(ctx, img01, S, S);
     return asam_segmenter_input255(ctx, seg, asam_scale(ctx, x, 255.0f));
 }
 
+int asam_gen_models_img_size(const asam_gen_models *m) {
+    if (!m->sam && !m->esam) return 0;
+    const asam_segmenter seg = {m->sam, m->esam};
+    return asam_segmenter_img_size(&seg);
+}
+
 float asam_attack_iou(const float *low, const float *lab256, int n) {
-    const size_t L2 = (size_t)ASAM_SAM_LOWRES * ASAM_SAM_LOWRES;
+    return asam_attack_iou_at(low, lab256, n, ASAM_SAM_LOWRES);
+}
+
+float asam_attack_iou_at(const float *low, const float *lab256, int n, int lowres) {
+    const size_t L2 = (size_t)lowres * lowres;
     float sum = 0;
     for (int i = 0; i < n; i++) {
         // ref: grad_null_text_inversion_edit.py:249-255 mask_iou at 256 (same size: no resize)
@@ -55,6 +70,11 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
     if (!m->sam && !m->esam) return asam_ctx_fail(ctx, "attack: no SAM model");
     const asam_segmenter seg = {m->sam, m->esam};
     if (tg->n < 1) return asam_ctx_fail(ctx, "attack: no GT masks");
+    const int S = asam_segmenter_img_size(&seg), L = asam_segmenter_lowres(&seg);
+    if ((tg->size > 0 ? tg->size : ASAM_SAM_IMG) != S)
+        return asam_ctx_fail(ctx,
+                             "attack: the target was made for input side %d, the model's is %d",
+                             tg->size > 0 ? tg->size : ASAM_SAM_IMG, S);
     asam_tensor *xn = sam_input(ctx, &seg, img01);
     asam_tensor *emb = asam_segmenter_encode(ctx, &seg, xn);
     if (!emb) return NULL;
@@ -70,7 +90,7 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
         asam_set_requires_grad(emb_leaf, 1);
         emb_leaf->grad = demb->data;
     }
-    const size_t L2 = (size_t)ASAM_SAM_LOWRES * ASAM_SAM_LOWRES;
+    const size_t L2 = (size_t)L * L;
     double mask_loss = 0, bce_sum = 0, dice_sum = 0;
     float *low_all = miou ? malloc((size_t)tg->n * L2 * sizeof(float)) : NULL;
     if (miou && !low_all) return asam_ctx_fail(ctx, "attack: out of memory");
@@ -80,8 +100,7 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
         asam_seg_prompt p = {.batch = nc, .boxes = tg->boxes + (size_t)4 * c0};
         asam_tensor *low, *iou;
         if (asam_segmenter_decode(ctx, &seg, emb_leaf, &p, 0, &low, &iou)) return NULL;
-        asam_tensor *gt = asam_from_data(ctx, ASAM_SHAPE(nc, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES),
-                                         tg->gt256 + (size_t)c0 * L2);
+        asam_tensor *gt = asam_from_data(ctx, ASAM_SHAPE(nc, 1, L, L), tg->gt256 + (size_t)c0 * L2);
         float share = (float)nc / (float)tg->n;
         // ref: grad_null_text_inversion_edit.py:679-680 gamma BCE(logits, label/255) + kappa Dice
         asam_tensor *bce = asam_bce_with_logits(ctx, low, gt);
@@ -98,7 +117,7 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
         asam_ctx_release(ctx, mk);
     }
     // ref: :682 iou = compute_iou(ad_low_res_logits, label_masks_256)
-    if (miou) *miou = asam_attack_iou(low_all, tg->lab256, tg->n);
+    if (miou) *miou = asam_attack_iou_at(low_all, tg->lab256, tg->n, L);
     free(low_all);
     if (terms) terms[0] = (float)bce_sum, terms[1] = (float)dice_sum, terms[2] = 0;
     asam_tensor *loss;
@@ -113,9 +132,10 @@ asam_tensor *asam_attack_loss(asam_ctx *ctx, const asam_gen_models *m, const asa
     }
     if (tg->ref1024 && o->w_l2 != 0) {
         // ref: :686-689 beta * ||normalise(image_m) - raw_img||_2 (whole tensor, unsquared)
-        asam_tensor *cn =
-            asam_from_data(ctx, ASAM_SHAPE(1, 3, ASAM_SAM_IMG, ASAM_SAM_IMG), tg->ref1024);
+        asam_tensor *cn = asam_from_data(ctx, ASAM_SHAPE(1, 3, S, S), tg->ref1024);
         asam_tensor *l2 = asam_l2_norm(ctx, asam_sub(ctx, xn, cn));
+        /* the norm over S x S pixels as over 1024 x 1024 of the same per-pixel change */
+        if (S != ASAM_SAM_IMG) l2 = asam_scale(ctx, l2, (float)ASAM_SAM_IMG / (float)S);
         if (l2 && terms) terms[2] = o->w_l2 * l2->data[0];
         loss = asam_axpby(ctx, 1.0f, loss, -o->w_l2, l2);
     }
@@ -156,7 +176,9 @@ int asam_attack(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                 const asam_inversion *inv, asam_attack_result *res) {
     memset(res, 0, sizeof *res);
     asam_attack_target tg;
-    if (asam_attack_target_make(ann, o->max_boxes, &tg)) return -1;
+    int S = asam_gen_models_img_size(m);
+    if (!S) return asam_error("attack: needs a SAM (or EfficientSAM) model");
+    if (asam_attack_target_make_at(ann, o->max_boxes, S, &tg)) return -1;
     if (o->w_l2 != 0 && asam_attack_target_set_reference(&tg, img)) {
         asam_attack_target_free(&tg);
         return -1;
@@ -176,6 +198,7 @@ int asam_attack_target_run(asam_ctx *ctx, const asam_gen_models *m, const asam_g
     asam_attack_target tg = *target;
     asam_attack_target own = {0};
     if (!tg.ref1024 && img && o->w_l2 != 0) { /* the L2 reference from the clean image */
+        own.size = tg.size;
         if (asam_attack_target_set_reference(&own, img)) return -1;
         tg.ref1024 = own.ref1024;
     }

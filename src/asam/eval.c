@@ -34,7 +34,8 @@ static void score(const float *logits, const asam_sample *s, int k0, int B, doub
     }
 }
 
-/* ASAM protocol: torch-bilinear 1024x1024 (aspect ignored), boxes from the resized GT. */
+/* ASAM protocol: torch-bilinear to S x S (aspect ignored; S = 1024 in the official code, the
+ * model's input side here), boxes from the resized GT. */
 // ref: luckybird1994/ASAM sam_continue_learning/main.py:619 (boxes from the 1024 GT),
 //   :664 (low-res logits x4 bilinear), :666-667 (IoU / boundary IoU)
 static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, int two_step,
@@ -43,7 +44,7 @@ static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, int 
     if (!ctx) return asam_error("eval: out of memory");
     asam_ctx_set_grad(ctx, 0);
     int h = s->h, w = s->w, rc = 0;
-    const int S = ASAM_SAM_IMG;
+    const int S = asam_sam_img_size(m);
     size_t hw = (size_t)h * w;
     uint8_t *pred = malloc(hw);
     asam_tensor *px = asam_new(ctx, ASAM_SHAPE(1, 3, h, w));
@@ -58,13 +59,13 @@ static int eval_asam(const asam_sam *m, const asam_sample *s, double ratio, int 
     // ref: sam_continue_learning/main.py:629 imgs[0].astype(dtype=np.uint8): the resized
     // image is truncated to integers before the encoder
     for (int64_t i = 0; x && i < x->numel; i++) x->data[i] = floorf(x->data[i]);
-    asam_tensor *emb = asam_sam_encode(ctx, m, asam_sam_normalize_pad(ctx, x));
+    asam_tensor *emb = asam_sam_encode(ctx, m, asam_sam_normalize_pad_at(ctx, x, S));
     if (!emb || !asam_ctx_ok(ctx)) rc = asam_error("eval: %s: %s", s->name, asam_ctx_error(ctx));
     if (!rc) emb = asam_detach(ctx, emb);
     asam_mark mk = asam_ctx_mark(ctx);
     for (int k0 = 0; k0 < s->n_masks && !rc; k0 += EVAL_CHUNK) {
         int B = s->n_masks - k0 < EVAL_CHUNK ? s->n_masks - k0 : EVAL_CHUNK;
-        /* GT (0 / 255) resized bilinearly to 1024; box = bounds of its non-zero pixels */
+        /* GT (0 / 255) resized bilinearly to S; box = bounds of its pixels > 128 */
         asam_tensor *g = asam_new(ctx, ASAM_SHAPE(B, 1, h, w));
         float boxes[4 * EVAL_CHUNK];
         for (int b = 0; g && b < B; b++) {

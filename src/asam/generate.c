@@ -120,7 +120,7 @@ static int attack_image(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_
         rc = asam_image_read(p, 1, &masks[j]); /* .convert('L') */
     }
     asam_attack_target tg = {0};
-    if (!rc) rc = asam_attack_target_from_masks(masks, n, &tg);
+    if (!rc) rc = asam_attack_target_from_masks_at(masks, n, asam_gen_models_img_size(m), &tg);
     if (!rc && o->w_l2 != 0) rc = asam_attack_target_set_reference(&tg, img);
     if (!rc) rc = asam_attack_target_run(ctx, m, o, img, &tg, hint, inv, res);
     asam_attack_target_free(&tg);

@@ -104,10 +104,19 @@ void asam_attack_target_free(asam_attack_target *t) {
     memset(t, 0, sizeof *t);
 }
 
-static int target_alloc(asam_attack_target *t, int n) {
-    const size_t L = ASAM_SAM_LOWRES;
+/* the target's input side S (1024 when unset) */
+static int target_size(const asam_attack_target *t) {
+    return t->size > 0 ? t->size : ASAM_SAM_IMG;
+}
+
+static int target_alloc(asam_attack_target *t, int n, int size) {
+    if (size < 16 || size > ASAM_SAM_IMG || size % 16)
+        return asam_error("attack: input side %d is not a multiple of 16 in 16..%d", size,
+                          ASAM_SAM_IMG);
+    const size_t L = (size_t)size / 4;
     memset(t, 0, sizeof *t);
     t->n = n;
+    t->size = size;
     t->boxes = malloc((size_t)n * 4 * sizeof(float));
     t->gt256 = malloc((size_t)n * L * L * sizeof(float));
     t->lab256 = malloc((size_t)n * L * L * sizeof(float));
@@ -118,14 +127,15 @@ static int target_alloc(asam_attack_target *t, int n) {
     return 0;
 }
 
-/* mask i of the target from an 8-bit gray mask of any size */
+/* mask i of the target from an 8-bit gray mask of any size (1024 and 256 of the official code
+ * are S and S/4) */
 static int target_set(asam_attack_target *t, int i, const asam_image *mask) {
-    const int S = ASAM_SAM_IMG, L = ASAM_SAM_LOWRES, f = S / L;
+    const int S = target_size(t), L = S / 4, f = S / L;
     asam_image big;
     // ref: grad_null_text_inversion_edit.py:862 .convert('L').resize((1024,1024)) (PIL bicubic)
     if (asam_image_resize_pil_bicubic(mask, S, S, &big)) return -1;
     // ref: :876 F.interpolate(1024 -> 256, bilinear, align_corners=False): an exact 4x
-    // shrink reads rows/columns 4o+1 and 4o+2 with weight 1/2 each
+    // shrink reads rows/columns 4o+1 and 4o+2 with weight 1/2 each (S -> S/4 likewise)
     float *lab = t->lab256 + (size_t)i * L * L, *gt = t->gt256 + (size_t)i * L * L;
     for (int y = 0; y < L; y++)
         for (int x = 0; x < L; x++) {
@@ -144,8 +154,13 @@ static int target_set(asam_attack_target *t, int i, const asam_image *mask) {
 }
 
 int asam_attack_target_from_masks(const asam_image *masks, int n, asam_attack_target *t) {
+    return asam_attack_target_from_masks_at(masks, n, ASAM_SAM_IMG, t);
+}
+
+int asam_attack_target_from_masks_at(const asam_image *masks, int n, int size,
+                                     asam_attack_target *t) {
     if (n <= 0) return asam_error("attack: image has no masks");
-    if (target_alloc(t, n)) return -1;
+    if (target_alloc(t, n, size)) return -1;
     for (int i = 0; i < n; i++) {
         if (masks[i].c != 1) {
             asam_attack_target_free(t);
@@ -160,12 +175,17 @@ int asam_attack_target_from_masks(const asam_image *masks, int n, asam_attack_ta
 }
 
 int asam_attack_target_make(const asam_sa1b_image *ann, int max_boxes, asam_attack_target *t) {
+    return asam_attack_target_make_at(ann, max_boxes, ASAM_SAM_IMG, t);
+}
+
+int asam_attack_target_make_at(const asam_sa1b_image *ann, int max_boxes, int size,
+                               asam_attack_target *t) {
     memset(t, 0, sizeof *t);
     int h = ann->height, w = ann->width;
     // ref: grad_null_text_inversion_edit.py:860 j < min(sam_batch, #masks), in file order
     int n = (int)ann->n < max_boxes ? (int)ann->n : max_boxes;
     if (n <= 0) return asam_error("attack: image has no masks");
-    if (target_alloc(t, n)) return -1;
+    if (target_alloc(t, n, size)) return -1;
     asam_image src = {.w = w, .h = h, .c = 1, .data = malloc((size_t)w * h)};
     if (!src.data) {
         asam_attack_target_free(t);
@@ -191,7 +211,7 @@ int asam_attack_target_make(const asam_sa1b_image *ann, int max_boxes, asam_atta
 }
 
 int asam_attack_target_set_reference(asam_attack_target *t, const asam_image *img) {
-    const int S = ASAM_SAM_IMG;
+    const int S = target_size(t);
     static const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
     if (img->c != 3) return asam_error("attack: the clean image is not RGB");
     asam_image big;

@@ -54,16 +54,16 @@ int asam_pgd_loss_grad(const asam_sam *m, const float *pixels, const uint8_t *gt
     if (n < 1) return asam_error("pgd: no masks");
     asam_ctx *ctx = asam_ctx_new(0);
     if (!ctx) return asam_error("pgd: out of memory");
-    const int S = ASAM_SAM_IMG;
+    const int S = asam_sam_img_size(m); /* the model's input frame (1024 officially) */
     size_t hw = (size_t)h * w;
     asam_sam_sizes sz;
-    asam_sam_sizes_for(h, w, &sz);
+    asam_sam_sizes_at(S, h, w, &sz);
     int rc = 0;
     asam_ctx_set_grad(ctx, grad != NULL);
     asam_tensor *px = asam_from_data(ctx, ASAM_SHAPE(1, 3, h, w), pixels);
     if (px && grad) asam_set_requires_grad(px, 1);
     asam_tensor *x = asam_resize_bilinear(ctx, px, sz.input_h, sz.input_w);
-    asam_tensor *emb = asam_sam_encode(ctx, m, asam_sam_normalize_pad(ctx, x));
+    asam_tensor *emb = asam_sam_encode(ctx, m, asam_sam_normalize_pad_at(ctx, x, S));
     if (!emb || !asam_ctx_ok(ctx)) {
         rc = asam_error("pgd: %s", asam_ctx_error(ctx));
         goto out;

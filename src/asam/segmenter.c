@@ -10,16 +10,7 @@ int asam_segmenter_load(const char *path, asam_segmenter *s) {
     const char *fam = asam_model_family_of_file(path);
     if (!fam) return -1;
     if (!strcmp(fam, "efficientsam")) return asam_esam_load(path, 0, &s->esam);
-    if (asam_sam_load(path, &s->sam)) return -1;
-    /* The pipeline stages (tune, eval, attack, generate, PGD) work in the 1024 frame. */
-    if (asam_sam_img_size(s->sam) != ASAM_SAM_IMG) {
-        int size = asam_sam_img_size(s->sam);
-        asam_segmenter_free(s);
-        return asam_error("%s: a SAM of input size %d; the ASAM pipeline takes 1024-input "
-                          "models only so far (segment and train-sam take any size)",
-                          path, size);
-    }
-    return 0;
+    return asam_sam_load(path, &s->sam);
 }
 
 void asam_segmenter_free(asam_segmenter *s) {
@@ -30,6 +21,18 @@ void asam_segmenter_free(asam_segmenter *s) {
 
 const char *asam_segmenter_family(const asam_segmenter *s) {
     return s->esam ? "efficientsam" : "sam";
+}
+
+int asam_segmenter_img_size(const asam_segmenter *s) {
+    return s->esam ? ASAM_ESAM_IMG : asam_sam_img_size(s->sam);
+}
+
+int asam_segmenter_grid(const asam_segmenter *s) {
+    return s->esam ? ASAM_ESAM_GRID : asam_sam_grid(s->sam);
+}
+
+int asam_segmenter_lowres(const asam_segmenter *s) {
+    return s->esam ? ASAM_ESAM_LOWRES : asam_sam_lowres(s->sam);
 }
 
 int asam_segmenter_dim(const asam_segmenter *s) {
@@ -61,7 +64,7 @@ uint64_t asam_segmenter_encoder_key(const asam_segmenter *s) {
 asam_tensor *asam_segmenter_encode_image(asam_ctx *ctx, const asam_segmenter *s,
                                          const asam_image *img, asam_sam_sizes *frame) {
     if (s->sam) {
-        asam_tensor *x = asam_sam_preprocess(ctx, img, frame);
+        asam_tensor *x = asam_sam_preprocess_at(ctx, img, asam_sam_img_size(s->sam), frame);
         return asam_sam_encode(ctx, s->sam, x);
     }
     frame->orig_h = img->h;
@@ -72,7 +75,7 @@ asam_tensor *asam_segmenter_encode_image(asam_ctx *ctx, const asam_segmenter *s,
 }
 
 asam_tensor *asam_segmenter_input255(asam_ctx *ctx, const asam_segmenter *s, asam_tensor *x) {
-    if (s->sam) return asam_sam_normalize_pad(ctx, x);
+    if (s->sam) return asam_sam_normalize_pad_at(ctx, x, asam_sam_img_size(s->sam));
     return asam_esam_preprocess(ctx, asam_scale(ctx, x, 1.0f / 255.0f));
 }
 

@@ -9,18 +9,23 @@
  * weights that must match).
  *
  * One epoch: the images in a shuffled order, `batch` images per Adam step. Per image: its first
- * `masks_per_image` masks (wrapping around when it has fewer), brought to the 1024 input frame
+ * `masks_per_image` masks (wrapping around when it has fewer), brought to the S input frame
  * (ResizeLongestSide + zero padding without augmentation; h-flip + large-scale jitter with pad
  * value 128 with it, as HQ-SAM's LargeScaleJitter). One prompt kind is drawn per image (as
  * HQ-SAM draws input_type per image) and applied to each of its masks:
- *   box    the mask's tight bounds in the 1024 frame (+ HQ-SAM's box noise if asked);
+ *   box    the mask's tight bounds in the S frame (+ HQ-SAM's box noise if asked);
  *   points 10 distinct random foreground pixels, label 1;
- *   mask   HQ-SAM's masks_noise: the GT at 256x256, pixels where it differs from its 32x32
- *          bilinear round trip get N(0,1) added, thresholded at 0.5 and scaled to 0/255 (the
- *          values HQ-SAM feeds the prompt encoder).
- * Loss: BCE + Dice on the single-mask low-res logits vs the GT in the 1024 frame, each image's
+ *   mask   HQ-SAM's masks_noise: the GT at S/4 x S/4, pixels where it differs from its S/32
+ *          x S/32 bilinear round trip get N(0,1) added, thresholded at 0.5 and scaled to 0/255
+ *          (the values HQ-SAM feeds the prompt encoder).
+ * Loss: BCE + Dice on the single-mask low-res logits vs the GT in the S frame, each image's
  * share weighted by its masks / the batch's masks (HQ-SAM's num_masks normalisation).
- * The learning rate is lr * asam_lr_asam_factor(epoch). */
+ * The learning rate is lr * asam_lr_asam_factor(epoch).
+ *
+ * S is the model's input side (asam_segmenter_img_size: 1024 for the official models, whose
+ * numbers the comments give; 128 for SAM-mini). The official frame sizes scale with it: the
+ * jitter's target 1024 -> S, the low-res 256 -> S/4, the noise round trip's 32 -> S/32
+ * (docs/world.md lists them). */
 #include "asam/asam.h"
 #include "asam/checkpoint.h"
 #include "asam/dist.h"
@@ -108,15 +113,16 @@ static int cache_write(const char *path, uint64_t key, const float *emb, size_t 
 /* ---- one image, prepared for the decoder -------------------------------------------------- */
 
 typedef struct {
-    asam_tensor *emb; /* (1, 256, 64, 64) */
-    asam_tensor *gt;  /* (B, 1, 1024, 1024), 0..255 as the official labels */
+    asam_tensor *emb; /* (1, 256, S/16, S/16) */
+    asam_tensor *gt;  /* (B, 1, S, S), 0..255 as the official labels */
     int B;
-    int64_t fg[64]; /* foreground pixels (> 128) of each mask in the 1024 frame */
+    int64_t fg[64]; /* foreground pixels (> 128) of each mask in the S frame */
 } prepared;
 
 typedef struct {
     const asam_tune_opts *o;
     asam_segmenter seg;
+    int S; /* the model's input side */
     uint64_t key;
     char cache_dir[1024];
     asam_dataset **ds;
@@ -143,12 +149,11 @@ static asam_tensor *masks_tensor(asam_ctx *ctx, const asam_sample *s, const int 
     return t;
 }
 
-/* Copy (B, C, h, w) into the top-left of a (B, C, 1024, 1024) tensor filled with fill, taking
- * the window starting at (oy, ox) of size (ch, cw). */
-static asam_tensor *place(asam_ctx *ctx, asam_tensor *x, int oy, int ox, int ch, int cw,
-                          float fill) {
+/* Copy (B, C, h, w) into the top-left of a (B, C, S, S) tensor filled with fill, taking the
+ * window starting at (oy, ox) of size (ch, cw). */
+static asam_tensor *place(asam_ctx *ctx, asam_tensor *x, int oy, int ox, int ch, int cw, float fill,
+                          int64_t S) {
     int64_t B = x->shape[0], C = x->shape[1], h = x->shape[2], w = x->shape[3];
-    const int64_t S = ASAM_SAM_IMG;
     asam_tensor *o = asam_full(ctx, ASAM_SHAPE(B, C, S, S), fill);
     if (!o) return NULL;
     for (int64_t p = 0; p < B * C; p++)
@@ -160,12 +165,13 @@ static asam_tensor *place(asam_ctx *ctx, asam_tensor *x, int oy, int ox, int ch,
 
 /* LargeScaleJitter's target size in float32, as torch computes it: random_scale = u * (max -
  * min) + min; scaled = round(scale * 1024); s = min(scaled / h, scaled / w); size =
- * round(size * s), rounding half to even. (tune.c is compiled without FMA contraction.) */
+ * round(size * s), rounding half to even. (tune.c is compiled without FMA contraction.) The
+ * official output size 1024 is the model's input side S. */
 // ref: luckybird1994/ASAM sam_continue_learning/utils/dataloader.py:250-256
-static void lsj_size(float u, float lo, float hi, int h, int w, int *nh, int *nw) {
+static void lsj_size(float u, float lo, float hi, int h, int w, int S, int *nh, int *nw) {
     float rs = u * (hi - lo);
     rs = rs + lo;
-    float scaled = nearbyintf(rs * (float)ASAM_SAM_IMG);
+    float scaled = nearbyintf(rs * (float)S);
     float sc = fminf(scaled / (float)h, scaled / (float)w);
     *nh = (int)nearbyintf((float)h * sc);
     *nw = (int)nearbyintf((float)w * sc);
@@ -192,14 +198,15 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, int
     // ref: utils/dataloader_sam.py:86 segmentation_{i % gt_num}: the first four, wrapping
     for (int b = 0; b < B; b++) pick[b] = b % s.n_masks;
     int prev = asam_ctx_set_grad(ctx, 0);
+    const int S = T->S;
     if (!o->augment) {
         asam_sam_sizes sz;
-        asam_sam_sizes_for(s.h, s.w, &sz);
+        asam_sam_sizes_at(S, s.h, s.w, &sz);
         if (T->seg.esam) /* EfficientSAM: the image fills the 1024 frame */
-            sz = (asam_sam_sizes){s.h, s.w, ASAM_SAM_IMG, ASAM_SAM_IMG};
-        const int D = asam_segmenter_dim(&T->seg);
-        const size_t EMB_N = (size_t)D * ASAM_SAM_GRID * ASAM_SAM_GRID;
-        P->emb = asam_new(ctx, ASAM_SHAPE(1, D, ASAM_SAM_GRID, ASAM_SAM_GRID));
+            sz = (asam_sam_sizes){s.h, s.w, S, S};
+        const int D = asam_segmenter_dim(&T->seg), G = asam_segmenter_grid(&T->seg);
+        const size_t EMB_N = (size_t)D * G * G;
+        P->emb = asam_new(ctx, ASAM_SHAPE(1, D, G, G));
         char path[1400];
         /* named by the dataset spec's hash, so runs listing datasets differently share it */
         const char *spec = asam_dataset_spec(T->ds[r->ds]);
@@ -224,7 +231,7 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, int
         if (!rc) {
             asam_tensor *mt = masks_tensor(ctx, &s, pick, B, 0);
             asam_tensor *rs = asam_resize_bilinear(ctx, mt, sz.input_h, sz.input_w);
-            P->gt = rs ? place(ctx, rs, 0, 0, sz.input_h, sz.input_w, 0.0f) : NULL;
+            P->gt = rs ? place(ctx, rs, 0, 0, sz.input_h, sz.input_w, 0.0f, S) : NULL;
             if (!P->gt) rc = -1;
         }
     } else {
@@ -243,23 +250,23 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, int
          * masks go to the same size from their own (the masks squashed to the image's frame) */
         float u = hk && hk->lsj_u ? hk->lsj_u(hk->user, T->step, k) : (float)asam_rng_uniform(rng);
         int nh, nw;
-        lsj_size(u, o->lsj_min, o->lsj_max, h, w, &nh, &nw);
+        lsj_size(u, o->lsj_min, o->lsj_max, h, w, S, &nh, &nw);
         // ref: utils/dataloader.py:258-259 F.interpolate(..., mode='bilinear') of both
         asam_tensor *pr = asam_resize_bilinear(ctx, px, nh, nw);
         asam_tensor *mr = asam_resize_bilinear(ctx, mt, nh, nw);
-        int ch = nh < ASAM_SAM_IMG ? nh : ASAM_SAM_IMG, cw = nw < ASAM_SAM_IMG ? nw : ASAM_SAM_IMG;
+        int ch = nh < S ? nh : S, cw = nw < S ? nw : S;
         // ref: utils/dataloader.py:264-265 np.random.randint(0, margin + 1), rows first
         int oy = hk && hk->crop ? hk->crop(hk->user, T->step, k, 0, nh - ch)
                                 : asam_rng_int(rng, nh - ch + 1);
         int ox = hk && hk->crop ? hk->crop(hk->user, T->step, k, 1, nw - cw)
                                 : asam_rng_int(rng, nw - cw + 1);
         // ref: utils/dataloader.py:274-275 pad 128 (image) / 0 (labels)
-        asam_tensor *canvas = pr ? place(ctx, pr, oy, ox, ch, cw, 128.0f) : NULL;
-        asam_tensor *gt = mr ? place(ctx, mr, oy, ox, ch, cw, 0.0f) : NULL;
+        asam_tensor *canvas = pr ? place(ctx, pr, oy, ox, ch, cw, 128.0f, S) : NULL;
+        asam_tensor *gt = mr ? place(ctx, mr, oy, ox, ch, cw, 0.0f, S) : NULL;
         if (!canvas || !gt) {
             rc = -1;
         } else {
-            const int64_t S2 = (int64_t)ASAM_SAM_IMG * ASAM_SAM_IMG;
+            const int64_t S2 = (int64_t)S * S;
             int kept = B;
             if (o->drop_cropped) { /* asam's variant: drop the masks the crop emptied */
                 kept = 0;
@@ -275,8 +282,7 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, int
             }
             B = kept;
             if (B > 0) {
-                P->gt = asam_reshape(ctx, asam_slice0(ctx, gt, 0, B),
-                                     ASAM_SHAPE(B, 1, ASAM_SAM_IMG, ASAM_SAM_IMG));
+                P->gt = asam_reshape(ctx, asam_slice0(ctx, gt, 0, B), ASAM_SHAPE(B, 1, S, S));
                 // ref: sam_continue_learning/main.py:468 imgs[bi].astype(np.uint8): the canvas
                 //   truncated to integers before the encoder
                 for (int64_t i = 0; i < canvas->numel; i++)
@@ -291,7 +297,6 @@ static int prepare(tuner *T, asam_ctx *ctx, const img_ref *r, asam_rng *rng, int
     asam_ctx_set_grad(ctx, prev);
     if (rc && !asam_ctx_ok(ctx)) asam_error("%s: %s", s.name, asam_ctx_error(ctx));
     if (!rc) P->B = P->gt ? B : 0;
-    const int S = ASAM_SAM_IMG;
     for (int b = 0; b < P->B; b++) {
         float box[4];
         P->fg[b] = asam_mask_box_f32(P->gt->data + (size_t)b * S * S, S, S, 128.0f, box);
@@ -332,24 +337,26 @@ static int group_points(const double *grp, size_t g0, size_t g1) {
     return n > 1 ? (int)n - 1 : 0;
 }
 
-/* HQ-SAM masks_noise on the GT (0..255) at 256 -> (B, 1, 256, 256) of 0 / 255 */
+/* HQ-SAM masks_noise on the GT (0..255) at S/4 -> (B, 1, S/4, S/4) of 0 / 255; at S = 1024:
+ * 256 and a 32x32 round trip */
 // ref: sam_continue_learning/main.py:463 F.interpolate(labels, (256, 256), 'bilinear'),
 //   utils/misc.py:499-515 masks_noise (/255, incoherent pixels of the 32x32 round trip get
 //   N(0, 1) added, > 0.5, * 255)
-static asam_tensor *noisy_mask(tuner *T, asam_ctx *ctx, asam_tensor *gt1024, asam_rng *rng,
+static asam_tensor *noisy_mask(tuner *T, asam_ctx *ctx, asam_tensor *gt_s, asam_rng *rng,
                                int mask0) {
     const asam_tune_hook *hk = T->hook;
+    const int L = T->S / 4, Q = L / 8 > 0 ? L / 8 : 1; /* 256, 32 (masks_noise sfact 8) */
     int prev = asam_ctx_set_grad(ctx, 0);
-    asam_tensor *l256 = asam_resize_bilinear(ctx, gt1024, 256, 256);
-    asam_tensor *g = l256 ? asam_new_like(ctx, l256) : NULL;
-    for (int64_t i = 0; g && i < g->numel; i++) g->data[i] = l256->data[i] / 255.0f;
-    asam_tensor *small = g ? asam_resize_bilinear(ctx, g, 32, 32) : NULL;
-    asam_tensor *rec = small ? asam_resize_bilinear(ctx, small, 256, 256) : NULL;
+    asam_tensor *low = asam_resize_bilinear(ctx, gt_s, L, L);
+    asam_tensor *g = low ? asam_new_like(ctx, low) : NULL;
+    for (int64_t i = 0; g && i < g->numel; i++) g->data[i] = low->data[i] / 255.0f;
+    asam_tensor *small = g ? asam_resize_bilinear(ctx, g, Q, Q) : NULL;
+    asam_tensor *rec = small ? asam_resize_bilinear(ctx, small, L, L) : NULL;
     asam_tensor *out = g ? asam_new_like(ctx, g) : NULL;
-    float *nz = hk && hk->draws ? asam_ctx_alloc(ctx, sizeof(float) * 256 * 256) : NULL;
+    float *nz = hk && hk->draws ? asam_ctx_alloc(ctx, sizeof(float) * (size_t)L * L) : NULL;
     asam_ctx_set_grad(ctx, prev);
     if (!rec || !out || (hk && hk->draws && !nz)) return NULL;
-    const int64_t HW = 256 * 256;
+    const int64_t HW = (int64_t)L * L;
     for (int64_t b = 0; b < g->shape[0]; b++) {
         if (nz) hk->draws(hk->user, T->step, 3, mask0 + (int)b, nz, (size_t)HW);
         for (int64_t i = b * HW; i < (b + 1) * HW; i++) {
@@ -395,7 +402,7 @@ static void box_and_points(tuner *T, const float *g, int S, float *box, float *p
     }
 }
 
-static void box_noise(float *b, float scale, asam_rng *rng) {
+static void box_noise(float *b, float scale, int S, asam_rng *rng) {
     if (scale <= 0) return;
     float cx = (b[0] + b[2]) / 2, cy = (b[1] + b[3]) / 2, w = b[2] - b[0], h = b[3] - b[1];
     float d[4] = {w / 2, h / 2, w, h}, v[4] = {cx, cy, w, h};
@@ -404,7 +411,7 @@ static void box_noise(float *b, float scale, asam_rng *rng) {
     b[1] = v[1] - v[3] / 2;
     b[2] = v[0] + v[2] / 2;
     b[3] = v[1] + v[3] / 2;
-    for (int i = 0; i < 4; i++) b[i] = fminf(fmaxf(b[i], 0.0f), (float)ASAM_SAM_IMG);
+    for (int i = 0; i < 4; i++) b[i] = fminf(fmaxf(b[i], 0.0f), (float)S);
 }
 
 typedef struct {
@@ -435,7 +442,7 @@ static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, as
     if (!(kind & avail)) return asam_ctx_fail(ctx, "tune: injected prompt kind not available");
     int B = P->B, K = kind == ASAM_PROMPT_POINTS ? n_pts : o->n_prompt_points;
     if (K > 64) K = 64;
-    const int S = ASAM_SAM_IMG, mask0 = k * o->masks_per_image;
+    const int S = T->S, mask0 = k * o->masks_per_image;
     asam_seg_prompt pr = {.batch = B};
     float *boxes = asam_ctx_alloc(ctx, sizeof(float) * 4 * (size_t)B);
     float *pts = asam_ctx_alloc(ctx, sizeof(float) * 2 * (size_t)(B * K + 1));
@@ -449,7 +456,7 @@ static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, as
         for (int b = 0; b < B; b++) {
             box_and_points(T, P->gt->data + (size_t)b * S * S, S, boxes + 4 * b, pts + 2 * b * K, K,
                            kind == ASAM_PROMPT_POINTS, rng, idx, mask0 + b);
-            if (kind == ASAM_PROMPT_BOX) box_noise(boxes + 4 * b, o->box_noise, rng);
+            if (kind == ASAM_PROMPT_BOX) box_noise(boxes + 4 * b, o->box_noise, S, rng);
         }
         if (kind == ASAM_PROMPT_BOX) {
             pr.boxes = boxes;
@@ -460,6 +467,7 @@ static asam_tensor *forward_image(tuner *T, asam_ctx *ctx, const prepared *P, as
             pr.labels = labels;
         }
     }
+    if (hk && hk->prompts) hk->prompts(hk->user, T->step, k, kind, &pr);
     asam_tensor *low, *iou;
     if (asam_segmenter_decode(ctx, &T->seg, P->emb, &pr, 0, &low, &iou)) return NULL;
     // ref: sam_continue_learning/main.py:506 loss_masks(masks, labels / 255.0, len(masks))
@@ -854,6 +862,7 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
         rc = asam_error("tune: %s: EfficientSAM takes no mask prompts", o->model_path);
         goto done;
     }
+    T.S = asam_segmenter_img_size(&T.seg);
     T.key = asam_segmenter_encoder_key(&T.seg);
     snprintf(T.cache_dir, sizeof T.cache_dir, "%s", o->cache_dir ? o->cache_dir : "");
     if (!o->cache_dir) snprintf(T.cache_dir, sizeof T.cache_dir, "%s/cache", o->out_dir);

@@ -48,7 +48,8 @@ static int parse_args(eval_args *a, int argc, char **argv) {
          "SAM or EfficientSAM checkpoint (each with its own\n"
          "pre-processing; EfficientSAM always its official pipeline); repeat\n"
          "to compare several. SAM logits go x4 to 1024, then to the GT size\n"
-         "(the official eval of a tuned decoder, main.py:664)"},
+         "(the official eval of a tuned decoder, main.py:664). A SAM of\n"
+         "input side S works at S (1024 -> S, 256 -> S/4 here and below)"},
         {"--baseline", OPT_LIST, &a->baseline_list, "FILE",
          "a model scored as the official --baseline: 256 logits to the GT\n"
          "size in one step (main.py:655); listed before the --model ones"},

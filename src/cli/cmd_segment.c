@@ -58,13 +58,17 @@ static int read_meta_int(const asam_checkpoint *ck, const char *key, int *v) {
     return 0;
 }
 
-static int load_embedding(const char *path, float *emb, asam_sam_sizes *sz, int *have_sizes) {
+/* emb: (256, G, G), G = S / 16 of the model (64 for the official 1024 input) */
+static int load_embedding(const char *path, int G, float *emb, asam_sam_sizes *sz,
+                          int *have_sizes) {
     asam_checkpoint *ck;
     if (asam_checkpoint_open(path, &ck) != 0) return -1;
     const asam_ckpt_tensor *t = asam_checkpoint_find(ck, "image_embedding");
-    if (!t || t->numel != 256 * 64 * 64) {
+    if (!t || t->numel != (int64_t)256 * G * G) {
         asam_checkpoint_close(ck);
-        return asam_error("%s: no image_embedding of 256x64x64 values", path);
+        return asam_error("%s: no image_embedding of 256x%dx%d values (the model's input side is "
+                          "%d)",
+                          path, G, G, 16 * G);
     }
     int rc = asam_ckpt_read_f32(ck, t, emb);
     *have_sizes = read_meta_int(ck, "orig_h", &sz->orig_h) == 0 &&
@@ -75,7 +79,9 @@ static int load_embedding(const char *path, float *emb, asam_sam_sizes *sz, int 
     return rc;
 }
 
-static int load_mask_input(const char *path, float *mask) {
+/* mask: (L, L), L = S / 4 of the model (256 for the official 1024 input) */
+static int load_mask_input(const char *path, int L, float *mask) {
+    const int64_t LL = (int64_t)L * L;
     asam_image im = {0};
     FILE *f = fopen(path, "rb");
     if (!f) return asam_error("%s: %s", path, strerror(errno));
@@ -84,12 +90,12 @@ static int load_mask_input(const char *path, float *mask) {
     fclose(f);
     if (got == 8 && magic[0] == 0x89 && magic[1] == 'P' && magic[2] == 'N' && magic[3] == 'G') {
         if (asam_image_read(path, 1, &im) != 0) return -1;
-        if (im.w != 256 || im.h != 256) {
+        if (im.w != L || im.h != L) {
             int w = im.w, h = im.h;
             asam_image_free(&im);
-            return asam_error("%s: mask input PNG must be 256x256, got %dx%d", path, w, h);
+            return asam_error("%s: mask input PNG must be %dx%d, got %dx%d", path, L, L, w, h);
         }
-        for (int i = 0; i < 256 * 256; i++) mask[i] = ((float)im.data[i] - 128.0f) / 6.35f;
+        for (int64_t i = 0; i < LL; i++) mask[i] = ((float)im.data[i] - 128.0f) / 6.35f;
         asam_image_free(&im);
         return 0;
     }
@@ -98,11 +104,11 @@ static int load_mask_input(const char *path, float *mask) {
     const asam_ckpt_tensor *t = asam_checkpoint_find(ck, "mask_input");
     int rc = 0;
     if (t) {
-        if (t->numel != 256 * 256)
-            rc = asam_error("%s: mask_input must hold 256x256 values", path);
+        if (t->numel != LL)
+            rc = asam_error("%s: mask_input must hold %dx%d values", path, L, L);
         else
             rc = asam_ckpt_read_f32(ck, t, mask);
-    } else if ((t = asam_checkpoint_find(ck, "low_res_logits")) != NULL && t->numel % 65536 == 0) {
+    } else if ((t = asam_checkpoint_find(ck, "low_res_logits")) != NULL && t->numel % LL == 0) {
         /* a --save file: best-IoU mask of the first prompt */
         const asam_ckpt_tensor *ti = asam_checkpoint_find(ck, "iou_predictions");
         float *all = malloc(sizeof(float) * (size_t)t->numel);
@@ -115,10 +121,13 @@ static int load_mask_input(const char *path, float *mask) {
                 for (int c = 1; c < C; c++)
                     if (iou[c] > iou[best]) best = c;
         }
-        if (rc == 0) memcpy(mask, all + (size_t)best * 65536, sizeof(float) * 65536);
+        if (rc == 0 && (int64_t)(best + 1) * LL > t->numel)
+            rc = asam_error("%s: iou_predictions do not match low_res_logits", path);
+        if (rc == 0) memcpy(mask, all + (size_t)best * LL, sizeof(float) * (size_t)LL);
         free(all);
     } else {
-        rc = asam_error("%s: no 'mask_input' (256x256) or 'low_res_logits' tensor", path);
+        rc = asam_error("%s: no 'mask_input' (%dx%d) or 'low_res_logits' tensor of that size", path,
+                        L, L);
     }
     asam_checkpoint_close(ck);
     return rc;
@@ -196,10 +205,11 @@ static int parse_args(segment_args *a, int argc, char **argv) {
          .parse = parse_point},
         {"--mask-input", OPT_STR, &a->mask_path, "FILE",
          "a low-res mask prompt in the 256x256 frame of the padded 1024\n"
-         "input: a safetensors holding 'mask_input' (256x256 logits, any\n"
-         "leading dims of 1), or a --save file (its best-IoU low-res mask of\n"
-         "the first prompt is used), or an 8-bit gray 256x256 PNG where pixel\n"
-         "v means logit (v - 128) / 6.35 (0 -> -20, 255 -> +20)"},
+         "input (S/4 x S/4 of S for a model of input side S): a safetensors\n"
+         "holding 'mask_input' (256x256 logits, any leading dims of 1), or a\n"
+         "--save file (its best-IoU low-res mask of the first prompt is used),\n"
+         "or an 8-bit gray 256x256 PNG where pixel v means logit\n"
+         "(v - 128) / 6.35 (0 -> -20, 255 -> +20)"},
         {"--multimask", OPT_FLAG, &a->multimask, NULL,
          "predict 3 masks per prompt and keep the one with the highest\n"
          "predicted IoU (--save keeps all 3)"},
@@ -213,7 +223,8 @@ static int parse_args(segment_args *a, int argc, char **argv) {
          "safetensors with image_embedding (1,256,64,64), low_res_logits,\n"
          "iou_predictions and mask_logits with the official predictor's\n"
          "shapes: (C,256,256), (C), (C,H,W) for one prompt, (B,C,...) for B\n"
-         "boxes; metadata holds orig_h, orig_w, input_h, input_w"},
+         "boxes (64 and 256 are S/16 and S/4 for a model of input side S);\n"
+         "metadata holds orig_h, orig_w, input_h, input_w"},
         {"--json", OPT_FLAG, &a->json, NULL,
          "print IoU predictions and mask areas as JSON on stdout"},
         {"--embedding", OPT_STR, &a->emb_path, "FILE",
@@ -227,6 +238,7 @@ static int parse_args(segment_args *a, int argc, char **argv) {
         "Segment an image with SAM (ViT-B/L/H, official .pth or safetensors), as the official\n"
         "SamPredictor: ResizeLongestSide(1024), decoder on the image embedding, masks = logits > "
         "0.\n"
+        "A SAM built for another input side S (read from the checkpoint) works in its S frame.\n"
         "Prompt coordinates are in original image pixels; give at least one prompt.\n"
         "Segment everything (no prompts, SA-1B JSON out): asam segment --everything --help\n",
         opts,
@@ -252,7 +264,7 @@ static int parse_args(segment_args *a, int argc, char **argv) {
 typedef struct {
     asam_image img;
     asam_sam_sizes sz;
-    float *emb, *mask; /* (256,64,64) reused embedding; (256,256) mask prompt */
+    float *emb, *mask; /* (256,S/16,S/16) reused embedding; (S/4,S/4) mask prompt */
     asam_sam *m;
     asam_sam_predictor pred;
     asam_sam_result res;
@@ -269,33 +281,37 @@ static void seg_free(seg_run *r) {
     asam_image_free(&r->img);
 }
 
-/* The image and/or a stored embedding, checked against each other, then the prompts. */
+/* The image, then the model; a stored embedding checked against both; then the prompts (the
+ * embedding and mask prompt sizes follow the model's input side S). */
 static int load_inputs(const segment_args *a, seg_run *r) {
-    if (a->image_path) {
-        if (asam_image_read(a->image_path, 3, &r->img) != 0) return -1;
-        asam_sam_sizes_for(r->img.h, r->img.w, &r->sz);
-    }
+    if (a->image_path && asam_image_read(a->image_path, 3, &r->img) != 0) return -1;
+    if (asam_sam_load(a->model_path, &r->m) != 0) return -1;
+    const int S = asam_sam_img_size(r->m), G = asam_sam_grid(r->m), L = asam_sam_lowres(r->m);
+    if (a->image_path) asam_sam_sizes_at(S, r->img.h, r->img.w, &r->sz);
     if (a->emb_path) {
         asam_sam_sizes es = {0};
         int have = 0;
-        r->emb = malloc(sizeof(float) * 256 * 64 * 64);
+        r->emb = malloc(sizeof(float) * 256 * (size_t)G * G);
         if (!r->emb) return asam_error("out of memory");
-        if (load_embedding(a->emb_path, r->emb, &es, &have) != 0) return -1;
+        if (load_embedding(a->emb_path, G, r->emb, &es, &have) != 0) return -1;
         if (!have && !a->image_path)
             return asam_error("%s: no orig_h/orig_w/input_h/input_w metadata; give --image too",
                               a->emb_path);
         if (have && a->image_path && (es.orig_h != r->img.h || es.orig_w != r->img.w))
             return asam_error("%s: embedding is for a %dx%d image but %s is %dx%d", a->emb_path,
                               es.orig_w, es.orig_h, a->image_path, r->img.w, r->img.h);
+        if (have && (es.input_h > S || es.input_w > S || es.input_h < 1 || es.input_w < 1))
+            return asam_error("%s: input size %dx%d does not fit the model's input side %d",
+                              a->emb_path, es.input_w, es.input_h, S);
         if (have) r->sz = es;
     }
     /* Prompts partly or wholly outside the image are accepted as SamPredictor accepts them:
      * ResizeLongestSide.apply_coords / apply_boxes scale them without clamping, and the
      * prompt encoder embeds any coordinate. */
     if (a->mask_path) {
-        r->mask = malloc(sizeof(float) * 65536);
+        r->mask = malloc(sizeof(float) * (size_t)L * L);
         if (!r->mask) return asam_error("out of memory");
-        if (load_mask_input(a->mask_path, r->mask) != 0) return -1;
+        if (load_mask_input(a->mask_path, L, r->mask) != 0) return -1;
     }
     return 0;
 }
@@ -308,14 +324,8 @@ static float *repeat(const float *src, size_t n, int B) {
     return dst;
 }
 
-/* Model, encoder (or the reused embedding), decoder; B prompts: one per box, else one. */
+/* Encoder (or the reused embedding), decoder; B prompts: one per box, else one. */
 static int run(const segment_args *a, seg_run *r) {
-    if (asam_sam_load(a->model_path, &r->m) != 0) return -1;
-    /* --embedding, --mask-input and --save hold the 1024 model's (256,64,64) / 256x256 shapes */
-    if (asam_sam_img_size(r->m) != ASAM_SAM_IMG && (r->emb || a->mask_path || a->save_path))
-        return asam_error("%s: a SAM of input size %d: --embedding, --mask-input and --save take "
-                          "1024-input models only so far",
-                          a->model_path, asam_sam_img_size(r->m));
     if (asam_sam_predictor_init(&r->pred, r->m) != 0) return -1;
     if (r->emb ? asam_sam_predictor_set_embedding(&r->pred, r->emb, &r->sz)
                : asam_sam_predictor_set_image(&r->pred, &r->img))
@@ -323,7 +333,8 @@ static int run(const segment_args *a, seg_run *r) {
     const int B = r->B = a->n_boxes ? a->n_boxes : 1, np = a->n_points;
     float *pts = np ? repeat(a->points, (size_t)np * 2, B) : NULL;
     float *lab = np ? repeat(a->labels, (size_t)np, B) : NULL;
-    float *mk = r->mask ? repeat(r->mask, 65536, B) : NULL;
+    const size_t LL = (size_t)asam_sam_lowres(r->m) * asam_sam_lowres(r->m);
+    float *mk = r->mask ? repeat(r->mask, LL, B) : NULL;
     int rc;
     if ((np && (!pts || !lab)) || (r->mask && !mk)) {
         rc = asam_error("out of memory");
@@ -360,16 +371,17 @@ static int write_save(const segment_args *a, const seg_run *r) {
     snprintf(iw, sizeof iw, "%d", r->sz.input_w);
     const char *meta[] = {"orig_h", oh, "orig_w", ow, "input_h", ih, "input_w", iw};
     int one = B == 1 && a->n_boxes <= 1; /* predict() shapes, else predict_torch's */
+    const int64_t G = asam_sam_grid(r->m), L = asam_sam_lowres(r->m); /* 64, 256 */
     asam_st_entry e[4];
     memset(e, 0, sizeof e);
-    e[0] = (asam_st_entry){
-        "image_embedding", ASAM_DT_F32, 4, {1, 256, 64, 64}, r->pred.embedding->data};
+    e[0] =
+        (asam_st_entry){"image_embedding", ASAM_DT_F32, 4, {1, 256, G, G}, r->pred.embedding->data};
     if (one) {
-        e[1] = (asam_st_entry){"low_res_logits", ASAM_DT_F32, 3, {C, 256, 256}, res->low_res};
+        e[1] = (asam_st_entry){"low_res_logits", ASAM_DT_F32, 3, {C, L, L}, res->low_res};
         e[2] = (asam_st_entry){"iou_predictions", ASAM_DT_F32, 1, {C}, res->iou};
         e[3] = (asam_st_entry){"mask_logits", ASAM_DT_F32, 3, {C, H, W}, res->mask_logits};
     } else {
-        e[1] = (asam_st_entry){"low_res_logits", ASAM_DT_F32, 4, {B, C, 256, 256}, res->low_res};
+        e[1] = (asam_st_entry){"low_res_logits", ASAM_DT_F32, 4, {B, C, L, L}, res->low_res};
         e[2] = (asam_st_entry){"iou_predictions", ASAM_DT_F32, 2, {B, C}, res->iou};
         e[3] = (asam_st_entry){"mask_logits", ASAM_DT_F32, 4, {B, C, H, W}, res->mask_logits};
     }

@@ -79,12 +79,8 @@ int cmd_segment_everything(int argc, char **argv) {
     a.o.model_path = a.model_path;
     asam_sam *m = NULL;
     asam_everything_stats st;
-    rc = asam_sam_load(a.model_path, &m);
-    if (!rc && asam_sam_img_size(m) != ASAM_SAM_IMG) /* the point grid and crops are 1024's */
-        rc = asam_error("%s: a SAM of input size %d: segment --everything takes 1024-input "
-                        "models only so far",
-                        a.model_path, asam_sam_img_size(m));
-    if (!rc) rc = asam_segment_everything(m, a.input, a.out_dir, &a.o, &st);
+    rc = asam_sam_load(a.model_path, &m) ||
+         asam_segment_everything(m, a.input, a.out_dir, &a.o, &st);
     asam_sam_free(m);
     if (rc) return cli_fail("segment", "%s", asam_last_error());
     if (!a.o.quiet)

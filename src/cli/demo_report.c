@@ -328,8 +328,12 @@ static void md_tuning(md_buf *b, const demo *d) {
 }
 
 static void md_eval(md_buf *b, const demo *d) {
-    P(b, "## Evaluation\n\nASAM protocol: 1024x1024 resize, one tight GT box per mask, single-mask "
-         "output, mIoU / boundary IoU (dilation 0.02) averaged per image then over images.\n\n");
+    asam_sam_config cfg; /* the resize goes to the SAM's input side (1024 officially) */
+    int side = asam_sam_config_from_file(d->sam, &cfg) == 0 && cfg.img_size ? cfg.img_size : 1024;
+    P(b,
+      "## Evaluation\n\nASAM protocol: %dx%d resize, one tight GT box per mask, single-mask "
+      "output, mIoU / boundary IoU (dilation 0.02) averaged per image then over images.\n\n",
+      side, side);
     if (d->have_cells) {
         P(b, "| set | images | masks | original SAM mIoU | tuned SAM mIoU | original bIoU | tuned "
              "bIoU |\n|---|---:|---:|---:|---:|---:|---:|\n");

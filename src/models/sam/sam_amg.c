@@ -145,12 +145,13 @@ typedef struct {
     void *user;
 } amg_run;
 
-/* The prompt encoder adds 0.5 and divides by 1024 in float32; the official generator does both
- * in float64 (its grid is float64) and rounds once. Give the encoder the float v for which
- * float32 (v + 0.5) / 1024 is exactly that once-rounded value (both float steps are exact). */
-static float encoder_coord(double p1024) {
-    float xn = (float)((p1024 + 0.5) / (double)ASAM_SAM_IMG);
-    return xn * (float)ASAM_SAM_IMG - 0.5f;
+/* The prompt encoder adds 0.5 and divides by the input side S (1024) in float32; the official
+ * generator does both in float64 (its grid is float64) and rounds once. Give the encoder the
+ * float v for which float32 (v + 0.5) / S is exactly that once-rounded value (both float steps
+ * are exact when S is a power of two; otherwise within an ulp). */
+static float encoder_coord(double p_s, int S) {
+    float xn = (float)((p_s + 0.5) / (double)S);
+    return xn * (float)S - 0.5f;
 }
 
 /* The engine's arena keeps every intermediate of a decoder forward until it is released
@@ -200,13 +201,15 @@ static int keep_mask(amg_run *r, asam_tensor *low_flat, int i, float iou_i, cons
     // ref: segment-anything/segment_anything/automatic_mask_generator.py:309
     asam_amg_mask_box(r->crop_mask, ch, cw, c.box);
     // ref: segment-anything/segment_anything/utils/amg.py:78
-    // drop masks near an edge of the crop that is not an edge of the image (20 px)
+    // drop masks near an edge of the crop that is not an edge of the image (20 px, the
+    // official atol; 20 S / 1024 for a model of input side S: 2.5 px for SAM-mini)
     const float orig_box[4] = {0, 0, (float)r->img_w, (float)r->img_h};
+    const float atol = 20.0f * (float)asam_sam_img_size(r->model) / (float)ASAM_SAM_IMG;
     int near = 0;
     for (int k = 0; k < 4; k++) {
         float b = (float)(c.box[k] + crop[k % 2]);
-        int near_crop = fabsf(b - (float)crop[k]) <= 20.0f;
-        int near_image = fabsf(b - orig_box[k]) <= 20.0f;
+        int near_crop = fabsf(b - (float)crop[k]) <= atol;
+        int near_image = fabsf(b - orig_box[k]) <= atol;
         near |= near_crop && !near_image;
     }
     if (near) return 0;
@@ -250,9 +253,10 @@ static int process_batch(amg_run *r, const double *pts, int B, const int crop[4]
         float *labels = asam_ctx_alloc(ctx, sizeof(float) * (size_t)nb);
         if (!pp || !labels) return asam_error("amg: out of memory");
         double rw = (double)s->input_w / s->orig_w, rh = (double)s->input_h / s->orig_h;
+        const int S = asam_sam_img_size(r->model);
         for (int b = 0; b < nb; b++) {
-            pp[2 * b] = encoder_coord(pts[2 * (c0 + b)] * rw);
-            pp[2 * b + 1] = encoder_coord(pts[2 * (c0 + b) + 1] * rh);
+            pp[2 * b] = encoder_coord(pts[2 * (c0 + b)] * rw, S);
+            pp[2 * b + 1] = encoder_coord(pts[2 * (c0 + b) + 1] * rh, S);
             labels[b] = 1.0f;
         }
         // ref: segment-anything/segment_anything/automatic_mask_generator.py:279
@@ -265,8 +269,8 @@ static int process_batch(amg_run *r, const double *pts, int B, const int crop[4]
             return asam_error("amg: decoder: %s",
                               asam_ctx_error(ctx) ? asam_ctx_error(ctx) : "failed");
         int C = (int)low->shape[1];
-        asam_tensor *low_flat = asam_reshape(
-            ctx, low, ASAM_SHAPE((int64_t)nb * C, 1, ASAM_SAM_LOWRES, ASAM_SAM_LOWRES));
+        const int64_t L = asam_sam_lowres(r->model);
+        asam_tensor *low_flat = asam_reshape(ctx, low, ASAM_SHAPE((int64_t)nb * C, 1, L, L));
         if (!low_flat) return asam_error("amg: %s", asam_ctx_error(ctx));
         // ref: segment-anything/segment_anything/automatic_mask_generator.py:287
         // masks flattened point-major: point b gives masks b*C .. b*C + C-1
