@@ -52,6 +52,27 @@ check "  with a table" grep -q "| val |" "$TMP/ev.md"
 check "segment --everything on a 64-input model exits 0" [ $? -eq 0 ]
 check "  with an SA-1B JSON" grep -q '"segmentation"' "$TMP/amg/sa_1.json"
 
+# the ASAM pipeline on the 64-input model: PGD images, tuning on them, eval of both models,
+# generate (tiny SD at 128 px, skip-gradient attack) -- each in the model's 64 frame
+"$BIN" attack-pgd --model "$TMP/m.pth" --data "sa1b:$TMP/w/val" --out "$TMP/pgd" --iters 1 --quiet
+check "attack-pgd on the 64-input model exits 0" [ $? -eq 0 -a -s "$TMP/pgd/sa_1.png" ]
+"$BIN" tune --model "$TMP/m.pth" --data "adv:$TMP/pgd:$TMP/w/val" --out "$TMP/tuned" --epochs 1 \
+    --batch 2 --points 256 --seed 2 2> "$TMP/err"
+check "tune on its PGD images exits 0" [ $? -eq 0 -a -s "$TMP/tuned/sam_tuned.pth" ]
+"$BIN" inspect "$TMP/tuned/sam_tuned.pth" > "$TMP/inspect_t"
+check "  the tuned model keeps the 64 input (4x4 tokens)" grep -q "image_encoder.pos_embed.*1, 4, 4, 32" "$TMP/inspect_t"
+"$BIN" eval --baseline "$TMP/m.pth" --model "$TMP/tuned/sam_tuned.pth" --data "val=sa1b:$TMP/w/val" \
+    --json "$TMP/ev2.json" --quiet > /dev/null
+check "eval of both exits 0" [ $? -eq 0 ]
+check "  a result per model" [ "$(grep -o '"miou"' "$TMP/ev2.json" | wc -l)" -eq 2 ]
+fixture sd_tiny/model.ckpt "$TMP/sd.ckpt"
+fixture sd_tiny/control.pth "$TMP/control.pth"
+"$BIN" generate --sd "$TMP/sd.ckpt" --controlnet "$TMP/control.pth" --sam "$TMP/m.pth" \
+    --captions "$TMP/w/val/captions.jsonl" --data "sa1b:$TMP/w/val" --out "$TMP/gen" --size 128 \
+    --steps 2 --null-steps 1 --iters 2 --limit 1 > /dev/null 2> "$TMP/err"
+check "generate attacking the 64-input model exits 0" [ $? -eq 0 -a -s "$TMP/gen/adv/sa_1.jpg" ]
+check "  its record holds the IoU of each iteration" grep -q '"miou"' "$TMP/gen/adv/sa_1.attack.json"
+
 "$BIN" train-sam --data "$TMP/w/train" --out "$TMP/x.pth" --img-size 100 2> "$TMP/err"
 check "train-sam --img-size 100: usage error (2)" [ $? -eq 2 ]
 "$BIN" train-sam --data "$TMP/nothing" --out "$TMP/x.pth" --steps 1 2> "$TMP/err"
