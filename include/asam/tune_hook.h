@@ -27,7 +27,8 @@ typedef struct asam_tune_hook {
     /* point prompts: n indices into the mask's n_fg foreground pixels in raster order */
     void (*points)(void *user, int step, int mask, int n_fg, int n, int *idx);
     /* n values of stream `which`: 1 the loss's candidate points, 2 its random share (uniform in
-     * [0, 1)), 3 the mask-prompt noise (standard normal, one per 256x256 pixel) */
+     * [0, 1)), 3 the mask-prompt noise (standard normal, one per low-res pixel: 256x256, S/4 x S/4
+     * for a model of input side S) */
     void (*draws)(void *user, int step, int which, int mask, float *out, size_t n);
     /* after each optimiser step: the step's loss; params[0] iou_token, params[1] mask_tokens
      * (their .grad still holds the step's gradient) */

@@ -110,11 +110,11 @@ static int target_size(const asam_attack_target *t) {
 }
 
 static int target_alloc(asam_attack_target *t, int n, int size) {
+    memset(t, 0, sizeof *t);
     if (size < 16 || size > ASAM_SAM_IMG || size % 16)
         return asam_error("attack: input side %d is not a multiple of 16 in 16..%d", size,
                           ASAM_SAM_IMG);
     const size_t L = (size_t)size / 4;
-    memset(t, 0, sizeof *t);
     t->n = n;
     t->size = size;
     t->boxes = malloc((size_t)n * 4 * sizeof(float));
