@@ -3,7 +3,10 @@
 #ifndef ASAM_PUBLIC_SD_SYNTH_H
 #define ASAM_PUBLIC_SD_SYNTH_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "asam/checkpoint.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,6 +39,21 @@ int asam_sd_synth_write(const char *path, const asam_sd_synth_unet_cfg *unet,
                         const char *vae_prefix, const asam_sd_synth_unet_cfg *control,
                         const char *control_prefix, int diffusers, int f16, uint64_t seed,
                         int64_t *n_tensors, int64_t *n_params);
+
+/* The same models in memory: CompVis names without prefixes, F32 values (entries point into
+ * buffers owned by the model), for building a model through its loader
+ * (asam_checkpoint_from_entries) before initialising it by name. */
+typedef struct {
+    asam_st_entry *entries;
+    size_t n;
+    int64_t n_params;
+    void **bufs_; /* owned */
+    void *keys_;  /* owned: the names */
+} asam_sd_synth_model;
+int asam_sd_synth_build(const asam_sd_synth_unet_cfg *unet, const asam_sd_synth_vae_cfg *vae,
+                        const asam_sd_synth_unet_cfg *control, uint64_t seed,
+                        asam_sd_synth_model *out);
+void asam_sd_synth_model_free(asam_sd_synth_model *m);
 
 #ifdef __cplusplus
 }

@@ -30,6 +30,8 @@ static const command commands[] = {
     {"generate", cmd_generate, "invert + attack over a dataset (resumable)"},
     {"train-controlnet", cmd_train_controlnet, "train a mask-to-image ControlNet"},
     {"train-sam", cmd_train_sam, "train SAM from scratch (box and point prompts)"},
+    {"train-vae", cmd_train_vae, "train SD's VAE from scratch (small width, diffusers folder)"},
+    {"train-unet", cmd_train_unet, "train SD's UNet from scratch on VAE latents + CLIP captions"},
     {"world", cmd_world, "write the miniature world: training, validation and six shifted sets"},
     {"experiment-report", cmd_experiment_report,
      "tables, charts and panels of the world experiment (scripts/experiment.sh)"},

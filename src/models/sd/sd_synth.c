@@ -241,11 +241,13 @@ static float uniform(uint64_t *s) { /* [-1, 1), 24 bits of a splitmix64 stream *
     return (float)((asam_splitmix64(s) >> 40) * (2.0 / (double)(1ull << 24)) - 1.0);
 }
 
-int asam_sd_synth_write(const char *path, const asam_sd_synth_unet_cfg *unet,
-                        const char *unet_prefix, const asam_sd_synth_vae_cfg *vae,
-                        const char *vae_prefix, const asam_sd_synth_unet_cfg *control,
-                        const char *control_prefix, int diffusers, int f16, uint64_t seed,
-                        int64_t *n_tensors, int64_t *n_params) {
+/* The entries (names, shapes, random values in owned buffers) of the requested models. */
+static int synth_build(const char *path, const asam_sd_synth_unet_cfg *unet,
+                       const char *unet_prefix, const asam_sd_synth_vae_cfg *vae,
+                       const char *vae_prefix, const asam_sd_synth_unet_cfg *control,
+                       const char *control_prefix, int diffusers, int f16, uint64_t seed,
+                       asam_sd_synth_model *out) {
+    memset(out, 0, sizeof *out);
     keylist L = {0};
     /* remember which model each key belongs to for the diffusers names */
     size_t ends[3] = {0, 0, 0};
@@ -259,8 +261,8 @@ int asam_sd_synth_write(const char *path, const asam_sd_synth_unet_cfg *unet,
         free(L.k);
         return asam_error("%s: out of memory", path);
     }
-    asam_st_entry *ent = calloc(L.n, sizeof *ent);
-    void **bufs = calloc(L.n, sizeof *bufs);
+    asam_st_entry *ent = calloc(L.n ? L.n : 1, sizeof *ent);
+    void **bufs = calloc(L.n ? L.n : 1, sizeof *bufs);
     int rc = ent && bufs ? 0 : asam_error("%s: out of memory", path);
     int64_t total = 0;
     uint64_t s = seed;
@@ -306,12 +308,40 @@ int asam_sd_synth_write(const char *path, const asam_sd_synth_unet_cfg *unet,
         for (int d = 0; d < k->ndim; d++) ent[i].shape[d] = k->shape[d];
         ent[i].data = bufs[i];
     }
-    if (rc == 0) rc = asam_safetensors_write(path, ent, L.n, NULL, 0);
-    if (rc == 0 && n_tensors) *n_tensors = (int64_t)L.n;
-    if (rc == 0 && n_params) *n_params = total;
-    for (size_t i = 0; bufs && i < L.n; i++) free(bufs[i]);
-    free(bufs);
-    free(ent);
-    free(L.k);
+    out->entries = ent;
+    out->n = L.n;
+    out->n_params = total;
+    out->bufs_ = bufs;
+    out->keys_ = L.k;
+    if (rc) asam_sd_synth_model_free(out);
+    return rc;
+}
+
+void asam_sd_synth_model_free(asam_sd_synth_model *m) {
+    for (size_t i = 0; m->bufs_ && i < m->n; i++) free(m->bufs_[i]);
+    free(m->bufs_);
+    free(m->entries);
+    free(m->keys_);
+    memset(m, 0, sizeof *m);
+}
+
+int asam_sd_synth_build(const asam_sd_synth_unet_cfg *unet, const asam_sd_synth_vae_cfg *vae,
+                        const asam_sd_synth_unet_cfg *control, uint64_t seed,
+                        asam_sd_synth_model *out) {
+    return synth_build("<sd synth>", unet, "", vae, "", control, "", 0, 0, seed, out);
+}
+
+int asam_sd_synth_write(const char *path, const asam_sd_synth_unet_cfg *unet,
+                        const char *unet_prefix, const asam_sd_synth_vae_cfg *vae,
+                        const char *vae_prefix, const asam_sd_synth_unet_cfg *control,
+                        const char *control_prefix, int diffusers, int f16, uint64_t seed,
+                        int64_t *n_tensors, int64_t *n_params) {
+    asam_sd_synth_model m;
+    int rc = synth_build(path, unet, unet_prefix, vae, vae_prefix, control, control_prefix,
+                         diffusers, f16, seed, &m);
+    if (rc == 0) rc = asam_safetensors_write(path, m.entries, m.n, NULL, 0);
+    if (rc == 0 && n_tensors) *n_tensors = (int64_t)m.n;
+    if (rc == 0 && n_params) *n_params = m.n_params;
+    if (m.entries) asam_sd_synth_model_free(&m);
     return rc;
 }
