@@ -84,6 +84,15 @@ int sdm_vae_new(const asam_sd_synth_vae_cfg *c, uint64_t seed, asam_vae **out) {
     sdm_params P;
     sdm_vae_params(*out, &P);
     init_params(&P, seed, 0);
+    /* One departure from the official initialisation: the posterior's log-variance starts at
+     * SDM_VAE_LOGVAR0 (std 0.007) instead of about 0. With std 1 noise on latents whose means
+     * start with a std of about 0.4, the decoder first sees mostly noise, and AdamW moves the
+     * logvar bias by at most about lr per step, so a short run spends thousands of steps
+     * removing it; the KL term still pulls the variance up as the official objective does. */
+    for (size_t i = 0; i < P.n; i++)
+        if (!strcmp(P.names[i], "quant_conv.bias"))
+            for (int64_t j = P.p[i]->numel / 2; j < P.p[i]->numel; j++)
+                P.p[i]->data[j] = SDM_VAE_LOGVAR0;
     return 0;
 }
 

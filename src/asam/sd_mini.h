@@ -26,6 +26,9 @@ void sdm_unet_params(const asam_unet *m, sdm_params *out);
 /* requires_grad on every weight; the sum of their sizes. */
 int64_t sdm_set_trainable(const sdm_params *P);
 
+/* Initial log-variance of a new VAE's posterior (see sdm_vae_new). */
+#define SDM_VAE_LOGVAR0 (-10.0f)
+
 /* New models of the given configuration, initialised as the official code does (torch's
  * default Linear/Conv initialisation, norms 1/0, biases 0, the UNet's zero_module layers 0). */
 int sdm_vae_new(const asam_sd_synth_vae_cfg *c, uint64_t seed, asam_vae **out);

@@ -113,9 +113,12 @@ int asam_sd_load(const char *path, const char *tokenizer_dir, asam_sd **out) {
     char tdir[4096];
     if (tokenizer_dir)
         snprintf(tdir, sizeof tdir, "%s", tokenizer_dir);
-    else if (diffusers)
+    else if (diffusers) {
+        /* a folder without tokenizer/ (asam's committed miniature models) uses the built-in
+         * copy of the same CLIP BPE files */
         snprintf(tdir, sizeof tdir, "%s/tokenizer", path);
-    else
+        if (!is_dir(tdir)) snprintf(tdir, sizeof tdir, "%s", asam_clip_default_dir());
+    } else
         snprintf(tdir, sizeof tdir, "%s", asam_clip_default_dir());
     if (asam_clip_tokenizer_load_dir(tdir, &sd->tokenizer) ||
         (diffusers ? load_diffusers(sd, path) : load_single(sd, path))) {
