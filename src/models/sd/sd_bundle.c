@@ -113,12 +113,9 @@ int asam_sd_load(const char *path, const char *tokenizer_dir, asam_sd **out) {
     char tdir[4096];
     if (tokenizer_dir)
         snprintf(tdir, sizeof tdir, "%s", tokenizer_dir);
-    else if (diffusers) {
-        /* a folder without tokenizer/ (asam's committed miniature models) uses the built-in
-         * copy of the same CLIP BPE files */
+    else if (diffusers)
         snprintf(tdir, sizeof tdir, "%s/tokenizer", path);
-        if (!is_dir(tdir)) snprintf(tdir, sizeof tdir, "%s", asam_clip_default_dir());
-    } else
+    else
         snprintf(tdir, sizeof tdir, "%s", asam_clip_default_dir());
     if (asam_clip_tokenizer_load_dir(tdir, &sd->tokenizer) ||
         (diffusers ? load_diffusers(sd, path) : load_single(sd, path))) {
