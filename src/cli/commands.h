@@ -22,7 +22,6 @@ int cmd_train_controlnet(int argc, char **argv);
 int cmd_train_sam(int argc, char **argv);
 int cmd_train_vae(int argc, char **argv);
 int cmd_train_unet(int argc, char **argv);
-int cmd_f16(int argc, char **argv);
 int cmd_world(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

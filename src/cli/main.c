@@ -32,7 +32,6 @@ static const command commands[] = {
     {"train-sam", cmd_train_sam, "train SAM from scratch (box and point prompts)"},
     {"train-vae", cmd_train_vae, "train SD's VAE from scratch (small width, diffusers folder)"},
     {"train-unet", cmd_train_unet, "train SD's UNet from scratch on VAE latents + CLIP captions"},
-    {"f16", cmd_f16, "copy a safetensors checkpoint with its F32 tensors as F16"},
     {"world", cmd_world, "write the miniature world: training, validation and six shifted sets"},
     {"experiment-report", cmd_experiment_report,
      "tables, charts and panels of the world experiment (scripts/experiment.sh)"},
