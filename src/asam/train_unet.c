@@ -165,6 +165,7 @@ static int load_moments(const asam_unet_train_opts *o, asam_ctx *ctx, const asam
     asam_progress bar;
     if (!rc && !d->moments) {
         asam_progress_start(&bar, "train-unet: encoding", "image", (int64_t)N, ASAM_PROGRESS_LOG);
+        bar.every = N / 10 > 0 ? (int64_t)N / 10 : 1;
         asam_ctx_set_grad(ctx, 0);
         for (size_t i = 0; i < N && !rc; i++) {
             asam_sample s;
