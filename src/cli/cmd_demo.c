@@ -1,13 +1,15 @@
 /* asam demo: the ASAM pipeline end to end on a built-in default, in a few minutes on 2 cores.
  *
- *   models   the tiny random-weight reference models shipped in tests/data (SAM, SD 1.5
- *            structure, mask ControlNet), decompressed into OUT/models/
- *   data     a synthetic SA-1B-style shard (shapes + RLE masks + captions) for generation and
- *            tuning, and a held-out one for evaluation (OUT/data/train, OUT/data/heldout)
+ *   models   the miniature world's models, trained by asam itself and installed with it
+ *            (share/asam/models/world: SAM-mini, SD-mini with CLIP-mini, the mask ControlNet;
+ *            data/world/README.md in the sources), read in place
+ *   data     a few scenes of the world (asam world, the seed the models were trained with):
+ *            training images and, per held-out set, as many evaluation images (OUT/world)
  *   generate DDIM + null-text inversion and the MI-FGSM latent attack against SAM (OUT/gen)
  *   tune     SAM's output tokens on the adversarial images with the original masks (OUT/tune)
- *   eval     original vs tuned SAM (OUT/eval)
- *   report   OUT/report.md + PNG panels
+ *   eval     original vs tuned SAM on the test split and the six shifted sets (OUT/eval)
+ *   report   OUT/report.md with SVG charts and PNG panels in OUT/report/, and the last full
+ *            experiment's table (scripts/experiment.sh) when it is installed
  * Every stage keeps its outputs; a rerun skips what is finished. */
 #include "cli/cli_util.h"
 #include "cli/demo.h"
@@ -28,22 +30,23 @@ static int parse_args(demo *d, int argc, char **argv) {
     const cli_opt opts[] = {
         {"--out", OPT_STR, &out, "DIR", "output folder (default asam_demo)"},
         {"--images", OPT_INT, &images, "N", "training images (default 4; --quick: 1)", 1, 10000},
-        {"--heldout", OPT_INT, &heldout, "N", "held-out evaluation images (default: as --images)",
-         1, 10000},
+        {"--heldout", OPT_INT, &heldout, "N",
+         "evaluation images per held-out set (default: as --images)", 1, 10000},
         {"--quick", OPT_FLAG, &d->quick, NULL,
          "one image, fewer steps and epochs (under a minute; for tests)"},
         {"--steps", OPT_INT, &steps, "N", "DDIM steps (default 10; --quick 3)", 1, 10000},
         {"--iters", OPT_INT, &iters, "N", "attack iterations (default 5; --quick 2)", 1, 10000},
         {"--epochs", OPT_INT, &epochs, "N", "tuning epochs (default 20; --quick 3)", 1, 10000},
         {"--assets", OPT_STR, &assets, "DIR",
-         "folder holding sam_tiny/ and sd_tiny/ (default: the installed\nshare/asam/models)"},
+         "folder holding world/ (the trained models; default: the installed\nshare/asam/models)"},
     };
     const cli_spec spec = {
         "demo",
         "[--out DIR] [--images N] [--quick] [--assets DIR]",
-        "Runs ASAM end to end on a synthetic SA-1B-style shard with the tiny random-weight\n"
-        "reference models: generate (invert + attack) -> tune -> eval, then writes\n"
-        "DIR/report.md and PNG panels in DIR/report/. A rerun skips finished stages.\n",
+        "Runs ASAM end to end on scenes of the miniature world with its trained models\n"
+        "(SAM-mini, SD-mini, mask ControlNet): generate (invert + attack) -> tune -> eval,\n"
+        "then writes DIR/report.md with charts and panels in DIR/report/. A rerun skips\n"
+        "finished stages.\n",
         opts,
         CLI_NOPTS(opts),
         NULL,
@@ -65,11 +68,12 @@ static int parse_args(demo *d, int argc, char **argv) {
 /* Paths under OUT, and OUT/demo_config.txt: finished stages are only reusable with the same
  * settings, so a folder made with other ones is refused. */
 static int setup_out(demo *d) {
-    snprintf(d->sam, sizeof d->sam, "%s/models/sam_tiny.pth", d->out);
-    snprintf(d->sd, sizeof d->sd, "%s/models/sd_tiny.ckpt", d->out);
-    snprintf(d->cn, sizeof d->cn, "%s/models/control_tiny.pth", d->out);
-    snprintf(d->train, sizeof d->train, "%s/data/train", d->out);
-    snprintf(d->heldout, sizeof d->heldout, "%s/data/heldout", d->out);
+    snprintf(d->sam, sizeof d->sam, "%s/world/sam_mini.safetensors", d->assets);
+    snprintf(d->sd, sizeof d->sd, "%s/world/sd", d->assets);
+    snprintf(d->cn, sizeof d->cn, "%s/world/controlnet.safetensors", d->assets);
+    snprintf(d->experiment, sizeof d->experiment, "%s/world/experiment", d->assets);
+    snprintf(d->world, sizeof d->world, "%s/world", d->out);
+    snprintf(d->train, sizeof d->train, "%s/world/train", d->out);
     snprintf(d->gen, sizeof d->gen, "%s/gen", d->out);
     snprintf(d->tune, sizeof d->tune, "%s/tune", d->out);
     snprintf(d->tuned, sizeof d->tuned, "%s/tune/sam_tuned.pth", d->out);
@@ -97,7 +101,7 @@ static int run_stages(demo *d) {
         stage_models(d) == 0 && stage_data(d) == 0 && stage_generate(d) == 0 && stage_tune(d) == 0;
     if (ok) ok = stage_eval(d) == 0;
     const char *all[5] = {"models", "data", "generate (invert + attack)", "tune (output tokens)",
-                          "eval (original vs tuned SAM)"};
+                          "eval (original vs tuned SAM)"}; /* the names the stages give */
     for (int i = d->n_st; i < 5; i++) {
         stage *s = &d->st[d->n_st++];
         s->name = all[i];

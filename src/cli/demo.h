@@ -9,10 +9,10 @@
 
 #include <cjson/cJSON.h>
 
-#define DEMO_SIZE 128 /* the tiny SD's image side (VAE resolution 128, latent 16) */
-#define DEMO_TRAIN_SEED 1
-#define DEMO_HELDOUT_SEED 2
+#define DEMO_SIZE 128     /* the world's image side: SD-mini 128 (latent 16), SAM-mini input 128 */
+#define DEMO_WORLD_SEED 1 /* the seed the world's models were trained on (asam world --seed 1) */
 #define MAX_STAGES 8
+#define DEMO_N_SETS 9 /* training images clean and adversarial, test, six unseen sets */
 
 typedef struct {
     const char *name;
@@ -23,12 +23,12 @@ typedef struct {
 
 typedef struct {
     char out[2048], assets[2048];
-    char sam[2300], sd[2300], cn[2300], tuned[2300];
-    char train[2300], heldout[2300], gen[2300], tune[2300], eval[2300];
+    char sam[2300], sd[2300], cn[2300], tuned[2300], experiment[2300];
+    char world[2300], train[2300], gen[2300], tune[2300], eval[2300];
     int images, heldout_n, steps, null_steps, iters, epochs, quick;
     stage st[MAX_STAGES];
     int n_st;
-    asam_eval_cell cells[6]; // [model][dataset]: 2 models x 3 sets
+    asam_eval_cell cells[2 * DEMO_N_SETS]; // [model][dataset]: original, tuned x the sets
     int have_cells;
     double tune_loss[256];
     int tune_epochs;
@@ -41,7 +41,7 @@ int stage_end(stage *s, int ok, const char *fmt, ...) __attribute__((format(prin
 void demo_gen_options(const demo *d, asam_gen_opts *go);
 int demo_write_json(const char *path, cJSON *j);
 cJSON *demo_read_json(const char *path); /* NULL when absent or malformed */
-/* The repository's tests/data, from the source's compile-time path. */
+/* The installed models folder (share/asam/models, holding world/). */
 void demo_default_assets(char *out, size_t n);
 
 int stage_models(demo *d);
@@ -51,7 +51,7 @@ int stage_tune(demo *d);
 int stage_eval(demo *d);
 int stage_report(demo *d);
 
-/* Names of the three evaluation sets, in the order of demo.cells. */
-extern const char *const demo_set_names[3];
+/* Names of the evaluation sets, in the order of demo.cells. */
+extern const char *const demo_set_names[DEMO_N_SETS];
 
 #endif

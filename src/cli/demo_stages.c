@@ -11,13 +11,12 @@
 #include "asam/rle.h"
 #include "asam/sa1b.h"
 #include "asam/sam.h"
-#include "asam/synthetic.h"
+#include "asam/world.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 stage *stage_begin(demo *d, const char *name) {
     stage *s = &d->st[d->n_st++];
@@ -38,65 +37,42 @@ int stage_end(stage *s, int ok, const char *fmt, ...) {
     return ok ? 0 : -1;
 }
 
-/* The demo models installed with asam: <data folder>/models (sam_tiny/, sd_tiny/). */
+/* The demo models installed with asam: <data folder>/models (world/). */
 void demo_default_assets(char *out, size_t n) {
     const char *data = asam_data_dir();
     snprintf(out, n, "%s/models", data ? data : "(asam data folder not found: set ASAM_DATA_DIR)");
 }
 
-/* src (or src.gz, gunzipped) -> dst, atomically; skipped when dst exists. */
-static int install_model(const char *assets, const char *rel, const char *dst) {
-    if (asam_file_exists(dst)) return 0;
-    char src[4096];
-    snprintf(src, sizeof src, "%s/%s", assets, rel);
-    if (!asam_file_exists(src)) snprintf(src, sizeof src, "%s/%s.gz", assets, rel);
-    if (!asam_file_exists(src))
-        return asam_error("%s/%s(.gz): not found (use --assets DIR or ASAM_DATA_DIR)", assets, rel);
-    gzFile in = gzopen(src, "rb"); // also reads uncompressed files as they are
-    if (!in) return asam_error("%s: cannot open", src);
-    asam_atomic_file af;
-    if (asam_atomic_open(&af, dst)) {
-        gzclose(in);
-        return -1;
-    }
-    char buf[1 << 16];
-    int k, ok = 1;
-    while ((k = gzread(in, buf, sizeof buf)) > 0)
-        if (fwrite(buf, 1, (size_t)k, af.fp) != (size_t)k) ok = 0;
-    int gz_err = k < 0;
-    gzclose(in);
-    if (!ok || gz_err) {
-        asam_atomic_abort(&af);
-        return asam_error("%s: cannot decompress into %s", src, dst);
-    }
-    return asam_atomic_commit(&af);
-}
-
+/* The world's models are read where they are installed; this stage only checks that each is
+ * there (the loaders check the rest when generate opens them). */
 int stage_models(demo *d) {
     stage *s = stage_begin(d, "models");
-    char dir[2300];
-    snprintf(dir, sizeof dir, "%s/models", d->out);
-    int pre = asam_file_exists(d->sam) && asam_file_exists(d->sd) && asam_file_exists(d->cn);
-    if (asam_mkdirs(dir) || install_model(d->assets, "sam_tiny/model.pth", d->sam) ||
-        install_model(d->assets, "sd_tiny/model.ckpt", d->sd) ||
-        install_model(d->assets, "sd_tiny/control.pth", d->cn))
-        return stage_end(s, 0, "failed: %s", asam_last_error());
-    return stage_end(s, 1, pre ? "already installed" : "installed from %s", d->assets);
+    char unet[2400];
+    snprintf(unet, sizeof unet, "%s/unet", d->sd);
+    const char *need[3] = {d->sam, unet, d->cn};
+    for (int i = 0; i < 3; i++)
+        if (!asam_file_exists(need[i]))
+            return stage_end(s, 0, "failed: %s: not found (use --assets DIR or ASAM_DATA_DIR)",
+                             need[i]);
+    return stage_end(s, 1, "the world's trained models in %s/world", d->assets);
 }
 
 int stage_data(demo *d) {
     stage *s = stage_begin(d, "data");
-    char c1[2400], c2[2400];
-    snprintf(c1, sizeof c1, "%s/captions.jsonl", d->train);
-    snprintf(c2, sizeof c2, "%s/captions.jsonl", d->heldout);
-    // captions.jsonl is written last, so its presence means the shard is complete.
-    int pre = asam_file_exists(c1) && asam_file_exists(c2);
-    if ((!asam_file_exists(c1) &&
-         asam_synthetic_sa1b(d->train, d->images, DEMO_SIZE, DEMO_TRAIN_SEED)) ||
-        (!asam_file_exists(c2) &&
-         asam_synthetic_sa1b(d->heldout, d->heldout_n, DEMO_SIZE, DEMO_HELDOUT_SEED)))
-        return stage_end(s, 0, "failed: %s", asam_last_error());
-    return stage_end(s, 1, "%s%d training + %d held-out synthetic images (%dx%d)",
+    char done[2400];
+    snprintf(done, sizeof done, "%s/world.json", d->world); /* written when every set is */
+    int pre = asam_file_exists(done);
+    asam_world_opts wo;
+    asam_world_opts_default(&wo);
+    wo.out = d->world;
+    wo.seed = DEMO_WORLD_SEED;
+    wo.count = d->images;
+    wo.eval_count = d->heldout_n;
+    wo.size = DEMO_SIZE;
+    wo.verbose = 0;
+    if (asam_world_write(&wo)) return stage_end(s, 0, "failed: %s", asam_last_error());
+    return stage_end(s, 1,
+                     "%s%d training scenes + %d per held-out set (test and six unseen), %dx%d",
                      pre ? "already made: " : "", d->images, d->heldout_n, DEMO_SIZE, DEMO_SIZE);
 }
 
@@ -196,17 +172,25 @@ int stage_tune(demo *d) {
                      rep.epochs_done, rep.n_images, rep.start_epoch + 1, rep.epochs_done);
 }
 
-const char *const demo_set_names[3] = {"training images, clean", "training images, adversarial",
-                                       "held-out images, clean"};
+const char *const demo_set_names[DEMO_N_SETS] = {"training scenes, clean",
+                                                 "training scenes, adversarial",
+                                                 "test",
+                                                 "unseen_texture",
+                                                 "unseen_palette",
+                                                 "unseen_lighting",
+                                                 "unseen_blur_noise",
+                                                 "unseen_shapes",
+                                                 "unseen_clutter"};
 
 int stage_eval(demo *d) {
     stage *s = stage_begin(d, "eval (original vs tuned SAM)");
+    const int NC = 2 * DEMO_N_SETS;
     char cells_path[2400];
     snprintf(cells_path, sizeof cells_path, "%s/demo_cells.json", d->eval);
     if (asam_file_exists(cells_path)) {
         cJSON *j = demo_read_json(cells_path), *a = j ? cJSON_GetObjectItem(j, "cells") : NULL;
-        if (a && cJSON_GetArraySize(a) == 6) {
-            for (int i = 0; i < 6; i++) {
+        if (a && cJSON_GetArraySize(a) == NC) {
+            for (int i = 0; i < NC; i++) {
                 cJSON *c = cJSON_GetArrayItem(a, i);
                 d->cells[i].miou = cJSON_GetObjectItem(c, "miou")->valuedouble;
                 d->cells[i].biou = cJSON_GetObjectItem(c, "biou")->valuedouble;
@@ -220,27 +204,30 @@ int stage_eval(demo *d) {
     }
     if (!asam_file_exists(d->tuned)) return stage_end(s, 0, "skipped: no tuned model");
     if (asam_mkdirs(d->eval)) return stage_end(s, 0, "failed: %s", asam_last_error());
-    char s0[2400], s1[4800], s2[2400], md[2400], js[2400];
-    snprintf(s0, sizeof s0, "sa1b:%s", d->train);
-    snprintf(s1, sizeof s1, "adv:%s/adv:%s", d->gen, d->train);
-    snprintf(s2, sizeof s2, "sa1b:%s", d->heldout);
+    char specs_buf[DEMO_N_SETS][4800], md[2400], js[2400];
+    const char *specs[DEMO_N_SETS];
+    snprintf(specs_buf[0], sizeof specs_buf[0], "sa1b:%s", d->train);
+    snprintf(specs_buf[1], sizeof specs_buf[1], "adv:%s/adv:%s", d->gen, d->train);
+    for (int k = 2; k < DEMO_N_SETS; k++)
+        snprintf(specs_buf[k], sizeof specs_buf[k], "sa1b:%s/%s", d->world, demo_set_names[k]);
+    for (int k = 0; k < DEMO_N_SETS; k++) specs[k] = specs_buf[k];
     snprintf(md, sizeof md, "%s/eval.md", d->eval);
     snprintf(js, sizeof js, "%s/eval.json", d->eval);
-    const char *models[2] = {d->sam, d->tuned}, *specs[3] = {s0, s1, s2};
+    const char *models[2] = {d->sam, d->tuned};
     asam_eval_opts eo;
     asam_eval_defaults(&eo);
     eo.models = models;
     eo.n_models = 2;
     eo.names = demo_set_names;
     eo.specs = specs;
-    eo.n_data = 3;
+    eo.n_data = DEMO_N_SETS;
     eo.md_path = md;
     eo.json_path = js;
     eo.progress = 1;
     if (asam_eval_run(&eo, d->cells)) return stage_end(s, 0, "failed: %s", asam_last_error());
     d->have_cells = 1;
     cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "cells");
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < NC; i++) {
         cJSON *c = cJSON_CreateObject();
         cJSON_AddNumberToObject(c, "miou", d->cells[i].miou);
         cJSON_AddNumberToObject(c, "biou", d->cells[i].biou);
@@ -251,6 +238,7 @@ int stage_eval(demo *d) {
     int rc = demo_write_json(cells_path, j);
     cJSON_Delete(j);
     if (rc) return stage_end(s, 0, "failed: %s", asam_last_error());
-    return stage_end(s, 1, "mIoU on adversarial images %.4f -> %.4f, held-out %.4f -> %.4f",
-                     d->cells[1].miou, d->cells[4].miou, d->cells[2].miou, d->cells[5].miou);
+    const asam_eval_cell *o = d->cells, *t = d->cells + DEMO_N_SETS;
+    return stage_end(s, 1, "mIoU on adversarial scenes %.4f -> %.4f, test %.4f -> %.4f", o[1].miou,
+                     t[1].miou, o[2].miou, t[2].miou);
 }
