@@ -2,7 +2,8 @@
 #   P/bin/asam                  the program (libasam linked in statically)
 #   P/lib/libasam.so.0.x, libasam.a, lib/pkgconfig/asam.pc, lib/cmake/asam/ (asam::asam)
 #   P/include/asam/*.h
-#   P/share/asam/               data: clip/ (BPE vocabulary), models/ (tiny demo models)
+#   P/share/asam/               data: clip/ (BPE vocabulary), models/ (tiny fixture models,
+#                               world/: the trained miniature models of `asam demo`)
 # The program and the library find share/asam relative to their own location
 # (src/io/data_dir.c), so the prefix can be moved. Components: "runtime" (program, libasam.so.0,
 # data; what the Python wheel holds) and "dev" (headers, libasam.a, pkg-config, CMake files). The build tree gets the same data folder
@@ -28,6 +29,16 @@ foreach(entry ${ASAM_DATA_FILES})
   install(FILES "${src}" DESTINATION "${CMAKE_INSTALL_DATADIR}/asam/${dst_dir}"
     COMPONENT runtime)
 endforeach()
+
+# The miniature world's trained models (data/world: SAM-mini, SD-mini, the mask ControlNet,
+# the last experiment's results), the default of `asam demo`: one folder, linked as a whole.
+file(MAKE_DIRECTORY "${CMAKE_BINARY_DIR}/share/asam/models")
+if(NOT EXISTS "${CMAKE_BINARY_DIR}/share/asam/models/world")
+  file(CREATE_LINK "${CMAKE_SOURCE_DIR}/data/world" "${CMAKE_BINARY_DIR}/share/asam/models/world"
+    SYMBOLIC)
+endif()
+install(DIRECTORY data/world/ DESTINATION "${CMAKE_INSTALL_DATADIR}/asam/models/world"
+  COMPONENT runtime)
 
 # Program and libraries. The program links libasam statically, so it needs no rpath.
 install(TARGETS asam_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)

@@ -4,7 +4,7 @@
 # program and library find their data (share/asam) from their own location: `asam segment` with
 # the installed tiny SAM gives the build tree's exact mask, `asam txt2img` with the installed
 # tiny SD (CLIP vocabulary from share/asam/clip) runs, `asam demo --quick` runs the pipeline
-# end to end on the installed models and writes its report, and two C programs — one built with
+# end to end on the installed world models and writes its report, and two C programs — one built with
 # `pkg-config --cflags --libs asam`, one with CMake's find_package(asam) — use libasam.so.
 # usage: bash cli_install.sh ASAM_BIN SRC_DIR
 set -u
@@ -65,13 +65,13 @@ start=$(date +%s)
     >/dev/null 2>"$TMP/demo.err"
 check "installed asam demo --quick exits 0 (took $(($(date +%s) - start)) s)" [ $? -eq 0 ]
 check "demo took its models from the moved prefix" \
-    grep -q "| models | installed from $P/share/asam/models |" "$TMP/demo_run/report.md"
-for f in report.md report/sa_1_panel.png report/sa_1_iou.png report/heldout_1_panel.png \
+    grep -q "| models | the world's trained models in $P/share/asam/models/world |" "$TMP/demo_run/report.md"
+for f in report.md report/sa_1_panel.png report/attack_iou.svg report/heldout_1_panel.png \
     gen/adv/sa_1.jpg tune/sam_tuned.pth; do
     check "demo wrote $f" test -s "$TMP/demo_run/$f"
 done
 check "demo report has the evaluation table" \
-    grep -q "^| held-out images, clean | 1 |" "$TMP/demo_run/report.md"
+    grep -q "^| test | 1 |" "$TMP/demo_run/report.md"
 ASAM_DATA_DIR=$TMP/none "$P/bin/asam" txt2img --sd "$TMP/sd.ckpt" --prompt cat --steps 1 \
     --size 64 --out "$TMP/t2.png" >/dev/null 2>"$TMP/t2.err"
 check "a wrong ASAM_DATA_DIR fails with one line naming it" \
