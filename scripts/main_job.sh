@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: `asam demo` — generate -> tune -> eval on a built-in synthetic SA-1B-style
-# shard with the tiny reference models in tests/data/; report in OUT_DIR/demo/report.md.
+# The main job: `asam demo` — generate -> tune -> eval on scenes of the miniature world with
+# the world's trained models (data/world, installed as share/asam/models/world); report in
+# OUT_DIR/demo/report.md.
 # Usage: scripts/main_job.sh ASAM_BINARY OUT_DIR
 set -euo pipefail
 ASAM=$(realpath "$1")

@@ -38,7 +38,7 @@ static const command commands[] = {
     {"tune", cmd_tune, "tune SAM's output tokens on (adversarial) data"},
     {"eval", cmd_eval, "evaluate SAM checkpoints (mIoU, boundary IoU)"},
     {"attack-pgd", cmd_attack_pgd, "pixel-space PGD baseline dataset"},
-    {"demo", cmd_demo, "run the ASAM pipeline end to end on a built-in synthetic default"},
+    {"demo", cmd_demo, "run the ASAM pipeline end to end on the miniature world's trained models"},
     {"bench", cmd_bench, "benchmarks: engine, sam, sd, generator"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
