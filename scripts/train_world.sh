@@ -11,10 +11,10 @@
 # override the committed run's numbers (for a quick smoke run; the defaults are those numbers).
 #
 # tests/cli_train_world.sh runs it with tiny counts (every file, the committed shapes). The full
-# run has not been run as this one command yet: its stages ran as the separate commands above
-# (same options) on 3 December 2026.
+# run has not been run as this one command yet: its stages ran as the separate commands of
+# data/world/README.md (same options) on 3 December 2026.
 # Measured on the 2-core machine of 3 December 2026 (load 6-10 from other jobs, so an idle
-# machine is faster): SAM-mini about 55 min, VAE-mini 27 min, UNet-mini 22 min, ControlNet 14 min;
+# machine is faster): SAM-mini about 42 min, VAE-mini 27 min, UNet-mini 22 min, ControlNet 14 min;
 # the two chains in parallel take about an hour. The numbers each model reached are in
 # data/world/README.md and docs/world.md.
 set -euo pipefail
