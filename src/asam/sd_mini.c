@@ -355,3 +355,9 @@ float sdm_lr(float lr, int warmup, int64_t step) {
 const char *sdm_data_dir(const char *spec) {
     return strncmp(spec, "sa1b:", 5) ? spec : spec + 5;
 }
+
+int sdm_step_error(asam_ctx *ctx, const char *cmd, int64_t step) {
+    char why[1024];
+    snprintf(why, sizeof why, "%s", asam_ctx_error(ctx) ? asam_ctx_error(ctx) : asam_last_error());
+    return asam_error("%s: step %lld: %s", cmd, (long long)step, why);
+}

@@ -25,6 +25,9 @@ void sdm_vae_params(const asam_vae *m, sdm_params *out);
 void sdm_unet_params(const asam_unet *m, sdm_params *out);
 /* requires_grad on every weight; the sum of their sizes. */
 int64_t sdm_set_trainable(const sdm_params *P);
+/* One error line for a failed training step: "CMD: step N: why", why being the ctx's message,
+ * else the library's (copied first: asam_error writes the buffer asam_last_error reads). */
+int sdm_step_error(asam_ctx *ctx, const char *cmd, int64_t step);
 
 /* Initial log-variance of a new VAE's posterior (see sdm_vae_new). */
 #define SDM_VAE_LOGVAR0 (-10.0f)

@@ -377,14 +377,6 @@ static int write_pipeline_files(const char *out) {
     return rc;
 }
 
-/* One line for a failed step: the ctx's message, else the library's (copied first: asam_error
- * writes the buffer asam_last_error reads). */
-static int step_error(asam_ctx *ctx, int64_t step) {
-    char why[1024];
-    snprintf(why, sizeof why, "%s", asam_ctx_error(ctx) ? asam_ctx_error(ctx) : asam_last_error());
-    return asam_error("train-unet: step %lld: %s", (long long)step, why);
-}
-
 /* ---- the job ------------------------------------------------------------------------------- */
 
 int asam_train_unet(const asam_unet_train_opts *o) {
@@ -464,7 +456,7 @@ int asam_train_unet(const asam_unet_train_opts *o) {
         asam_ctx_set_grad(ctx, 1);
         asam_optim_zero_grad(opt);
         asam_tensor *loss = unet_loss(ctx, o, unet, &d, step, perm, &perm_epoch, ac);
-        if (!loss || asam_backward(ctx, loss) || !asam_ctx_ok(ctx)) rc = step_error(ctx, step);
+        if (!loss || asam_backward(ctx, loss) || !asam_ctx_ok(ctx)) rc = sdm_step_error(ctx, "train-unet", step);
         const float lv = rc ? 0 : loss->data[0];
         asam_ctx_release(ctx, mk);
         asam_ctx_clear_error(ctx);

@@ -278,14 +278,6 @@ static char *vae_config_json(const asam_vae_train_opts *o, int sample_size) {
     return js;
 }
 
-/* One line for a failed step: the ctx's message, else the library's (copied first: asam_error
- * writes the buffer asam_last_error reads). */
-static int step_error(asam_ctx *ctx, int64_t step) {
-    char why[1024];
-    snprintf(why, sizeof why, "%s", asam_ctx_error(ctx) ? asam_ctx_error(ctx) : asam_last_error());
-    return asam_error("train-vae: step %lld: %s", (long long)step, why);
-}
-
 int asam_train_vae(const asam_vae_train_opts *o) {
     if (check_opts(o)) return -1;
     char state_path[4096];
@@ -347,7 +339,7 @@ int asam_train_vae(const asam_vae_train_opts *o) {
         asam_tensor *xt = asam_from_data(ctx, ASAM_SHAPE(o->batch, 3, S, S), x);
         float l1 = 0;
         asam_tensor *loss = xt ? vae_loss(ctx, o, m, xt, eps, &l1) : NULL;
-        if (!loss || asam_backward(ctx, loss) || !asam_ctx_ok(ctx)) rc = step_error(ctx, step);
+        if (!loss || asam_backward(ctx, loss) || !asam_ctx_ok(ctx)) rc = sdm_step_error(ctx, "train-vae", step);
         const float lv = rc ? 0 : loss->data[0];
         asam_ctx_release(ctx, mk);
         asam_ctx_clear_error(ctx);
