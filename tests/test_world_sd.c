@@ -102,7 +102,8 @@ int main(void) {
             asam_tensor *n = asam_new_like(ctx, z0), *zt = asam_new_like(ctx, z0);
             asam_randn(1000 + 10 * (uint64_t)i + (uint64_t)k, n->data, (size_t)n->numel);
             const float sa = sqrtf(ac[ts[k]]), sn = sqrtf(1 - ac[ts[k]]), t = (float)ts[k];
-            for (int64_t j = 0; j < zt->numel; j++) zt->data[j] = sa * z0->data[j] + sn * n->data[j];
+            for (int64_t j = 0; j < zt->numel; j++)
+                zt->data[j] = sa * z0->data[j] + sn * n->data[j];
             asam_tensor *res[16];
             asam_tensor *eu = asam_unet_forward(ctx, sd->unet, zt, &t, cond, NULL, 1.0f);
             int rc = asam_controlnet_forward(ctx, cn, zt, &t, cond, hint, res);

@@ -183,11 +183,11 @@ int asam_inversion_save(const char *path, const asam_inversion *inv) {
     char steps[32], size[32];
     snprintf(steps, sizeof steps, "%d", inv->steps);
     snprintf(size, sizeof size, "%d", inv->size);
-    const char *meta[] = {"format", "asam-inversion-1",
-                          "prompt", inv->prompt ? inv->prompt : "",
-                          "image",  inv->image ? inv->image : "",
-                          "steps",  steps,
-                          "size",   size,
+    const char *meta[] = {"format",     "asam-inversion-1",
+                          "prompt",     inv->prompt ? inv->prompt : "",
+                          "image",      inv->image ? inv->image : "",
+                          "steps",      steps,
+                          "size",       size,
                           "provenance", inv->provenance ? inv->provenance : ""};
     return asam_safetensors_write(path, e, 4, meta, 6);
 }

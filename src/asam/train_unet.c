@@ -456,7 +456,8 @@ int asam_train_unet(const asam_unet_train_opts *o) {
         asam_ctx_set_grad(ctx, 1);
         asam_optim_zero_grad(opt);
         asam_tensor *loss = unet_loss(ctx, o, unet, &d, step, perm, &perm_epoch, ac);
-        if (!loss || asam_backward(ctx, loss) || !asam_ctx_ok(ctx)) rc = sdm_step_error(ctx, "train-unet", step);
+        if (!loss || asam_backward(ctx, loss) || !asam_ctx_ok(ctx))
+            rc = sdm_step_error(ctx, "train-unet", step);
         const float lv = rc ? 0 : loss->data[0];
         asam_ctx_release(ctx, mk);
         asam_ctx_clear_error(ctx);

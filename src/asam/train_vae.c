@@ -339,7 +339,8 @@ int asam_train_vae(const asam_vae_train_opts *o) {
         asam_tensor *xt = asam_from_data(ctx, ASAM_SHAPE(o->batch, 3, S, S), x);
         float l1 = 0;
         asam_tensor *loss = xt ? vae_loss(ctx, o, m, xt, eps, &l1) : NULL;
-        if (!loss || asam_backward(ctx, loss) || !asam_ctx_ok(ctx)) rc = sdm_step_error(ctx, "train-vae", step);
+        if (!loss || asam_backward(ctx, loss) || !asam_ctx_ok(ctx))
+            rc = sdm_step_error(ctx, "train-vae", step);
         const float lv = rc ? 0 : loss->data[0];
         asam_ctx_release(ctx, mk);
         asam_ctx_clear_error(ctx);
