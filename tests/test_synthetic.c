@@ -8,16 +8,6 @@
 #include "asam/sa1b.h"
 #include "asam/synthetic.h"
 
-static int same_file(const char *a, const char *b) {
-    char *da = NULL, *db = NULL;
-    size_t na = 0, nb = 0;
-    int same = asam_read_file(a, &da, &na) == 0 && asam_read_file(b, &db, &nb) == 0 && na == nb &&
-               memcmp(da, db, na) == 0;
-    free(da);
-    free(db);
-    return same;
-}
-
 enum { N = 4, S = 96 }; /* images per shard, their size */
 
 // Same seed -> identical bytes; another seed -> other images.
@@ -30,13 +20,13 @@ static void case_deterministic(const char *d1, const char *d2, const char *d3) {
             snprintf(pa, sizeof pa, "%s/sa_%d.%s", d1, i, ext[e]);
             snprintf(pb, sizeof pb, "%s/sa_%d.%s", d2, i, ext[e]);
             snprintf(pc, sizeof pc, "%s/sa_%d.%s", d3, i, ext[e]);
-            all_same &= same_file(pa, pb);
-            any_diff |= !same_file(pa, pc);
+            all_same &= test_same_file(pa, pb);
+            any_diff |= !test_same_file(pa, pc);
         }
     }
     snprintf(pa, sizeof pa, "%s/captions.jsonl", d1);
     snprintf(pb, sizeof pb, "%s/captions.jsonl", d2);
-    all_same &= same_file(pa, pb);
+    all_same &= test_same_file(pa, pb);
     CHECK(all_same, "same seed gave different bytes");
     CHECK(any_diff, "different seeds gave the same shard");
     if (all_same) printf("ok   same seed -> identical bytes (%d images + captions)\n", N);

@@ -15,22 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
 static void tiny_opts(asam_sam_train_opts *o, const char *data, const char *out) {
     asam_sam_train_opts_default(o);
     o->data = data;
@@ -113,7 +97,7 @@ int main(void) {
     o.resume = 1;
     CHECK(asam_train_sam(&o) == 0, "resume: %s", asam_last_error());
     size_t nb = 0, nc = 0;
-    char *fb = slurp(b, &nb), *fc = slurp(c, &nc);
+    char *fb = test_slurp(b, &nb), *fc = test_slurp(c, &nc);
     CHECK(fb && fc && nb == nc && !memcmp(fb, fc, nb),
           "resumed checkpoint differs from the uninterrupted one (%zu vs %zu bytes)", nb, nc);
     free(fb);
@@ -135,7 +119,7 @@ int main(void) {
           "resume with a passed --lr-drop: %s", asam_last_error());
     o.lr_drop = 6;
     CHECK(asam_train_sam(&o) == 0, "resume with lr_drop: %s", asam_last_error());
-    fb = slurp(b, &nb), fc = slurp(c, &nc);
+    fb = test_slurp(b, &nb), fc = test_slurp(c, &nc);
     CHECK(fb && fc && nb == nc && !memcmp(fb, fc, nb),
           "lr_drop added on resume differs from the run that had it from the start");
     free(fb);

@@ -16,30 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
-static int same_file(const char *a, const char *b) {
-    size_t na = 0, nb = 0;
-    char *fa = slurp(a, &na), *fb = slurp(b, &nb);
-    int same = fa && fb && na == nb && !memcmp(fa, fb, na);
-    free(fa), free(fb);
-    return same;
-}
-
 static void vae_opts(asam_vae_train_opts *o, const char *data, const char *out) {
     asam_vae_train_opts_default(o);
     o->data = data;
@@ -154,7 +130,7 @@ int main(void) {
     vo.resume = 1;
     CHECK(asam_train_vae(&vo) == 0, "vae resume: %s", asam_last_error());
     snprintf(p1, sizeof p1, "%s/vae/diffusion_pytorch_model.safetensors", b);
-    CHECK(same_file(p1, p2), "resumed VAE differs from the uninterrupted one");
+    CHECK(test_same_file(p1, p2), "resumed VAE differs from the uninterrupted one");
 
     unet_opts(&uo, data, b);
     uo.steps = 7;
@@ -169,7 +145,7 @@ int main(void) {
     uo.resume = 1;
     CHECK(asam_train_unet(&uo) == 0, "unet resume: %s", asam_last_error());
     snprintf(p1, sizeof p1, "%s/unet/diffusion_pytorch_model.safetensors", b);
-    CHECK(same_file(p1, p2), "resumed UNet differs from the uninterrupted one");
+    CHECK(test_same_file(p1, p2), "resumed UNet differs from the uninterrupted one");
 
     /* ---- a changed option refuses to resume, naming it ---- */
     vae_opts(&vo, data, c);
@@ -192,7 +168,7 @@ int main(void) {
     uo.f16 = 1;
     CHECK(asam_train_unet(&uo) == 0, "unet f16: %s", asam_last_error());
     size_t n32 = 0, n16 = 0;
-    char *f32 = slurp(p1, &n32), *f16 = slurp(p2, &n16);
+    char *f32 = test_slurp(p1, &n32), *f16 = test_slurp(p2, &n16);
     CHECK(f32 && f16 && n16 < n32 * 0.6, "F16 file %zu bytes vs F32 %zu", n16, n32);
     free(f32), free(f16);
 

@@ -9,24 +9,6 @@
 #include "test_synth.h"
 #include "test_util.h"
 
-static int file_bytes(const char *p, char **d, size_t *n) {
-    return asam_read_file(p, d, n);
-}
-
-static int same_file(const char *a, const char *b) {
-    char *da, *db;
-    size_t na, nb;
-    if (file_bytes(a, &da, &na)) return 0;
-    if (file_bytes(b, &db, &nb)) {
-        free(da);
-        return 0;
-    }
-    int same = na == nb && !memcmp(da, db, na);
-    free(da);
-    free(db);
-    return same;
-}
-
 /* A: uninterrupted; B: stopped after epoch 1, then resumed: every output file identical. */
 static void case_resume(asam_tune_opts *o, const char *root) {
     /* A: uninterrupted */
@@ -57,7 +39,7 @@ static void case_resume(asam_tune_opts *o, const char *root) {
     for (int i = 0; i < 4; i++) {
         snprintf(pa, sizeof pa, "%s/%s", outA, outs[i]);
         snprintf(pb, sizeof pb, "%s/%s", outB, outs[i]);
-        CHECK(same_file(pa, pb), "resumed %s differs from the uninterrupted one", outs[i]);
+        CHECK(test_same_file(pa, pb), "resumed %s differs from the uninterrupted one", outs[i]);
     }
     printf("ok   resumed run bit-identical to the uninterrupted one\n");
     /* every output carries the state's provenance record (safetensors metadata / the .pth

@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "asam/fileio.h"
+
 static int test_failures = 0;
 
 #define CHECK(cond, ...)                                                                           \
@@ -88,6 +90,23 @@ static inline int test_data_file(const char *rel, char *out, size_t n) {
     }
     snprintf(out, n, "%s/%s", test_fixtures_dir(), rel);
     return test_is_file(out) ? 0 : -1;
+}
+
+/* A whole file's bytes (NUL-terminated; caller frees), or NULL. */
+static inline char *test_slurp(const char *path, size_t *n) {
+    char *b = NULL;
+    return asam_read_file(path, &b, n) == 0 ? b : NULL;
+}
+
+/* 1 when both files exist and hold the same bytes (resume / determinism checks). */
+static inline int test_same_file(const char *a, const char *b) {
+    char *da = NULL, *db = NULL;
+    size_t na = 0, nb = 0;
+    int same = asam_read_file(a, &da, &na) == 0 && asam_read_file(b, &db, &nb) == 0 && na == nb &&
+               memcmp(da, db, na) == 0;
+    free(da);
+    free(db);
+    return same;
 }
 
 /* Skip visibly (CTest shows "Skipped" for exit code 77). */

@@ -17,22 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
 /* Every file of every set in a equals the one in b; returns the number of files compared. */
 static int same_tree(const char *a, const char *b) {
     int files = 0;
@@ -48,7 +32,7 @@ static int same_tree(const char *a, const char *b) {
             snprintf(path_a, sizeof path_a, "%s/%s", da, e->d_name);
             snprintf(path_b, sizeof path_b, "%s/%s/%s", b, asam_world_set_name(s), e->d_name);
             size_t na = 0, nb = 0;
-            char *fa = slurp(path_a, &na), *fb = slurp(path_b, &nb);
+            char *fa = test_slurp(path_a, &na), *fb = test_slurp(path_b, &nb);
             CHECK(fa && fb && na == nb && !memcmp(fa, fb, na), "%s differs from %s", path_a,
                   path_b);
             free(fa);
@@ -94,7 +78,7 @@ int main(void) {
     char wa[600], wb[600];
     snprintf(wa, sizeof wa, "%s/world.json", a);
     snprintf(wb, sizeof wb, "%s/world.json", b);
-    char *ja = slurp(wa, &na), *jb = slurp(wb, &nb);
+    char *ja = test_slurp(wa, &na), *jb = test_slurp(wb, &nb);
     CHECK(ja && jb && na == nb && !memcmp(ja, jb, na), "world.json differs after resume");
     free(ja);
     free(jb);
