@@ -332,22 +332,6 @@ uint64_t sdm_key(uint64_t seed, uint64_t k, uint64_t stream) {
     return asam_mix64(asam_mix64(asam_mix64(seed) ^ k) ^ (stream * 0xD1B54A32D192ED03ull));
 }
 
-size_t sdm_sample_index(uint64_t seed, size_t N, uint64_t k, size_t *perm, uint64_t *perm_epoch) {
-    uint64_t epoch = k / N;
-    if (*perm_epoch != epoch) {
-        asam_rng r;
-        asam_rng_seed(&r, asam_mix64(seed ^ 0x7065726D75746531ull) + epoch);
-        for (size_t i = 0; i < N; i++) perm[i] = i;
-        for (size_t i = N - 1; i > 0; i--) { /* Fisher-Yates */
-            size_t j = (size_t)(asam_rng_u64(&r) % (i + 1));
-            size_t t = perm[i];
-            perm[i] = perm[j], perm[j] = t;
-        }
-        *perm_epoch = epoch;
-    }
-    return perm[k % N];
-}
-
 float sdm_lr(float lr, int warmup, int64_t step) {
     return warmup > 0 && step < warmup ? lr * (float)(step + 1) / (float)warmup : lr;
 }

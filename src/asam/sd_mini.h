@@ -67,8 +67,6 @@ int sdm_state_save(const char *path, const char *format, const sdm_params *P, co
 int sdm_state_load(const char *path, const char *format, const sdm_params *P, asam_optim *opt,
                    const asam_prov *prov, int64_t *step);
 
-/* Dataset item of global sample k: a fresh permutation of the N items every epoch. */
-size_t sdm_sample_index(uint64_t seed, size_t N, uint64_t k, size_t *perm, uint64_t *perm_epoch);
 /* A value keyed by (seed, sample, stream). */
 uint64_t sdm_key(uint64_t seed, uint64_t k, uint64_t stream);
 /* Linear warm-up over `warmup` steps, then constant. */

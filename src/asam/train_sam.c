@@ -127,24 +127,6 @@ static asam_prov *make_prov(const asam_sam_train_opts *o, int with_drop) {
 /* ---- sampling: pure functions of (seed, global sample index) ----------------------------------
  */
 
-/* Dataset item of global sample k: a fresh permutation of the N items every epoch. */
-static size_t sample_index(uint64_t seed, size_t N, uint64_t k, size_t *perm,
-                           uint64_t *perm_epoch) {
-    uint64_t epoch = k / N;
-    if (*perm_epoch != epoch) {
-        asam_rng r;
-        asam_rng_seed(&r, asam_mix64(seed ^ 0x7065726D75746531ull) + epoch);
-        for (size_t i = 0; i < N; i++) perm[i] = i;
-        for (size_t i = N - 1; i > 0; i--) { /* Fisher-Yates */
-            size_t j = (size_t)(asam_rng_u64(&r) % (i + 1));
-            size_t t = perm[i];
-            perm[i] = perm[j], perm[j] = t;
-        }
-        *perm_epoch = epoch;
-    }
-    return perm[k % N];
-}
-
 /* IoU of logits > 0 with a 0/1 mask over n pixels (1 when both are empty). */
 static float iou_of(const float *logits, const float *gt, int64_t n) {
     int64_t inter = 0, uni = 0;
@@ -493,7 +475,7 @@ int asam_train_sam(const asam_sam_train_opts *o) {
         double lv = 0;
         for (int b = 0; b < o->batch && !rc; b++) {
             uint64_t k = (uint64_t)step * (uint64_t)o->batch + (uint64_t)b;
-            size_t idx = sample_index(o->seed, N, k, perm, &perm_epoch);
+            size_t idx = train_sample_index(o->seed, N, k, perm, &perm_epoch);
             asam_mark mk = asam_ctx_mark(ctx);
             float li = 0;
             rc = train_image(ctx, o, m, ds, idx, k, &li);

@@ -1,5 +1,6 @@
 /* Shared pieces of the training state files (see train_state.h). */
 #include "asam/train_state.h"
+#include "asam/util.h"
 #include "asam/error.h"
 
 #include <stdio.h>
@@ -41,4 +42,20 @@ int train_state_read_weights(const asam_checkpoint *ck, const char *path,
     free(m);
     free(v);
     return rc ? -1 : 0;
+}
+
+size_t train_sample_index(uint64_t seed, size_t N, uint64_t k, size_t *perm, uint64_t *perm_epoch) {
+    uint64_t epoch = k / N;
+    if (*perm_epoch != epoch) {
+        asam_rng r;
+        asam_rng_seed(&r, asam_mix64(seed ^ 0x7065726D75746531ull) + epoch);
+        for (size_t i = 0; i < N; i++) perm[i] = i;
+        for (size_t i = N - 1; i > 0; i--) { /* Fisher-Yates */
+            size_t j = (size_t)(asam_rng_u64(&r) % (i + 1));
+            size_t t = perm[i];
+            perm[i] = perm[j], perm[j] = t;
+        }
+        *perm_epoch = epoch;
+    }
+    return perm[k % N];
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "asam/sd_mini.h"
+#include "asam/train_state.h"
 #include "asam/dataset.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
@@ -261,7 +262,7 @@ static asam_tensor *unet_loss(asam_ctx *ctx, const asam_unet_train_opts *o, cons
     if (lat > sizeof eps / sizeof *eps) return asam_ctx_fail(ctx, "latent too large");
     for (int b = 0; b < B; b++) {
         uint64_t k = (uint64_t)step * (uint64_t)B + (uint64_t)b;
-        size_t idx = sdm_sample_index(o->seed, d->n, k, perm, perm_epoch);
+        size_t idx = train_sample_index(o->seed, d->n, k, perm, perm_epoch);
         const float *mom = d->moments + idx * 2 * lat;
         asam_randn(sdm_key(o->seed, k, 1), eps, lat);
         int t = (int)(sdm_key(o->seed, k, 2) % ASAM_DDPM_STEPS);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "asam/sd_mini.h"
+#include "asam/train_state.h"
 #include "asam/dataset.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
@@ -163,7 +164,7 @@ static void make_batch(const asam_vae_train_opts *o, const image_set *im, int64_
     const size_t plane = (size_t)S * S;
     for (int b = 0; b < o->batch; b++) {
         uint64_t k = (uint64_t)step * (uint64_t)o->batch + (uint64_t)b;
-        const asam_image *img = &im->img[sdm_sample_index(o->seed, im->n, k, perm, perm_epoch)];
+        const asam_image *img = &im->img[train_sample_index(o->seed, im->n, k, perm, perm_epoch)];
         uint64_t r = sdm_key(o->seed, k, 1);
         int ox = (int)(r % (uint64_t)(img->w - S + 1));
         int oy = (int)((r >> 20) % (uint64_t)(img->h - S + 1));
