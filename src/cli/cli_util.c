@@ -1,4 +1,6 @@
 #include "cli/cli_util.h"
+#include "asam/dist.h"
+#include "asam/error.h"
 
 #include <errno.h>
 #include <math.h>
@@ -16,6 +18,18 @@ int cli_fail(const char *cmd, const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     return 1;
+}
+
+int cli_fail_job(const char *cmd) {
+    const char *msg = asam_last_error();
+    size_t n = strlen(cmd);
+    if (!strncmp(msg, cmd, n) && !strncmp(msg + n, ": ", 2)) msg += n + 2; /* already said */
+    return cli_fail(cmd, "%s", msg);
+}
+
+int cli_single_process(const char *cmd) {
+    if (asam_dist_size() <= 1) return 0;
+    return cli_fail(cmd, "runs in one process, not under mpirun/srun (%d ranks)", asam_dist_size());
 }
 
 double cli_peak_rss_gb(void) {

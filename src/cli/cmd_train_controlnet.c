@@ -65,10 +65,6 @@ int cmd_train_controlnet(int argc, char **argv) {
     asam_cn_train_opts o;
     int rc = parse_args(&o, argc, argv);
     if (rc) return cli_exit_code(rc);
-    if (asam_train_controlnet(&o) < 0) {
-        const char *msg = asam_last_error();
-        if (!strncmp(msg, "train-controlnet: ", 18)) msg += 18; /* already said */
-        return cli_fail("train-controlnet", "%s", msg);
-    }
+    if (asam_train_controlnet(&o) < 0) return cli_fail_job("train-controlnet");
     return 0;
 }

@@ -117,17 +117,11 @@ int cmd_train_sam(int argc, char **argv) {
                            NULL};
     int rc = cli_parse(&spec, argc, argv);
     if (rc) return cli_exit_code(rc);
-    if (asam_dist_size() > 1) /* every rank would write the same files */
-        return cli_fail("train-sam", "runs in one process so far, not under mpirun/srun (%d ranks)",
-                        asam_dist_size());
+    if (cli_single_process("train-sam")) return 1;
     if (quiet) o.verbose = 0;
     if (threads) asam_set_threads(threads);
     int r = asam_train_sam(&o);
-    if (r < 0) {
-        const char *msg = asam_last_error();
-        if (!strncmp(msg, "train-sam: ", 11)) msg += 11; /* already said */
-        return cli_fail("train-sam", "%s", msg);
-    }
+    if (r < 0) return cli_fail_job("train-sam");
     if (r == 0 && evals.n > 0 && evaluate(o.out, &evals, eval_max))
         return cli_fail("train-sam", "%s", asam_last_error());
     return 0;

@@ -99,16 +99,10 @@ int cmd_train_unet(int argc, char **argv) {
         fprintf(stderr, "asam train-unet: --attn has %d levels, --mult %d\n", n_attn, o.n_levels);
         return CLI_USAGE;
     }
-    if (asam_dist_size() > 1)
-        return cli_fail("train-unet", "runs in one process, not under mpirun/srun (%d ranks)",
-                        asam_dist_size());
+    if (cli_single_process("train-unet")) return 1;
     if (quiet) o.verbose = 0;
     if (threads) asam_set_threads(threads);
     int r = asam_train_unet(&o);
-    if (r < 0) {
-        const char *msg = asam_last_error();
-        if (!strncmp(msg, "train-unet: ", 12)) msg += 12;
-        return cli_fail("train-unet", "%s", msg);
-    }
+    if (r < 0) return cli_fail_job("train-unet");
     return 0;
 }

@@ -115,17 +115,11 @@ int cmd_train_vae(int argc, char **argv) {
         NULL};
     int rc = cli_parse(&spec, argc, argv);
     if (rc) return cli_exit_code(rc);
-    if (asam_dist_size() > 1)
-        return cli_fail("train-vae", "runs in one process, not under mpirun/srun (%d ranks)",
-                        asam_dist_size());
+    if (cli_single_process("train-vae")) return 1;
     if (quiet) o.verbose = 0;
     if (threads) asam_set_threads(threads);
     int r = asam_train_vae(&o);
-    if (r < 0) {
-        const char *msg = asam_last_error();
-        if (!strncmp(msg, "train-vae: ", 11)) msg += 11;
-        return cli_fail("train-vae", "%s", msg);
-    }
+    if (r < 0) return cli_fail_job("train-vae");
     if (r == 0 && evals.n > 0 && evaluate(o.out, &evals, eval_max))
         return cli_fail("train-vae", "%s", asam_last_error());
     return 0;

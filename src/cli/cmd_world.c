@@ -37,9 +37,7 @@ int cmd_world(int argc, char **argv) {
         NULL};
     int rc = cli_parse(&spec, argc, argv);
     if (rc) return cli_exit_code(rc);
-    if (asam_dist_size() > 1) /* every rank would write the same files */
-        return cli_fail("world", "runs in one process so far, not under mpirun/srun (%d ranks)",
-                        asam_dist_size());
+    if (cli_single_process("world")) return 1;
     if (quiet) o.verbose = 0;
     if (asam_world_write(&o)) return cli_fail("world", "%s", asam_last_error());
     for (int s = 0; s < ASAM_WORLD_N_SETS; s++)
