@@ -100,8 +100,20 @@ void asam_randn(uint64_t seed, float *out, size_t n);
  * to infinity, f16 subnormals kept): how checkpoints are read and written in F16/BF16. */
 float asam_f16_to_f32(uint16_t h);
 uint16_t asam_f32_to_f16(float f);
-float asam_bf16_to_f32(uint16_t h);
-uint16_t asam_f32_to_bf16(float f);
+/* bf16 is the top half of a float: inline, as the engine's packing loops use them per value. */
+static inline float asam_bf16_to_f32(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    __builtin_memcpy(&f, &b, 4);
+    return f;
+}
+static inline uint16_t asam_f32_to_bf16(float f) {
+    uint32_t x;
+    __builtin_memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
 
 /* ---- mask -> box -------------------------------------------------------------------------- */
 /* Tight box (x0, y0, x1, y1) of a w x h mask, max inclusive as torchvision's masks_to_boxes.

@@ -17,6 +17,7 @@
  * Compiled with target attributes, so the rest of the build needs no -mavx512bf16; callers
  * must check asam_gemm_bf16_supported() first. */
 #include "engine/gemm_bf16.h"
+#include "asam/util.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -43,13 +44,9 @@ int asam_gemm_bf16_supported(void) {
     return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
 }
 
-/* fp32 -> bf16, round to nearest even; NaN stays NaN (quiet). */
+/* fp32 -> bf16, round to nearest even; NaN stays NaN (quiet): the one conversion in util. */
 static inline uint32_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return u >> 16;
+    return asam_f32_to_bf16(f);
 }
 
 /* Pack a panel of XR "lines" (rows of A or columns of B), element (k, x) at
@@ -290,9 +287,7 @@ int asam_gemm_bf16_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
 void asam_bf16_convert(const float *src, int64_t rows, int64_t cols, int64_t ld, uint16_t *dst) {
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {
-            uint32_t u;
-            memcpy(&u, src + r * ld + c, sizeof u);
-            dst[r * cols + c] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+            dst[r * cols + c] = asam_f32_to_bf16(src[r * ld + c]);
         }
 }
 

@@ -1,4 +1,4 @@
-/* Float conversions to and from the two 16-bit formats checkpoints use (see asam/util.h). */
+/* Float conversions to and from IEEE half precision (see asam/util.h; bf16 is inline there). */
 #include "asam/util.h"
 
 #include <string.h>
@@ -43,19 +43,4 @@ uint16_t asam_f32_to_f16(float f) {
     uint32_t v = ((uint32_t)ee << 10) | (m >> 13), rem = m & 0x1fff;
     if (rem > 0x1000 || (rem == 0x1000 && (v & 1))) v++;
     return (uint16_t)(sign | v);
-}
-
-float asam_bf16_to_f32(uint16_t h) {
-    uint32_t b = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-uint16_t asam_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-    x += 0x7fffu + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
 }
