@@ -74,6 +74,13 @@ static int parse_args(gen_args *a, int argc, char **argv) {
          10000},
         {"--alpha", OPT_FLOAT, &a->o.alpha, "X", "MI-FGSM step", 0, 100},
         {"--eps", OPT_FLOAT, &a->o.eps, "X", "L-inf radius around x_T", 0, 100},
+        {"--w-bce", OPT_FLOAT, &a->o.w_bce, "X", "weight of the attack's BCE term (official 100)",
+         0, 1e6},
+        {"--w-dice", OPT_FLOAT, &a->o.w_dice, "X",
+         "weight of the attack's Dice term (official 100)", 0, 1e6},
+        {"--w-l2", OPT_FLOAT, &a->o.w_l2, "X",
+         "weight of the attack's L2 pull to the clean image (official 1; 0 = mask terms only)", 0,
+         1e6},
         {"--max-boxes", OPT_INT, &a->o.max_boxes, "N", "GT box prompts per image", 1, 100000},
         {"--grad", OPT_CHOICE, &grad, NULL,
          "skip: dL/dz0 in place of dL/dx_T (official code);\n"
