@@ -36,6 +36,10 @@ done
 for p in attack_iou.svg tune_loss.svg eval_miou.svg; do
     check "chart $p is an SVG with labelled axes" grep -q "</svg>" "$TMP/d/report/$p"
 done
+# the quality gates come from the installed quality.json (val mIoU printed to 4 digits)
+qv=$(tr -d ' \n' <"$SRC/data/world/quality.json" | grep -o '"per_set":{"val":[0-9.]*' | grep -o '[0-9.]*$')
+check "report shows the quality gates from quality.json (val $qv)" \
+    grep -Eq "^\| SAM-mini box mIoU, val \| $(printf '%.4f' "$qv") \|" "$R"
 # the numbers come from the run: the eval table's test row is the eval JSON's
 m=$(grep -o '"name": "test".*' "$TMP/d/eval/eval.json" | grep -o '"miou": [0-9.]*' | head -1 | grep -o '[0-9.]*$')
 check "the test row's mIoU ($m) is the run's eval.json" \

@@ -384,6 +384,64 @@ static void md_eval(md_buf *b, const demo *d, const report_figs *f) {
     }
 }
 
+/* A number of a quality.json entry, or NAN. */
+static double qnum(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* The quality gates of the installed world models (world/quality.json, written when they were
+ * trained and measured): what the models can do, so the reader can judge the demo's numbers. */
+static void md_quality(md_buf *b, const demo *d) {
+    P(b, "## The world's models: quality gates\n\n");
+    char p[2400];
+    snprintf(p, sizeof p, "%s/world/quality.json", d->assets);
+    cJSON *j = demo_read_json(p);
+    if (!j) {
+        P(b, "No quality record is installed (`%s` is absent or unreadable).\n\n", p);
+        return;
+    }
+    P(b,
+      "Measured when the models were trained (`%s`):\n\n| gate | measured | requirement |\n"
+      "|---|---|---|\n",
+      p);
+    const cJSON *sam = cJSON_GetObjectItem(j, "sam_mini_box_miou");
+    const cJSON *per = cJSON_GetObjectItem(sam, "per_set"), *set;
+    const cJSON *gate = cJSON_GetObjectItem(sam, "gate"),
+                *passed = cJSON_GetObjectItem(sam, "passed");
+    cJSON_ArrayForEach(set, per) if (cJSON_IsNumber(set)) {
+        const int is_val = strcmp(set->string, "val") == 0;
+        P(b, "| SAM-mini box mIoU, %s | %.4f | %s%s |\n", set->string, set->valuedouble,
+          is_val && cJSON_IsString(gate) ? gate->valuestring
+          : strncmp(set->string, "unseen_", 7) == 0
+              ? "clearly below val (the gap ASAM should close)"
+              : "-",
+          is_val && cJSON_IsBool(passed) ? (cJSON_IsTrue(passed) ? " (met)" : " (missed)") : "");
+    }
+    const cJSON *vae = cJSON_GetObjectItem(j, "vae_psnr_db");
+    if (vae)
+        P(b, "| VAE-mini PSNR (val) | %.2f dB on %.0f images | - |\n", qnum(vae, "val"),
+          qnum(vae, "images"));
+    const cJSON *mf = cJSON_GetObjectItem(j, "mask_fidelity");
+    if (mf) {
+        const cJSON *g = cJSON_GetObjectItem(mf, "gate"), *ok = cJSON_GetObjectItem(mf, "passed");
+        P(b,
+          "| mask fidelity (regenerated / original SAM-mini mIoU) | %.3f (%.3f / %.3f) | %s%s |\n",
+          qnum(mf, "share_of_original_miou"), qnum(mf, "regenerated_miou"),
+          qnum(mf, "original_miou"), cJSON_IsString(g) ? g->valuestring : "-",
+          cJSON_IsBool(ok) ? (cJSON_IsTrue(ok) ? " (met)" : " (missed)") : "");
+    }
+    const cJSON *ca = cJSON_GetObjectItem(j, "caption_adherence");
+    if (ca) {
+        const cJSON *sum = cJSON_GetObjectItem(ca, "summary"),
+                    *note = cJSON_GetObjectItem(ca, "note");
+        const cJSON *txt = cJSON_IsString(sum) ? sum : note;
+        P(b, "| caption adherence | %s | - |\n", cJSON_IsString(txt) ? txt->valuestring : "-");
+    }
+    P(b, "\n");
+    cJSON_Delete(j);
+}
+
 /* The last full experiment (scripts/experiment.sh), installed with the models. */
 static void md_experiment(md_buf *b, const demo *d, const char *rdir) {
     P(b, "## The full experiment\n\n");
@@ -495,6 +553,7 @@ int stage_report(demo *d) {
     md_attack(&b, d, &f);
     md_tuning(&b, d, &f);
     md_eval(&b, d, &f);
+    md_quality(&b, d);
     md_experiment(&b, d, rdir);
     md_panels(&b, &f);
     md_caveats(&b, d);
