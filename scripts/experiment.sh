@@ -35,6 +35,9 @@ THREADS=${THREADS:-2}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 A() { "$BIN" --threads "$THREADS" "$@"; }
 
+# tuning takes 32 images per Adam step and drops the last partial batch (official): a set smaller
+# than one batch would make no step at all (asam tune refuses it)
+[ "$N" -ge 32 ] && [ "$N_FULL" -ge 32 ] || { echo "experiment: N and N_FULL must be >= 32 (one tuning batch)" >&2; exit 2; }
 mkdir -p "$OUT/eval"
 W=$OUT/world
 SETS="val test unseen_texture unseen_palette unseen_lighting unseen_blur_noise unseen_shapes unseen_clutter"

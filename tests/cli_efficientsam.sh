@@ -65,7 +65,7 @@ expect_error segment "truncated model" "trunc.safetensors" 1 --model "$TMP/trunc
 
 # --- tune (EASAM) and eval beside SAM ---
 DATA=sa1b:$SRC/tests/data/sa1b
-"$BIN" tune --model "$M" --data "$DATA" --out "$TMP/tune" --epochs 1 --no-augment --limit 1 \
+"$BIN" tune --model "$M" --data "$DATA" --out "$TMP/tune" --epochs 1 --no-augment --limit 1 --batch 1 \
     --masks-per-image 2 --points 1024 --quiet
 check "tune exits 0" [ $? -eq 0 ]
 check "efficientsam_tuned.pt written" [ -s "$TMP/tune/efficientsam_tuned.pt" ]

@@ -91,6 +91,10 @@ expect_error "tune bad loss" "--loss" tune --model "$PTH" --data "sa1b:$D" --out
 expect_error "tune missing --out" "required" tune --model "$PTH" --data "sa1b:$D"
 expect_error "tune bad model" "not_a_model" tune --model "$TMP/not_a_model.pth" \
     --data "sa1b:$D" --out "$TMP/t3"
+# fewer images than one batch of the official 32: no Adam step would run, so it is refused
+expect_error "tune with no full batch" "no full batch of 32" tune --model "$PTH" \
+    --data "sa1b:$D" --out "$TMP/t4"
+check "tune with no full batch: no tuned checkpoint" [ ! -e "$TMP/t4/sam_tuned.pth" ]
 expect_error "attack-pgd bad eps" "--eps" attack-pgd --model "$PTH" --data "sa1b:$D" \
     --out "$TMP/adv2" --eps 8/0
 echo '{"image": {' > "$TMP/badjson.json"

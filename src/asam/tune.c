@@ -875,6 +875,15 @@ int asam_tune(const asam_tune_opts *o, asam_tune_report *rep) {
         goto done;
     }
     rep->n_images = (int)n;
+    // ref: utils/dataloader.py:130-133 BatchSampler(drop_last=True): fewer images than one batch
+    // would make no Adam step at all and write the untuned tokens as "tuned"
+    if (!o->keep_last && n < (size_t)o->batch) {
+        rc = asam_error("tune: %zu image(s) make no full batch of %d (the last partial batch is "
+                        "dropped, as officially, so nothing would be tuned): use --batch %zu or "
+                        "--keep-last-batch",
+                        n, o->batch, n);
+        goto done;
+    }
 
     // ref: luckybird1994/ASAM sam_continue_learning/main.py:106-107 (only mask_tokens and
     // iou_token train), :417 (Adam, betas 0.9/0.999, eps 1e-8, no weight decay)
