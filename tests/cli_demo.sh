@@ -40,6 +40,12 @@ done
 qv=$(tr -d ' \n' <"$SRC/data/world/quality.json" | grep -o '"per_set":{"val":[0-9.]*' | grep -o '[0-9.]*$')
 check "report shows the quality gates from quality.json (val $qv)" \
     grep -Eq "^\| SAM-mini box mIoU, val \| $(printf '%.4f' "$qv") \|" "$R"
+# the last full experiment is installed with the models: its table and the command that made it
+if [ -f "$SRC/data/world/experiment/results.json" ]; then
+    check "report shows the experiment's table" grep -Eq "^\| asam_skip \| [0-9.]+ ± [0-9.]+ \|" "$R"
+    check "report says what the experiment's table shows" grep -q "Unseen mean against the untuned model" "$R"
+    check "report quotes the command that reproduces it" grep -q "scripts/experiment.sh build/asam" "$R"
+fi
 # the numbers come from the run: the eval table's test row is the eval JSON's
 m=$(grep -o '"name": "test".*' "$TMP/d/eval/eval.json" | grep -o '"miou": [0-9.]*' | head -1 | grep -o '[0-9.]*$')
 check "the test row's mIoU ($m) is the run's eval.json" \
