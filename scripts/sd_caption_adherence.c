@@ -80,11 +80,7 @@ static double top1_credit(const double *mse, int K) {
  * texts could never be told apart). Fills cand[1..K) with image indices. */
 static int pick_candidates(asam_rng *rng, const char *const *caption, size_t n_all, size_t i, int K,
                            size_t *order, size_t *cand) {
-    for (size_t j = 0; j < n_all; j++) order[j] = j;
-    for (size_t j = n_all - 1; j > 0; j--) { /* Fisher-Yates */
-        size_t r = (size_t)asam_rng_int(rng, (int)j + 1), tmp = order[j];
-        order[j] = order[r], order[r] = tmp;
-    }
+    asam_rng_shuffle(rng, order, n_all);
     cand[0] = i;
     int got = 1;
     for (size_t j = 0; j < n_all && got < K; j++) {

@@ -86,6 +86,39 @@ static void test_rng_pins(void) {
     CHECK(asam_u01(~0ull) < 1.0 && asam_u01(0) == 0.0, "u01 range");
 }
 
+/* asam_rng_shuffle: the permutation tune's epoch order has always used (pinned: moving it into
+ * util must not change tuning), a permutation every time, and uniform: element 0 lands in each
+ * of 4 places about as often. */
+static void test_shuffle(void) {
+    asam_rng r;
+    asam_rng_seed(&r, 42);
+    size_t o[10];
+    asam_rng_shuffle(&r, o, 10);
+    const size_t want[10] = {9, 1, 4, 2, 8, 7, 6, 5, 3, 0};
+    int same = 1;
+    for (int i = 0; i < 10; i++) same &= o[i] == want[i];
+    CHECK(same, "shuffle of 10, seed 42: %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu", o[0], o[1], o[2],
+          o[3], o[4], o[5], o[6], o[7], o[8], o[9]);
+    int count[4] = {0}, perm_ok = 1;
+    for (int k = 0; k < 20000; k++) {
+        size_t q[4];
+        asam_rng_shuffle(&r, q, 4);
+        int seen = 0;
+        for (int i = 0; i < 4; i++) {
+            seen |= 1 << q[i];
+            if (q[i] == 0) count[i]++;
+        }
+        perm_ok &= seen == 15;
+    }
+    CHECK(perm_ok, "every shuffle is a permutation");
+    for (int i = 0; i < 4; i++)
+        CHECK(count[i] > 4700 && count[i] < 5300, "element 0 at place %d: %d of 20000", i,
+              count[i]);
+    asam_rng_shuffle(&r, o, 0); /* n = 0 and 1: nothing to do, no draw */
+    asam_rng_shuffle(&r, o, 1);
+    CHECK(o[0] == 0, "shuffle of 1");
+}
+
 static void test_mask_box(void) {
     uint8_t m[5 * 4] = {0};
     float fm[5 * 4] = {0}, box[4];
@@ -192,6 +225,7 @@ int main(void) {
     test_clock();
     test_progress();
     test_rng_pins();
+    test_shuffle();
     test_mask_box();
     test_binder();
     return test_finish("test_util_shared");

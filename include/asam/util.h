@@ -87,7 +87,9 @@ void asam_rng_seed(asam_rng *r, uint64_t seed); /* splitmix64 expansion */
 uint64_t asam_rng_u64(asam_rng *r);
 double asam_rng_uniform(asam_rng *r); /* [0, 1), 53 bits */
 int asam_rng_int(asam_rng *r, int n); /* [0, n) */
-double asam_rng_normal(asam_rng *r);  /* N(0, 1), Box-Muller (no cached spare) */
+/* order[0..n) = a uniformly random permutation of 0..n-1 (Fisher-Yates, one uniform per swap). */
+void asam_rng_shuffle(asam_rng *r, size_t *order, size_t n);
+double asam_rng_normal(asam_rng *r); /* N(0, 1), Box-Muller (no cached spare) */
 
 /* Deterministic standard normal noise: counter-based Philox-4x32-10 keyed by the 64-bit seed,
  * counter (i/4, 0, 0, 0) for element i, its four 32-bit outputs turned into four normals by

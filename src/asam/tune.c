@@ -682,18 +682,6 @@ static int open_datasets(tuner *T, const asam_tune_opts *o, img_ref **refs_out, 
     return rc;
 }
 
-/* The epoch's image order: Fisher-Yates over 0..n-1 with the tuning stream. */
-static void shuffle(size_t *order, size_t n, asam_rng *rng) {
-    for (size_t i = 0; i < n; i++) order[i] = i;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(asam_rng_uniform(rng) * (double)i);
-        if (j >= i) j = i - 1;
-        size_t t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
-    }
-}
-
 /* One optimiser step over the images order[b0..b1): prompts and targets drawn, each image's
  * loss weighted by its share of the batch's masks, gradients summed, then Adam. *stepped is 0
  * when the batch had no mask (no step).
@@ -791,7 +779,7 @@ static int run_epochs(tuner *T, asam_ctx *ctx, asam_optim *opt, const img_ref *r
     for (int ep = start; ep < end && !rc; ep++) {
         // ref: luckybird1994/ASAM sam_continue_learning/main.py:24 lr_lambda, :423 LambdaLR
         opt->lr = o->lr * asam_lr_asam_factor(ep, NULL);
-        shuffle(order, n, rng);
+        asam_rng_shuffle(rng, order, n);           /* the epoch's image order, tuning stream */
         const uint64_t ep_key = asam_rng_u64(rng); /* keys the images' own generators */
         if (T->hook && T->hook->order) T->hook->order(T->hook->user, ep, order, n);
         double ep_loss = 0;

@@ -45,6 +45,17 @@ int asam_rng_int(asam_rng *r, int n) {
     return n <= 1 ? 0 : (int)(asam_rng_uniform(r) * n) % n;
 }
 
+void asam_rng_shuffle(asam_rng *r, size_t *order, size_t n) {
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(asam_rng_uniform(r) * (double)i);
+        if (j >= i) j = i - 1;
+        size_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+}
+
 double asam_rng_normal(asam_rng *r) {
     double u1 = asam_rng_uniform(r), u2 = asam_rng_uniform(r);
     return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
