@@ -99,6 +99,9 @@ void asam_param_bytes(size_t *fp32_bytes, size_t *bf16_bytes);
 asam_ctx *asam_ctx_new(size_t reserve_bytes);
 void asam_ctx_free(asam_ctx *ctx);
 void asam_ctx_reset(asam_ctx *ctx); /* drop every tensor, node and error */
+/* Hand the pages above the arena's top back to the OS. Releases and resets keep them mapped
+ * (up to the high-water mark) so the next pass does not fault them in again. */
+void asam_ctx_trim(asam_ctx *ctx);
 typedef struct {
     size_t offset;
     asam_node *tape_tail;

@@ -28,8 +28,8 @@ static asam_tensor *gather_rel_pos(asam_ctx *ctx, asam_tensor *rel_pos, int S) {
 }
 
 /* Without recording (inference, or a checkpoint's first pass) drop the intermediates made
- * since m and keep t: each phase of a block stays well under the arena's trim slack, so its
- * pages are reused instead of being handed back and faulted in again (~15% of the time). */
+ * since m and keep t, so the arena's high-water mark (and the pages it keeps mapped) stays at
+ * one block's phase. */
 static asam_tensor *keep(asam_ctx *ctx, asam_mark m, asam_tensor *t) {
     if (!t || asam_ctx_grad_enabled(ctx)) return t;
     return asam_ctx_release_keep(ctx, m, t);
