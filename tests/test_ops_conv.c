@@ -4,7 +4,9 @@
 #include "gradcheck.h"
 #include "test_util.h"
 
-extern int64_t asam_conv_chunk_floats; /* op_conv.c: column buffer cap (test hook) */
+extern int64_t asam_conv_chunk_floats;        /* op_conv.c: column buffer cap (test hook) */
+extern int64_t asam_conv_winograd_min_pixels; /* op_conv.c: Winograd from this size (hook) */
+extern int64_t asam_wino_chunk_floats;        /* conv_winograd.c: tiles per chunk (hook) */
 
 static asam_tensor *rand_tensor(asam_ctx *ctx, int ndim, const int64_t *shape, uint64_t seed) {
     asam_tensor *t = asam_new(ctx, ndim, shape);
@@ -133,6 +135,20 @@ int main(void) {
     check_conv(ctx, 1, 3, 9, 8, 5, 3, 3, 2, 1, 1, 1);
     check_convt(ctx, 2, 3, 5, 4, 2, 3, 3, 2, 1);
     asam_conv_chunk_floats = saved;
+
+    /* Winograd F(4x4, 3x3) for 3x3 "same" convolutions (16+ channels each way): partial edge
+     * tiles (sides not multiples of 4), several tile groups per row (W 70: 18 tiles), the batch,
+     * and chunks of 16 tiles; forward to 1e-5 of the double loops, dx, dw, db by differences */
+    int64_t saved_wino = asam_conv_winograd_min_pixels, saved_wchunk = asam_wino_chunk_floats;
+    asam_conv_winograd_min_pixels = 1;
+    check_conv(ctx, 2, 16, 7, 6, 17, 3, 3, 1, 1, 1, 1);
+    check_conv(ctx, 1, 16, 9, 70, 16, 3, 3, 1, 1, 0, 1);
+    check_conv(ctx, 1, 24, 4, 4, 16, 3, 3, 1, 1, 1, 1);
+    asam_wino_chunk_floats = 36 * (16 + 17) * 16;
+    check_conv(ctx, 2, 16, 13, 11, 17, 3, 3, 1, 1, 1, 1);
+    asam_wino_chunk_floats = saved_wchunk;
+    asam_conv_winograd_min_pixels = saved_wino;
+    check_conv(ctx, 1, 64, 32, 32, 64, 3, 3, 1, 1, 1, 0); /* the default threshold, forward */
 
     check_convt(ctx, 2, 4, 3, 5, 3, 2, 2, 2, 1); /* SAM output upscaling: k2 s2 */
     check_convt(ctx, 1, 4, 3, 3, 2, 2, 2, 2, 0);

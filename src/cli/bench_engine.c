@@ -97,6 +97,7 @@ static void run_case(asam_ctx *ctx, const bench_case *c) {
         in[2] = asam_new(ctx, ASAM_SHAPE(s[2]));
         int64_t ho = (s[1] + 2 * s[5] - s[3]) / s[4] + 1;
         flops = 2.0 * s[2] * ho * ho * s[0] * s[3] * s[3];
+        if (c->backward) flops *= 3; /* + dx and dw, one forward's worth each */
         break;
     }
     case OP_ATTN: /* q (s0, s1, s2, s4), k (s0, s1, s3, s4), v (s0, s1, s3, s4) */
@@ -231,6 +232,16 @@ int bench_engine_main(int argc, char **argv) {
     run_case(ctx, &(bench_case){.name = "conv2d (1,320,64,64) k3 s1 p1 -> 320 (SD)",
                                 .kind = OP_CONV,
                                 .s = {320, 64, 320, 3, 1, 1}});
+    run_case(ctx, &(bench_case){.name = "conv2d (1,320,64,64) k3 s1 p1 -> 320 (SD) fwd+bwd",
+                                .kind = OP_CONV,
+                                .s = {320, 64, 320, 3, 1, 1},
+                                .backward = 1});
+    run_case(ctx, &(bench_case){.name = "conv2d (1,128,512,512) k3 s1 p1 -> 128 (VAE)",
+                                .kind = OP_CONV,
+                                .s = {128, 512, 128, 3, 1, 1}});
+    run_case(ctx, &(bench_case){.name = "conv2d (1,512,128,128) k3 s1 p1 -> 512 (VAE)",
+                                .kind = OP_CONV,
+                                .s = {512, 128, 512, 3, 1, 1}});
 
     const bench_case attn[] = {
         {.name = "attention SAM global (1,12,4096,64) rel-pos",

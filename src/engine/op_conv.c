@@ -3,6 +3,7 @@
  * which may hold it in bf16 (backend.h). Column buffers are per image and chunked over
  * output rows so they stay under asam_conv_chunk_floats whatever the image size. */
 #include "engine/blas.h"
+#include "engine/conv_winograd.h"
 #include "engine/engine_internal.h"
 
 #include <limits.h>
@@ -11,6 +12,10 @@
 /* Column buffer cap in floats (256 MB); not static so tests can shrink it to exercise the
  * chunking (declared there, not in a header: it is no API). */
 int64_t asam_conv_chunk_floats = (int64_t)64 << 20;
+/* 3x3 stride-1 padding-1 convolutions with at least this many output pixels (and 16 channels
+ * each way) go through Winograd F(4x4, 3x3) in fp32 (conv_winograd.h): 2.25x fewer multiplies
+ * net of the transforms. Not static so tests can lower it to reach the path at small sizes. */
+int64_t asam_conv_winograd_min_pixels = 4096;
 /* Loops over fewer elements than this stay on one thread. */
 #define PAR_MIN_ELEMS (INT64_C(1) << 15)
 
@@ -123,6 +128,14 @@ static int is_pointwise(const conv_geom *g) {
     return g->kh == 1 && g->kw == 1 && g->s == 1 && g->p == 0;
 }
 
+/* Winograd applies to 3x3 "same" convolutions in fp32 with the weight's fp32 values at hand
+ * (under bf16 a frozen weight may be held in bf16 only; the GEMM path serves it). */
+static int use_winograd(const conv_geom *g, int64_t O, const asam_tensor *w) {
+    return g->kh == 3 && g->kw == 3 && g->s == 1 && g->p == 1 && g->C >= 16 && O >= 16 &&
+           g->Ho * g->Wo >= asam_conv_winograd_min_pixels && w->data &&
+           asam_get_precision() == ASAM_FP32;
+}
+
 /* Record a conv node (if a gradient is needed) with a copy of its geometry for backward.
  * Returns -1 when the arena is out of memory. */
 static int record_conv(asam_ctx *ctx, const char *op, asam_backward_fn fn, asam_tensor *out,
@@ -148,12 +161,22 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     if (db) bias_grad(dy, db, N, O, HoWo);
     if (!dx && !dw) return;
     asam_mark m = asam_ctx_mark(ctx);
+    /* dx of a 3x3 "same" convolution is another one (kernels rotated, channels swapped) */
+    float *Ut =
+        dx && use_winograd(&g, O, w) ? asam_ctx_alloc(ctx, (size_t)(36 * O * g.C) * 4) : NULL;
+    if (Ut) asam_wino_weights(w->data, O, g.C, 1, Ut);
     int64_t rows = chunk_rows(&g);
-    float *col = is_pointwise(&g) ? NULL : asam_ctx_alloc(ctx, (size_t)(CKK * rows * g.Wo) * 4);
-    if (!is_pointwise(&g) && !col) return;
+    int need_col = !is_pointwise(&g) && (dw || !Ut);
+    float *col = need_col ? asam_ctx_alloc(ctx, (size_t)(CKK * rows * g.Wo) * 4) : NULL;
+    if (need_col && !col) return;
     for (int64_t n = 0; n < N; n++) {
         const float *xn = x->data + n * g.C * HW, *dyn = dy + n * O * HoWo;
         float *dxn = dx ? dx + n * g.C * HW : NULL;
+        if (Ut) {
+            if (asam_wino_conv3x3(ctx, dyn, O, g.H, g.W, Ut, g.C, dxn, 1)) return;
+            dxn = NULL; /* done: the column loop below only forms dw */
+            if (!dw) continue;
+        }
         if (is_pointwise(&g)) {
             if (dw) sgemm(0, 1, O, g.C, HW, 1.0f, dyn, HW, xn, HW, 1.0f, dw, g.C);
             if (dxn) asam_gemm_wa(1, 0, g.C, HW, O, 1.0f, w, g.C, dyn, HW, 1.0f, dxn, HW);
@@ -206,6 +229,18 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     if (record_conv(ctx, op, conv2d_backward, out, x, w, b, &g)) return NULL;
 
     asam_mark m = asam_ctx_mark(ctx);
+    if (use_winograd(&g, O, w)) {
+        float *U = asam_ctx_alloc(ctx, (size_t)(36 * O * g.C) * 4);
+        if (!U) return NULL;
+        asam_wino_weights(w->data, O, g.C, 0, U);
+        for (int64_t n = 0; n < N; n++)
+            if (asam_wino_conv3x3(ctx, x->data + n * g.C * HW, g.C, g.H, g.W, U, O,
+                                  out->data + n * O * HoWo, 0))
+                return NULL;
+        if (b) add_bias(out->data, b->data, N, O, HoWo);
+        asam_ctx_release(ctx, m);
+        return out;
+    }
     int64_t rows = chunk_rows(&g);
     float *col = is_pointwise(&g) ? NULL : asam_ctx_alloc(ctx, (size_t)(CKK * rows * g.Wo) * 4);
     if (!is_pointwise(&g) && !col) return NULL;
