@@ -105,6 +105,11 @@ static const asam_backend cpu_bf16_onednn = {"cpu-bf16 (oneDNN)", ASAM_BF16, gem
 
 const asam_backend *asam_backend_current = &cpu_fp32;
 
+void asam_gemm_fp32(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    cpu_fp32.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 int asam_bf16_supported(void) {
     return asam_gemm_bf16_supported();
 }

@@ -5,8 +5,9 @@
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
  * (Lavin & Gray 2016, interpolation points 0, +-1, +-2, infinity). The element-wise product
  * summed over input channels is, for each of the 36 positions xi, a GEMM
- * M[xi] (O, T) = U[xi] (O, C) V[xi] (C, T) over the T tiles; tiles are taken in chunks so the
- * transformed input V and product M stay a few MiB whatever the image size. */
+ * M[xi] (O, T) = U[xi] (O, C) V[xi] (C, T) over the T tiles, in fp32 under either precision
+ * (backend.h: rounding U and V to bf16 tripled the bf16 error of SAM's neck); tiles are taken in
+ * chunks so the transformed input V and product M stay a few MiB whatever the image size. */
 #include "engine/conv_winograd.h"
 
 #include "engine/blas.h"
@@ -200,8 +201,8 @@ int asam_wino_conv3x3(asam_ctx *ctx, const float *x, int64_t C, int64_t H, int64
         int64_t n = T - t0 < chunk ? T - t0 : chunk;
         input_transform(x, &g, t0, n, V);
         for (int xi = 0; xi < 36; xi++)
-            sgemm(0, 0, O, n, C, 1.0f, U + xi * O * C, C, V + xi * C * n, n, 0.0f, M + xi * O * n,
-                  n);
+            asam_gemm_fp32(0, 0, O, n, C, 1.0f, U + xi * O * C, C, V + xi * C * n, n, 0.0f,
+                           M + xi * O * n, n);
         output_transform(M, &g, t0, n, y, accumulate);
     }
     asam_ctx_release(ctx, mk);

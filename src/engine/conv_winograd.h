@@ -1,7 +1,7 @@
 /* 3x3 stride-1 padding-1 convolution by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray,
  * "Fast Algorithms for Convolutional Neural Networks", 2016): each 4x4 output tile costs 36
  * multiplies per (input, output) channel pair instead of 144, as 36 GEMMs (O, C) x (C, tiles)
- * through the kernel table, between an input transform of 6x6 patches and an output transform.
+ * in fp32 (asam_gemm_fp32), between an input transform of 6x6 patches and an output transform.
  * CPU transforms; internal to src/engine. */
 #ifndef ASAM_ENGINE_CONV_WINOGRAD_H
 #define ASAM_ENGINE_CONV_WINOGRAD_H

@@ -5,6 +5,7 @@
 #include "engine/blas.h"
 #include "engine/conv_winograd.h"
 #include "engine/engine_internal.h"
+#include "asam/util.h"
 
 #include <limits.h>
 #include <string.h>
@@ -13,8 +14,9 @@
  * chunking (declared there, not in a header: it is no API). */
 int64_t asam_conv_chunk_floats = (int64_t)64 << 20;
 /* 3x3 stride-1 padding-1 convolutions with at least this many output pixels (and 16 channels
- * each way) go through Winograd F(4x4, 3x3) in fp32 (conv_winograd.h): 2.25x fewer multiplies
- * net of the transforms. Not static so tests can lower it to reach the path at small sizes. */
+ * each way) go through Winograd F(4x4, 3x3) (conv_winograd.h): 4x fewer multiplies, and the
+ * transforms cost little beside them from this size on. Not static so tests can lower it to reach
+ * the path at small sizes. */
 int64_t asam_conv_winograd_min_pixels = 4096;
 /* Loops over fewer elements than this stay on one thread. */
 #define PAR_MIN_ELEMS (INT64_C(1) << 15)
@@ -128,12 +130,28 @@ static int is_pointwise(const conv_geom *g) {
     return g->kh == 1 && g->kw == 1 && g->s == 1 && g->p == 0;
 }
 
-/* Winograd applies to 3x3 "same" convolutions in fp32 with the weight's fp32 values at hand
- * (under bf16 a frozen weight may be held in bf16 only; the GEMM path serves it). */
-static int use_winograd(const conv_geom *g, int64_t O, const asam_tensor *w) {
+/* Winograd applies to 3x3 "same" convolutions big enough to repay the weight transform. */
+static int use_winograd(const conv_geom *g, int64_t O) {
     return g->kh == 3 && g->kw == 3 && g->s == 1 && g->p == 1 && g->C >= 16 && O >= 16 &&
-           g->Ho * g->Wo >= asam_conv_winograd_min_pixels && w->data &&
-           asam_get_precision() == ASAM_FP32;
+           g->Ho * g->Wo >= asam_conv_winograd_min_pixels;
+}
+
+/* The Winograd-transformed kernels of w (36, O, C), or of the adjoint convolution (36, C, O),
+ * in the arena; from the held bf16 copy when the fp32 one is gone (the GEMM path computes with
+ * those same values). NULL when out of memory. */
+static float *winograd_weights(asam_ctx *ctx, const asam_tensor *w, int adjoint) {
+    int64_t O = w->shape[0], C = w->shape[1];
+    float *U = asam_ctx_alloc(ctx, (size_t)(36 * O * C) * sizeof(float));
+    if (!U) return NULL;
+    const float *v = w->data;
+    if (!v) {
+        float *f = asam_ctx_alloc(ctx, (size_t)w->numel * sizeof(float));
+        if (!f) return NULL;
+        for (int64_t i = 0; i < w->numel; i++) f[i] = asam_bf16_to_f32(w->bf16[i]);
+        v = f;
+    }
+    asam_wino_weights(v, O, C, adjoint, U);
+    return U;
 }
 
 /* Record a conv node (if a gradient is needed) with a copy of its geometry for backward.
@@ -162,9 +180,9 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     if (!dx && !dw) return;
     asam_mark m = asam_ctx_mark(ctx);
     /* dx of a 3x3 "same" convolution is another one (kernels rotated, channels swapped) */
-    float *Ut =
-        dx && use_winograd(&g, O, w) ? asam_ctx_alloc(ctx, (size_t)(36 * O * g.C) * 4) : NULL;
-    if (Ut) asam_wino_weights(w->data, O, g.C, 1, Ut);
+    int wino = dx && use_winograd(&g, O);
+    float *Ut = wino ? winograd_weights(ctx, w, 1) : NULL;
+    if (wino && !Ut) return;
     int64_t rows = chunk_rows(&g);
     int need_col = !is_pointwise(&g) && (dw || !Ut);
     float *col = need_col ? asam_ctx_alloc(ctx, (size_t)(CKK * rows * g.Wo) * 4) : NULL;
@@ -229,10 +247,9 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     if (record_conv(ctx, op, conv2d_backward, out, x, w, b, &g)) return NULL;
 
     asam_mark m = asam_ctx_mark(ctx);
-    if (use_winograd(&g, O, w)) {
-        float *U = asam_ctx_alloc(ctx, (size_t)(36 * O * g.C) * 4);
+    if (use_winograd(&g, O)) {
+        float *U = winograd_weights(ctx, w, 0);
         if (!U) return NULL;
-        asam_wino_weights(w->data, O, g.C, 0, U);
         for (int64_t n = 0; n < N; n++)
             if (asam_wino_conv3x3(ctx, x->data + n * g.C * HW, g.C, g.H, g.W, U, O,
                                   out->data + n * O * HoWo, 0))
