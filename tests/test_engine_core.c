@@ -3,6 +3,9 @@
  * (same gradients as without, nested, less memory held), grad on/off, error propagation. Uses
  * only linear / matmul / attention so it does not depend on the elementwise ops. */
 #include "asam/engine.h"
+
+#include <stdio.h>
+#include <unistd.h>
 #include "gradcheck.h"
 #include "test_util.h"
 
@@ -152,6 +155,47 @@ static void test_arena(void) {
     asam_ctx_reset(ctx);
     CHECK(asam_ctx_ok(ctx) && asam_ctx_used(ctx) == 0, "reset");
     if (!test_failures) printf("ok   arena mark/release/release_keep/peak\n");
+    asam_ctx_free(ctx);
+}
+
+/* Resident pages of this process (/proc/self/statm), in bytes; 0 where unknown. */
+static size_t resident_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &size, &res) != 2) res = 0;
+    fclose(f);
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Released arena pages stay resident (the next pass reuses them without faulting them in);
+ * asam_ctx_trim hands them back. */
+static void test_arena_pages(void) {
+    asam_ctx *ctx = asam_ctx_new((size_t)256 << 20);
+    CHECK(ctx != NULL, "ctx");
+    if (!ctx || !resident_bytes()) {
+        asam_ctx_free(ctx);
+        return;
+    }
+    size_t r0 = resident_bytes();
+    asam_mark m = asam_ctx_mark(ctx);
+    asam_tensor *big = asam_full(ctx, ASAM_SHAPE(16 << 20), 3.0f); /* 64 MiB touched */
+    CHECK(big != NULL, "64 MiB tensor");
+    size_t r1 = resident_bytes();
+    asam_ctx_release(ctx, m);
+    asam_ctx_reset(ctx);
+    size_t r2 = resident_bytes();
+    asam_ctx_trim(ctx);
+    size_t r3 = resident_bytes();
+    CHECK(r1 >= r0 + (60u << 20), "touching 64 MiB made %zu MiB resident", (r1 - r0) >> 20);
+    CHECK(r2 + (4u << 20) >= r1, "release/reset handed pages back (%zu -> %zu MiB)", r1 >> 20,
+          r2 >> 20);
+    CHECK(r3 + (60u << 20) <= r2, "trim kept the pages (%zu -> %zu MiB)", r2 >> 20, r3 >> 20);
+    asam_tensor *again = asam_full(ctx, ASAM_SHAPE(1 << 20), 5.0f);
+    CHECK(again && again->data[(1 << 20) - 1] == 5.0f, "allocation after trim");
+    if (!test_failures)
+        printf("ok   arena keeps released pages (%zu MiB resident), trim returns them (%zu MiB)\n",
+               r2 >> 20, r3 >> 20);
     asam_ctx_free(ctx);
 }
 
@@ -341,6 +385,7 @@ static void test_autograd(void) {
 
 int main(void) {
     test_arena();
+    test_arena_pages();
     test_autograd();
     return test_finish("test_engine_core");
 }

@@ -236,6 +236,12 @@ int bench_engine_main(int argc, char **argv) {
                                 .kind = OP_CONV,
                                 .s = {320, 64, 320, 3, 1, 1},
                                 .backward = 1});
+    run_case(ctx, &(bench_case){.name = "conv2d (1,640,32,32) k3 s1 p1 -> 640 (SD)",
+                                .kind = OP_CONV,
+                                .s = {640, 32, 640, 3, 1, 1}});
+    run_case(ctx, &(bench_case){.name = "conv2d (1,1280,16,16) k3 s1 p1 -> 1280 (SD)",
+                                .kind = OP_CONV,
+                                .s = {1280, 16, 1280, 3, 1, 1}});
     run_case(ctx, &(bench_case){.name = "conv2d (1,128,512,512) k3 s1 p1 -> 128 (VAE)",
                                 .kind = OP_CONV,
                                 .s = {128, 512, 128, 3, 1, 1}});
