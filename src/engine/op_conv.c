@@ -1,7 +1,8 @@
-/* Convolutions (NCHW): asam_conv2d via im2col + sgemm (direct GEMM for 1x1 stride-1), and
- * asam_conv_transpose2d via sgemm + col2im; the weight's products go through asam_gemm_wa,
- * which may hold it in bf16 (backend.h). Column buffers are per image and chunked over
- * output rows so they stay under asam_conv_chunk_floats whatever the image size. */
+/* Convolutions (NCHW): asam_conv2d via im2col + sgemm (direct GEMM for 1x1 stride-1, Winograd
+ * F(4x4, 3x3) for 3x3 "same" ones from 64x64 outputs, forward and dx), and asam_conv_transpose2d
+ * via sgemm + col2im; the weight's products go through asam_gemm_wa, which may hold it in bf16
+ * (backend.h). Column buffers are per image and chunked over output rows so they stay under
+ * asam_conv_chunk_floats whatever the image size. */
 #include "engine/blas.h"
 #include "engine/conv_winograd.h"
 #include "engine/engine_internal.h"
