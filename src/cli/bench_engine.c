@@ -229,25 +229,29 @@ int bench_engine_main(int argc, char **argv) {
                                 .kind = OP_CONV,
                                 .s = {3, 1024, 768, 16, 16, 0}});
     bench_sgemm("raw sgemm 320x4096x2880 (SD conv3x3 GEMM)", 320, 4096, 2880, 0);
-    run_case(ctx, &(bench_case){.name = "conv2d (1,320,64,64) k3 s1 p1 -> 320 (SD)",
-                                .kind = OP_CONV,
-                                .s = {320, 64, 320, 3, 1, 1}});
-    run_case(ctx, &(bench_case){.name = "conv2d (1,320,64,64) k3 s1 p1 -> 320 (SD) fwd+bwd",
-                                .kind = OP_CONV,
-                                .s = {320, 64, 320, 3, 1, 1},
-                                .backward = 1});
-    run_case(ctx, &(bench_case){.name = "conv2d (1,640,32,32) k3 s1 p1 -> 640 (SD)",
-                                .kind = OP_CONV,
-                                .s = {640, 32, 640, 3, 1, 1}});
-    run_case(ctx, &(bench_case){.name = "conv2d (1,1280,16,16) k3 s1 p1 -> 1280 (SD)",
-                                .kind = OP_CONV,
-                                .s = {1280, 16, 1280, 3, 1, 1}});
-    run_case(ctx, &(bench_case){.name = "conv2d (1,128,512,512) k3 s1 p1 -> 128 (VAE)",
-                                .kind = OP_CONV,
-                                .s = {128, 512, 128, 3, 1, 1}});
-    run_case(ctx, &(bench_case){.name = "conv2d (1,512,128,128) k3 s1 p1 -> 512 (VAE)",
-                                .kind = OP_CONV,
-                                .s = {512, 128, 512, 3, 1, 1}});
+    /* 3x3 "same" convolutions: Winograd from 64x64 outputs, im2col + GEMM below (op_conv.c) */
+    const bench_case conv3[] = {
+        {.name = "conv2d (1,320,64,64) k3 s1 p1 -> 320 (SD)",
+         .kind = OP_CONV,
+         .s = {320, 64, 320, 3, 1, 1}},
+        {.name = "conv2d (1,320,64,64) k3 s1 p1 -> 320 (SD) fwd+bwd",
+         .kind = OP_CONV,
+         .s = {320, 64, 320, 3, 1, 1},
+         .backward = 1},
+        {.name = "conv2d (1,640,32,32) k3 s1 p1 -> 640 (SD)",
+         .kind = OP_CONV,
+         .s = {640, 32, 640, 3, 1, 1}},
+        {.name = "conv2d (1,1280,16,16) k3 s1 p1 -> 1280 (SD)",
+         .kind = OP_CONV,
+         .s = {1280, 16, 1280, 3, 1, 1}},
+        {.name = "conv2d (1,128,512,512) k3 s1 p1 -> 128 (VAE)",
+         .kind = OP_CONV,
+         .s = {128, 512, 128, 3, 1, 1}},
+        {.name = "conv2d (1,512,128,128) k3 s1 p1 -> 512 (VAE)",
+         .kind = OP_CONV,
+         .s = {512, 128, 512, 3, 1, 1}},
+    };
+    for (size_t i = 0; i < sizeof conv3 / sizeof conv3[0]; i++) run_case(ctx, &conv3[i]);
 
     const bench_case attn[] = {
         {.name = "attention SAM global (1,12,4096,64) rel-pos",

@@ -45,11 +45,7 @@ static void gemm_bf16_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float
  * the exact values the bf16 held, in a temporary buffer. NULL when out of memory. */
 static float *widen(const uint16_t *src, int64_t n) {
     float *dst = malloc((size_t)(n ? n : 1) * sizeof *dst);
-    if (!dst) return NULL;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)src[i] << 16;
-        memcpy(dst + i, &u, sizeof u);
-    }
+    if (dst) asam_bf16_widen(src, dst, n);
     return dst;
 }
 

@@ -7,16 +7,17 @@
  * summed over input channels is, for each of the 36 positions xi, a GEMM
  * M[xi] (O, T) = U[xi] (O, C) V[xi] (C, T) over the T tiles, in fp32 under either precision
  * (backend.h: rounding U and V to bf16 tripled the bf16 error of SAM's neck); tiles are taken in
- * chunks so the transformed input V and product M stay a few MiB whatever the image size. */
+ * chunks so the transformed input V and product M stay under 64 MiB whatever the image size. */
 #include "engine/conv_winograd.h"
 
-#include "engine/blas.h"
+#include "engine/backend.h"
 #include "engine/engine_internal.h"
 
 #include <string.h>
 
-/* Scratch cap in floats for one chunk's V and M together (not static: tests shrink it to
- * exercise the chunking; declared there, not in a header: it is no API). */
+/* Scratch cap in floats (64 MiB) for one chunk's V and M together; 8-16 Mi floats measured
+ * fastest on the VAE's 128- and 512-channel convolutions (bench engine) (not static: tests shrink
+ * it to exercise the chunking; declared there, not in a header: it is no API). */
 int64_t asam_wino_chunk_floats = (int64_t)16 << 20;
 
 #define TG 16 /* tiles transformed together (one vector of 16 floats per position) */
@@ -53,9 +54,9 @@ void asam_wino_weights(const float *w, int64_t O, int64_t C, int adjoint, float 
         }
 }
 
-/* B^T applied along one axis to 6 vectors of TG lanes: in[k*s] -> out[k*s], k = 0..5. */
-static inline void bt_apply(const float *in, float *out, int s) {
-    for (int l = 0; l < TG; l++) {
+/* B^T applied along one axis to 6 rows of n lanes: in[k*s + l] -> out[k*s + l], k = 0..5. */
+static inline void bt_apply(const float *in, float *out, int64_t s, int64_t n) {
+    for (int64_t l = 0; l < n; l++) {
         float d0 = in[0 * s + l], d1 = in[1 * s + l], d2 = in[2 * s + l];
         float d3 = in[3 * s + l], d4 = in[4 * s + l], d5 = in[5 * s + l];
         out[0 * s + l] = 4 * d0 - 5 * d2 + d4;
@@ -117,23 +118,15 @@ static void input_transform(const float *x, const wino_geom *g, int64_t t0, int6
                 memcpy(r + lo, src + x0 + lo, (size_t)(hi - lo) * sizeof(float));
                 for (int64_t k = hi; k < lenp; k++) r[k] = 0.0f;
             }
-            for (int64_t k = 0; k < lenp; k++) { /* B^T along y */
-                float d0 = rows[0][k], d1 = rows[1][k], d2 = rows[2][k];
-                float d3 = rows[3][k], d4 = rows[4][k], d5 = rows[5][k];
-                col[0][k] = 4 * d0 - 5 * d2 + d4;
-                col[1][k] = -4 * d1 - 4 * d2 + d3 + d4;
-                col[2][k] = 4 * d1 - 4 * d2 - d3 + d4;
-                col[3][k] = -2 * d1 - d2 + 2 * d3 + d4;
-                col[4][k] = 2 * d1 - d2 - 2 * d3 + d4;
-                col[5][k] = 4 * d1 - 5 * d3 + d5;
-            }
+            bt_apply(rows[0], col[0], SEG_W, lenp);    /* along y, over the input columns */
             for (int64_t g0 = 0; g0 < cnt; g0 += TG) { /* B^T along x, TG tiles at a time */
                 int64_t gc = cnt - g0 < TG ? cnt - g0 : TG;
                 for (int i = 0; i < 6; i++)
                     for (int j = 0; j < 6; j++)
                         for (int l = 0; l < TG; l++)
                             d[(i * 6 + j) * TG + l] = col[i][4 * (g0 + l) + j];
-                for (int i = 0; i < 6; i++) bt_apply(d + i * 6 * TG, t + i * 6 * TG, TG);
+                for (int i = 0; i < 6; i++) /* along x, over the tiles */
+                    bt_apply(d + i * 6 * TG, t + i * 6 * TG, TG, TG);
                 for (int xi = 0; xi < 36; xi++) {
                     float *dst = V + (xi * g->C + c) * n + i0 + g0;
                     const float *v = t + xi * TG;

@@ -6,7 +6,6 @@
 #include "engine/blas.h"
 #include "engine/conv_winograd.h"
 #include "engine/engine_internal.h"
-#include "asam/util.h"
 
 #include <limits.h>
 #include <string.h>
@@ -148,7 +147,7 @@ static float *winograd_weights(asam_ctx *ctx, const asam_tensor *w, int adjoint)
     if (!v) {
         float *f = asam_ctx_alloc(ctx, (size_t)w->numel * sizeof(float));
         if (!f) return NULL;
-        for (int64_t i = 0; i < w->numel; i++) f[i] = asam_bf16_to_f32(w->bf16[i]);
+        asam_bf16_widen(w->bf16, f, w->numel);
         v = f;
     }
     asam_wino_weights(v, O, C, adjoint, U);

@@ -106,15 +106,19 @@ int asam_param_bf16_held(const asam_tensor *t) {
 
 static void *aligned_zeroed(size_t bytes);
 
+void asam_bf16_widen(const uint16_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &u, sizeof u);
+    }
+}
+
 /* A held weight that becomes trainable gets an fp32 master copy again, made from its bf16
  * values (its original fp32 values were freed when it was converted). */
 static int unhold(asam_tensor *t) {
     float *d = aligned_zeroed((size_t)t->numel * sizeof(float));
     if (!d) return -1;
-    for (int64_t i = 0; i < t->numel; i++) {
-        uint32_t u = (uint32_t)t->bf16[i] << 16;
-        memcpy(d + i, &u, sizeof u);
-    }
+    asam_bf16_widen(t->bf16, d, t->numel);
     free(t->bf16);
     t->bf16 = NULL;
     t->data = d;
