@@ -5,6 +5,8 @@
 #include "gradcheck.h"
 #include "test_util.h"
 
+extern int asam_attention_flash; /* op_attention.c: the flash forward on AVX-512 (hook) */
+
 typedef struct {
     int64_t B, H, Nq, Nk, D, Dv, kh, kw; /* kh = 0: no relative positions */
     int64_t Bb, Hb;                      /* 0: no bias */
@@ -147,11 +149,7 @@ static void check_attention(asam_ctx *ctx, const char *what, attn_case c, int ma
     asam_ctx_release(ctx, m);
 }
 
-int main(void) {
-    asam_set_threads(2); /* both parallel schedules (over heads, over query blocks) run */
-    asam_ctx *ctx = asam_ctx_new((size_t)1 << 30);
-    CHECK(ctx != NULL, "ctx");
-    if (!ctx) return 1;
+static void attention_cases(asam_ctx *ctx) {
     /*                                      B  H  Nq  Nk  D  Dv kh kw Bb Hb scale causal */
     check_attention(ctx, "plain", (attn_case){2, 2, 5, 5, 4, 4, 0, 0, 0, 0, 0, 0}, 200);
     check_attention(ctx, "bias (1,H) + scale", (attn_case){2, 3, 5, 6, 4, 4, 0, 0, 1, 3, 0.7f, 0},
@@ -169,6 +167,27 @@ int main(void) {
     check_attention(ctx, "blocked causal pairs",
                     (attn_case){2, 1, 200, 200, 4, 4, 0, 0, 0, 0, 0, 1}, 30);
 
+    /* the flash forward's key chunks (256) and query blocks (64): several chunks with a short
+     * last one, relative-position rows that straddle a chunk edge, causal rows whose keys end
+     * inside a chunk, and head sizes that fill 1, 2.5, 3 and 5 vectors of 16 */
+    check_attention(ctx, "chunks D40", (attn_case){1, 1, 130, 600, 40, 40, 0, 0, 0, 0, 0, 0}, 3);
+    check_attention(ctx, "chunks rel", (attn_case){1, 1, 70, 600, 16, 48, 20, 30, 1, 1, 0, 0}, 3);
+    check_attention(ctx, "chunks causal", (attn_case){1, 1, 300, 300, 80, 80, 0, 0, 0, 0, 0, 1}, 3);
+    check_attention(ctx, "chunks cross D>Dv", (attn_case){2, 1, 65, 77, 64, 7, 0, 0, 0, 0, 0, 0},
+                    3);
+}
+
+int main(void) {
+    asam_set_threads(2); /* both parallel schedules (over heads, over query blocks) run */
+    asam_ctx *ctx = asam_ctx_new((size_t)1 << 30);
+    CHECK(ctx != NULL, "ctx");
+    if (!ctx) return 1;
+    /* every case through the flash forward (where the CPU has AVX-512) and the blocked one */
+    for (int flash = 1; flash >= 0; flash--) {
+        asam_attention_flash = flash;
+        printf("-- %s forward\n", flash ? "flash" : "blocked");
+        attention_cases(ctx);
+    }
     /* shape errors */
     asam_tensor *q = asam_zeros(ctx, ASAM_SHAPE(1, 2, 4, 8)),
                 *k = asam_zeros(ctx, ASAM_SHAPE(1, 2, 5, 8));

@@ -296,7 +296,7 @@ static void case_amg(const asam_sam *m) {
     CHECK(asam_amg_generate(m, &img, &o, NULL, NULL, &res) == 0, "amg: %s", asam_last_error());
     asam_sam_predictor p;
     CHECK(asam_sam_predictor_init(&p, m) == 0, "predictor");
-    size_t hw = (size_t)S * S, matched = 0, uncropped = 0;
+    size_t hw = (size_t)S * S, matched = 0, uncropped = 0, worst = 0;
     uint8_t *mask = malloc(hw);
     int bad_crop = 0;
     for (size_t i = 0; i < res.n; i++) {
@@ -318,7 +318,11 @@ static void case_amg(const asam_sam *m) {
             for (size_t q = 0; q < hw; q++) diff += mask[q] != r.masks[c * hw + q];
             if (diff < best) best = diff;
         }
-        if (best == 0) matched++;
+        /* The generator decodes its points batched, the predictor one at a time: the products
+         * round differently by shape (a logit a few ulp from 0 lands on either side), so a
+         * pixel or two in 1,000 may differ; a wrong point or crop differs in far more. */
+        if (best * 1000 <= hw) matched++;
+        if (best > worst) worst = best;
         asam_sam_result_free(&r);
     }
     CHECK(res.n > 0 && !bad_crop, "amg: %zu masks, crops %s", res.n, bad_crop ? "outside" : "in");
@@ -327,8 +331,8 @@ static void case_amg(const asam_sam *m) {
           uncropped);
     if (uncropped > 0 && matched == uncropped && !bad_crop)
         printf("ok   AMG at S = %d: %zu masks; each of the %zu whole-image ones is the "
-               "predictor's for its point\n",
-               S, res.n, uncropped);
+               "predictor's for its point (%zu pixels differ at most)\n",
+               S, res.n, uncropped, worst);
     free(mask);
     asam_sam_predictor_free(&p);
     asam_amg_result_free(&res);

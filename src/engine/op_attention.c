@@ -13,6 +13,7 @@
  * query. */
 #include "engine/blas.h"
 #include "engine/engine_internal.h"
+#include "engine/gemm_tile.h"
 
 #include <limits.h>
 #include <math.h>
@@ -23,6 +24,13 @@
 #define ATTN_SCORE_FLOATS (128 * 4096) /* 2 MB score block per thread */
 /* Below this many multiply-adds an attention call runs on one thread (no fork/join cost). */
 #define ATTN_PARALLEL_MACS (INT64_C(1) << 18)
+/* The flash forward's query block and key chunk (see attn_forward_flash). */
+#define FLASH_BQ 64
+#define FLASH_KC 256
+
+/* The flash forward runs in fp32 on CPUs with AVX-512 (tests turn it off to check the other
+ * path); under bf16 the blocked path's products go to the bf16 GEMM instead. */
+int asam_attention_flash = 1;
 
 /* Queries per block: a score block of about ATTN_SCORE_FLOATS (so few keys give tall blocks and
  * fewer, larger GEMMs), at least ATTN_BLOCK rows, at most Nq, and small enough that every
@@ -73,30 +81,41 @@ static inline int64_t block_keys(const attn_args *A, int64_t q1) {
     return A->causal && q1 < A->Nk ? q1 : A->Nk;
 }
 
-/* S (nq, nk) <- the block's logits: scale q k^T + bias + rel terms; masked entries -inf. */
-static void block_logits(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, float *S) {
-    int64_t nq = q1 - q0, nk = block_keys(A, q1), b = bh / A->H, h = bh % A->H;
-    const float *Q = A->q + (bh * A->Nq + q0) * A->D, *K = A->k + bh * A->Nk * A->D;
-    sgemm(0, 1, nq, nk, A->D, A->scale, Q, A->D, K, A->D, 0.0f, S, nk);
-    for (int64_t r = 0; r < nq; r++) {
-        int64_t qi = q0 + r;
-        float *row = S + r * nk;
+/* The additive terms of logits S (rows q0..q1, keys k0..k1; row stride lds): bias, relative
+ * position terms, and -inf on masked (causal) entries. */
+static void logits_extras(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, int64_t k0,
+                          int64_t k1, float *S, int64_t lds) {
+    if (!A->bias && !A->rel_h && !A->causal) return;
+    int64_t b = bh / A->H, h = bh % A->H, nk = k1 - k0;
+    for (int64_t qi = q0; qi < q1; qi++) {
+        float *row = S + (qi - q0) * lds;
         if (A->bias) {
             int64_t bb = A->Bb == 1 ? 0 : b, hb = A->Hb == 1 ? 0 : h;
-            const float *brow = A->bias + ((bb * A->Hb + hb) * A->Nq + qi) * A->Nk;
+            const float *brow = A->bias + ((bb * A->Hb + hb) * A->Nq + qi) * A->Nk + k0;
             for (int64_t j = 0; j < nk; j++) row[j] += brow[j];
         }
-        if (A->rel_h) {
+        if (A->rel_h) { /* key j = i * kw + jj gets rel_h[i] + rel_w[jj] */
             const float *rh = A->rel_h + (bh * A->Nq + qi) * A->kh;
             const float *rw = A->rel_w + (bh * A->Nq + qi) * A->kw;
-            for (int64_t i = 0; i < A->kh; i++) {
-                float *seg = row + i * A->kw, ri = rh[i];
-                for (int64_t j = 0; j < A->kw; j++) seg[j] += ri + rw[j];
+            for (int64_t j = k0; j < k1;) {
+                int64_t i = j / A->kw, jj = j % A->kw;
+                int64_t end = (i + 1) * A->kw < k1 ? (i + 1) * A->kw : k1;
+                float ri = rh[i], *seg = row + (j - k0) - jj;
+                for (int64_t t = jj; t < jj + (end - j); t++) seg[t] += ri + rw[t];
+                j = end;
             }
         }
         if (A->causal)
-            for (int64_t j = qi + 1; j < nk; j++) row[j] = -INFINITY;
+            for (int64_t j = qi + 1 > k0 ? qi + 1 : k0; j < k1; j++) row[j - k0] = -INFINITY;
     }
+}
+
+/* S (nq, nk) <- the block's logits: scale q k^T + bias + rel terms; masked entries -inf. */
+static void block_logits(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, float *S) {
+    int64_t nq = q1 - q0, nk = block_keys(A, q1);
+    const float *Q = A->q + (bh * A->Nq + q0) * A->D, *K = A->k + bh * A->Nk * A->D;
+    sgemm(0, 1, nq, nk, A->D, A->scale, Q, A->D, K, A->D, 0.0f, S, nk);
+    logits_extras(A, bh, q0, q1, 0, nk, S, nk);
 }
 
 static void attn_forward_block(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, float *S,
@@ -125,6 +144,58 @@ static void attn_forward_block(const attn_args *A, int64_t bh, int64_t q0, int64
     }
     const float *V = A->v + bh * A->Nk * A->Dv;
     sgemm(0, 0, nq, A->Dv, nk, 1.0f, S, nk, V, A->Dv, 0.0f, out + (bh * A->Nq + q0) * A->Dv, A->Dv);
+}
+
+/* Flash-style forward of one query block (the fp32 path on AVX-512 CPUs): keys go in chunks of
+ * FLASH_KC, each chunk's logits (FLASH_BQ x FLASH_KC, in L2 with the chunk's K^T and V) come from
+ * the tile GEMM, an online softmax keeps each row's running max m and sum l, rescaling the
+ * output rows already accumulated when m grows, and P V is added into the output, which is
+ * divided by l at the end. Kt: this pair's K transposed (D x Nk). S: FLASH_BQ x FLASH_KC,
+ * ml: 2 x FLASH_BQ scratch. */
+static void attn_forward_flash(const attn_args *A, int64_t bh, int64_t q0, int64_t q1,
+                               const float *Kt, float *S, float *ml, float *out) {
+    int64_t nq = q1 - q0, nk = block_keys(A, q1), D = A->D, Dv = A->Dv;
+    const float *Q = A->q + (bh * A->Nq + q0) * D, *V = A->v + bh * A->Nk * Dv;
+    float *O = out + (bh * A->Nq + q0) * Dv, *m = ml, *l = ml + FLASH_BQ;
+    for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0;
+    for (int64_t k0 = 0; k0 < nk; k0 += FLASH_KC) {
+        int64_t kc = nk - k0 < FLASH_KC ? nk - k0 : FLASH_KC;
+        asam_gemm_tile(nq, kc, D, A->scale, Q, D, 1, Kt + k0, A->Nk, 0.0f, S, FLASH_KC);
+        logits_extras(A, bh, q0, q1, k0, k0 + kc, S, FLASH_KC);
+        for (int64_t r = 0; r < nq; r++) {
+            float *row = S + r * FLASH_KC, mx = m[r];
+#pragma omp simd reduction(max : mx)
+            for (int64_t j = 0; j < kc; j++) mx = row[j] > mx ? row[j] : mx;
+            if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
+                memset(row, 0, (size_t)kc * sizeof(float));
+                continue;
+            }
+            float sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < kc; j++) {
+                float e = exp_fast(row[j] - mx);
+                row[j] = e;
+                sum += e;
+            }
+            float corr = exp_fast(m[r] - mx); /* 0 on the first chunk (m = -inf) */
+            if (k0 > 0 && corr != 1.0f)
+                for (int64_t c = 0; c < Dv; c++) O[r * Dv + c] *= corr;
+            l[r] = l[r] * corr + sum;
+            m[r] = mx;
+        }
+        asam_gemm_tile(nq, Dv, kc, 1.0f, S, FLASH_KC, 1, V + k0 * Dv, Dv, k0 > 0 ? 1.0f : 0.0f, O,
+                       Dv);
+    }
+    for (int64_t r = 0; r < nq; r++) {
+        if (l[r] == 0) { /* every key masked: output 0, no gradient */
+            memset(O + r * Dv, 0, (size_t)Dv * sizeof(float));
+            if (A->lse) A->lse[bh * A->Nq + q0 + r] = INFINITY;
+            continue;
+        }
+        float inv = 1.0f / l[r];
+        for (int64_t c = 0; c < Dv; c++) O[r * Dv + c] *= inv;
+        if (A->lse) A->lse[bh * A->Nq + q0 + r] = m[r] + logf(l[r]);
+    }
 }
 
 typedef struct {
@@ -180,6 +251,92 @@ static void attn_backward_block(const attn_args *A, const attn_grads *G, int64_t
     if (dk_acc) sgemm(1, 0, nk, D, nq, A->scale, dP, nk, Q, D, 1.0f, dk_acc, D);
 }
 
+/* The relative-position gradients of one row's dS over keys k0..k1: key j = i * kw + jj adds
+ * ds[j - k0] to d rel_h[i] and d rel_w[jj]. */
+static void rel_grads(const attn_args *A, const float *ds, int64_t k0, int64_t k1, float *grh,
+                      float *grw) {
+    for (int64_t j = k0; j < k1;) {
+        int64_t i = j / A->kw, jj = j % A->kw;
+        int64_t end = (i + 1) * A->kw < k1 ? (i + 1) * A->kw : k1;
+        const float *seg = ds + (j - k0) - jj;
+        float s = 0;
+        for (int64_t t = jj; t < jj + (end - j); t++) {
+            s += seg[t];
+            if (grw) grw[t] += seg[t];
+        }
+        if (grh) grh[i] += s;
+        j = end;
+    }
+}
+
+/* Flash-style backward of one query block (FLASH_BQ rows at most): key chunks of FLASH_KC, each
+ * chunk's P, dP and dS in L2, the products by the tile GEMM. Kt, Vt: this pair's K and V
+ * transposed (D x Nk, Dv x Nk). S, dP: FLASH_BQ x FLASH_KC scratch; Di: FLASH_BQ. */
+static void attn_backward_flash(const attn_args *A, const attn_grads *G, int64_t bh, int64_t q0,
+                                int64_t q1, const float *Kt, const float *Vt, float *S, float *dP,
+                                float *Di, float *dk_acc, float *dv_acc) {
+    int64_t nq = q1 - q0, nk = block_keys(A, q1), D = A->D, Dv = A->Dv, Nk = A->Nk;
+    const float *dO = G->dout + (bh * A->Nq + q0) * Dv, *O = G->out + (bh * A->Nq + q0) * Dv;
+    const float *Q = A->q + (bh * A->Nq + q0) * D, *K = A->k + bh * Nk * D;
+    const float *lse = A->lse + bh * A->Nq + q0;
+    int need_ds = G->dq || dk_acc || G->drh || G->drw;
+    for (int64_t r = 0; r < nq; r++) {
+        float d = 0;
+        for (int64_t c = 0; c < Dv; c++) d += dO[r * Dv + c] * O[r * Dv + c];
+        Di[r] = d;
+    }
+    for (int64_t k0 = 0; k0 < nk; k0 += FLASH_KC) {
+        int64_t kc = nk - k0 < FLASH_KC ? nk - k0 : FLASH_KC;
+        asam_gemm_tile(nq, kc, D, A->scale, Q, D, 1, Kt + k0, Nk, 0.0f, S, FLASH_KC);
+        logits_extras(A, bh, q0, q1, k0, k0 + kc, S, FLASH_KC);
+        for (int64_t r = 0; r < nq; r++) {
+            float *row = S + r * FLASH_KC, l = lse[r];
+#pragma omp simd
+            for (int64_t j = 0; j < kc; j++) row[j] = exp_fast(row[j] - l); /* P; masked -> 0 */
+        }
+        /* dV[chunk] += P^T dO */
+        if (dv_acc)
+            asam_gemm_tile(kc, Dv, nq, 1.0f, S, 1, FLASH_KC, dO, Dv, 1.0f, dv_acc + k0 * Dv, Dv);
+        if (!need_ds) continue;
+        /* dP = dO V^T, then dS = P (dP - Di) in place */
+        asam_gemm_tile(nq, kc, Dv, 1.0f, dO, Dv, 1, Vt + k0, Nk, 0.0f, dP, FLASH_KC);
+        for (int64_t r = 0; r < nq; r++) {
+            float *ds = dP + r * FLASH_KC, d = Di[r];
+            const float *p = S + r * FLASH_KC;
+#pragma omp simd
+            for (int64_t j = 0; j < kc; j++) ds[j] = p[j] * (ds[j] - d);
+            if (G->drh || G->drw) {
+                int64_t qi = q0 + r;
+                rel_grads(A, ds, k0, k0 + kc, G->drh ? G->drh + (bh * A->Nq + qi) * A->kh : NULL,
+                          G->drw ? G->drw + (bh * A->Nq + qi) * A->kw : NULL);
+            }
+        }
+        /* dQ += scale dS K[chunk], dK[chunk] += scale dS^T Q */
+        if (G->dq)
+            asam_gemm_tile(nq, D, kc, A->scale, dP, FLASH_KC, 1, K + k0 * D, D, 1.0f,
+                           G->dq + (bh * A->Nq + q0) * D, D);
+        if (dk_acc)
+            asam_gemm_tile(kc, D, nq, A->scale, dP, 1, FLASH_KC, Q, D, 1.0f, dk_acc + k0 * D, D);
+    }
+}
+
+/* Which forward/backward kernels run: the flash ones in fp32 on AVX-512 CPUs. */
+static int use_flash(void) {
+    return asam_attention_flash && asam_get_precision() == ASAM_FP32 && asam_gemm_tile_supported();
+}
+
+/* dst (BH, cols, N) <- src (BH, N, cols) transposed per pair: K^T and V^T for the tile GEMM. */
+static void transpose_pairs(const float *src, float *dst, int64_t BH, int64_t N, int64_t cols,
+                            int par) {
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t bh = 0; bh < BH; bh++) {
+        const float *sb = src + bh * N * cols;
+        float *db = dst + bh * cols * N;
+        for (int64_t j = 0; j < N; j++)
+            for (int64_t d = 0; d < cols; d++) db[d * N + j] = sb[j * cols + d];
+    }
+}
+
 static void attention_backward(asam_ctx *ctx, asam_node *n) {
     attn_args *A = n->saved;
     attn_grads G = {n->out->data,
@@ -190,8 +347,9 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
                     A->trh ? asam_grad_buf(ctx, A->trh) : NULL,
                     A->trw ? asam_grad_buf(ctx, A->trw) : NULL};
     if (!asam_ctx_ok(ctx)) return;
-    int64_t BH = A->B * A->H, Nq = A->Nq, Nk = A->Nk, D = A->D, Dv = A->Dv, bq = A->bq;
-    int64_t nblk = (Nq + bq - 1) / bq;
+    int flash = use_flash();
+    int64_t BH = A->B * A->H, Nq = A->Nq, Nk = A->Nk, D = A->D, Dv = A->Dv;
+    int64_t bq = flash ? FLASH_BQ : A->bq, nblk = (Nq + bq - 1) / bq;
     int nt = omp_get_max_threads();
     int par = BH * Nq * Nk * (D + Dv) >= ATTN_PARALLEL_MACS;
     if (!par) nt = 1;
@@ -199,20 +357,37 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
      * threads idle: fewer pairs than threads, or a few pairs that do not divide evenly. */
     int split_blocks = par && nblk > 1 && (G.dk || G.dv) &&
                        (BH < nt || (BH % nt != 0 && BH < 4 * nt && nblk >= nt));
-    int64_t per_thread = 2 * bq * Nk + bq + (split_blocks ? Nk * (D + Dv) : 0);
+    int64_t tile = flash ? FLASH_BQ * FLASH_KC : bq * Nk; /* S and dP, each */
+    int64_t acc_off = 2 * tile + bq;                      /* a thread's dK/dV copies */
+    int64_t per_thread = acc_off + (split_blocks ? Nk * (D + Dv) : 0);
     asam_mark m = asam_ctx_mark(ctx);
     float *scratch = asam_ctx_alloc(ctx, (size_t)(per_thread * nt) * sizeof(float));
-    if (!scratch) return;
+    float *kt = flash ? asam_ctx_alloc(ctx, (size_t)(BH * Nk * (D + Dv)) * sizeof(float)) : NULL;
+    if (!scratch || (flash && !kt)) return;
+    float *vt = flash ? kt + BH * Nk * D : NULL;
+    if (flash) {
+        transpose_pairs(A->k, kt, BH, Nk, D, par);
+        transpose_pairs(A->v, vt, BH, Nk, Dv, par);
+    }
     int blas_nt = par ? blas_enter_parallel() : 0;
+/* one query block's backward, dK/dV into dk_acc/dv_acc (S, dP, Di: the thread's scratch) */
+#define BACKWARD_BLOCK(bh, q0, q1, dk_acc, dv_acc)                                                 \
+    do {                                                                                           \
+        if (flash)                                                                                 \
+            attn_backward_flash(A, &G, bh, q0, q1, kt + (bh)*Nk * D, vt + (bh)*Nk * Dv, S, dP, Di, \
+                                dk_acc, dv_acc);                                                   \
+        else                                                                                       \
+            attn_backward_block(A, &G, bh, q0, q1, S, dP, Di, dk_acc, dv_acc);                     \
+    } while (0)
     if (!split_blocks) {
 #pragma omp parallel for schedule(dynamic) if (par)
         for (int64_t bh = 0; bh < BH; bh++) {
             float *S = scratch + omp_get_thread_num() * per_thread;
-            float *dP = S + bq * Nk, *Di = dP + bq * Nk;
+            float *dP = S + tile, *Di = dP + tile;
             for (int64_t q0 = 0; q0 < Nq; q0 += bq) {
                 int64_t q1 = q0 + bq < Nq ? q0 + bq : Nq;
-                attn_backward_block(A, &G, bh, q0, q1, S, dP, Di, G.dk ? G.dk + bh * Nk * D : NULL,
-                                    G.dv ? G.dv + bh * Nk * Dv : NULL);
+                BACKWARD_BLOCK(bh, q0, q1, G.dk ? G.dk + bh * Nk * D : NULL,
+                               G.dv ? G.dv + bh * Nk * Dv : NULL);
             }
         }
     } else {
@@ -220,22 +395,20 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
 #pragma omp parallel
             {
                 float *S = scratch + omp_get_thread_num() * per_thread;
-                float *dP = S + bq * Nk, *Di = dP + bq * Nk;
-                float *dk_acc = Di + bq, *dv_acc = dk_acc + Nk * D;
+                float *dP = S + tile, *Di = dP + tile;
+                float *dk_acc = S + acc_off, *dv_acc = dk_acc + Nk * D;
                 memset(dk_acc, 0, (size_t)(Nk * (D + Dv)) * sizeof(float));
 #pragma omp for schedule(dynamic)
                 for (int64_t blk = 0; blk < nblk; blk++) {
                     int64_t q0 = blk * bq, q1 = q0 + bq < Nq ? q0 + bq : Nq;
-                    attn_backward_block(A, &G, bh, q0, q1, S, dP, Di, G.dk ? dk_acc : NULL,
-                                        G.dv ? dv_acc : NULL);
+                    BACKWARD_BLOCK(bh, q0, q1, G.dk ? dk_acc : NULL, G.dv ? dv_acc : NULL);
                 }
                 /* implicit barrier: sum the private accumulators */
                 int nth = omp_get_num_threads();
 #pragma omp for schedule(static)
                 for (int64_t i = 0; i < Nk * (D + Dv); i++) {
                     float s = 0;
-                    for (int t = 0; t < nth; t++)
-                        s += scratch[t * per_thread + 2 * bq * Nk + bq + i];
+                    for (int t = 0; t < nth; t++) s += scratch[t * per_thread + acc_off + i];
                     if (i < Nk * D) {
                         if (G.dk) G.dk[bh * Nk * D + i] += s;
                     } else if (G.dv) {
@@ -245,6 +418,7 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
             }
         }
     }
+#undef BACKWARD_BLOCK
     blas_leave_parallel(blas_nt);
     asam_ctx_release(ctx, m);
 }
@@ -353,15 +527,39 @@ asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_
     asam_mark m = asam_ctx_mark(ctx);
     int par = B * H * Nq * Nk * (D + Dv) >= ATTN_PARALLEL_MACS;
     int nt = par ? omp_get_max_threads() : 1;
-    float *scratch = asam_ctx_alloc(ctx, (size_t)(A.bq * Nk * nt) * sizeof(float));
-    if (!scratch) return NULL;
-    int64_t nblk = (Nq + A.bq - 1) / A.bq, items = B * H * nblk;
     int blas_nt = par ? blas_enter_parallel() : 0;
+    if (use_flash()) {
+        int64_t BH = B * H, nblk = (Nq + FLASH_BQ - 1) / FLASH_BQ, items = BH * nblk;
+        int64_t per_thread = FLASH_BQ * FLASH_KC + 2 * FLASH_BQ;
+        float *kt = asam_ctx_alloc(ctx, (size_t)(BH * D * Nk) * sizeof(float));
+        float *scratch = asam_ctx_alloc(ctx, (size_t)(per_thread * nt) * sizeof(float));
+        if (!kt || !scratch) {
+            blas_leave_parallel(blas_nt);
+            return NULL;
+        }
+        transpose_pairs(A.k, kt, BH, Nk, D, par); /* K^T: the tile GEMM's B operand */
 #pragma omp parallel for schedule(dynamic) if (par)
-    for (int64_t it = 0; it < items; it++) {
-        int64_t bh = it / nblk, q0 = it % nblk * A.bq;
-        int64_t q1 = q0 + A.bq < Nq ? q0 + A.bq : Nq;
-        attn_forward_block(&A, bh, q0, q1, scratch + omp_get_thread_num() * A.bq * Nk, out->data);
+        for (int64_t it = 0; it < items; it++) {
+            int64_t bh = it / nblk, q0 = it % nblk * FLASH_BQ;
+            int64_t q1 = q0 + FLASH_BQ < Nq ? q0 + FLASH_BQ : Nq;
+            float *S = scratch + omp_get_thread_num() * per_thread;
+            attn_forward_flash(&A, bh, q0, q1, kt + bh * D * Nk, S, S + FLASH_BQ * FLASH_KC,
+                               out->data);
+        }
+    } else {
+        float *scratch = asam_ctx_alloc(ctx, (size_t)(A.bq * Nk * nt) * sizeof(float));
+        if (!scratch) {
+            blas_leave_parallel(blas_nt);
+            return NULL;
+        }
+        int64_t nblk = (Nq + A.bq - 1) / A.bq, items = B * H * nblk;
+#pragma omp parallel for schedule(dynamic) if (par)
+        for (int64_t it = 0; it < items; it++) {
+            int64_t bh = it / nblk, q0 = it % nblk * A.bq;
+            int64_t q1 = q0 + A.bq < Nq ? q0 + A.bq : Nq;
+            attn_forward_block(&A, bh, q0, q1, scratch + omp_get_thread_num() * A.bq * Nk,
+                               out->data);
+        }
     }
     blas_leave_parallel(blas_nt);
     asam_ctx_release(ctx, m);

@@ -1,0 +1,20 @@
+/* A register-tiled fp32 GEMM for small operands that already sit in cache: no packing, one
+ * thread, AVX-512. Attention's flash tiles use it (op_attention.c): Q (64 x D) times a key
+ * chunk's K^T (D x 256), then P (64 x 256) times V (256 x Dv), where D and Dv are 40-160 and a
+ * packing BLAS spends more time copying than multiplying. */
+#ifndef ASAM_ENGINE_GEMM_TILE_H
+#define ASAM_ENGINE_GEMM_TILE_H
+
+#include <stdint.h>
+
+/* 1 when this CPU and build have the AVX-512 kernel (checked once). */
+int asam_gemm_tile_supported(void);
+
+/* C (M, N) = alpha A (M, K) B (K, N) + beta C. A's element (m, k) is A[m * rsa + k * csa]
+ * (row-major: rsa = lda, csa = 1; its transpose: rsa = 1, csa = lda); B and C are row-major
+ * with leading dimensions ldb, ldc; beta == 0 never reads C. Call only when
+ * asam_gemm_tile_supported(). */
+void asam_gemm_tile(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t rsa,
+                    int64_t csa, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif
