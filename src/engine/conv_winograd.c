@@ -20,7 +20,7 @@
  * it to exercise the chunking; declared there, not in a header: it is no API). */
 int64_t asam_wino_chunk_floats = (int64_t)16 << 20;
 
-#define TG 16 /* tiles transformed together (one vector of 16 floats per position) */
+#define TG 16 /* tiles (or kernels) transformed together: one vector of 16 floats per position */
 
 /* One dimension of G g for a kernel row or column (g0, g1, g2) -> 6 values. */
 static inline void g_row(float g0, float g1, float g2, float *r) {
@@ -33,24 +33,34 @@ static inline void g_row(float g0, float g1, float g2, float *r) {
 }
 
 void asam_wino_weights(const float *w, int64_t O, int64_t C, int adjoint, float *U) {
-    /* adjoint: U is (36, C, O) and its kernel [c][o] is w[o][c] rotated by 180 degrees. */
+    /* adjoint: U is (36, C, O) and its kernel [c][o] is w[o][c] rotated by 180 degrees.
+     * TG kernels of one row at a time, lane by lane (the loops vectorise, divisions included),
+     * so each of the 36 positions gets TG contiguous values. */
     int64_t rows = adjoint ? C : O, cols = adjoint ? O : C, plane = O * C;
 #pragma omp parallel for schedule(static) if (plane >= 4096)
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            const float *k = adjoint ? w + (c * C + r) * 9 : w + (r * C + c) * 9;
-            float g[9];
-            for (int i = 0; i < 9; i++) g[i] = adjoint ? k[8 - i] : k[i];
-            float t[6][3], u[6];
-            for (int j = 0; j < 3; j++) { /* G g: columns of g */
-                float col[6];
-                g_row(g[j], g[3 + j], g[6 + j], col);
-                for (int i = 0; i < 6; i++) t[i][j] = col[i];
+        for (int64_t c0 = 0; c0 < cols; c0 += TG) {
+            int64_t n = cols - c0 < TG ? cols - c0 : TG;
+            float g[9][TG], t[6][3][TG], u[36][TG];
+            for (int64_t l = 0; l < TG; l++) {
+                int64_t c = c0 + (l < n ? l : 0);
+                const float *k = adjoint ? w + (c * C + r) * 9 : w + (r * C + c) * 9;
+                for (int i = 0; i < 9; i++) g[i][l] = adjoint ? k[8 - i] : k[i];
             }
-            for (int i = 0; i < 6; i++) { /* (G g) G^T: rows */
-                g_row(t[i][0], t[i][1], t[i][2], u);
-                for (int j = 0; j < 6; j++) U[(i * 6 + j) * plane + r * cols + c] = u[j];
-            }
+            for (int j = 0; j < 3; j++) /* G g: columns of g */
+                for (int l = 0; l < TG; l++) {
+                    float col[6];
+                    g_row(g[j][l], g[3 + j][l], g[6 + j][l], col);
+                    for (int i = 0; i < 6; i++) t[i][j][l] = col[i];
+                }
+            for (int i = 0; i < 6; i++) /* (G g) G^T: rows */
+                for (int l = 0; l < TG; l++) {
+                    float row[6];
+                    g_row(t[i][0][l], t[i][1][l], t[i][2][l], row);
+                    for (int j = 0; j < 6; j++) u[i * 6 + j][l] = row[j];
+                }
+            for (int x = 0; x < 36; x++)
+                memcpy(U + x * plane + r * cols + c0, u[x], (size_t)n * sizeof(float));
         }
 }
 

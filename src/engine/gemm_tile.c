@@ -50,7 +50,10 @@ tile_kernel(int R, int NV, int64_t K, float alpha, const float *A, int64_t rsa, 
             for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
         }
     }
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    /* alpha and beta are read back from memory here: kept in registers across the K loop
+     * (where the compiler would hoist them) they push an accumulator out to the stack */
+    volatile float alpha_v = alpha, beta_v = beta;
+    __m512 va = _mm512_set1_ps(alpha_v), vb = _mm512_set1_ps(beta_v);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 3
