@@ -270,6 +270,16 @@ static void case_checkpointing(asam_ctx *ctx, block_params *p, asam_tensor *x, a
     p->inner_ckpt = 0;
     compare_grads(&nested, &plain, "nested checkpoint vs plain");
     printf("ok   arena held after forward: plain %zu B, checkpointed %zu B\n", plain.held, ck.held);
+    /* checkpointing turned off on the ctx: the (nested) segments record like plain code */
+    grads off;
+    p->inner_ckpt = 1;
+    CHECK(asam_ctx_set_checkpointing(ctx, 0) == 1, "checkpointing is on by default");
+    CHECK(run_grads(ctx, p, x, mm, 1, &off) == 0, "checkpointing off: %s", asam_ctx_error(ctx));
+    CHECK(asam_ctx_set_checkpointing(ctx, 1) == 0, "set_checkpointing returns the old state");
+    p->inner_ckpt = 0;
+    compare_grads(&off, &plain, "checkpointing off vs plain");
+    CHECK(off.held == plain.held, "checkpointing off holds %zu bytes, plain %zu", off.held,
+          plain.held);
     /* checkpoint with grad disabled just runs the segment */
     asam_mark mk = asam_ctx_mark(ctx);
     int prev = asam_ctx_set_grad(ctx, 0);

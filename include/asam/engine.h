@@ -120,6 +120,11 @@ void *asam_ctx_alloc(asam_ctx *ctx, size_t bytes);
 /* Gradient recording on/off; returns the previous state. Default: on. */
 int asam_ctx_set_grad(asam_ctx *ctx, int enabled);
 int asam_ctx_grad_enabled(const asam_ctx *ctx);
+/* Gradient checkpointing on/off (default on); returns the previous state. Off,
+ * asam_grad_checkpoint() records its segment like any other code: the activations stay until
+ * backward and nothing is re-run (more memory, less time; the same gradients but for the order
+ * in which they are summed). */
+int asam_ctx_set_checkpointing(asam_ctx *ctx, int enabled);
 
 int asam_ctx_ok(const asam_ctx *ctx);            /* 1 while no error was recorded */
 const char *asam_ctx_error(const asam_ctx *ctx); /* the first error, or NULL */

@@ -38,6 +38,7 @@ typedef struct {
     float null_lr;             /* base lr (0.01); step i uses null_lr * (1 - i/100) */
     float null_eps;            /* early stop when loss < null_eps + i * null_eps_slope (1e-5) */
     float null_eps_slope;      /* (2e-5) */
+    int null_checkpointing;    /* ASAM_NULL_CKPT_AUTO|ON|OFF (asam/sd.h): speed and memory only */
     int iters;                 /* attack iterations (10) */
     float alpha;               /* MI-FGSM step (0.02) */
     float eps;                 /* L-inf radius around x_T0 (0.2) */

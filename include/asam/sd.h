@@ -160,10 +160,16 @@ typedef struct {
     float lr;             /* sampling step i uses lr * (1 - i/100) (0.01) */
     float eps, eps_slope; /* early stop at loss < eps + i * eps_slope (1e-5, 2e-5) */
     int verbose;          /* timing lines on stderr */
+    /* The UNet's (and ControlNet's) activations in the inner steps: ASAM_NULL_CKPT_AUTO keeps
+     * them (no gradient checkpointing: one forward less per step; gradients summed in another
+     * order, ~1e-6 relative) when they fit in the memory available; ASAM_NULL_CKPT_ON always
+     * checkpoints, _OFF never does. */
+    int checkpointing;
     /* tests: NULL, or called after every inner Adam step with its loss and the embedding */
     void (*trace)(void *user, int i, int j, float loss, const float *emb, size_t n);
     void *trace_user;
 } asam_null_text_opts;
+enum { ASAM_NULL_CKPT_AUTO = 0, ASAM_NULL_CKPT_ON = 1, ASAM_NULL_CKPT_OFF = 2 };
 
 /* DDIM inversion of z0 (1,4,h,w) with the guide g (its cond, guidance 1; ControlNet as g says),
  * then for each sampling step i (t descending) the unconditional embedding, started from uncond0

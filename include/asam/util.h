@@ -117,6 +117,11 @@ static inline uint16_t asam_f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
+/* ---- memory ------------------------------------------------------------------------------- */
+/* Bytes of memory available to start new work without swapping (Linux MemAvailable; elsewhere
+ * free physical pages); 0 when unknown. */
+size_t asam_mem_available(void);
+
 /* ---- mask -> box -------------------------------------------------------------------------- */
 /* Tight box (x0, y0, x1, y1) of a w x h mask, max inclusive as torchvision's masks_to_boxes.
  * Returns the number of foreground pixels; when there are none the box is (w, h, -1, -1). */

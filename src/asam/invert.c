@@ -153,6 +153,7 @@ int asam_invert(asam_ctx *ctx, const asam_gen_models *m, const asam_gen_opts *o,
                                     .lr = o->null_lr,
                                     .eps = o->null_eps,
                                     .eps_slope = o->null_eps_slope,
+                                    .checkpointing = o->null_checkpointing,
                                     .trace = o->null_trace,
                                     .trace_user = o->trace_user,
                                     .verbose = o->verbose};

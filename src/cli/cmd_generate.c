@@ -81,6 +81,10 @@ static int parse_args(gen_args *a, int argc, char **argv) {
         {"--w-l2", OPT_FLOAT, &a->o.w_l2, "X",
          "weight of the attack's L2 pull to the clean image (official 1; 0 = mask terms only)", 0,
          1e6},
+        {"--null-checkpointing", OPT_CHOICE, &a->o.null_checkpointing, NULL,
+         "null-text steps: auto keeps the UNet's activations (one forward less per step) when\n"
+         "they fit in the memory available; on always re-computes them; off never does",
+         .choices = "auto|on|off"},
         {"--max-boxes", OPT_INT, &a->o.max_boxes, "N", "GT box prompts per image", 1, 100000},
         {"--grad", OPT_CHOICE, &grad, NULL,
          "skip: dL/dz0 in place of dL/dx_T (official code);\n"

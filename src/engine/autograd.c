@@ -143,6 +143,7 @@ asam_tensor *asam_grad_checkpoint(asam_ctx *ctx, asam_segment_fn fn, asam_tensor
     for (int i = 0; i < n_inputs; i++)
         if (!inputs[i]) return NULL;
     bool record = ctx->grad_enabled; /* parameters inside fn may need gradients */
+    if (record && ctx->checkpoint_off) return fn(ctx, inputs, n_inputs, user);
     asam_mark m = asam_ctx_mark(ctx);
     int prev = asam_ctx_set_grad(ctx, 0);
     asam_tensor *out = fn(ctx, inputs, n_inputs, user);

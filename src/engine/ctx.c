@@ -135,6 +135,12 @@ int asam_ctx_set_grad(asam_ctx *ctx, int enabled) {
     return prev;
 }
 
+int asam_ctx_set_checkpointing(asam_ctx *ctx, int enabled) {
+    int prev = !ctx->checkpoint_off;
+    ctx->checkpoint_off = !enabled;
+    return prev;
+}
+
 int asam_ctx_grad_enabled(const asam_ctx *ctx) {
     return ctx->grad_enabled;
 }

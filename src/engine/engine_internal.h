@@ -33,6 +33,7 @@ struct asam_ctx {
     size_t touched;       /* highest offset possibly backed by pages */
     asam_node *tape_tail; /* last recorded node */
     bool grad_enabled;
+    bool checkpoint_off; /* asam_ctx_set_checkpointing(ctx, 0) */
     size_t ckpt_floor;   /* inside a checkpoint recompute: arena offset of its mark */
     uint64_t n_passes;   /* backward passes started */
     uint64_t grad_stamp; /* the running pass (0: none): asam_grad_buf stamps what it reaches */
