@@ -6,7 +6,8 @@ after the other (alternating, each in its own process), so a loaded machine slow
 the ratio stays meaningful even when the seconds do not. Workloads, with random weights at the
 real model shapes:
   SAM ViT-B image encoder at 1024: forward, backward of mean(y^2) (asam: checkpointed blocks)
-  SD 1.5 UNet (latent --size, batch 1): forward, backward to x and the text context
+  SD 1.5 UNet (latent --size, batch 1): forward, backward to x and the text context (asam:
+    --ckpt-level, default 0 = every activation kept, as PyTorch keeps them)
   ControlNet v1.1 branch + UNet forward
   VAE decode (latent -> 8x image)
 PyTorch's SAM encoder backward keeps every 12 x 4096 x 4096 attention map (~10 GB at fp32), so it
@@ -17,6 +18,7 @@ ControlNetModel, AutoencoderKL with the SD 1.5 configs; bf16 = weights and input
 
 usage: bench/compare_torch.py --asam build/asam --python build/venv/bin/python
           [--rounds 1] [--size 64] [--threads 2] [--only sam,sd] [--precisions fp32,bf16]
+          [--ckpt-level 0]
 """
 import argparse
 import json
@@ -124,12 +126,13 @@ def torch_worker(kind, precision, size, threads):
 
 # ---- asam side ------------------------------------------------------------------------------
 
-def run_asam(asam, kind, precision, size, threads, sd_dir):
+def run_asam(asam, kind, precision, size, threads, sd_dir, ckpt_level):
     cmd = [asam, "--threads", str(threads), "--precision", precision, "bench"]
     if kind == "sam":
         cmd += ["sam", "--iters", "1", "--prompts", "1"]
     else:
-        cmd += ["sd", "--dir", sd_dir, "--size", str(size), "--skip", "text,pipeline,diffusers"]
+        cmd += ["sd", "--dir", sd_dir, "--size", str(size), "--skip", "text,pipeline,diffusers",
+                "--ckpt-level", str(ckpt_level)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr.strip()[-500:]}")
@@ -163,6 +166,9 @@ def main():
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--sd-dir", default="/tmp/asam_sd15_synth")
     ap.add_argument("--json", help="write every measurement here")
+    ap.add_argument("--ckpt-level", type=int, default=0,
+                    help="asam's UNet gradient checkpointing in the backward row (0: keep every "
+                         "activation, as PyTorch does; 1: re-run each block, less memory)")
     ap.add_argument("--torch-worker", nargs=2, metavar=("KIND", "PRECISION"),
                     help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -178,7 +184,7 @@ def main():
         for prec in a.precisions.split(","):
             for r in range(a.rounds):
                 t0 = time.time()
-                mine = run_asam(a.asam, kind, prec, a.size, a.threads, a.sd_dir)
+                mine = run_asam(a.asam, kind, prec, a.size, a.threads, a.sd_dir, a.ckpt_level)
                 p = subprocess.run([a.python, __file__, "--torch-worker", kind, prec,
                                     "--size", str(a.size), "--threads", str(a.threads)],
                                    capture_output=True, text=True)
