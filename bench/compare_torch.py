@@ -109,6 +109,7 @@ def torch_worker(kind, precision, size, threads):
         return unet(x, t, ctx, down_block_additional_residuals=d,
                     mid_block_additional_residual=m)
     with torch.no_grad():
+        control()  # warm-up, as asam reports its second (warm) call
         _, out["ControlNet + UNet forward"] = timed(control)
     del cn
     vae = AutoencoderKL(

@@ -184,9 +184,12 @@ static void test_arena_pages(void) {
     size_t r1 = resident_bytes();
     asam_ctx_release(ctx, m);
     asam_ctx_reset(ctx);
-    size_t r2 = resident_bytes();
+    size_t r2 = resident_bytes(), spare = asam_ctx_spare(ctx);
     asam_ctx_trim(ctx);
     size_t r3 = resident_bytes();
+    CHECK(spare >= (64u << 20) && asam_ctx_spare(ctx) == 0,
+          "spare pages: %zu MiB after the reset, %zu after trim", spare >> 20,
+          asam_ctx_spare(ctx) >> 20);
     CHECK(r1 >= r0 + (60u << 20), "touching 64 MiB made %zu MiB resident", (r1 - r0) >> 20);
     CHECK(r2 + (4u << 20) >= r1, "release/reset handed pages back (%zu -> %zu MiB)", r1 >> 20,
           r2 >> 20);

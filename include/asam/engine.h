@@ -113,6 +113,9 @@ void asam_ctx_release(asam_ctx *ctx, asam_mark m);
 asam_tensor *asam_ctx_release_keep(asam_ctx *ctx, asam_mark m, asam_tensor *keep);
 size_t asam_ctx_used(const asam_ctx *ctx); /* bytes in use in the arena */
 size_t asam_ctx_peak(const asam_ctx *ctx); /* high-water mark of asam_ctx_used */
+/* Bytes of arena pages kept mapped above asam_ctx_used (reused without new memory; until
+ * asam_ctx_trim). */
+size_t asam_ctx_spare(const asam_ctx *ctx);
 void asam_ctx_reset_peak(asam_ctx *ctx);
 /* Raw scratch memory from the arena (64-byte aligned), freed by the next release/reset. */
 void *asam_ctx_alloc(asam_ctx *ctx, size_t bytes);

@@ -30,12 +30,14 @@ static double keep_bytes(const asam_sd_guide *g, const asam_tensor *x) {
 }
 
 /* Whether the inner steps keep their activations (see asam_null_text_opts.checkpointing): in
- * auto, when they take at most 70% of the memory available now. */
-static int keep_activations(const asam_sd_guide *g, const asam_tensor *x,
+ * auto, when they fit in the arena's spare pages (kept from earlier passes, such as the previous
+ * image's) plus 70% of the memory available now. */
+static int keep_activations(asam_ctx *ctx, const asam_sd_guide *g, const asam_tensor *x,
                             const asam_null_text_opts *o) {
     if (o->checkpointing != ASAM_NULL_CKPT_AUTO) return o->checkpointing == ASAM_NULL_CKPT_OFF;
-    double need = keep_bytes(g, x), avail = (double)asam_mem_available();
-    int keep = need <= 0.7 * avail;
+    double need = keep_bytes(g, x);
+    double avail = (double)asam_ctx_spare(ctx) + 0.7 * (double)asam_mem_available();
+    int keep = need <= avail;
     if (o->verbose)
         fprintf(stderr, "invert: null-text steps %s (activations ~%.1f GB, %.1f GB available)\n",
                 keep ? "keep their activations" : "use gradient checkpointing", need / 1e9,
@@ -114,7 +116,7 @@ int asam_null_text_invert(asam_ctx *ctx, const asam_sd_guide *g, const asam_ddim
     asam_set_requires_grad(P, 1);
     asam_tensor *cur = asam_from_data(ctx, z0->ndim, z0->shape, x_T);
     int ok = cur != NULL;
-    int prev_ckpt = asam_ctx_set_checkpointing(ctx, !keep_activations(g, z0, o));
+    int prev_ckpt = asam_ctx_set_checkpointing(ctx, !keep_activations(ctx, g, z0, o));
     t0 = asam_now_s();
     for (int i = 0; i < n && ok; i++) {
         asam_mark mk = asam_ctx_mark(ctx);

@@ -121,6 +121,10 @@ size_t asam_ctx_used(const asam_ctx *ctx) {
     return ctx->top;
 }
 
+size_t asam_ctx_spare(const asam_ctx *ctx) {
+    return ctx->touched > ctx->top ? ctx->touched - ctx->top : 0;
+}
+
 size_t asam_ctx_peak(const asam_ctx *ctx) {
     return ctx->peak;
 }

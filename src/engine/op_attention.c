@@ -65,6 +65,26 @@ static inline float exp_fast(float x) {
     return y * two_n;
 }
 
+/* max(start, row[0..n)) */
+static inline float row_max(const float *row, int64_t n, float start) {
+    float mx = start;
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    return mx;
+}
+
+/* row[j] <- exp(row[j] - mx) for j < n; returns their sum */
+static inline float row_exp_sum(float *row, int64_t n, float mx) {
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        float e = exp_fast(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    return sum;
+}
+
 typedef struct {
     int64_t B, H, Nq, Nk, D, Dv, kh, kw; /* kh = kw = 0 without relative positions */
     int64_t Bb, Hb;                      /* bias batch/head extents (1 or B/H) */
@@ -123,21 +143,13 @@ static void attn_forward_block(const attn_args *A, int64_t bh, int64_t q0, int64
     int64_t nq = q1 - q0, nk = block_keys(A, q1);
     block_logits(A, bh, q0, q1, S);
     for (int64_t r = 0; r < nq; r++) {
-        float *row = S + r * nk, mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-        for (int64_t j = 0; j < nk; j++) mx = row[j] > mx ? row[j] : mx;
+        float *row = S + r * nk, mx = row_max(row, nk, -INFINITY);
         if (mx == -INFINITY) { /* every key masked: output 0, no gradient */
             memset(row, 0, (size_t)nk * sizeof(float));
             if (A->lse) A->lse[bh * A->Nq + q0 + r] = INFINITY;
             continue;
         }
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < nk; j++) {
-            float e = exp_fast(row[j] - mx);
-            row[j] = e;
-            sum += e;
-        }
+        float sum = row_exp_sum(row, nk, mx);
         float inv = 1.0f / sum;
         for (int64_t j = 0; j < nk; j++) row[j] *= inv;
         if (A->lse) A->lse[bh * A->Nq + q0 + r] = mx + logf(sum);
@@ -163,20 +175,12 @@ static void attn_forward_flash(const attn_args *A, int64_t bh, int64_t q0, int64
         asam_gemm_tile(nq, kc, D, A->scale, Q, D, 1, Kt + k0, A->Nk, 0.0f, S, FLASH_KC);
         logits_extras(A, bh, q0, q1, k0, k0 + kc, S, FLASH_KC);
         for (int64_t r = 0; r < nq; r++) {
-            float *row = S + r * FLASH_KC, mx = m[r];
-#pragma omp simd reduction(max : mx)
-            for (int64_t j = 0; j < kc; j++) mx = row[j] > mx ? row[j] : mx;
+            float *row = S + r * FLASH_KC, mx = row_max(row, kc, m[r]);
             if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
                 memset(row, 0, (size_t)kc * sizeof(float));
                 continue;
             }
-            float sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < kc; j++) {
-                float e = exp_fast(row[j] - mx);
-                row[j] = e;
-                sum += e;
-            }
+            float sum = row_exp_sum(row, kc, mx);
             float corr = exp_fast(m[r] - mx); /* 0 on the first chunk (m = -inf) */
             if (k0 > 0 && corr != 1.0f)
                 for (int64_t c = 0; c < Dv; c++) O[r * Dv + c] *= corr;
