@@ -148,6 +148,7 @@ static int bench_invert(gen_bench *b) {
     t0i = asam_now_s() - t0i;
     asam_inversion_free(&b->inv);
     o.null_steps = NS;
+    o.verbose = 1; /* its null-text policy line (and a line per step) on stderr */
     double t1i = asam_now_s();
     if (asam_invert(ctx, &b->m, &o, &b->img, b->hint, "a photo", &b->inv)) return -1;
     t1i = asam_now_s() - t1i;
