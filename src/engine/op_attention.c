@@ -138,6 +138,15 @@ static void block_logits(const attn_args *A, int64_t bh, int64_t q0, int64_t q1,
     logits_extras(A, bh, q0, q1, 0, nk, S, nk);
 }
 
+/* S (nq, kc; row stride FLASH_KC) <- the logits of keys k0..k0+kc for the block's queries, from
+ * this pair's K^T (D x Nk) by the tile GEMM; the flash paths' counterpart of block_logits. */
+static void chunk_logits(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, int64_t k0,
+                         int64_t kc, const float *Kt, float *S) {
+    const float *Q = A->q + (bh * A->Nq + q0) * A->D;
+    asam_gemm_tile(q1 - q0, kc, A->D, A->scale, Q, A->D, 1, Kt + k0, A->Nk, 0.0f, S, FLASH_KC);
+    logits_extras(A, bh, q0, q1, k0, k0 + kc, S, FLASH_KC);
+}
+
 static void attn_forward_block(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, float *S,
                                float *out) {
     int64_t nq = q1 - q0, nk = block_keys(A, q1);
@@ -166,14 +175,13 @@ static void attn_forward_block(const attn_args *A, int64_t bh, int64_t q0, int64
  * ml: 2 x FLASH_BQ scratch. */
 static void attn_forward_flash(const attn_args *A, int64_t bh, int64_t q0, int64_t q1,
                                const float *Kt, float *S, float *ml, float *out) {
-    int64_t nq = q1 - q0, nk = block_keys(A, q1), D = A->D, Dv = A->Dv;
-    const float *Q = A->q + (bh * A->Nq + q0) * D, *V = A->v + bh * A->Nk * Dv;
+    int64_t nq = q1 - q0, nk = block_keys(A, q1), Dv = A->Dv;
+    const float *V = A->v + bh * A->Nk * Dv;
     float *O = out + (bh * A->Nq + q0) * Dv, *m = ml, *l = ml + FLASH_BQ;
     for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0;
     for (int64_t k0 = 0; k0 < nk; k0 += FLASH_KC) {
         int64_t kc = nk - k0 < FLASH_KC ? nk - k0 : FLASH_KC;
-        asam_gemm_tile(nq, kc, D, A->scale, Q, D, 1, Kt + k0, A->Nk, 0.0f, S, FLASH_KC);
-        logits_extras(A, bh, q0, q1, k0, k0 + kc, S, FLASH_KC);
+        chunk_logits(A, bh, q0, q1, k0, kc, Kt, S);
         for (int64_t r = 0; r < nq; r++) {
             float *row = S + r * FLASH_KC, mx = row_max(row, kc, m[r]);
             if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
@@ -202,6 +210,15 @@ static void attn_forward_flash(const attn_args *A, int64_t bh, int64_t q0, int64
     }
 }
 
+/* Di[r] = rowsum(dO * O) for the block's rows (the softmax backward's correction term). */
+static void block_dot_rows(const float *dO, const float *O, int64_t nq, int64_t Dv, float *Di) {
+    for (int64_t r = 0; r < nq; r++) {
+        float d = 0;
+        for (int64_t c = 0; c < Dv; c++) d += dO[r * Dv + c] * O[r * Dv + c];
+        Di[r] = d;
+    }
+}
+
 typedef struct {
     const float *out, *dout;
     float *dq, *dk, *dv, *drh, *drw; /* NULL where no gradient is needed */
@@ -219,10 +236,8 @@ static void attn_backward_block(const attn_args *A, const attn_grads *G, int64_t
         float *row = S + r * nk, l = A->lse[bh * A->Nq + q0 + r];
 #pragma omp simd
         for (int64_t j = 0; j < nk; j++) row[j] = exp_fast(row[j] - l); /* P; masked -> 0 */
-        float d = 0;
-        for (int64_t c = 0; c < Dv; c++) d += dO[r * Dv + c] * O[r * Dv + c];
-        Di[r] = d;
     }
+    block_dot_rows(dO, O, nq, Dv, Di);
     const float *Q = A->q + (bh * A->Nq + q0) * D, *K = A->k + bh * A->Nk * D;
     const float *V = A->v + bh * A->Nk * Dv;
     if (dv_acc) sgemm(1, 0, nk, Dv, nq, 1.0f, S, nk, dO, Dv, 1.0f, dv_acc, Dv);
@@ -284,15 +299,10 @@ static void attn_backward_flash(const attn_args *A, const attn_grads *G, int64_t
     const float *Q = A->q + (bh * A->Nq + q0) * D, *K = A->k + bh * Nk * D;
     const float *lse = A->lse + bh * A->Nq + q0;
     int need_ds = G->dq || dk_acc || G->drh || G->drw;
-    for (int64_t r = 0; r < nq; r++) {
-        float d = 0;
-        for (int64_t c = 0; c < Dv; c++) d += dO[r * Dv + c] * O[r * Dv + c];
-        Di[r] = d;
-    }
+    block_dot_rows(dO, O, nq, Dv, Di);
     for (int64_t k0 = 0; k0 < nk; k0 += FLASH_KC) {
         int64_t kc = nk - k0 < FLASH_KC ? nk - k0 : FLASH_KC;
-        asam_gemm_tile(nq, kc, D, A->scale, Q, D, 1, Kt + k0, Nk, 0.0f, S, FLASH_KC);
-        logits_extras(A, bh, q0, q1, k0, k0 + kc, S, FLASH_KC);
+        chunk_logits(A, bh, q0, q1, k0, kc, Kt, S);
         for (int64_t r = 0; r < nq; r++) {
             float *row = S + r * FLASH_KC, l = lse[r];
 #pragma omp simd
@@ -341,6 +351,18 @@ static void transpose_pairs(const float *src, float *dst, int64_t BH, int64_t N,
     }
 }
 
+/* One query block's backward by the flash kernels (kt, vt: every pair's K^T, V^T) or the blocked
+ * ones; dK/dV go to dk_acc/dv_acc. S, dP, Di: the thread's scratch. */
+static void backward_block(const attn_args *A, const attn_grads *G, const float *kt,
+                           const float *vt, int64_t bh, int64_t q0, int64_t q1, float *S, float *dP,
+                           float *Di, float *dk_acc, float *dv_acc) {
+    if (kt)
+        attn_backward_flash(A, G, bh, q0, q1, kt + bh * A->Nk * A->D, vt + bh * A->Nk * A->Dv, S,
+                            dP, Di, dk_acc, dv_acc);
+    else
+        attn_backward_block(A, G, bh, q0, q1, S, dP, Di, dk_acc, dv_acc);
+}
+
 static void attention_backward(asam_ctx *ctx, asam_node *n) {
     attn_args *A = n->saved;
     attn_grads G = {n->out->data,
@@ -374,15 +396,6 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
         transpose_pairs(A->v, vt, BH, Nk, Dv, par);
     }
     int blas_nt = par ? blas_enter_parallel() : 0;
-/* one query block's backward, dK/dV into dk_acc/dv_acc (S, dP, Di: the thread's scratch) */
-#define BACKWARD_BLOCK(bh, q0, q1, dk_acc, dv_acc)                                                 \
-    do {                                                                                           \
-        if (flash)                                                                                 \
-            attn_backward_flash(A, &G, bh, q0, q1, kt + (bh)*Nk * D, vt + (bh)*Nk * Dv, S, dP, Di, \
-                                dk_acc, dv_acc);                                                   \
-        else                                                                                       \
-            attn_backward_block(A, &G, bh, q0, q1, S, dP, Di, dk_acc, dv_acc);                     \
-    } while (0)
     if (!split_blocks) {
 #pragma omp parallel for schedule(dynamic) if (par)
         for (int64_t bh = 0; bh < BH; bh++) {
@@ -390,8 +403,8 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
             float *dP = S + tile, *Di = dP + tile;
             for (int64_t q0 = 0; q0 < Nq; q0 += bq) {
                 int64_t q1 = q0 + bq < Nq ? q0 + bq : Nq;
-                BACKWARD_BLOCK(bh, q0, q1, G.dk ? G.dk + bh * Nk * D : NULL,
-                               G.dv ? G.dv + bh * Nk * Dv : NULL);
+                backward_block(A, &G, kt, vt, bh, q0, q1, S, dP, Di,
+                               G.dk ? G.dk + bh * Nk * D : NULL, G.dv ? G.dv + bh * Nk * Dv : NULL);
             }
         }
     } else {
@@ -405,7 +418,8 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
 #pragma omp for schedule(dynamic)
                 for (int64_t blk = 0; blk < nblk; blk++) {
                     int64_t q0 = blk * bq, q1 = q0 + bq < Nq ? q0 + bq : Nq;
-                    BACKWARD_BLOCK(bh, q0, q1, G.dk ? dk_acc : NULL, G.dv ? dv_acc : NULL);
+                    backward_block(A, &G, kt, vt, bh, q0, q1, S, dP, Di, G.dk ? dk_acc : NULL,
+                                   G.dv ? dv_acc : NULL);
                 }
                 /* implicit barrier: sum the private accumulators */
                 int nth = omp_get_num_threads();
@@ -422,7 +436,6 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
             }
         }
     }
-#undef BACKWARD_BLOCK
     blas_leave_parallel(blas_nt);
     asam_ctx_release(ctx, m);
 }
