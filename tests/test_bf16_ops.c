@@ -9,7 +9,10 @@
  * Skips (77) on a CPU without AVX512-BF16. */
 #include "asam/engine.h"
 #include "asam/error.h"
+#include "asam/util.h"
+#include "engine/amx_tile.h"
 #include "engine/backend.h"
+#include "engine/gemm_amx.h"
 #include "engine/gemm_bf16.h"
 #ifdef ASAM_HAVE_ONEDNN
 #include "engine/gemm_onednn.h"
@@ -74,6 +77,28 @@ static void gemm_suite(const char *name, gemm_impl impl) {
     check_gemm(name, impl, 0, 0, 200, 1, 33, 1.0f, -2.0f, 1);  /* one column */
     check_gemm(name, impl, 0, 0, 64, 64, 1, 1.0f, 0.0f, 0);    /* K = 1 */
     check_gemm(name, impl, 1, 0, 130, 260, 600, 1.0f, 0.0f, 0);
+    /* the AMX kernel's K slices with partial sums kept between them, several column blocks,
+     * accumulation into C (beta 1) on full 32 x 32 blocks */
+    check_gemm(name, impl, 0, 1, 96, 300, 4000, 1.0f, 1.0f, 0);
+    check_gemm(name, impl, 0, 0, 64, 160, 600, 1.0f, 0.0f, 2);
+}
+
+/* The AMX kernel with fp32 operands, and with both given in bf16 (rounded here). */
+static int gemm_amx_f32(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc) {
+    return asam_gemm_amx(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
+}
+static int gemm_amx_b16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc) {
+    int64_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb;
+    uint16_t *a = malloc((size_t)na * 2), *b = malloc((size_t)nb * 2);
+    for (int64_t i = 0; i < na; i++) a[i] = asam_f32_to_bf16(A[i]);
+    for (int64_t i = 0; i < nb; i++) b[i] = asam_f32_to_bf16(B[i]);
+    int rc = asam_gemm_amx(ta, tb, M, N, K, alpha, NULL, a, lda, NULL, b, ldb, beta, C, ldc);
+    free(a), free(b);
+    return rc;
 }
 
 /* ---- ops under both precisions ---- */
@@ -173,6 +198,12 @@ int main(void) {
 #ifdef ASAM_HAVE_ONEDNN
     gemm_suite("onednn", asam_gemm_onednn);
 #endif
+    if (asam_amx_supported()) {
+        gemm_suite("amx", gemm_amx_f32);
+        gemm_suite("amx bf16 operands", gemm_amx_b16);
+    } else {
+        printf("SKIP: this CPU has no AMX: the AMX tile kernel is not checked here\n");
+    }
     ops_suite();
     CHECK(asam_set_precision(ASAM_BF16) == 0, "set bf16");
     printf("bf16 backend: %s\n", asam_backend_describe());

@@ -6,6 +6,7 @@
 #include "test_util.h"
 
 extern int asam_attention_flash; /* op_attention.c: the flash forward on AVX-512 (hook) */
+int asam_amx_supported(void);    /* engine/amx_tile.h: the bf16 flash forward on AMX */
 
 typedef struct {
     int64_t B, H, Nq, Nk, D, Dv, kh, kw; /* kh = 0: no relative positions */
@@ -149,6 +150,71 @@ static void check_attention(asam_ctx *ctx, const char *what, attn_case c, int ma
     asam_ctx_release(ctx, m);
 }
 
+/* Under bf16 on AMX CPUs: the tile forward (flash on) and the blocked one (flash off) against the
+ * double reference, each within bf16's rounding of q, k, v and the probabilities (2^-9 per
+ * operand); the tile forward's input gradients (through the blocked backward, from its
+ * logsumexp) against fp32's. */
+static void check_attention_bf16(asam_ctx *ctx, const char *what, attn_case c) {
+    asam_mark m = asam_ctx_mark(ctx);
+    asam_tensor *in[6] = {NULL};
+    in[0] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, c.D), 41, 1.0f);
+    in[1] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nk, c.D), 42, 1.0f);
+    in[2] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nk, c.Dv), 43, 1.0f);
+    int64_t kh = c.kh ? c.kh : 1, kw = c.kw ? c.kw : 1;
+    in[3] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, kh), 44, 0.5f);
+    in[4] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, kw), 45, 0.5f);
+    in[5] = rand_tensor(ctx, ASAM_SHAPE(c.Bb ? c.Bb : 1, c.Hb ? c.Hb : 1, c.Nq, c.Nk), 46, 1.0f);
+    for (int i = 0; i < 3; i++) asam_set_requires_grad(in[i], 1);
+    int64_t n = c.B * c.H * c.Nq * c.Dv, nq = c.B * c.H * c.Nq * c.D;
+    double *refd = malloc((size_t)n * sizeof(double));
+    float *ref = malloc((size_t)n * sizeof(float)), *g32 = malloc((size_t)nq * sizeof(float));
+    naive_attention(&c, in, refd);
+    for (int64_t i = 0; i < n; i++) ref[i] = (float)refd[i];
+    for (int prec = 0; prec < 3; prec++) { /* fp32 (gradients), bf16 tile, bf16 blocked */
+        asam_set_precision(prec ? ASAM_BF16 : ASAM_FP32);
+        asam_attention_flash = prec != 2;
+        asam_ctx_set_grad(ctx, 1);
+        asam_tensor *y = f_attn(ctx, in, &c);
+        asam_tensor *l = y ? asam_sum(ctx, asam_mul(ctx, y, y)) : NULL;
+        int ok = l && asam_backward(ctx, l) == 0;
+        asam_ctx_set_grad(ctx, 0);
+        char name[200];
+        snprintf(name, sizeof name, "attention %s %s Nq%lld Nk%lld D%lld Dv%lld", what,
+                 prec == 0   ? "fp32"
+                 : prec == 1 ? "bf16 tile"
+                             : "bf16 blocked",
+                 (long long)c.Nq, (long long)c.Nk, (long long)c.D, (long long)c.Dv);
+        CHECK(ok, "%s: %s", name, asam_ctx_error(ctx));
+        if (!ok) break;
+        if (prec == 0) {
+            memcpy(g32, in[0]->grad, (size_t)nq * sizeof(float));
+        } else {
+            CHECK_CLOSE(y->data, ref, (size_t)n, 1.5e-2, name);
+            char gname[220];
+            snprintf(gname, sizeof gname, "%s dq vs fp32", name);
+            CHECK_CLOSE(in[0]->grad, g32, (size_t)nq, 3e-2, gname);
+        }
+        for (int i = 0; i < 3; i++)
+            if (in[i]->grad) memset(in[i]->grad, 0, (size_t)in[i]->numel * sizeof(float));
+    }
+    asam_set_precision(ASAM_FP32);
+    asam_attention_flash = 1;
+    free(ref), free(refd), free(g32);
+    asam_ctx_release(ctx, m);
+}
+
+static void attention_cases_bf16(asam_ctx *ctx) {
+    /* query blocks of 32 with a short last one, key chunks of 256 with a short last one, head
+     * sizes padded to 32 (D) and 16 (Dv), causal rows ending inside a chunk, relative positions
+     * and a bias across chunk edges */
+    /*                                               B  H  Nq   Nk  D   Dv kh kw Bb Hb sc causal */
+    check_attention_bf16(ctx, "plain", (attn_case){2, 2, 37, 45, 40, 40, 0, 0, 0, 0, 0, 0});
+    check_attention_bf16(ctx, "chunks", (attn_case){1, 2, 70, 600, 40, 48, 0, 0, 0, 0, 0, 0});
+    check_attention_bf16(ctx, "causal", (attn_case){1, 1, 300, 300, 80, 80, 0, 0, 0, 0, 0, 1});
+    check_attention_bf16(ctx, "rel+bias", (attn_case){1, 2, 65, 600, 64, 64, 20, 30, 1, 2, 0, 0});
+    check_attention_bf16(ctx, "cross Dv 7", (attn_case){2, 1, 65, 77, 64, 7, 0, 0, 0, 0, 0.3f, 0});
+}
+
 static void attention_cases(asam_ctx *ctx) {
     /*                                      B  H  Nq  Nk  D  Dv kh kw Bb Hb scale causal */
     check_attention(ctx, "plain", (attn_case){2, 2, 5, 5, 4, 4, 0, 0, 0, 0, 0, 0}, 200);
@@ -187,6 +253,12 @@ int main(void) {
         asam_attention_flash = flash;
         printf("-- %s forward\n", flash ? "flash" : "blocked");
         attention_cases(ctx);
+    }
+    if (asam_bf16_supported() && asam_amx_supported()) {
+        printf("-- bf16 forward on AMX tiles vs blocked\n");
+        attention_cases_bf16(ctx);
+    } else {
+        printf("SKIP (part): no AMX on this CPU: the bf16 tile forward is not checked here\n");
     }
     /* shape errors */
     asam_tensor *q = asam_zeros(ctx, ASAM_SHAPE(1, 2, 4, 8)),

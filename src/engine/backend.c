@@ -1,13 +1,16 @@
 /* The kernel tables (see backend.h) and the precision switch.
  *
  * CPU fp32: OpenBLAS sgemm, exactly what the ops called before the seam existed.
- * CPU bf16: oneDNN's bf16 matmul when the build has oneDNN (it uses AMX tiles where the CPU has
- * them, else AVX512-BF16), else our AVX512-BF16 micro-kernel (gemm_bf16.c). Chosen at run time:
- * bf16 is refused on a CPU without AVX512-BF16 (every CPU with AMX has it). The environment
- * variable ASAM_BF16_KERNEL=avx512 forces our kernel even when oneDNN is there (for tests and
- * benchmarks comparing the two). */
+ * CPU bf16, chosen at run time: on CPUs with AMX our tile kernel (gemm_amx.c; as fast as
+ * Debian's oneDNN 2.6 on the SD UNet and the SAM encoder, measured on a 2-core Xeon with AMX,
+ * and needs no library); else oneDNN's bf16 matmul when the build has it (AVX512-BF16), else
+ * our AVX512-BF16 micro-kernel (gemm_bf16.c). bf16 is refused on a CPU without AVX512-BF16
+ * (every CPU with AMX has it). ASAM_BF16_KERNEL=onednn or =avx512 forces those kernels (for
+ * tests and benchmarks comparing them). */
 #include "engine/backend.h"
+#include "engine/amx_tile.h"
 #include "engine/engine_internal.h"
+#include "engine/gemm_amx.h"
 #include "engine/gemm_bf16.h"
 #ifdef ASAM_HAVE_ONEDNN
 #include "engine/gemm_onednn.h"
@@ -99,6 +102,27 @@ static const asam_backend cpu_bf16_onednn = {"cpu-bf16 (oneDNN)", ASAM_BF16, gem
                                              gemm16_onednn};
 #endif
 
+/* Our AMX tile kernel (gemm_amx.c); a failure falls back to oneDNN or our AVX512-BF16 kernel. */
+static void gemm16_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       const uint16_t *A16, int64_t lda, const float *B, const uint16_t *B16,
+                       int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M * N * K >= BF16_MIN_MACS &&
+        !asam_gemm_amx(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc))
+        return;
+#ifdef ASAM_HAVE_ONEDNN
+    gemm16_onednn(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
+#else
+    gemm16_own(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
+#endif
+}
+static void gemm_bf16_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc) {
+    gemm16_amx(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
+}
+static const asam_backend cpu_bf16_amx = {"cpu-bf16 (AMX tile kernel)", ASAM_BF16, gemm_bf16_amx,
+                                          gemm16_amx};
+
 const asam_backend *asam_backend_current = &cpu_fp32;
 
 void asam_gemm_fp32(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -118,11 +142,12 @@ int asam_set_precision(asam_precision p) {
     if (p != ASAM_BF16) return asam_error("precision: unknown precision %d", (int)p);
     if (!asam_bf16_supported())
         return asam_error("precision bf16: this CPU has no AVX512-BF16 (nor AMX)");
+    const char *force = getenv("ASAM_BF16_KERNEL");
     asam_backend_current = &cpu_bf16_own;
 #ifdef ASAM_HAVE_ONEDNN
-    const char *force = getenv("ASAM_BF16_KERNEL");
     if (!(force && !strcmp(force, "avx512"))) asam_backend_current = &cpu_bf16_onednn;
 #endif
+    if (!force && asam_amx_supported()) asam_backend_current = &cpu_bf16_amx;
     return 0;
 }
 

@@ -10,9 +10,13 @@
  * Forward: threads share out all (pair, block) items. Backward: threads split the (batch, head)
  * pairs; when that would leave threads idle, they split one pair's query blocks instead, with
  * private dK/dV accumulators summed at the end. Causal blocks only visit keys <= their last
- * query. */
+ * query.
+ * Flash forwards (one pass over key chunks with an online softmax, no block x Nk buffer): in fp32
+ * on AVX-512 CPUs (gemm_tile.h) and in bf16 on AMX CPUs (amx_tile.h); the backward is the
+ * blocked one in bf16, from the same logsumexp. */
 #include "engine/blas.h"
 #include "engine/engine_internal.h"
+#include "engine/amx_tile.h"
 #include "engine/gemm_tile.h"
 
 #include <limits.h>
@@ -28,8 +32,12 @@
 #define FLASH_BQ 64
 #define FLASH_KC 256
 
-/* The flash forward runs in fp32 on CPUs with AVX-512 (tests turn it off to check the other
- * path); under bf16 the blocked path's products go to the bf16 GEMM instead. */
+/* The AMX forward's key chunk (see attn_forward_amx). */
+#define AMX_KC 256
+
+/* The flash forward runs in fp32 on CPUs with AVX-512, and in bf16 on CPUs with AMX (tests turn
+ * it off to check the other path); otherwise the blocked path's products go to the GEMM of the
+ * precision in use. */
 int asam_attention_flash = 1;
 
 /* Queries per block: a score block of about ATTN_SCORE_FLOATS (so few keys give tall blocks and
@@ -167,6 +175,43 @@ static void attn_forward_block(const attn_args *A, int64_t bh, int64_t q0, int64
     sgemm(0, 0, nq, A->Dv, nk, 1.0f, S, nk, V, A->Dv, 0.0f, out + (bh * A->Nq + q0) * A->Dv, A->Dv);
 }
 
+/* The online softmax step of one key chunk (both flash forwards): S's rows (kc logits, row
+ * stride lds) become exp(S - m), each row's running max m and sum l move on, and the output
+ * rows already accumulated (O, row stride ldo, Dv columns) are rescaled when m grows. */
+static void online_softmax(float *S, int64_t nq, int64_t kc, int64_t lds, int first, float *O,
+                           int64_t ldo, int64_t Dv, float *m, float *l) {
+    for (int64_t r = 0; r < nq; r++) {
+        float *row = S + r * lds, mx = row_max(row, kc, m[r]);
+        if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
+            memset(row, 0, (size_t)kc * sizeof(float));
+            continue;
+        }
+        float sum = row_exp_sum(row, kc, mx);
+        float corr = exp_fast(m[r] - mx); /* 0 on the first chunk (m = -inf) */
+        if (!first && corr != 1.0f)
+            for (int64_t c = 0; c < Dv; c++) O[r * ldo + c] *= corr;
+        l[r] = l[r] * corr + sum;
+        m[r] = mx;
+    }
+}
+
+/* out's rows (Dv columns) <- O / l, and each row's logsumexp m + log l for backward. */
+static void flash_finish(const attn_args *A, int64_t bh, int64_t q0, int64_t nq, const float *O,
+                         int64_t ldo, const float *m, const float *l, float *out) {
+    int64_t Dv = A->Dv;
+    float *dst = out + (bh * A->Nq + q0) * Dv;
+    for (int64_t r = 0; r < nq; r++) {
+        if (l[r] == 0) { /* every key masked: output 0, no gradient */
+            memset(dst + r * Dv, 0, (size_t)Dv * sizeof(float));
+            if (A->lse) A->lse[bh * A->Nq + q0 + r] = INFINITY;
+            continue;
+        }
+        float inv = 1.0f / l[r];
+        for (int64_t c = 0; c < Dv; c++) dst[r * Dv + c] = O[r * ldo + c] * inv;
+        if (A->lse) A->lse[bh * A->Nq + q0 + r] = m[r] + logf(l[r]);
+    }
+}
+
 /* Flash-style forward of one query block (the fp32 path on AVX-512 CPUs): keys go in chunks of
  * FLASH_KC, each chunk's logits (FLASH_BQ x FLASH_KC, in L2 with the chunk's K^T and V) come from
  * the tile GEMM, an online softmax keeps each row's running max m and sum l, rescaling the
@@ -182,32 +227,46 @@ static void attn_forward_flash(const attn_args *A, int64_t bh, int64_t q0, int64
     for (int64_t k0 = 0; k0 < nk; k0 += FLASH_KC) {
         int64_t kc = nk - k0 < FLASH_KC ? nk - k0 : FLASH_KC;
         chunk_logits(A, bh, q0, q1, k0, kc, Kt, S);
-        for (int64_t r = 0; r < nq; r++) {
-            float *row = S + r * FLASH_KC, mx = row_max(row, kc, m[r]);
-            if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
-                memset(row, 0, (size_t)kc * sizeof(float));
-                continue;
-            }
-            float sum = row_exp_sum(row, kc, mx);
-            float corr = exp_fast(m[r] - mx); /* 0 on the first chunk (m = -inf) */
-            if (k0 > 0 && corr != 1.0f)
-                for (int64_t c = 0; c < Dv; c++) O[r * Dv + c] *= corr;
-            l[r] = l[r] * corr + sum;
-            m[r] = mx;
-        }
+        online_softmax(S, nq, kc, FLASH_KC, k0 == 0, O, Dv, Dv, m, l);
         asam_gemm_tile(nq, Dv, kc, 1.0f, S, FLASH_KC, 1, V + k0 * Dv, Dv, k0 > 0 ? 1.0f : 0.0f, O,
                        Dv);
     }
-    for (int64_t r = 0; r < nq; r++) {
-        if (l[r] == 0) { /* every key masked: output 0, no gradient */
-            memset(O + r * Dv, 0, (size_t)Dv * sizeof(float));
-            if (A->lse) A->lse[bh * A->Nq + q0 + r] = INFINITY;
-            continue;
-        }
-        float inv = 1.0f / l[r];
-        for (int64_t c = 0; c < Dv; c++) O[r * Dv + c] *= inv;
-        if (A->lse) A->lse[bh * A->Nq + q0 + r] = m[r] + logf(l[r]);
+    flash_finish(A, bh, q0, nq, O, Dv, m, l, out);
+}
+
+/* Per-thread scratch of the AMX forward. */
+typedef struct {
+    float *S;     /* AMX_ROWS x AMX_KC logits */
+    float *O;     /* AMX_ROWS x Dvp output accumulator */
+    float *ml;    /* 3 x AMX_ROWS running max, sum and rescaling factor */
+    uint16_t *P;  /* AMX_ROWS x AMX_KC probabilities in bf16 */
+    uint16_t *Qp; /* AMX_ROWS x Dp scaled queries in bf16 */
+} amx_scratch;
+
+/* The flash forward of one block of AMX_ROWS queries at most under bf16 on AMX CPUs: the same
+ * steps as attn_forward_flash, with Q K^T and P V on the tile unit (amx_tile.h) from this
+ * pair's packed K^T (kt) and V (vp). Q is scaled before it is rounded to bf16, as P is rounded
+ * before P V: the products of the blocked bf16 path, rounded at slightly different points. */
+static void attn_forward_amx(const attn_args *A, int64_t bh, int64_t q0, int64_t q1,
+                             const uint16_t *kt, const uint16_t *vp, const amx_scratch *w,
+                             float *out) {
+    int64_t nq = q1 - q0, nk = block_keys(A, q1), Dv = A->Dv;
+    int64_t Dp = asam_amx_round_up(A->D, 32), Dvp = asam_amx_round_up(Dv, 16);
+    float *m = w->ml, *l = w->ml + AMX_ROWS, *corr = w->ml + 2 * AMX_ROWS;
+    asam_amx_pack_q(A->q + (bh * A->Nq + q0) * A->D, nq, A->D, A->scale, w->Qp);
+    memset(w->O, 0, (size_t)(AMX_ROWS * Dvp) * sizeof(float));
+    for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0;
+    for (int64_t k0 = 0; k0 < nk; k0 += AMX_KC) {
+        int64_t kc = nk - k0 < AMX_KC ? nk - k0 : AMX_KC, kc32 = asam_amx_round_up(kc, 32);
+        asam_amx_qk(w->Qp, Dp, kt, k0, kc32, w->S, AMX_KC);
+        logits_extras(A, bh, q0, q1, k0, k0 + kc, w->S, AMX_KC);
+        asam_amx_softmax_chunk(w->S, nq, kc, AMX_KC, w->P, AMX_KC, m, l, corr);
+        for (int64_t r = 0; k0 > 0 && r < nq; r++)
+            if (corr[r] != 1.0f)
+                for (int64_t c = 0; c < Dv; c++) w->O[r * Dvp + c] *= corr[r];
+        asam_amx_pv(w->P, AMX_KC, vp, Dvp, k0, kc32, w->O, Dvp);
     }
+    flash_finish(A, bh, q0, nq, w->O, Dvp, m, l, out);
 }
 
 /* Di[r] = rowsum(dO * O) for the block's rows (the softmax backward's correction term). */
@@ -337,6 +396,47 @@ static void attn_backward_flash(const attn_args *A, const attn_grads *G, int64_t
 /* Which forward/backward kernels run: the flash ones in fp32 on AVX-512 CPUs. */
 static int use_flash(void) {
     return asam_attention_flash && asam_get_precision() == ASAM_FP32 && asam_gemm_tile_supported();
+}
+
+/* The AMX flash forward under bf16 (its backward is the blocked one, from the same logsumexp). */
+static int use_amx(void) {
+    return asam_attention_flash && asam_get_precision() == ASAM_BF16 && asam_amx_supported();
+}
+
+/* The AMX forward over every (pair, query block): each pair's K^T and V packed once, then the
+ * blocks shared out among the threads, each with its scratch and tile configuration. Returns -1
+ * when the arena is out of memory. */
+static int attention_forward_amx(asam_ctx *ctx, const attn_args *A, int par, int nt, float *out) {
+    int64_t BH = A->B * A->H, nblk = (A->Nq + AMX_ROWS - 1) / AMX_ROWS, items = BH * nblk;
+    int64_t kts = asam_amx_kt_size(A->Nk, A->D), vs = asam_amx_v_size(A->Nk, A->Dv);
+    int64_t Dp = asam_amx_round_up(A->D, 32), Dvp = asam_amx_round_up(A->Dv, 16);
+    int64_t floats = AMX_ROWS * (AMX_KC + Dvp + 3), halves = AMX_ROWS * (AMX_KC + Dp);
+    uint16_t *kt = asam_ctx_alloc(ctx, (size_t)(BH * (kts + vs)) * sizeof(uint16_t));
+    float *f = asam_ctx_alloc(ctx, (size_t)(floats * nt) * sizeof(float));
+    uint16_t *h = asam_ctx_alloc(ctx, (size_t)(halves * nt) * sizeof(uint16_t));
+    if (!kt || !f || !h) return -1;
+    uint16_t *vp = kt + BH * kts;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t bh = 0; bh < BH; bh++) {
+        asam_amx_pack_kt(A->k + bh * A->Nk * A->D, A->Nk, A->D, kt + bh * kts);
+        asam_amx_pack_v(A->v + bh * A->Nk * A->Dv, A->Nk, A->Dv, vp + bh * vs);
+    }
+#pragma omp parallel if (par)
+    {
+        int t = omp_get_thread_num();
+        float *ft = f + t * floats;
+        amx_scratch w = {ft, ft + AMX_ROWS * AMX_KC, ft + AMX_ROWS * (AMX_KC + Dvp), h + t * halves,
+                         h + t * halves + AMX_ROWS * AMX_KC};
+        asam_amx_begin();
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < items; it++) {
+            int64_t bh = it / nblk, q0 = it % nblk * AMX_ROWS;
+            int64_t q1 = q0 + AMX_ROWS < A->Nq ? q0 + AMX_ROWS : A->Nq;
+            attn_forward_amx(A, bh, q0, q1, kt + bh * kts, vp + bh * vs, &w, out);
+        }
+        asam_amx_end();
+    }
+    return 0;
 }
 
 /* dst (BH, cols, N) <- src (BH, N, cols) transposed per pair: K^T and V^T for the tile GEMM. */
@@ -545,7 +645,12 @@ asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_
     int par = B * H * Nq * Nk * (D + Dv) >= ATTN_PARALLEL_MACS;
     int nt = par ? omp_get_max_threads() : 1;
     int blas_nt = par ? blas_enter_parallel() : 0;
-    if (use_flash()) {
+    if (use_amx()) {
+        if (attention_forward_amx(ctx, &A, par, nt, out->data)) {
+            blas_leave_parallel(blas_nt);
+            return NULL;
+        }
+    } else if (use_flash()) {
         int64_t BH = B * H, nblk = (Nq + FLASH_BQ - 1) / FLASH_BQ, items = BH * nblk;
         int64_t per_thread = FLASH_BQ * FLASH_KC + 2 * FLASH_BQ;
         float *kt = asam_ctx_alloc(ctx, (size_t)(BH * D * Nk) * sizeof(float));

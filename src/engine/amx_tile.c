@@ -1,0 +1,252 @@
+/* Intel AMX-BF16 tile products for attention's flash forward (see amx_tile.h).
+ *
+ * Eight tile registers, all 16 rows x 64 bytes: tmm0-3 the 2 x 2 fp32 accumulators, tmm4-5 the
+ * two 16-row slices of the left operand (Q or P), tmm6-7 two 16-column slices of the right one
+ * (K^T or V) in the pair-interleaved ("VNNI") layout TDPBF16PS reads. */
+#include "engine/amx_tile.h"
+#include "asam/util.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define AMX_BUILT 1
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
+#else
+#define AMX_BUILT 0
+#define AMX_TARGET
+#endif
+
+#define ARCH_REQ_XCOMP_PERM 0x1023 /* Linux: ask for an extended state component */
+#define XFEATURE_XTILEDATA 18      /* the AMX tile data */
+
+#if AMX_BUILT
+static int amx_probe(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int amx = (d >> 22 & 1) && (d >> 24 & 1);    /* AMX-BF16, AMX-TILE */
+    int avx512 = (b >> 16 & 1) && (b >> 30 & 1); /* AVX512F, AVX512BW */
+    if (!amx || !avx512 || !__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a >> 5 & 1)) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1)) return 0; /* OSXSAVE */
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0x60000u) != 0x60000u || (lo & 0xe6u) != 0xe6u) return 0; /* tiles, AVX-512 on */
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+#endif
+
+int asam_amx_supported(void) {
+#if AMX_BUILT
+    static int cached = -1;
+    if (cached < 0) cached = amx_probe();
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((aligned(64))) tile_config;
+
+/* Every tile 16 rows x 64 bytes. A static object: _tile_loadconfig's asm tells the compiler it
+ * reads 8 bytes, so a struct filled on the stack could reach it half-written. */
+static const tile_config amx_config = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+AMX_TARGET void asam_amx_begin(void) {
+#if AMX_BUILT
+    __asm__ volatile("" ::: "memory");
+    _tile_loadconfig(&amx_config);
+#endif
+}
+
+AMX_TARGET void asam_amx_end(void) {
+#if AMX_BUILT
+    _tile_release();
+#endif
+}
+
+void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float scale, uint16_t *dst) {
+    int64_t Dp = asam_amx_round_up(D, 32);
+    memset(dst, 0, (size_t)(AMX_ROWS * Dp) * sizeof *dst);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t d = 0; d < D; d++) dst[r * Dp + d] = asam_f32_to_bf16(scale * src[r * D + d]);
+}
+
+void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, uint16_t *dst) {
+    int64_t nch = asam_amx_round_up(D, 32) / 32, groups = asam_amx_round_up(Nk, 32) / 16;
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t c = 0; c < nch; c++) {
+            uint16_t *t = dst + (g * nch + c) * 512;
+            for (int64_t r = 0; r < 16; r++)
+                for (int64_t key = 0; key < 16; key++)
+                    for (int64_t e = 0; e < 2; e++) {
+                        int64_t j = g * 16 + key, d = c * 32 + 2 * r + e;
+                        t[r * 32 + key * 2 + e] =
+                            j < Nk && d < D ? asam_f32_to_bf16(K[j * D + d]) : 0;
+                    }
+        }
+}
+
+void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, uint16_t *dst) {
+    int64_t ncb = asam_amx_round_up(Dv, 16) / 16, chunks = asam_amx_round_up(Nk, 32) / 32;
+    for (int64_t kc = 0; kc < chunks; kc++)
+        for (int64_t cb = 0; cb < ncb; cb++) {
+            uint16_t *t = dst + (kc * ncb + cb) * 512;
+            for (int64_t r = 0; r < 16; r++)
+                for (int64_t col = 0; col < 16; col++)
+                    for (int64_t e = 0; e < 2; e++) {
+                        int64_t j = kc * 32 + 2 * r + e, c = cb * 16 + col;
+                        t[r * 32 + col * 2 + e] =
+                            j < Nk && c < Dv ? asam_f32_to_bf16(V[j * Dv + c]) : 0;
+                    }
+        }
+}
+
+#if AMX_BUILT
+/* exp(x) for x <= 0, 16 lanes: Cephes' range reduction and polynomial (as exp_fast in
+ * op_attention.c, ~2 ulp), 2^n applied by VSCALEFPS; x < -87 (and -inf) gives exactly 0. */
+AMX_TARGET static inline __m512 exp16(__m512 x) {
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(live, y, n);
+}
+
+/* The mask of the first n (0 .. 16) lanes. */
+static inline __mmask16 lanes(int64_t n) {
+    return n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
+}
+#endif
+
+AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds,
+                                       uint16_t *P, int64_t ldp, float *m, float *l, float *corr) {
+#if AMX_BUILT
+    int64_t kc32 = asam_amx_round_up(kc, 32);
+    for (int64_t r = 0; r < AMX_ROWS; r++) {
+        uint16_t *p = P + r * ldp;
+        if (r >= n) {
+            memset(p, 0, (size_t)kc32 * sizeof *p);
+            continue;
+        }
+        const float *s = S + r * lds;
+        __m512 vmax = _mm512_set1_ps(m[r]);
+        for (int64_t j = 0; j < kc; j += 16)
+            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, lanes(kc - j), s + j));
+        float mx = _mm512_reduce_max_ps(vmax);
+        corr[r] = 1.0f;
+        if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
+            memset(p, 0, (size_t)kc32 * sizeof *p);
+            continue;
+        }
+        __m512 vmx = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < kc32; j += 32) {
+            __mmask16 m0 = lanes(kc - j), m1 = lanes(kc - j - 16);
+            __m512 e0 = _mm512_maskz_mov_ps(
+                m0, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, s + j), vmx)));
+            __m512 e1 = _mm512_maskz_mov_ps(
+                m1, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, s + j + 16), vmx)));
+            vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
+            _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+        }
+        float c = m[r] == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp16(_mm512_set1_ps(m[r] - mx)));
+        l[r] = l[r] * c + _mm512_reduce_add_ps(vsum);
+        m[r] = mx;
+        corr[r] = c;
+    }
+#else
+    (void)S, (void)n, (void)kc, (void)lds, (void)P, (void)ldp, (void)m, (void)l, (void)corr;
+#endif
+}
+
+AMX_TARGET void asam_amx_qk(const uint16_t *Q, int64_t Dp, const uint16_t *Kt, int64_t k0,
+                            int64_t kc32, float *S, int64_t lds) {
+#if AMX_BUILT
+    int64_t nch = Dp / 32;
+    long qs = (long)(Dp * 2), ss = (long)(lds * 4);
+    __asm__ volatile("" ::: "memory"); /* the tile loads below read what C code wrote */
+    for (int64_t kk = 0; kk < kc32; kk += 32) {
+        const uint16_t *b0 = Kt + (k0 + kk) / 16 * nch * 512, *b1 = b0 + nch * 512;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int64_t c = 0; c < nch; c++) {
+            _tile_loadd(4, Q + c * 32, qs);
+            _tile_loadd(5, Q + 16 * Dp + c * 32, qs);
+            _tile_loadd(6, b0 + c * 512, 64);
+            _tile_loadd(7, b1 + c * 512, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+        float *s = S + kk;
+        _tile_stored(0, s, ss);
+        _tile_stored(1, s + 16, ss);
+        _tile_stored(2, s + 16 * lds, ss);
+        _tile_stored(3, s + 16 * lds + 16, ss);
+    }
+#else
+    (void)Q, (void)Dp, (void)Kt, (void)k0, (void)kc32, (void)S, (void)lds;
+#endif
+}
+
+AMX_TARGET void asam_amx_pv(const uint16_t *P, int64_t ldp, const uint16_t *V, int64_t Dvp,
+                            int64_t k0, int64_t kc32, float *O, int64_t ldo) {
+#if AMX_BUILT
+    int64_t ncb = Dvp / 16;
+    long ps = (long)(ldp * 2), os = (long)(ldo * 4);
+    __asm__ volatile("" ::: "memory");
+    for (int64_t cb = 0; cb < ncb; cb += 2) {
+        int two = cb + 1 < ncb; /* a pair of 16-column slices, or the last one alone */
+        float *o = O + cb * 16;
+        _tile_loadd(0, o, os);
+        _tile_loadd(2, o + 16 * ldo, os);
+        if (two) {
+            _tile_loadd(1, o + 16, os);
+            _tile_loadd(3, o + 16 * ldo + 16, os);
+        }
+        for (int64_t kk = 0; kk < kc32; kk += 32) {
+            const uint16_t *b = V + ((k0 + kk) / 32 * ncb + cb) * 512;
+            _tile_loadd(4, P + kk, ps);
+            _tile_loadd(5, P + 16 * ldp + kk, ps);
+            _tile_loadd(6, b, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(2, 5, 6);
+            if (two) {
+                _tile_loadd(7, b + 512, 64);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        _tile_stored(0, o, os);
+        _tile_stored(2, o + 16 * ldo, os);
+        if (two) {
+            _tile_stored(1, o + 16, os);
+            _tile_stored(3, o + 16 * ldo + 16, os);
+        }
+    }
+#else
+    (void)P, (void)ldp, (void)V, (void)Dvp, (void)k0, (void)kc32, (void)O, (void)ldo;
+#endif
+}

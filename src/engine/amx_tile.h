@@ -1,0 +1,66 @@
+/* Intel AMX-BF16 tile products for attention's flash forward under bf16 (op_attention.c).
+ *
+ * A query block is 32 rows. Its logits against a chunk of keys, S (32, kc) = Q K^T, and its
+ * output update, O (32, Dv) += P V, are 2 x 2 grids of 16 x 16 fp32 tiles accumulated by
+ * TDPBF16PS (bf16 operands, fp32 sums), 32 bf16 values of the inner dimension per step.
+ * Operands are packed once into the layouts the tiles load:
+ *   Q   32 rows x Dp bf16, row-major (Dp = D rounded up to 32, zero padded);
+ *   K^T for each 16 keys and each 32 of D: 16 rows (pairs of d) x 16 keys x 2, 1 KiB;
+ *   V   for each 32 keys and each 16 of Dv: 16 rows (pairs of keys) x 16 columns x 2, 1 KiB;
+ *   P   32 rows x (a multiple of 32) bf16, row-major.
+ * Keys are padded with zeros to a multiple of 32; padded keys' P entries must be 0. Rounding is
+ * round-to-nearest-even, as everywhere in the engine's bf16 path. Compiled with target
+ * attributes: callers check asam_amx_supported() first. */
+#ifndef ASAM_ENGINE_AMX_TILE_H
+#define ASAM_ENGINE_AMX_TILE_H
+
+#include <stdint.h>
+
+#define AMX_ROWS 32 /* query rows per block */
+
+/* 1 when the CPU has AMX-BF16 (and AVX512-BF16) and Linux granted this process the tile state
+ * (asked once). */
+int asam_amx_supported(void);
+
+/* Load the tile configuration on the calling thread (before its first product) and release the
+ * tile state (after its last). */
+void asam_amx_begin(void);
+void asam_amx_end(void);
+
+static inline int64_t asam_amx_round_up(int64_t n, int64_t m) {
+    return (n + m - 1) / m * m;
+}
+
+/* Packed sizes (bf16 values) of one (batch, head) pair's K^T and V. */
+static inline int64_t asam_amx_kt_size(int64_t Nk, int64_t D) {
+    return asam_amx_round_up(Nk, 32) * asam_amx_round_up(D, 32);
+}
+static inline int64_t asam_amx_v_size(int64_t Nk, int64_t Dv) {
+    return asam_amx_round_up(Nk, 32) * asam_amx_round_up(Dv, 16);
+}
+
+/* dst (AMX_ROWS, Dp) <- scale * src rows (n <= AMX_ROWS rows of D, row stride D), rows and
+ * columns beyond zero. */
+void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float scale, uint16_t *dst);
+/* dst <- K (Nk, D) as K^T tiles (asam_amx_kt_size values). */
+void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, uint16_t *dst);
+/* dst <- V (Nk, Dv) as tiles (asam_amx_v_size values). */
+void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, uint16_t *dst);
+/* One key chunk's online softmax step: for each row r < n of S (kc logits, row stride lds) the
+ * running max m[r] takes in the chunk, P's row (stride ldp, a multiple of 32) gets
+ * exp(S - m[r]) in bf16, zero past kc up to round_up(kc, 32), l[r] becomes l[r] corr[r] + the
+ * row's sum, and corr[r] = exp(old m[r] - new m[r]) is the factor for the output rows already
+ * accumulated (1 for a row whose keys are all masked so far). P's rows n .. AMX_ROWS are 0. */
+void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds, uint16_t *P,
+                            int64_t ldp, float *m, float *l, float *corr);
+
+/* S (AMX_ROWS, kc32; row stride lds) = Q K^T for keys k0 .. k0 + kc32 (both multiples of 32);
+ * Kt: the pair's packed K^T with Dp = round_up(D, 32) columns of Q. */
+void asam_amx_qk(const uint16_t *Q, int64_t Dp, const uint16_t *Kt, int64_t k0, int64_t kc32,
+                 float *S, int64_t lds);
+/* O (AMX_ROWS, Dvp; row stride ldo, Dvp = round_up(Dv, 16)) += P (AMX_ROWS, kc32; row stride
+ * ldp) V for keys k0 .. k0 + kc32. */
+void asam_amx_pv(const uint16_t *P, int64_t ldp, const uint16_t *V, int64_t Dvp, int64_t k0,
+                 int64_t kc32, float *O, int64_t ldo);
+
+#endif
