@@ -289,20 +289,24 @@ static void sd_suite(const char *kernel) {
     for (int i = 0; i < 2; i++) free(r[i].eps), free(r[i].gx), free(r[i].gc);
 }
 
+int asam_amx_supported(void); /* engine/amx_tile.h */
+
 int main(void) {
     if (!asam_bf16_supported()) TEST_SKIP("this CPU has no AVX512-BF16: bf16 cannot run here");
-    /* Our kernel first (ASAM_BF16_KERNEL is read when the precision is set), then oneDNN's
-     * when this build has it. */
-    for (int pass = 0; pass < 2; pass++) {
-#ifndef ASAM_HAVE_ONEDNN
-        if (pass == 1) break;
-#endif
-        if (pass == 0)
-            setenv("ASAM_BF16_KERNEL", "avx512", 1);
+    /* Our AVX512-BF16 kernel, our AMX kernel (on CPUs with AMX), then the default (oneDNN's
+     * when this build has it); ASAM_BF16_KERNEL is read when the precision is set. */
+    static const char *const kernels[3] = {"avx512", "amx", NULL};
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 1 && !asam_amx_supported()) {
+            printf("SKIP (part): no AMX on this CPU: the AMX kernel is not checked here\n");
+            continue;
+        }
+        if (kernels[pass])
+            setenv("ASAM_BF16_KERNEL", kernels[pass], 1);
         else
             unsetenv("ASAM_BF16_KERNEL");
         CHECK(asam_set_precision(ASAM_BF16) == 0, "bf16: %s", asam_last_error());
-        const char *kernel = pass == 0 ? "[own]" : "[oneDNN]";
+        const char *kernel = pass == 0 ? "[own]" : pass == 1 ? "[amx]" : "[default]";
         printf("bf16 kernels %s: %s\n", kernel, asam_backend_describe());
         op_suite(kernel);
         sam_suite(kernel);

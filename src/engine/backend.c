@@ -1,12 +1,13 @@
 /* The kernel tables (see backend.h) and the precision switch.
  *
  * CPU fp32: OpenBLAS sgemm, exactly what the ops called before the seam existed.
- * CPU bf16, chosen at run time: on CPUs with AMX our tile kernel (gemm_amx.c; as fast as
- * Debian's oneDNN 2.6 on the SD UNet and the SAM encoder, measured on a 2-core Xeon with AMX,
- * and needs no library); else oneDNN's bf16 matmul when the build has it (AVX512-BF16), else
+ * CPU bf16, chosen at run time: oneDNN's bf16 matmul when the build has it (AMX tiles or
+ * AVX512-BF16); else, on CPUs with AMX, our tile kernel (gemm_amx.c: as fast as Debian's
+ * oneDNN 2.6 on the SD UNet and SAM encoder forwards, measured on a 2-core Xeon with AMX, but
+ * slower on the backward's transposed operands, so not the default where oneDNN is there); else
  * our AVX512-BF16 micro-kernel (gemm_bf16.c). bf16 is refused on a CPU without AVX512-BF16
- * (every CPU with AMX has it). ASAM_BF16_KERNEL=onednn or =avx512 forces those kernels (for
- * tests and benchmarks comparing them). */
+ * (every CPU with AMX has it). ASAM_BF16_KERNEL=amx or =avx512 forces our kernels (for tests
+ * and benchmarks comparing them). */
 #include "engine/backend.h"
 #include "engine/amx_tile.h"
 #include "engine/engine_internal.h"
@@ -102,7 +103,8 @@ static const asam_backend cpu_bf16_onednn = {"cpu-bf16 (oneDNN)", ASAM_BF16, gem
                                              gemm16_onednn};
 #endif
 
-/* Our AMX tile kernel (gemm_amx.c); a failure falls back to oneDNN or our AVX512-BF16 kernel. */
+/* Our AMX tile kernel (gemm_amx.c); a failure (out of memory) falls back to oneDNN or our
+ * AVX512-BF16 kernel. */
 static void gemm16_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        const uint16_t *A16, int64_t lda, const float *B, const uint16_t *B16,
                        int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -143,11 +145,13 @@ int asam_set_precision(asam_precision p) {
     if (!asam_bf16_supported())
         return asam_error("precision bf16: this CPU has no AVX512-BF16 (nor AMX)");
     const char *force = getenv("ASAM_BF16_KERNEL");
+    int want_amx = force && !strcmp(force, "amx"), want_own = force && !strcmp(force, "avx512");
+    (void)want_amx; /* read only where oneDNN is built in */
     asam_backend_current = &cpu_bf16_own;
+    if (!want_own && asam_amx_supported()) asam_backend_current = &cpu_bf16_amx;
 #ifdef ASAM_HAVE_ONEDNN
-    if (!(force && !strcmp(force, "avx512"))) asam_backend_current = &cpu_bf16_onednn;
+    if (!want_own && !want_amx) asam_backend_current = &cpu_bf16_onednn;
 #endif
-    if (!force && asam_amx_supported()) asam_backend_current = &cpu_bf16_amx;
     return 0;
 }
 
