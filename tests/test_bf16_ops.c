@@ -184,6 +184,85 @@ static void ops_suite(void) {
     }
 }
 
+/* ---- the AMX 3x3 convolution (conv_amx.h) ---- */
+
+extern int64_t asam_conv_amx_min_pixels; /* op_conv.c: the tile kernel from this many pixels */
+
+/* conv2d forward, dx and dw of one geometry under the given precision; when held, the weight is
+ * a persistent tensor that the bf16 path holds (and whose per-tap copies it keeps). */
+static void conv_run(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int held, float *out,
+                     float *dx, float *dw) {
+    asam_ctx *ctx = asam_ctx_new((size_t)1 << 28);
+    asam_tensor *x = rnd(ctx, ASAM_SHAPE(N, C, H, W), 21), *w;
+    if (held) {
+        w = asam_param_new(ASAM_SHAPE(O, C, 3, 3));
+        gc_fill(w, 22, 0.3f);
+    } else {
+        w = rnd(ctx, ASAM_SHAPE(O, C, 3, 3), 22);
+    }
+    asam_tensor *y = asam_conv2d(ctx, x, w, NULL, 1, 1);
+    CHECK(y != NULL, "conv2d: %s", asam_ctx_error(ctx));
+    float *R = malloc((size_t)y->numel * 4);
+    uint64_t s = 5;
+    for (int64_t i = 0; i < y->numel; i++) R[i] = gc_rand(&s);
+    CHECK(asam_backward_from(ctx, y, R) == 0, "conv2d backward: %s", asam_ctx_error(ctx));
+    memcpy(out, y->data, (size_t)y->numel * 4);
+    memcpy(dx, x->grad, (size_t)x->numel * 4);
+    if (dw) memcpy(dw, w->grad, (size_t)w->numel * 4);
+    if (held) {
+        CHECK(!asam_get_precision() || w->numel < 4096 || w->conv_taps[0] != NULL,
+              "held weight: no per-tap copy kept");
+        asam_param_free(w);
+    }
+    free(R);
+    asam_ctx_free(ctx);
+}
+
+/* Each geometry: the tile kernel (forward and dx; dw stays a GEMM) against fp32 within bf16's
+ * rounding, and not bitwise equal to the im2col bf16 path (so the tile kernel did run); a held
+ * weight (per-tap copy kept) gives the same bits twice. Geometries: channels padded to 32 on
+ * both sides, a partial block of output channels, rows of 16 pixels. */
+static void conv_amx_suite(void) {
+    static const int64_t geo[3][5] = {{2, 40, 8, 16, 48}, {1, 64, 32, 32, 32}, {1, 16, 4, 48, 3}};
+    int64_t saved = asam_conv_amx_min_pixels;
+    for (int g = 0; g < 3; g++) {
+        int64_t N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4];
+        int64_t ny = N * O * H * W, nx = N * C * H * W, nw = O * C * 9;
+        float *y[3], *gx[3], *gw[3];
+        for (int i = 0; i < 3; i++)
+            y[i] = malloc((size_t)ny * 4), gx[i] = malloc((size_t)nx * 4),
+            gw[i] = malloc((size_t)nw * 4);
+        /* 0: fp32, 1: bf16 tile kernel, 2: bf16 im2col + GEMM */
+        for (int i = 0; i < 3; i++) {
+            asam_set_precision(i ? ASAM_BF16 : ASAM_FP32);
+            asam_conv_amx_min_pixels = i == 2 ? INT64_MAX : 1;
+            conv_run(N, C, H, W, O, 0, y[i], gx[i], gw[i]);
+        }
+        char what[160];
+        snprintf(what, sizeof what, "amx conv3x3 N%lld C%lld %lldx%lld O%lld forward vs fp32",
+                 (long long)N, (long long)C, (long long)H, (long long)W, (long long)O);
+        CHECK_CLOSE(y[1], y[0], (size_t)ny, 1e-2, what);
+        snprintf(what, sizeof what, "amx conv3x3 N%lld C%lld %lldx%lld O%lld dx vs fp32",
+                 (long long)N, (long long)C, (long long)H, (long long)W, (long long)O);
+        CHECK_CLOSE(gx[1], gx[0], (size_t)nx, 1e-2, what);
+        CHECK_CLOSE(gw[1], gw[0], (size_t)nw, 1e-2, "amx conv3x3 dw vs fp32");
+        CHECK(memcmp(y[1], y[2], (size_t)ny * 4) != 0 && memcmp(gx[1], gx[2], (size_t)nx * 4) != 0,
+              "amx conv3x3 %lld: same bits as the im2col path: the tile kernel did not run",
+              (long long)g);
+        /* a held weight twice: the second call uses the kept per-tap copy */
+        asam_set_precision(ASAM_BF16);
+        asam_conv_amx_min_pixels = 1;
+        float *h0 = malloc((size_t)ny * 4), *h1 = malloc((size_t)ny * 4);
+        conv_run(N, C, H, W, O, 1, h0, gx[2], NULL);
+        conv_run(N, C, H, W, O, 1, h1, gx[2], NULL);
+        CHECK(!memcmp(h0, h1, (size_t)ny * 4), "amx conv3x3 held weight: results differ");
+        free(h0), free(h1);
+        for (int i = 0; i < 3; i++) free(y[i]), free(gx[i]), free(gw[i]);
+    }
+    asam_conv_amx_min_pixels = saved;
+    asam_set_precision(ASAM_FP32);
+}
+
 int main(void) {
     CHECK(asam_get_precision() == ASAM_FP32, "fp32 is not the default");
     asam_precision p;
@@ -201,6 +280,7 @@ int main(void) {
     if (asam_amx_supported()) {
         gemm_suite("amx", gemm_amx_f32);
         gemm_suite("amx bf16 operands", gemm_amx_b16);
+        conv_amx_suite();
     } else {
         printf("SKIP: this CPU has no AMX: the AMX tile kernel is not checked here\n");
     }

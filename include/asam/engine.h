@@ -56,6 +56,9 @@ typedef struct asam_tensor {
     /* A frozen weight held in bf16 (see "weights held in bf16" below): numel values, same
      * layout as data, or NULL. When set, data is NULL: the fp32 copy was freed. */
     uint16_t *bf16;
+    /* A held 3x3 convolution weight's copies repacked per tap for the AMX convolution (the
+     * forward's, the adjoint's), made on first use and freed with bf16; else NULL. */
+    uint16_t *conv_taps[2];
 } asam_tensor;
 
 /* ---- threads ---------------------------------------------------------------------------- */

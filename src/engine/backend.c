@@ -202,9 +202,7 @@ int asam_set_weight_holding(int on) {
     return prev;
 }
 
-/* W's bf16 copy, converting (and freeing the fp32 copy) when W qualifies; NULL when W is not
- * held and stays fp32. */
-static const uint16_t *held(asam_tensor *W) {
+const uint16_t *asam_weight_held(asam_tensor *W) {
     if (W->bf16) return W->bf16;
     if (!holding_on || !asam_backend_current->gemm16 || !W->persistent || W->requires_grad ||
         W->base || W->numel < HOLD_MIN_NUMEL || !W->data)
@@ -224,7 +222,8 @@ static const uint16_t *held(asam_tensor *W) {
 static void gemm_w(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    asam_tensor *WA, int64_t lda, const float *B, asam_tensor *WB, int64_t ldb,
                    float beta, float *C, int64_t ldc) {
-    const uint16_t *A16 = WA ? held(WA) : NULL, *B16 = WB ? held(WB) : NULL;
+    const uint16_t *A16 = WA ? asam_weight_held(WA) : NULL;
+    const uint16_t *B16 = WB ? asam_weight_held(WB) : NULL;
     if (WA && !A16) A = WA->data;
     if (WB && !B16) B = WB->data;
     if (!A16 && !B16) {

@@ -50,6 +50,10 @@ static inline void asam_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, fl
 void asam_gemm_fp32(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* W's bf16 copy under ASAM_BF16, converting it (and freeing the fp32 copy) on first use when W
+ * qualifies (a frozen persistent weight of at least 4096 values); NULL when W stays fp32. */
+const uint16_t *asam_weight_held(asam_tensor *W);
+
 /* Products with a weight tensor W as one operand (the ops' forward and dX products of linear,
  * conv2d, conv_transpose2d): W's values form the A (asam_gemm_wa) or B (asam_gemm_wb) matrix,
  * stored row-major with leading dimension ldw from W's first element. Under ASAM_BF16 a frozen

@@ -60,6 +60,9 @@ bool asam_check(asam_ctx *ctx, bool cond, const char *op, const char *fmt, ...)
 /* Convert persistent t's fp32 data to a held bf16 copy (t->bf16) and free the fp32 copy
  * (t->data = NULL). 0, or -1 when out of memory (t unchanged). See backend.c. */
 int asam_param_hold_bf16(asam_tensor *t);
+/* Attach a held weight's per-tap copy for the AMX convolution (conv_amx.c; freed with t->bf16,
+ * counted with the bf16 bytes). */
+void asam_param_set_conv_taps(asam_tensor *t, int adjoint, uint16_t *taps);
 /* dst[i] = the fp32 value of bf16 src[i] (exact), i < n. */
 void asam_bf16_widen(const uint16_t *src, float *dst, int64_t n);
 int64_t asam_numel_of(int ndim, const int64_t *shape);

@@ -4,6 +4,7 @@
  * (backend.h). Column buffers are per image and chunked over output rows so they stay under
  * asam_conv_chunk_floats whatever the image size. */
 #include "engine/blas.h"
+#include "engine/conv_amx.h"
 #include "engine/conv_winograd.h"
 #include "engine/engine_internal.h"
 
@@ -136,6 +137,17 @@ static int use_winograd(const conv_geom *g, int64_t O) {
            g->Ho * g->Wo >= asam_conv_winograd_min_pixels;
 }
 
+/* Under bf16 on AMX CPUs, 3x3 "same" convolutions with rows of a multiple of 16 pixels and at
+ * least 32x32 of them run on the tile unit straight from the input (conv_amx.h), forward and
+ * dx. (From 16x16 the UNet gained 2 % more with held weights, but a weight repacked per call
+ * loses there, and held and per-call weights must take the same kernel: test_bf16_weights.) */
+int64_t asam_conv_amx_min_pixels = 1024;
+
+static int use_conv_amx(const conv_geom *g) {
+    return asam_get_precision() == ASAM_BF16 && g->kh == 3 && g->kw == 3 && g->s == 1 &&
+           g->p == 1 && asam_conv3x3_amx_fits(g->H, g->W, asam_conv_amx_min_pixels);
+}
+
 /* The Winograd-transformed kernels of w (36, O, C), or of the adjoint convolution (36, C, O),
  * in the arena; from the held bf16 copy when the fp32 one is gone (the GEMM path computes with
  * those same values). NULL when out of memory. */
@@ -180,7 +192,8 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     if (!dx && !dw) return;
     asam_mark m = asam_ctx_mark(ctx);
     /* dx of a 3x3 "same" convolution is another one (kernels rotated, channels swapped) */
-    int wino = dx && use_winograd(&g, O);
+    int amx = dx && use_conv_amx(&g); /* the tile kernel, or the column path if out of memory */
+    int wino = dx && !amx && use_winograd(&g, O);
     float *Ut = wino ? winograd_weights(ctx, w, 1) : NULL;
     if (wino && !Ut) return;
     int64_t rows = chunk_rows(&g);
@@ -190,6 +203,10 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     for (int64_t n = 0; n < N; n++) {
         const float *xn = x->data + n * g.C * HW, *dyn = dy + n * O * HoWo;
         float *dxn = dx ? dx + n * g.C * HW : NULL;
+        if (amx && !asam_conv3x3_amx(dyn, g.H, g.W, w, 1, 1, dxn)) {
+            dxn = NULL; /* done: the column loop below only forms dw */
+            if (!dw) continue;
+        }
         if (Ut) {
             if (asam_wino_conv3x3(ctx, dyn, O, g.H, g.W, Ut, g.C, dxn, 1)) return;
             dxn = NULL; /* done: the column loop below only forms dw */
@@ -247,6 +264,17 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     if (record_conv(ctx, op, conv2d_backward, out, x, w, b, &g)) return NULL;
 
     asam_mark m = asam_ctx_mark(ctx);
+    if (use_conv_amx(&g)) {
+        int64_t n = 0;
+        while (n < N && !asam_conv3x3_amx(x->data + n * g.C * HW, g.H, g.W, w, 0, 0,
+                                          out->data + n * O * HoWo))
+            n++;
+        if (n == N) { /* else out of memory: the paths below redo every image */
+            if (b) add_bias(out->data, b->data, N, O, HoWo);
+            asam_ctx_release(ctx, m);
+            return out;
+        }
+    }
     if (use_winograd(&g, O)) {
         float *U = winograd_weights(ctx, w, 0);
         if (!U) return NULL;

@@ -106,6 +106,28 @@ int asam_param_bf16_held(const asam_tensor *t) {
 
 static void *aligned_zeroed(size_t bytes);
 
+/* Values in each of a weight's per-tap copies (conv_amx.c's layout: 9 x O x C, both padded to
+ * a multiple of 32). */
+static int64_t conv_taps_numel(const asam_tensor *t) {
+    int64_t O = t->ndim == 4 ? t->shape[0] : 0, C = t->ndim == 4 ? t->shape[1] : 0;
+    return 9 * ((O + 31) / 32 * 32) * ((C + 31) / 32 * 32);
+}
+
+void asam_param_set_conv_taps(asam_tensor *t, int adjoint, uint16_t *taps) {
+    t->conv_taps[adjoint] = taps;
+    count(&param_bf16_bytes, 2 * conv_taps_numel(t));
+}
+
+/* The per-tap copies go with the bf16 copy they were made from. */
+static void drop_conv_taps(asam_tensor *t) {
+    for (int i = 0; i < 2; i++)
+        if (t->conv_taps[i]) {
+            free(t->conv_taps[i]);
+            t->conv_taps[i] = NULL;
+            count(&param_bf16_bytes, -2 * conv_taps_numel(t));
+        }
+}
+
 void asam_bf16_widen(const uint16_t *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         uint32_t u = (uint32_t)src[i] << 16;
@@ -121,6 +143,7 @@ static int unhold(asam_tensor *t) {
     asam_bf16_widen(t->bf16, d, t->numel);
     free(t->bf16);
     t->bf16 = NULL;
+    drop_conv_taps(t);
     t->data = d;
     count(&param_bf16_bytes, -2 * t->numel);
     count(&param_f32_bytes, 4 * t->numel);
@@ -183,6 +206,7 @@ void asam_param_free(asam_tensor *t) {
     if (t->persistent) {
         if (t->data) count(&param_f32_bytes, -4 * t->numel);
         if (t->bf16) count(&param_bf16_bytes, -2 * t->numel);
+        drop_conv_taps(t);
         free(t->data);
         free(t->bf16);
         free(t->grad);
