@@ -5,6 +5,7 @@
  * (K^T or V) in the pair-interleaved ("VNNI") layout TDPBF16PS reads. */
 #include "engine/amx_tile.h"
 #include "asam/util.h"
+#include "engine/exp_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -113,31 +114,6 @@ void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, uint16_t *dst) {
         }
 }
 
-#if AMX_BUILT
-/* exp(x) for x <= 0, 16 lanes: Cephes' range reduction and polynomial (as exp_fast in
- * op_attention.c, ~2 ulp), 2^n applied by VSCALEFPS; x < -87 (and -inf) gives exactly 0. */
-AMX_TARGET static inline __m512 exp16(__m512 x) {
-    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(live, y, n);
-}
-
-/* The mask of the first n (0 .. 16) lanes. */
-static inline __mmask16 lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
-}
-#endif
-
 AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds,
                                        uint16_t *P, int64_t ldp, float *m, float *l, float *corr) {
 #if AMX_BUILT
@@ -151,7 +127,7 @@ AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, in
         const float *s = S + r * lds;
         __m512 vmax = _mm512_set1_ps(m[r]);
         for (int64_t j = 0; j < kc; j += 16)
-            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, lanes(kc - j), s + j));
+            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, asam_lanes16(kc - j), s + j));
         float mx = _mm512_reduce_max_ps(vmax);
         corr[r] = 1.0f;
         if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
@@ -160,15 +136,16 @@ AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, in
         }
         __m512 vmx = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps();
         for (int64_t j = 0; j < kc32; j += 32) {
-            __mmask16 m0 = lanes(kc - j), m1 = lanes(kc - j - 16);
+            __mmask16 m0 = asam_lanes16(kc - j), m1 = asam_lanes16(kc - j - 16);
             __m512 e0 = _mm512_maskz_mov_ps(
-                m0, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, s + j), vmx)));
+                m0, asam_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, s + j), vmx)));
             __m512 e1 = _mm512_maskz_mov_ps(
-                m1, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, s + j + 16), vmx)));
+                m1, asam_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, s + j + 16), vmx)));
             vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
             _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
         }
-        float c = m[r] == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp16(_mm512_set1_ps(m[r] - mx)));
+        float c =
+            m[r] == -INFINITY ? 0.0f : _mm512_cvtss_f32(asam_exp16(_mm512_set1_ps(m[r] - mx)));
         l[r] = l[r] * c + _mm512_reduce_add_ps(vsum);
         m[r] = mx;
         corr[r] = c;

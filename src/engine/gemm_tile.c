@@ -11,7 +11,10 @@
 #include "engine/gemm_tile.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include "engine/exp_avx512.h"
+
 #include <immintrin.h>
+#include <math.h>
 
 #define TILE_TARGET __attribute__((target("avx512f,avx2,fma")))
 #define TILE_R 8  /* rows per tile */
@@ -120,7 +123,35 @@ TILE_TARGET void asam_gemm_tile(int64_t M, int64_t N, int64_t K, float alpha, co
     }
 }
 
+TILE_TARGET float asam_row_max16(const float *row, int64_t n, float start) {
+    __m512 vmax = _mm512_set1_ps(start);
+    for (int64_t j = 0; j < n; j += 16)
+        vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, asam_lanes16(n - j), row + j));
+    return _mm512_reduce_max_ps(vmax);
+}
+
+TILE_TARGET float asam_row_exp_sum16(float *row, int64_t n, float mx) {
+    __m512 vmx = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = asam_lanes16(n - j);
+        __m512 e = asam_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + j), vmx));
+        vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(m, e));
+        _mm512_mask_storeu_ps(row + j, m, e);
+    }
+    return _mm512_reduce_add_ps(vsum);
+}
+
 #else /* no x86-64 GCC: the caller's other path runs */
+
+float asam_row_max16(const float *row, int64_t n, float start) {
+    (void)row, (void)n;
+    return start;
+}
+
+float asam_row_exp_sum16(float *row, int64_t n, float mx) {
+    (void)row, (void)n, (void)mx;
+    return 0;
+}
 
 int asam_gemm_tile_supported(void) {
     return 0;

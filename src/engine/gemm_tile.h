@@ -17,4 +17,9 @@ int asam_gemm_tile_supported(void);
 void asam_gemm_tile(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t rsa,
                     int64_t csa, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* The fp32 flash forward's softmax steps on one row, with AVX-512 (exp_avx512.h): the max of
+ * start and row[0 .. n); row[j] <- exp(row[j] - mx), returning their sum. */
+float asam_row_max16(const float *row, int64_t n, float start);
+float asam_row_exp_sum16(float *row, int64_t n, float mx);
+
 #endif

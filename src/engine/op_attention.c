@@ -175,18 +175,18 @@ static void attn_forward_block(const attn_args *A, int64_t bh, int64_t q0, int64
     sgemm(0, 0, nq, A->Dv, nk, 1.0f, S, nk, V, A->Dv, 0.0f, out + (bh * A->Nq + q0) * A->Dv, A->Dv);
 }
 
-/* The online softmax step of one key chunk (both flash forwards): S's rows (kc logits, row
- * stride lds) become exp(S - m), each row's running max m and sum l move on, and the output
- * rows already accumulated (O, row stride ldo, Dv columns) are rescaled when m grows. */
+/* The online softmax step of one key chunk (the fp32 flash forward, on AVX-512): S's rows (kc
+ * logits, row stride lds) become exp(S - m), each row's running max m and sum l move on, and the
+ * output rows already accumulated (O, row stride ldo, Dv columns) are rescaled when m grows. */
 static void online_softmax(float *S, int64_t nq, int64_t kc, int64_t lds, int first, float *O,
                            int64_t ldo, int64_t Dv, float *m, float *l) {
     for (int64_t r = 0; r < nq; r++) {
-        float *row = S + r * lds, mx = row_max(row, kc, m[r]);
+        float *row = S + r * lds, mx = asam_row_max16(row, kc, m[r]);
         if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
             memset(row, 0, (size_t)kc * sizeof(float));
             continue;
         }
-        float sum = row_exp_sum(row, kc, mx);
+        float sum = asam_row_exp_sum16(row, kc, mx);
         float corr = exp_fast(m[r] - mx); /* 0 on the first chunk (m = -inf) */
         if (!first && corr != 1.0f)
             for (int64_t c = 0; c < Dv; c++) O[r * ldo + c] *= corr;
