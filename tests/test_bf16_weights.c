@@ -267,11 +267,22 @@ static void sd_suite(const char *kernel) {
     size_t held_bytes = 0;
     for (int hold = 0; hold < 2; hold++) {
         asam_sd *sd = NULL;
+        size_t b0, b1;
+        asam_set_weight_holding(hold); /* before loading: the bundle holds as it reads */
+        asam_param_bytes(NULL, &b0);
         CHECK(asam_sd_load(model, NULL, &sd) == 0, "load %s: %s", model, asam_last_error());
         if (!sd) return;
-        asam_set_weight_holding(hold);
-        size_t b0, b1;
-        asam_param_bytes(NULL, &b0);
+        if (hold) { /* every GEMM weight of the UNet held at load, before any forward */
+            asam_tensor **p;
+            const char **names;
+            size_t n, not_held = 0;
+            asam_unet_params(sd->unet, &p, &names, &n);
+            for (size_t i = 0; i < n; i++)
+                if ((p[i]->ndim == 2 || p[i]->ndim == 4) && p[i]->numel >= 4096 &&
+                    !asam_param_bf16_held(p[i]))
+                    not_held++;
+            CHECK(n > 0 && not_held == 0, "SD: %zu UNet weights not held at load", not_held);
+        }
         r[hold] = run_unet(sd);
         asam_param_bytes(NULL, &b1);
         if (hold) held_bytes = b1 - b0;

@@ -27,6 +27,10 @@ struct asam_binder {
     const char *prefix;        /* prepended to each name to make the key ("" none) */
     const char *model;         /* what the file should hold, for errors ("SAM"), or NULL */
     int loose_shape;           /* shapes equal after dropping trailing 1s are accepted */
+    /* Every 2-D and 4-D tensor read from the file is a frozen GEMM weight: under bf16 it is held
+     * as soon as it is read (asam_weight_hold_now). For frozen models only: a trainer that
+     * later sets requires_grad would start from the bf16-rounded values. */
+    int hold_weights;
     /* Optional name variant: the key a name is stored under. Returns 0 with key written, or -1
      * when no rule applies. When set, prefix is not used. */
     int (*map)(const asam_binder *B, const char *name, char *key, size_t n);

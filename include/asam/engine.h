@@ -93,6 +93,12 @@ const char *asam_backend_describe(void);
  * from the bf16 values. On by default; asam_set_weight_holding(0) turns it off (weights are then
  * rounded per call, today's path before holding existed). Returns the previous setting. */
 int asam_set_weight_holding(int on);
+/* The same conversion done at load: under ASAM_BF16 (with holding on) hold W in bf16 now, as
+ * its first use as such a weight would; otherwise nothing. For loaders of models whose 2-D and
+ * 4-D tensors are all frozen GEMM weights (the SD bundle's UNet and VAE, asam_binder's
+ * hold_weights): each fp32 copy is freed as soon as it is read, so neither the load nor the
+ * first forward peaks at the fp32 weights. Returns 1 when W is now held. */
+int asam_weight_hold_now(asam_tensor *W);
 /* Bytes of fp32 and of bf16 weight data held by persistent tensors (all of them, process-wide),
  * for memory reports and tests. */
 void asam_param_bytes(size_t *fp32_bytes, size_t *bf16_bytes);

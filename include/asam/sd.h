@@ -202,7 +202,9 @@ typedef struct {
  * first_stage_model., cond_stage_model.transformer.text_model.) or a diffusers folder (unet/,
  * vae/, text_encoder/ with *.safetensors, tokenizer/ vocab.json + merges.txt). tokenizer_dir:
  * NULL = the folder's tokenizer/ (diffusers) or the built-in copy (single file). The weights
- * are copied (F16/BF16 -> F32) and the files closed. */
+ * are copied (F16/BF16 -> F32) and the files closed. The bundle's UNet and VAE are frozen: under
+ * bf16 (set before loading) their GEMM weights are held in bf16 as they are read
+ * (asam_weight_hold_now), so the load peaks near the bf16 weights, not the fp32 ones. */
 int asam_sd_load(const char *path, const char *tokenizer_dir, asam_sd **out);
 void asam_sd_free(asam_sd *sd);
 /* Text context (1,77,D) of a prompt. */

@@ -217,6 +217,10 @@ const uint16_t *asam_weight_held(asam_tensor *W) {
     return r;
 }
 
+int asam_weight_hold_now(asam_tensor *W) {
+    return W && asam_get_precision() == ASAM_BF16 && asam_weight_held(W) != NULL;
+}
+
 /* A held operand is used in place only when it is a whole contiguous matrix (ld = its row
  * length), the layout the kernels take bf16 operands in; the ops' weight products all are. */
 static void gemm_w(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,

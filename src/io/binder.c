@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "asam/engine.h"
 #include "asam/error.h"
 
 void asam_binder_init(asam_binder *B, const asam_checkpoint *ck, const char *prefix) {
@@ -99,6 +100,7 @@ static asam_tensor *bind(asam_binder *B, const char *name, int ndim, const int64
         asam_error("%s: tensor '%s': cannot read: %s", asam_binder_path(B), key, why);
         return fail(B, p, nm);
     }
+    if (t && B->hold_weights && (ndim == 2 || ndim == 4)) asam_weight_hold_now(p);
     if (!t && B->init) B->init(B->user, name, p);
     p->name = nm;
     B->params[B->n] = p;

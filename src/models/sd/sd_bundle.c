@@ -6,6 +6,7 @@
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/sd.h"
+#include "models/sd/sd_internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -71,9 +72,9 @@ static int load_diffusers(asam_sd *sd, const char *dir) {
                                            "pytorch_model.bin", NULL};
     char p[4096];
     if (find_weights(dir, "unet", unet_names, p, sizeof p)) return -1;
-    WITH_CK(p, asam_unet_load(ck, "", &sd->unet));
+    WITH_CK(p, sd_unet_load_frozen(ck, "", 1, &sd->unet));
     if (find_weights(dir, "vae", unet_names, p, sizeof p)) return -1;
-    WITH_CK(p, asam_vae_load(ck, "", &sd->vae));
+    WITH_CK(p, sd_vae_load_frozen(ck, "", 1, &sd->vae));
     if (find_weights(dir, "text_encoder", te_names, p, sizeof p)) return -1;
     WITH_CK(p, asam_clip_text_load(ck, "text_model.", text_heads_from_config(dir), &sd->text));
     return 0;
@@ -83,8 +84,8 @@ static int load_single_ck(asam_sd *sd, asam_checkpoint *ck, const char *path) {
     if (!asam_checkpoint_find(ck, "model.diffusion_model.input_blocks.0.0.weight"))
         return asam_error("%s: not a Stable Diffusion checkpoint (no model.diffusion_model.* UNet)",
                           path);
-    if (asam_unet_load(ck, "model.diffusion_model.", &sd->unet) ||
-        asam_vae_load(ck, "first_stage_model.", &sd->vae))
+    if (sd_unet_load_frozen(ck, "model.diffusion_model.", 1, &sd->unet) ||
+        sd_vae_load_frozen(ck, "first_stage_model.", 1, &sd->vae))
         return -1;
     /* Older transformers versions saved CLIPTextModel without the text_model. level. */
     const char *prefix = "cond_stage_model.transformer.text_model.";

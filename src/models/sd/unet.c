@@ -262,6 +262,11 @@ void sd_unet_release(struct asam_unet *u) {
 }
 
 int asam_unet_load(const asam_checkpoint *ck, const char *prefix, asam_unet **out) {
+    return sd_unet_load_frozen(ck, prefix, 0, out);
+}
+
+int sd_unet_load_frozen(const asam_checkpoint *ck, const char *prefix, int frozen,
+                        asam_unet **out) {
     *out = NULL;
     asam_unet *u = calloc(1, sizeof *u);
     if (!u) return asam_error("out of memory");
@@ -273,6 +278,7 @@ int asam_unet_load(const asam_checkpoint *ck, const char *prefix, asam_unet **ou
     int diffusers = !*prefix && !sd_ckpt_has(ck, "input_blocks.0.0.weight") &&
                     sd_ckpt_has(ck, "conv_in.weight");
     sd_loader_init(&u->weights, ck, prefix, diffusers ? SD_NAMES_DIFFUSERS_UNET : SD_NAMES_COMPVIS);
+    u->weights.b.hold_weights = frozen;
     if (sd_unet_load_into(u, &u->weights, 0) != 0) {
         sd_unet_release(u);
         free(u);

@@ -166,6 +166,10 @@ static int vae_load_into(asam_vae *m, sd_loader *L) {
 }
 
 int asam_vae_load(const asam_checkpoint *ck, const char *prefix, asam_vae **out) {
+    return sd_vae_load_frozen(ck, prefix, 0, out);
+}
+
+int sd_vae_load_frozen(const asam_checkpoint *ck, const char *prefix, int frozen, asam_vae **out) {
     *out = NULL;
     asam_vae *m = calloc(1, sizeof *m);
     if (!m) return asam_error("out of memory");
@@ -176,6 +180,7 @@ int asam_vae_load(const asam_checkpoint *ck, const char *prefix, asam_vae **out)
     int diffusers = !*prefix && !sd_ckpt_has(ck, "encoder.down.0.block.0.conv1.weight") &&
                     sd_ckpt_has(ck, "encoder.down_blocks.0.resnets.0.conv1.weight");
     sd_loader_init(&m->weights, ck, prefix, diffusers ? SD_NAMES_DIFFUSERS_VAE : SD_NAMES_COMPVIS);
+    m->weights.b.hold_weights = frozen;
     m->grad_checkpointing = 1;
     if (vae_load_into(m, &m->weights) != 0) {
         asam_vae_free(m);
