@@ -118,16 +118,23 @@ static void check_grads_double(asam_ctx *ctx, const char *name, attn_case *c, as
     asam_ctx_release(ctx, m);
 }
 
+/* A case's random inputs q, k, v, rel_h, rel_w, bias (seeds seed .. seed + 5); rel_h, rel_w and
+ * bias are made (size-1 placeholders) even where the case does not use them. */
+static void attn_inputs(asam_ctx *ctx, const attn_case *c, uint64_t seed, asam_tensor **in) {
+    int64_t kh = c->kh ? c->kh : 1, kw = c->kw ? c->kw : 1;
+    in[0] = rand_tensor(ctx, ASAM_SHAPE(c->B, c->H, c->Nq, c->D), seed, 1.0f);
+    in[1] = rand_tensor(ctx, ASAM_SHAPE(c->B, c->H, c->Nk, c->D), seed + 1, 1.0f);
+    in[2] = rand_tensor(ctx, ASAM_SHAPE(c->B, c->H, c->Nk, c->Dv), seed + 2, 1.0f);
+    in[3] = rand_tensor(ctx, ASAM_SHAPE(c->B, c->H, c->Nq, kh), seed + 3, 0.5f);
+    in[4] = rand_tensor(ctx, ASAM_SHAPE(c->B, c->H, c->Nq, kw), seed + 4, 0.5f);
+    in[5] = rand_tensor(ctx, ASAM_SHAPE(c->Bb ? c->Bb : 1, c->Hb ? c->Hb : 1, c->Nq, c->Nk),
+                        seed + 5, 1.0f);
+}
+
 static void check_attention(asam_ctx *ctx, const char *what, attn_case c, int max_elems) {
     asam_mark m = asam_ctx_mark(ctx);
-    asam_tensor *in[6] = {NULL};
-    in[0] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, c.D), 31, 1.0f);
-    in[1] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nk, c.D), 32, 1.0f);
-    in[2] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nk, c.Dv), 33, 1.0f);
-    int64_t kh = c.kh ? c.kh : 1, kw = c.kw ? c.kw : 1;
-    in[3] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, kh), 34, 0.5f);
-    in[4] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, kw), 35, 0.5f);
-    in[5] = rand_tensor(ctx, ASAM_SHAPE(c.Bb ? c.Bb : 1, c.Hb ? c.Hb : 1, c.Nq, c.Nk), 36, 1.0f);
+    asam_tensor *in[6];
+    attn_inputs(ctx, &c, 31, in);
     char name[200];
     snprintf(name, sizeof name, "attention %s B%lld H%lld Nq%lld Nk%lld D%lld Dv%lld", what,
              (long long)c.B, (long long)c.H, (long long)c.Nq, (long long)c.Nk, (long long)c.D,
@@ -156,14 +163,8 @@ static void check_attention(asam_ctx *ctx, const char *what, attn_case c, int ma
  * logsumexp) against fp32's. */
 static void check_attention_bf16(asam_ctx *ctx, const char *what, attn_case c) {
     asam_mark m = asam_ctx_mark(ctx);
-    asam_tensor *in[6] = {NULL};
-    in[0] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, c.D), 41, 1.0f);
-    in[1] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nk, c.D), 42, 1.0f);
-    in[2] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nk, c.Dv), 43, 1.0f);
-    int64_t kh = c.kh ? c.kh : 1, kw = c.kw ? c.kw : 1;
-    in[3] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, kh), 44, 0.5f);
-    in[4] = rand_tensor(ctx, ASAM_SHAPE(c.B, c.H, c.Nq, kw), 45, 0.5f);
-    in[5] = rand_tensor(ctx, ASAM_SHAPE(c.Bb ? c.Bb : 1, c.Hb ? c.Hb : 1, c.Nq, c.Nk), 46, 1.0f);
+    asam_tensor *in[6];
+    attn_inputs(ctx, &c, 41, in);
     for (int i = 0; i < 3; i++) asam_set_requires_grad(in[i], 1);
     int64_t n = c.B * c.H * c.Nq * c.Dv, nq = c.B * c.H * c.Nq * c.D;
     double *refd = malloc((size_t)n * sizeof(double));

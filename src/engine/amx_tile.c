@@ -11,15 +11,10 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__linux__)
+#if AMX_BUILT
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#define AMX_BUILT 1
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
-#else
-#define AMX_BUILT 0
-#define AMX_TARGET
 #endif
 
 #define ARCH_REQ_XCOMP_PERM 0x1023 /* Linux: ask for an extended state component */
@@ -159,29 +154,12 @@ AMX_TARGET void asam_amx_qk(const uint16_t *Q, int64_t Dp, const uint16_t *Kt, i
                             int64_t kc32, float *S, int64_t lds) {
 #if AMX_BUILT
     int64_t nch = Dp / 32;
-    long qs = (long)(Dp * 2), ss = (long)(lds * 4);
-    __asm__ volatile("" ::: "memory"); /* the tile loads below read what C code wrote */
     for (int64_t kk = 0; kk < kc32; kk += 32) {
         const uint16_t *b0 = Kt + (k0 + kk) / 16 * nch * 512, *b1 = b0 + nch * 512;
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        for (int64_t c = 0; c < nch; c++) {
-            _tile_loadd(4, Q + c * 32, qs);
-            _tile_loadd(5, Q + 16 * Dp + c * 32, qs);
-            _tile_loadd(6, b0 + c * 512, 64);
-            _tile_loadd(7, b1 + c * 512, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
-        float *s = S + kk;
-        _tile_stored(0, s, ss);
-        _tile_stored(1, s + 16, ss);
-        _tile_stored(2, s + 16 * lds, ss);
-        _tile_stored(3, s + 16 * lds + 16, ss);
+        amx_acc_zero();
+        for (int64_t c = 0; c < nch; c++)
+            amx_step(Q + c * 32, Q + 16 * Dp + c * 32, Dp * 2, b0 + c * 512, b1 + c * 512, 64);
+        amx_acc_store(S + kk, lds);
     }
 #else
     (void)Q, (void)Dp, (void)Kt, (void)k0, (void)kc32, (void)S, (void)lds;

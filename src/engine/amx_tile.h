@@ -18,6 +18,55 @@
 
 #define AMX_ROWS 32 /* query rows per block */
 
+/* Where the tile kernels are built (x86-64 Linux, which grants the tile state), and the target
+ * attribute every function using tiles carries, so the rest of the build needs no -mamx-*. */
+#if defined(__x86_64__) && defined(__linux__)
+#include <immintrin.h>
+#define AMX_BUILT 1
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
+
+/* The 2 x 2 accumulator tiles tmm0-3 as a 32 x 32 fp32 block at c (row stride ld floats):
+ * zeroed, loaded or stored. The compiler barrier orders the tile loads (asm the compiler
+ * believes reads no memory) after the C code that wrote their source. */
+AMX_TARGET static inline void amx_acc_zero(void) {
+    __asm__ volatile("" ::: "memory");
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+}
+AMX_TARGET static inline void amx_acc_load(const float *c, int64_t ld) {
+    __asm__ volatile("" ::: "memory");
+    _tile_loadd(0, c, ld * 4);
+    _tile_loadd(1, c + 16, ld * 4);
+    _tile_loadd(2, c + 16 * ld, ld * 4);
+    _tile_loadd(3, c + 16 * ld + 16, ld * 4);
+}
+AMX_TARGET static inline void amx_acc_store(float *c, int64_t ld) {
+    _tile_stored(0, c, ld * 4);
+    _tile_stored(1, c + 16, ld * 4);
+    _tile_stored(2, c + 16 * ld, ld * 4);
+    _tile_stored(3, c + 16 * ld + 16, ld * 4);
+}
+/* One inner step: tmm4-5 <- the left operand's two 16-row slices (a0, a1; row stride as bytes),
+ * tmm6-7 <- two pair-interleaved right tiles (b0, b1; row stride bs bytes), then the four
+ * products into tmm0-3. */
+AMX_TARGET static inline void amx_step(const uint16_t *a0, const uint16_t *a1, int64_t as,
+                                       const uint16_t *b0, const uint16_t *b1, int64_t bs) {
+    _tile_loadd(4, a0, as);
+    _tile_loadd(5, a1, as);
+    _tile_loadd(6, b0, bs);
+    _tile_loadd(7, b1, bs);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+}
+#else
+#define AMX_BUILT 0
+#define AMX_TARGET
+#endif
+
 /* 1 when the CPU has AMX-BF16 (and AVX512-BF16) and Linux granted this process the tile state
  * (asked once). */
 int asam_amx_supported(void);

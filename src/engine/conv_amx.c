@@ -21,14 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__linux__)
-#define AMX_BUILT 1
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
-#else
-#define AMX_BUILT 0
-#define AMX_TARGET
-#endif
-
 int asam_conv3x3_amx_fits(int64_t H, int64_t W, int64_t min_pixels) {
     return asam_amx_supported() && W % 16 == 0 && H * W >= min_pixels && H * W % 32 == 0;
 }
@@ -82,51 +74,28 @@ AMX_TARGET static void pack_input(const float *x, int64_t C, int64_t H, int64_t 
 AMX_TARGET static void out_block(const uint16_t *Xp, const uint16_t *Wt, int64_t H, int64_t W,
                                  int64_t Op, int64_t Cp, int64_t n_out, int64_t o0, int64_t p0,
                                  int accumulate, float *out) {
-    int64_t Hp = H + 2, Wp = W + 2, HW = H * W, plane = Hp * Wp * 2; /* values per pair */
-    long ps = (long)(plane * 2), ws = (long)(Cp * 2); /* bytes from pair to pair, row to row */
+    int64_t Wp = W + 2, HW = H * W, plane = (H + 2) * Wp * 2; /* values from pair to pair */
     int64_t ya = p0 / W, xa = p0 % W, yb = (p0 + 16) / W, xb = (p0 + 16) % W;
     int full = o0 + 32 <= n_out;
     float *o = out + o0 * HW + p0, tmp[32 * 32];
-    long os = (long)(HW * 4);
-    __asm__ volatile("" ::: "memory");
-    if (accumulate && full) {
-        _tile_loadd(0, o, os);
-        _tile_loadd(1, o + 16, os);
-        _tile_loadd(2, o + 16 * HW, os);
-        _tile_loadd(3, o + 16 * HW + 16, os);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    if (accumulate && full)
+        amx_acc_load(o, HW);
+    else
+        amx_acc_zero();
     for (int t = 0; t < 9; t++) {
         int ky = t / 3, kx = t % 3;
         const uint16_t *wt = Wt + (t * Op + o0) * Cp;
         const uint16_t *xa_t = Xp + ((ya + ky) * Wp + xa + kx) * 2;
         const uint16_t *xb_t = Xp + ((yb + ky) * Wp + xb + kx) * 2;
-        for (int64_t c = 0; c < Cp; c += 32) {
-            _tile_loadd(4, wt + c, ws);
-            _tile_loadd(5, wt + 16 * Cp + c, ws);
-            _tile_loadd(6, xa_t + c / 2 * plane, ps);
-            _tile_loadd(7, xb_t + c / 2 * plane, ps);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
+        for (int64_t c = 0; c < Cp; c += 32)
+            amx_step(wt + c, wt + 16 * Cp + c, Cp * 2, xa_t + c / 2 * plane, xb_t + c / 2 * plane,
+                     plane * 2);
     }
     if (full) {
-        _tile_stored(0, o, os);
-        _tile_stored(1, o + 16, os);
-        _tile_stored(2, o + 16 * HW, os);
-        _tile_stored(3, o + 16 * HW + 16, os);
+        amx_acc_store(o, HW);
         return;
     }
-    _tile_stored(0, tmp, 128);
-    _tile_stored(1, tmp + 16, 128);
-    _tile_stored(2, tmp + 16 * 32, 128);
-    _tile_stored(3, tmp + 16 * 32 + 16, 128);
+    amx_acc_store(tmp, 32);
     for (int64_t r = 0; r < n_out - o0; r++)
         for (int64_t j = 0; j < 32; j++)
             o[r * HW + j] = tmp[r * 32 + j] + (accumulate ? o[r * HW + j] : 0.0f);

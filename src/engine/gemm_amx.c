@@ -13,14 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__linux__)
-#define AMX_BUILT 1
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
-#else
-#define AMX_BUILT 0
-#define AMX_TARGET
-#endif
-
 /* The bytes of packed B one column block keeps in L2 (of 2 MiB per core on AMX CPUs). */
 #define AMX_B_BLOCK_BYTES (1 << 20)
 
@@ -114,45 +106,21 @@ AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Bb, int64_t Kp,
                              int64_t N, int64_t m0, int64_t n0, float alpha, float beta, float *C,
                              int64_t ldc) {
     int64_t nch = Kp / 32;
-    long as = (long)(Kp * 2);
-    __asm__ volatile("" ::: "memory"); /* the tile loads read what the packing wrote */
     const uint16_t *b1 = Bb + nch * 512;
     int full = m0 + 32 <= M && n0 + 32 <= N && alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
     float *c = C + m0 * ldc + n0;
-    long cs = (long)(ldc * 4);
-    if (full && beta == 1.0f) {
-        _tile_loadd(0, c, cs);
-        _tile_loadd(1, c + 16, cs);
-        _tile_loadd(2, c + 16 * ldc, cs);
-        _tile_loadd(3, c + 16 * ldc + 16, cs);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
-    for (int64_t k = 0; k < nch; k++) {
-        _tile_loadd(4, Ab + k * 32, as);
-        _tile_loadd(5, Ab + 16 * Kp + k * 32, as);
-        _tile_loadd(6, Bb + k * 512, 64);
-        _tile_loadd(7, b1 + k * 512, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-    }
+    if (full && beta == 1.0f)
+        amx_acc_load(c, ldc);
+    else
+        amx_acc_zero();
+    for (int64_t k = 0; k < nch; k++)
+        amx_step(Ab + k * 32, Ab + 16 * Kp + k * 32, Kp * 2, Bb + k * 512, b1 + k * 512, 64);
     if (full) {
-        _tile_stored(0, c, cs);
-        _tile_stored(1, c + 16, cs);
-        _tile_stored(2, c + 16 * ldc, cs);
-        _tile_stored(3, c + 16 * ldc + 16, cs);
+        amx_acc_store(c, ldc);
         return;
     }
     float t[32 * 32];
-    _tile_stored(0, t, 128);
-    _tile_stored(1, t + 16, 128);
-    _tile_stored(2, t + 16 * 32, 128);
-    _tile_stored(3, t + 16 * 32 + 16, 128);
+    amx_acc_store(t, 32);
     int64_t mm = M - m0 < 32 ? M - m0 : 32, nn = N - n0 < 32 ? N - n0 : 32;
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     for (int64_t r = 0; r < mm; r++)
@@ -171,34 +139,14 @@ AMX_TARGET static void block_range(const uint16_t *Ab, const uint16_t *Bb, int64
                                    int64_t k1, const float *src, int64_t lds, float *dst,
                                    int64_t ldd) {
     int64_t nch = Kp / 32;
-    long as = (long)(Kp * 2), ss = (long)(lds * 4), ds = (long)(ldd * 4);
     const uint16_t *b1 = Bb + nch * 512;
-    __asm__ volatile("" ::: "memory");
-    if (src) {
-        _tile_loadd(0, src, ss);
-        _tile_loadd(1, src + 16, ss);
-        _tile_loadd(2, src + 16 * lds, ss);
-        _tile_loadd(3, src + 16 * lds + 16, ss);
-    } else {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-    }
-    for (int64_t k = k0; k < k1; k++) {
-        _tile_loadd(4, Ab + k * 32, as);
-        _tile_loadd(5, Ab + 16 * Kp + k * 32, as);
-        _tile_loadd(6, Bb + k * 512, 64);
-        _tile_loadd(7, b1 + k * 512, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-    }
-    _tile_stored(0, dst, ds);
-    _tile_stored(1, dst + 16, ds);
-    _tile_stored(2, dst + 16 * ldd, ds);
-    _tile_stored(3, dst + 16 * ldd + 16, ds);
+    if (src)
+        amx_acc_load(src, lds);
+    else
+        amx_acc_zero();
+    for (int64_t k = k0; k < k1; k++)
+        amx_step(Ab + k * 32, Ab + 16 * Kp + k * 32, Kp * 2, Bb + k * 512, b1 + k * 512, 64);
+    amx_acc_store(dst, ldd);
 }
 
 /* One work item: rows i0 .. i0 + 32 against column pairs j0 .. j1 over the whole K, in slices of
