@@ -17,6 +17,7 @@
 #include "engine/blas.h"
 #include "engine/engine_internal.h"
 #include "engine/amx_tile.h"
+#include "engine/gemm_bf16.h"
 #include "engine/gemm_tile.h"
 
 #include <limits.h>
@@ -281,15 +282,36 @@ static void block_dot_rows(const float *dO, const float *O, int64_t nq, int64_t 
 typedef struct {
     const float *out, *dout;
     float *dq, *dk, *dv, *drh, *drw; /* NULL where no gradient is needed */
+    /* Under the bf16 backend: q, k, v and dout rounded to bf16 once for every block's products
+     * (the blocked path's GEMMs would round them again per block), else NULL. */
+    const uint16_t *q16, *k16, *v16, *dout16;
 } attn_grads;
+
+/* C (M, N) = alpha op(A) op(B) + beta C with either operand given in bf16 (a16 / b16, the
+ * layout a / b would have) on the bf16 backend; the same product as asam_gemm of the values
+ * they were rounded from. */
+static void gemm_b16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const uint16_t *a16, int64_t lda, const uint16_t *b16, int64_t ldb, float beta,
+                     float *C, int64_t ldc) {
+    asam_backend_current->gemm16(ta, tb, M, N, K, alpha, NULL, a16, lda, NULL, b16, ldb, beta, C,
+                                 ldc);
+}
 
 /* One block's backward; dK/dV go to dk_acc/dv_acc (this pair's rows, or a thread's copy).
  * S, dP: (bq * Nk) scratch; Di: (bq). */
 static void attn_backward_block(const attn_args *A, const attn_grads *G, int64_t bh, int64_t q0,
-                                int64_t q1, float *S, float *dP, float *Di, float *dk_acc,
-                                float *dv_acc) {
+                                int64_t q1, float *S, float *dP, float *Di, uint16_t *h16,
+                                float *dk_acc, float *dv_acc) {
     int64_t nq = q1 - q0, nk = block_keys(A, q1), D = A->D, Dv = A->Dv;
-    block_logits(A, bh, q0, q1, S);
+    const uint16_t *q16 = NULL, *k16 = NULL, *v16 = NULL, *do16 = NULL;
+    if (G->q16) {
+        q16 = G->q16 + (bh * A->Nq + q0) * D, k16 = G->k16 + bh * A->Nk * D;
+        v16 = G->v16 + bh * A->Nk * Dv, do16 = G->dout16 + (bh * A->Nq + q0) * Dv;
+        gemm_b16(0, 1, nq, nk, D, A->scale, q16, D, k16, D, 0.0f, S, nk);
+        logits_extras(A, bh, q0, q1, 0, nk, S, nk);
+    } else {
+        block_logits(A, bh, q0, q1, S);
+    }
     const float *dO = G->dout + (bh * A->Nq + q0) * Dv, *O = G->out + (bh * A->Nq + q0) * Dv;
     for (int64_t r = 0; r < nq; r++) {
         float *row = S + r * nk, l = A->lse[bh * A->Nq + q0 + r];
@@ -299,9 +321,17 @@ static void attn_backward_block(const attn_args *A, const attn_grads *G, int64_t
     block_dot_rows(dO, O, nq, Dv, Di);
     const float *Q = A->q + (bh * A->Nq + q0) * D, *K = A->k + bh * A->Nk * D;
     const float *V = A->v + bh * A->Nk * Dv;
-    if (dv_acc) sgemm(1, 0, nk, Dv, nq, 1.0f, S, nk, dO, Dv, 1.0f, dv_acc, Dv);
+    if (q16) { /* P once in bf16 for dV; dO and V already are */
+        asam_bf16_convert(S, nq, nk, nk, h16);
+        if (dv_acc) gemm_b16(1, 0, nk, Dv, nq, 1.0f, h16, nk, do16, Dv, 1.0f, dv_acc, Dv);
+    } else if (dv_acc) {
+        sgemm(1, 0, nk, Dv, nq, 1.0f, S, nk, dO, Dv, 1.0f, dv_acc, Dv);
+    }
     if (!G->dq && !dk_acc && !G->drh && !G->drw) return;
-    sgemm(0, 1, nq, nk, Dv, 1.0f, dO, Dv, V, Dv, 0.0f, dP, nk);
+    if (q16)
+        gemm_b16(0, 1, nq, nk, Dv, 1.0f, do16, Dv, v16, Dv, 0.0f, dP, nk);
+    else
+        sgemm(0, 1, nq, nk, Dv, 1.0f, dO, Dv, V, Dv, 0.0f, dP, nk);
     for (int64_t r = 0; r < nq; r++) {
         float *ds = dP + r * nk;
         const float *p = S + r * nk;
@@ -323,6 +353,14 @@ static void attn_backward_block(const attn_args *A, const attn_grads *G, int64_t
             for (int64_t i = 0; i < A->kh; i++)
                 for (int64_t j = 0; j < A->kw; j++) g[j] += ds[i * A->kw + j];
         }
+    }
+    if (q16) { /* dS once in bf16 for both dQ and dK */
+        asam_bf16_convert(dP, nq, nk, nk, h16);
+        if (G->dq)
+            gemm_b16(0, 0, nq, D, nk, A->scale, h16, nk, k16, D, 1.0f,
+                     G->dq + (bh * A->Nq + q0) * D, D);
+        if (dk_acc) gemm_b16(1, 0, nk, D, nq, A->scale, h16, nk, q16, D, 1.0f, dk_acc, D);
+        return;
     }
     if (G->dq)
         sgemm(0, 0, nq, D, nk, A->scale, dP, nk, K, D, 1.0f, G->dq + (bh * A->Nq + q0) * D, D);
@@ -455,12 +493,12 @@ static void transpose_pairs(const float *src, float *dst, int64_t BH, int64_t N,
  * ones; dK/dV go to dk_acc/dv_acc. S, dP, Di: the thread's scratch. */
 static void backward_block(const attn_args *A, const attn_grads *G, const float *kt,
                            const float *vt, int64_t bh, int64_t q0, int64_t q1, float *S, float *dP,
-                           float *Di, float *dk_acc, float *dv_acc) {
+                           float *Di, uint16_t *h16, float *dk_acc, float *dv_acc) {
     if (kt)
         attn_backward_flash(A, G, bh, q0, q1, kt + bh * A->Nk * A->D, vt + bh * A->Nk * A->Dv, S,
                             dP, Di, dk_acc, dv_acc);
     else
-        attn_backward_block(A, G, bh, q0, q1, S, dP, Di, dk_acc, dv_acc);
+        attn_backward_block(A, G, bh, q0, q1, S, dP, Di, h16, dk_acc, dv_acc);
 }
 
 static void attention_backward(asam_ctx *ctx, asam_node *n) {
@@ -471,7 +509,11 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
                     asam_grad_buf(ctx, A->tk),
                     asam_grad_buf(ctx, A->tv),
                     A->trh ? asam_grad_buf(ctx, A->trh) : NULL,
-                    A->trw ? asam_grad_buf(ctx, A->trw) : NULL};
+                    A->trw ? asam_grad_buf(ctx, A->trw) : NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL};
     if (!asam_ctx_ok(ctx)) return;
     int flash = use_flash();
     int64_t BH = A->B * A->H, Nq = A->Nq, Nk = A->Nk, D = A->D, Dv = A->Dv;
@@ -491,6 +533,22 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
     float *kt = flash ? asam_ctx_alloc(ctx, (size_t)(BH * Nk * (D + Dv)) * sizeof(float)) : NULL;
     if (!scratch || (flash && !kt)) return;
     float *vt = flash ? kt + BH * Nk * D : NULL;
+    /* bf16 backend: q, k, v, dout rounded once (per-thread P / dS copies: h16) */
+    uint16_t *h16 = NULL;
+    if (!flash && asam_get_precision() == ASAM_BF16 && asam_backend_current->gemm16) {
+        int64_t nq_all = BH * Nq, nk_all = BH * Nk;
+        uint16_t *b = asam_ctx_alloc(
+            ctx, (size_t)(nq_all * (D + Dv) + nk_all * (D + Dv) + tile * nt) * sizeof(uint16_t));
+        if (!b) return;
+        uint16_t *q16 = b, *do16 = q16 + nq_all * D, *k16 = do16 + nq_all * Dv;
+        uint16_t *v16 = k16 + nk_all * D;
+        h16 = v16 + nk_all * Dv;
+        asam_bf16_convert(A->q, nq_all, D, D, q16);
+        asam_bf16_convert(G.dout, nq_all, Dv, Dv, do16);
+        asam_bf16_convert(A->k, nk_all, D, D, k16);
+        asam_bf16_convert(A->v, nk_all, Dv, Dv, v16);
+        G.q16 = q16, G.k16 = k16, G.v16 = v16, G.dout16 = do16;
+    }
     if (flash) {
         transpose_pairs(A->k, kt, BH, Nk, D, par);
         transpose_pairs(A->v, vt, BH, Nk, Dv, par);
@@ -504,6 +562,7 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
             for (int64_t q0 = 0; q0 < Nq; q0 += bq) {
                 int64_t q1 = q0 + bq < Nq ? q0 + bq : Nq;
                 backward_block(A, &G, kt, vt, bh, q0, q1, S, dP, Di,
+                               h16 ? h16 + omp_get_thread_num() * tile : NULL,
                                G.dk ? G.dk + bh * Nk * D : NULL, G.dv ? G.dv + bh * Nk * Dv : NULL);
             }
         }
@@ -518,8 +577,9 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
 #pragma omp for schedule(dynamic)
                 for (int64_t blk = 0; blk < nblk; blk++) {
                     int64_t q0 = blk * bq, q1 = q0 + bq < Nq ? q0 + bq : Nq;
-                    backward_block(A, &G, kt, vt, bh, q0, q1, S, dP, Di, G.dk ? dk_acc : NULL,
-                                   G.dv ? dv_acc : NULL);
+                    backward_block(A, &G, kt, vt, bh, q0, q1, S, dP, Di,
+                                   h16 ? h16 + omp_get_thread_num() * tile : NULL,
+                                   G.dk ? dk_acc : NULL, G.dv ? dv_acc : NULL);
                 }
                 /* implicit barrier: sum the private accumulators */
                 int nth = omp_get_num_threads();
