@@ -79,34 +79,89 @@ void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float scale, uint16
         for (int64_t d = 0; d < D; d++) dst[r * Dp + d] = asam_f32_to_bf16(scale * src[r * D + d]);
 }
 
-void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, uint16_t *dst) {
-    int64_t nch = asam_amx_round_up(D, 32) / 32, groups = asam_amx_round_up(Nk, 32) / 16;
-    for (int64_t g = 0; g < groups; g++)
-        for (int64_t c = 0; c < nch; c++) {
-            uint16_t *t = dst + (g * nch + c) * 512;
-            for (int64_t r = 0; r < 16; r++)
-                for (int64_t key = 0; key < 16; key++)
-                    for (int64_t e = 0; e < 2; e++) {
-                        int64_t j = g * 16 + key, d = c * 32 + 2 * r + e;
-                        t[r * 32 + key * 2 + e] =
-                            j < Nk && d < D ? asam_f32_to_bf16(K[j * D + d]) : 0;
-                    }
+#if AMX_BUILT
+/* 16 bf16 of src (fp32 or, with src16, bf16) from element 0, n valid (others 0). */
+AMX_TARGET static inline __m256i load16(const float *src, const uint16_t *src16, int64_t n) {
+    __mmask16 m = asam_lanes16(n);
+    if (src16) return _mm256_maskz_loadu_epi16(m, src16);
+    return (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src));
+}
+#endif
+
+AMX_TARGET void asam_amx_pack_a(int ta, int64_t M, int64_t K, const float *A, const uint16_t *A16,
+                                int64_t lda, int64_t m0, int64_t Kp, uint16_t *dst) {
+#if AMX_BUILT
+    for (int64_t r = 0; r < 32; r++) {
+        int64_t m = m0 + r;
+        uint16_t *d = dst + r * Kp;
+        if (m >= M) {
+            memset(d, 0, (size_t)Kp * sizeof *d);
+        } else if (!ta) {
+            const float *a = A16 ? NULL : A + m * lda;
+            const uint16_t *a16 = A16 ? A16 + m * lda : NULL;
+            for (int64_t k = 0; k < Kp; k += 16)
+                _mm256_storeu_si256((__m256i *)(d + k),
+                                    load16(a ? a + k : NULL, a16 ? a16 + k : NULL, K - k));
+        } else { /* op(A)[m][k] = A[k][m]: a strided column */
+            for (int64_t k = 0; k < K; k++)
+                d[k] = A16 ? A16[k * lda + m] : asam_f32_to_bf16(A[k * lda + m]);
+            memset(d + K, 0, (size_t)(Kp - K) * sizeof *d);
         }
+    }
+#else
+    (void)ta, (void)M, (void)K, (void)A, (void)A16, (void)lda, (void)m0, (void)Kp, (void)dst;
+#endif
+}
+
+AMX_TARGET void asam_amx_pack_b(int tb, int64_t K, int64_t N, const float *B, const uint16_t *B16,
+                                int64_t ldb, int64_t n0, int64_t Kp, uint16_t *dst) {
+#if AMX_BUILT
+    int64_t nn = N - n0 < 16 ? N - n0 : 16;
+    if (!tb) { /* rows k, k + 1 of B interleaved value by value */
+        for (int64_t k = 0; k < Kp; k += 2) {
+            __m256i r0 = _mm256_setzero_si256(), r1 = _mm256_setzero_si256();
+            if (k < K)
+                r0 = load16(B16 ? NULL : B + k * ldb + n0, B16 ? B16 + k * ldb + n0 : NULL, nn);
+            if (k + 1 < K)
+                r1 = load16(B16 ? NULL : B + (k + 1) * ldb + n0,
+                            B16 ? B16 + (k + 1) * ldb + n0 : NULL, nn);
+            _mm512_storeu_si512(dst + (k / 32) * 512 + (k % 32) / 2 * 32, amx_interleave(r0, r1));
+        }
+    } else { /* op(B)[k][n] = B[n][k]: each column's pairs are adjacent, scattered as dwords */
+        const __m512i rows = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80,
+                                              64, 48, 32, 16, 0);
+        for (int64_t c = 0; c < Kp / 32; c++) {
+            uint16_t *t = dst + c * 512;
+            for (int64_t n = 0; n < 16; n++) {
+                __m512i v = _mm512_setzero_si512();
+                if (n < nn) {
+                    int64_t k = c * 32;
+                    const float *b = B16 ? NULL : B + (n0 + n) * ldb + k;
+                    const uint16_t *b16 = B16 ? B16 + (n0 + n) * ldb + k : NULL;
+                    __m256i lo = load16(b, b16, K - k);
+                    __m256i hi = load16(b ? b + 16 : NULL, b16 ? b16 + 16 : NULL, K - k - 16);
+                    v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                }
+                _mm512_i32scatter_epi32((int *)t + n, rows, v, 4);
+            }
+        }
+    }
+#else
+    (void)tb, (void)K, (void)N, (void)B, (void)B16, (void)ldb, (void)n0, (void)Kp, (void)dst;
+#endif
+}
+
+void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, uint16_t *dst) {
+    int64_t Dp = asam_amx_round_up(D, 32);
+    /* K^T (D x Nk) as the right operand: B = K stored transposed (tb), a panel per 16 keys */
+    for (int64_t j = 0; j < asam_amx_round_up(Nk, 32) / 16; j++)
+        asam_amx_pack_b(1, D, Nk, K, NULL, D, j * 16, Dp, dst + j * 16 * Dp);
 }
 
 void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, uint16_t *dst) {
-    int64_t ncb = asam_amx_round_up(Dv, 16) / 16, chunks = asam_amx_round_up(Nk, 32) / 32;
-    for (int64_t kc = 0; kc < chunks; kc++)
-        for (int64_t cb = 0; cb < ncb; cb++) {
-            uint16_t *t = dst + (kc * ncb + cb) * 512;
-            for (int64_t r = 0; r < 16; r++)
-                for (int64_t col = 0; col < 16; col++)
-                    for (int64_t e = 0; e < 2; e++) {
-                        int64_t j = kc * 32 + 2 * r + e, c = cb * 16 + col;
-                        t[r * 32 + col * 2 + e] =
-                            j < Nk && c < Dv ? asam_f32_to_bf16(V[j * Dv + c]) : 0;
-                    }
-        }
+    int64_t Nkp = asam_amx_round_up(Nk, 32);
+    for (int64_t j = 0; j < asam_amx_round_up(Dv, 16) / 16; j++)
+        asam_amx_pack_b(0, Nk, Dv, V, NULL, Dv, j * 16, Nkp, dst + j * 16 * Nkp);
 }
 
 AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds,
@@ -167,7 +222,7 @@ AMX_TARGET void asam_amx_qk(const uint16_t *Q, int64_t Dp, const uint16_t *Kt, i
 }
 
 AMX_TARGET void asam_amx_pv(const uint16_t *P, int64_t ldp, const uint16_t *V, int64_t Dvp,
-                            int64_t k0, int64_t kc32, float *O, int64_t ldo) {
+                            int64_t Nkp, int64_t k0, int64_t kc32, float *O, int64_t ldo) {
 #if AMX_BUILT
     int64_t ncb = Dvp / 16;
     long ps = (long)(ldp * 2), os = (long)(ldo * 4);
@@ -182,14 +237,14 @@ AMX_TARGET void asam_amx_pv(const uint16_t *P, int64_t ldp, const uint16_t *V, i
             _tile_loadd(3, o + 16 * ldo + 16, os);
         }
         for (int64_t kk = 0; kk < kc32; kk += 32) {
-            const uint16_t *b = V + ((k0 + kk) / 32 * ncb + cb) * 512;
+            const uint16_t *b = V + cb * 16 * Nkp + (k0 + kk) / 32 * 512;
             _tile_loadd(4, P + kk, ps);
             _tile_loadd(5, P + 16 * ldp + kk, ps);
             _tile_loadd(6, b, 64);
             _tile_dpbf16ps(0, 4, 6);
             _tile_dpbf16ps(2, 5, 6);
             if (two) {
-                _tile_loadd(7, b + 512, 64);
+                _tile_loadd(7, b + 16 * Nkp, 64);
                 _tile_dpbf16ps(1, 4, 7);
                 _tile_dpbf16ps(3, 5, 7);
             }
@@ -202,6 +257,6 @@ AMX_TARGET void asam_amx_pv(const uint16_t *P, int64_t ldp, const uint16_t *V, i
         }
     }
 #else
-    (void)P, (void)ldp, (void)V, (void)Dvp, (void)k0, (void)kc32, (void)O, (void)ldo;
+    (void)P, (void)ldp, (void)V, (void)Dvp, (void)Nkp, (void)k0, (void)kc32, (void)O, (void)ldo;
 #endif
 }

@@ -62,6 +62,13 @@ AMX_TARGET static inline void amx_step(const uint16_t *a0, const uint16_t *a1, i
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
 }
+/* 16 bf16 values of one row (r0) and of the next (r1) interleaved value by value: one 64-byte
+ * row of a right-operand tile. */
+AMX_TARGET static inline __m512i amx_interleave(__m256i r0, __m256i r1) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
+                                         8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1));
+}
 #else
 #define AMX_BUILT 0
 #define AMX_TARGET
@@ -91,9 +98,19 @@ static inline int64_t asam_amx_v_size(int64_t Nk, int64_t Dv) {
 /* dst (AMX_ROWS, Dp) <- scale * src rows (n <= AMX_ROWS rows of D, row stride D), rows and
  * columns beyond zero. */
 void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float scale, uint16_t *dst);
-/* dst <- K (Nk, D) as K^T tiles (asam_amx_kt_size values). */
+/* The operands of any tile product C = op(A) op(B), op(A) M x K, op(B) K x N, from fp32 or
+ * (A16 / B16) bf16 values; ta / tb: A is stored K x M / B is stored N x K. pack_a: rows m0 ..
+ * m0 + 32 of op(A) as 32 x Kp row-major (Kp = K rounded up to 32). pack_b: columns n0 .. n0 + 16
+ * of op(B) as a panel of Kp / 32 tiles of 1 KiB (16 rows of K pairs x 16 columns x 2). Rows,
+ * columns and K past the matrix are zero. */
+void asam_amx_pack_a(int ta, int64_t M, int64_t K, const float *A, const uint16_t *A16, int64_t lda,
+                     int64_t m0, int64_t Kp, uint16_t *dst);
+void asam_amx_pack_b(int tb, int64_t K, int64_t N, const float *B, const uint16_t *B16, int64_t ldb,
+                     int64_t n0, int64_t Kp, uint16_t *dst);
+/* dst <- K (Nk, D) as K^T panels, one per 16 keys (asam_amx_kt_size values). */
 void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, uint16_t *dst);
-/* dst <- V (Nk, Dv) as tiles (asam_amx_v_size values). */
+/* dst <- V (Nk, Dv) as panels, one per 16 columns, K = the keys padded to Nkp = round_up(Nk,
+ * 32) (asam_amx_v_size values). */
 void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, uint16_t *dst);
 /* One key chunk's online softmax step: for each row r < n of S (kc logits, row stride lds) the
  * running max m[r] takes in the chunk, P's row (stride ldp, a multiple of 32) gets
@@ -108,8 +125,8 @@ void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds, 
 void asam_amx_qk(const uint16_t *Q, int64_t Dp, const uint16_t *Kt, int64_t k0, int64_t kc32,
                  float *S, int64_t lds);
 /* O (AMX_ROWS, Dvp; row stride ldo, Dvp = round_up(Dv, 16)) += P (AMX_ROWS, kc32; row stride
- * ldp) V for keys k0 .. k0 + kc32. */
-void asam_amx_pv(const uint16_t *P, int64_t ldp, const uint16_t *V, int64_t Dvp, int64_t k0,
-                 int64_t kc32, float *O, int64_t ldo);
+ * ldp) V for keys k0 .. k0 + kc32; V packed by asam_amx_pack_v (Nkp: its padded key count). */
+void asam_amx_pv(const uint16_t *P, int64_t ldp, const uint16_t *V, int64_t Dvp, int64_t Nkp,
+                 int64_t k0, int64_t kc32, float *O, int64_t ldo);
 
 #endif

@@ -46,9 +46,6 @@ static void pack_taps(const asam_tensor *w, int adjoint, int64_t n_out, int64_t 
 AMX_TARGET static void pack_input(const float *x, int64_t C, int64_t H, int64_t W, int64_t Cp,
                                   uint16_t *Xp) {
     int64_t Hp = H + 2, Wp = W + 2, HW = H * W;
-    const __m512i inter =
-        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < Cp / 2; p++) {
         uint16_t *plane = Xp + p * Hp * Wp * 2;
@@ -62,8 +59,9 @@ AMX_TARGET static void pack_input(const float *x, int64_t C, int64_t H, int64_t 
             for (int64_t x0 = 0; x0 < W; x0 += 16) {
                 __m512 a = c0 ? _mm512_loadu_ps(c0 + y * W + x0) : _mm512_setzero_ps();
                 __m512 b = c1 ? _mm512_loadu_ps(c1 + y * W + x0) : _mm512_setzero_ps();
-                __m512i both = (__m512i)_mm512_cvtne2ps_pbh(b, a); /* a low, b high */
-                _mm512_storeu_si512(row + (x0 + 1) * 2, _mm512_permutexvar_epi16(inter, both));
+                _mm512_storeu_si512(
+                    row + (x0 + 1) * 2,
+                    amx_interleave((__m256i)_mm512_cvtneps_pbh(a), (__m256i)_mm512_cvtneps_pbh(b)));
             }
         }
     }
@@ -102,36 +100,39 @@ AMX_TARGET static void out_block(const uint16_t *Xp, const uint16_t *Wt, int64_t
 }
 #endif
 
-int asam_conv3x3_amx(const float *x, int64_t H, int64_t W, asam_tensor *w, int adjoint,
-                     int accumulate, float *out) {
+int asam_conv3x3_amx(asam_ctx *ctx, const float *x, int64_t H, int64_t W, asam_tensor *w,
+                     int adjoint, int accumulate, float *out) {
 #if AMX_BUILT
     int64_t n_out = adjoint ? w->shape[1] : w->shape[0], n_in = adjoint ? w->shape[0] : w->shape[1];
     int64_t Op = asam_amx_round_up(n_out, 32), Cp = asam_amx_round_up(n_in, 32), HW = H * W;
-    /* a held weight's taps are made once and kept (they hold 9 x Op x Cp values, a fp32
-     * weight's are made per call: it may change between calls) */
+    size_t taps_bytes = (size_t)(9 * Op * Cp) * sizeof(uint16_t);
     asam_weight_held(w); /* a frozen weight is held in bf16 from its first use on, as for GEMMs */
+    /* a held weight's taps are made once and kept with it; a fp32 weight's (it may change
+     * between calls) per call, in the arena with the input copy */
     int keep = w->bf16 != NULL && !w->data;
+    asam_mark mark = asam_ctx_mark(ctx);
     uint16_t *Wt = keep ? w->conv_taps[adjoint] : NULL;
-    int made = 0;
     if (!Wt) {
-        Wt = aligned_alloc(64, (size_t)(9 * Op * Cp) * sizeof *Wt);
-        if (!Wt) return -1;
-        pack_taps(w, adjoint, n_out, n_in, Op, Cp, Wt);
-        made = 1;
-    }
-    uint16_t *Xp = aligned_alloc(64, (size_t)(Cp * (H + 2) * (W + 2)) * sizeof *Xp + 64);
-    if (!Xp) {
-        if (made) free(Wt);
-        return -1;
-    }
-    if (made && keep) {
+        uint16_t *t =
+            keep ? aligned_alloc(64, (taps_bytes + 63) / 64 * 64) : asam_ctx_alloc(ctx, taps_bytes);
+        if (!t) return -1;
+        pack_taps(w, adjoint, n_out, n_in, Op, Cp, t);
+        Wt = t;
+        if (keep) {
 #pragma omp critical(asam_weight_hold)
-        {
-            if (!w->conv_taps[adjoint]) {
-                asam_param_set_conv_taps(w, adjoint, Wt);
-                made = 0;
+            {
+                if (!w->conv_taps[adjoint])
+                    asam_param_set_conv_taps(w, adjoint, t);
+                else
+                    Wt = w->conv_taps[adjoint]; /* another thread's, the same values */
             }
+            if (Wt != t) free(t);
         }
+    }
+    uint16_t *Xp = asam_ctx_alloc(ctx, (size_t)(Cp * (H + 2) * (W + 2)) * sizeof *Xp);
+    if (!Xp) {
+        asam_ctx_release(ctx, mark);
+        return -1;
     }
     pack_input(x, n_in, H, W, Cp, Xp);
     int64_t nob = Op / 32, npb = HW / 32;
@@ -143,11 +144,10 @@ int asam_conv3x3_amx(const float *x, int64_t H, int64_t W, asam_tensor *w, int a
             out_block(Xp, Wt, H, W, Op, Cp, n_out, it / npb * 32, it % npb * 32, accumulate, out);
         asam_amx_end();
     }
-    free(Xp);
-    if (made) free(Wt);
+    asam_ctx_release(ctx, mark);
     return 0;
 #else
-    (void)x, (void)H, (void)W, (void)w, (void)adjoint, (void)accumulate, (void)out;
+    (void)ctx, (void)x, (void)H, (void)W, (void)w, (void)adjoint, (void)accumulate, (void)out;
     return -1;
 #endif
 }

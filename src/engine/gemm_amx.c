@@ -5,8 +5,8 @@
  * of K, a 1 KiB tile of 16 rows, row r holding (B[2r][n], B[2r+1][n]) for the 16 columns n.
  * Tiles: tmm0-3 the 2 x 2 accumulators, tmm4-5 A, tmm6-7 B (amx_tile.h's configuration). */
 #include "engine/gemm_amx.h"
-#include "asam/util.h"
 #include "engine/amx_tile.h"
+#include "engine/exp_avx512.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -19,88 +19,15 @@
 /* K chunks (of 32) per slice: an A block's slice (32 x 256 bf16, 16 KiB) stays in L1. */
 #define AMX_KCH 8
 
+/* The calling thread's packing buffer, grown as needed and kept for the next call (a fresh
+ * allocation each call would fault its pages in again). */
+static _Thread_local void *tl_buf;
+static _Thread_local size_t tl_cap;
+
 /* Below this many multiply-adds the product runs on the calling thread alone. */
 #define AMX_PARALLEL_MACS (INT64_C(1) << 22)
 
 #if AMX_BUILT
-static inline __mmask16 lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
-}
-
-/* 16 bf16 of src (fp32 or, with src16, bf16) from element 0, n valid (others 0). */
-AMX_TARGET static inline __m256i load16(const float *src, const uint16_t *src16, int64_t n) {
-    __mmask16 m = lanes(n);
-    if (src16) return _mm256_maskz_loadu_epi16(m, src16);
-    return (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src));
-}
-
-/* Packed A rows m0 .. m0 + 32 of op(A) (M x K). */
-AMX_TARGET static void pack_a_block(int ta, int64_t M, int64_t K, const float *A,
-                                    const uint16_t *A16, int64_t lda, int64_t m0, int64_t Kp,
-                                    uint16_t *dst) {
-    for (int64_t r = 0; r < 32; r++) {
-        int64_t m = m0 + r;
-        uint16_t *d = dst + r * Kp;
-        if (m >= M) {
-            memset(d, 0, (size_t)Kp * sizeof *d);
-            continue;
-        }
-        if (!ta) {
-            const float *a = A16 ? NULL : A + m * lda;
-            const uint16_t *a16 = A16 ? A16 + m * lda : NULL;
-            for (int64_t k = 0; k < Kp; k += 16)
-                _mm256_storeu_si256((__m256i *)(d + k),
-                                    load16(a ? a + k : NULL, a16 ? a16 + k : NULL, K - k));
-        } else { /* op(A)[m][k] = A[k][m]: a strided column */
-            for (int64_t k = 0; k < K; k++) {
-                d[k] = A16 ? A16[k * lda + m] : asam_f32_to_bf16(A[k * lda + m]);
-            }
-            memset(d + K, 0, (size_t)(Kp - K) * sizeof *d);
-        }
-    }
-}
-
-/* Packed B tiles of columns n0 .. n0 + 16 of op(B) (K x N), all Kp / 32 chunks. */
-AMX_TARGET static void pack_b_panel(int tb, int64_t K, int64_t N, const float *B,
-                                    const uint16_t *B16, int64_t ldb, int64_t n0, int64_t Kp,
-                                    uint16_t *dst) {
-    int64_t nn = N - n0 < 16 ? N - n0 : 16;
-    if (!tb) { /* rows k, k + 1 of B interleaved value by value */
-        const __m512i inter =
-            _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
-                             22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-        for (int64_t k = 0; k < Kp; k += 2) {
-            __m256i r0 = _mm256_setzero_si256(), r1 = _mm256_setzero_si256();
-            if (k < K)
-                r0 = load16(B16 ? NULL : B + k * ldb + n0, B16 ? B16 + k * ldb + n0 : NULL, nn);
-            if (k + 1 < K)
-                r1 = load16(B16 ? NULL : B + (k + 1) * ldb + n0,
-                            B16 ? B16 + (k + 1) * ldb + n0 : NULL, nn);
-            __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
-            _mm512_storeu_si512(dst + (k / 32) * 512 + (k % 32) / 2 * 32,
-                                _mm512_permutexvar_epi16(inter, both));
-        }
-    } else { /* op(B)[k][n] = B[n][k]: each column's pairs are adjacent, scattered as dwords */
-        const __m512i rows = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80,
-                                              64, 48, 32, 16, 0);
-        for (int64_t c = 0; c < Kp / 32; c++) {
-            uint16_t *t = dst + c * 512;
-            for (int64_t n = 0; n < 16; n++) {
-                __m512i v = _mm512_setzero_si512();
-                if (n < nn) {
-                    int64_t k = c * 32;
-                    const float *b = B16 ? NULL : B + (n0 + n) * ldb + k;
-                    const uint16_t *b16 = B16 ? B16 + (n0 + n) * ldb + k : NULL;
-                    __m256i lo = load16(b, b16, K - k);
-                    __m256i hi = load16(b ? b + 16 : NULL, b16 ? b16 + 16 : NULL, K - k - 16);
-                    v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                }
-                _mm512_i32scatter_epi32((int *)t + n, rows, v, 4);
-            }
-        }
-    }
-}
-
 /* One 32 x 32 block of C from packed A rows (Ab) and two packed B panels (Bb: panel n0/16). */
 AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Bb, int64_t Kp, int64_t M,
                              int64_t N, int64_t m0, int64_t n0, float alpha, float beta, float *C,
@@ -125,7 +52,7 @@ AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Bb, int64_t Kp,
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     for (int64_t r = 0; r < mm; r++)
         for (int64_t j = 0; j < nn; j += 16) {
-            __mmask16 msk = lanes(nn - j);
+            __mmask16 msk = asam_lanes16(nn - j);
             __m512 v = _mm512_mul_ps(va, _mm512_loadu_ps(t + r * 32 + j));
             if (beta != 0.0f)
                 v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(msk, c + r * ldc + j), v);
@@ -184,28 +111,29 @@ int asam_gemm_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
 #if AMX_BUILT
     if (M <= 0 || N <= 0) return 0;
     int64_t Kp = asam_amx_round_up(K > 0 ? K : 1, 32), mb = (M + 31) / 32, nb = (N + 31) / 32;
-    uint16_t *Ap = malloc((size_t)(mb * 32 * Kp) * sizeof *Ap);
-    uint16_t *Bp = malloc((size_t)(nb * 32 * Kp) * sizeof *Bp);
     int par = !omp_in_parallel() && M * N * K >= AMX_PARALLEL_MACS;
     int64_t ncp = AMX_B_BLOCK_BYTES / (Kp * 2 * 32), njc, nt = par ? omp_get_max_threads() : 1;
     if (ncp < 1) ncp = 1;
     if (ncp > nb) ncp = nb;
     njc = (nb + ncp - 1) / ncp;
-    float *acc = malloc((size_t)(nt * 32 * 32 * ncp) * sizeof *acc);
-    if (!Ap || !Bp || !acc) {
-        free(Ap);
-        free(Bp);
-        free(acc);
-        return -1;
+    /* packed A, packed B, the threads' partial sums: one buffer of the calling thread, kept */
+    size_t a_bytes = (size_t)(mb * 32 * Kp) * 2, b_bytes = (size_t)(nb * 32 * Kp) * 2;
+    size_t need = a_bytes + b_bytes + (size_t)(nt * 32 * 32 * ncp) * sizeof(float);
+    if (need > tl_cap) {
+        void *p = realloc(tl_buf, need);
+        if (!p) return -1;
+        tl_buf = p, tl_cap = need;
     }
+    uint16_t *Ap = tl_buf, *Bp = (uint16_t *)((char *)tl_buf + a_bytes);
+    float *acc = (float *)((char *)tl_buf + a_bytes + b_bytes);
 #pragma omp parallel if (par)
     {
 #pragma omp for schedule(static) nowait
         for (int64_t i = 0; i < mb; i++)
-            pack_a_block(ta, M, K, A, A16, lda, i * 32, Kp, Ap + i * 32 * Kp);
+            asam_amx_pack_a(ta, M, K, A, A16, lda, i * 32, Kp, Ap + i * 32 * Kp);
 #pragma omp for schedule(static)
         for (int64_t j = 0; j < 2 * nb; j++)
-            pack_b_panel(tb, K, N, B, B16, ldb, j * 16, Kp, Bp + j * 16 * Kp);
+            asam_amx_pack_b(tb, K, N, B, B16, ldb, j * 16, Kp, Bp + j * 16 * Kp);
         asam_amx_begin();
         /* Column blocks of ncp pairs of panels, their B (Kp x 32 ncp) kept in L2 while every
          * 32-row block of A passes; each A block serves all of a column block's panels. */
@@ -218,9 +146,6 @@ int asam_gemm_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
             }
         asam_amx_end();
     }
-    free(Ap);
-    free(Bp);
-    free(acc);
     return 0;
 #else
     (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)A16, (void)lda;

@@ -265,7 +265,7 @@ static void attn_forward_amx(const attn_args *A, int64_t bh, int64_t q0, int64_t
         for (int64_t r = 0; k0 > 0 && r < nq; r++)
             if (corr[r] != 1.0f)
                 for (int64_t c = 0; c < Dv; c++) w->O[r * Dvp + c] *= corr[r];
-        asam_amx_pv(w->P, AMX_KC, vp, Dvp, k0, kc32, w->O, Dvp);
+        asam_amx_pv(w->P, AMX_KC, vp, Dvp, asam_amx_round_up(A->Nk, 32), k0, kc32, w->O, Dvp);
     }
     flash_finish(A, bh, q0, nq, w->O, Dvp, m, l, out);
 }

@@ -203,7 +203,7 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     for (int64_t n = 0; n < N; n++) {
         const float *xn = x->data + n * g.C * HW, *dyn = dy + n * O * HoWo;
         float *dxn = dx ? dx + n * g.C * HW : NULL;
-        if (amx && !asam_conv3x3_amx(dyn, g.H, g.W, w, 1, 1, dxn)) {
+        if (amx && !asam_conv3x3_amx(ctx, dyn, g.H, g.W, w, 1, 1, dxn)) {
             dxn = NULL; /* done: the column loop below only forms dw */
             if (!dw) continue;
         }
@@ -266,7 +266,7 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     asam_mark m = asam_ctx_mark(ctx);
     if (use_conv_amx(&g)) {
         int64_t n = 0;
-        while (n < N && !asam_conv3x3_amx(x->data + n * g.C * HW, g.H, g.W, w, 0, 0,
+        while (n < N && !asam_conv3x3_amx(ctx, x->data + n * g.C * HW, g.H, g.W, w, 0, 0,
                                           out->data + n * O * HoWo))
             n++;
         if (n == N) { /* else out of memory: the paths below redo every image */
