@@ -12,6 +12,7 @@
  *     attack's dL/dx and dL/dcontext through the frozen UNet) bit-identical held vs per call.
  * Skips (77) on a CPU without AVX512-BF16. */
 #include "asam/engine.h"
+#include "engine/amx_tile.h"
 #include "asam/error.h"
 #include "asam/sam.h"
 #include "asam/sd.h"
@@ -299,8 +300,6 @@ static void sd_suite(const char *kernel) {
     printf("     SD tiny (CLIP + UNet): %zu bytes of weights held in bf16\n", held_bytes);
     for (int i = 0; i < 2; i++) free(r[i].eps), free(r[i].gx), free(r[i].gc);
 }
-
-int asam_amx_supported(void); /* engine/amx_tile.h */
 
 int main(void) {
     if (!asam_bf16_supported()) TEST_SKIP("this CPU has no AVX512-BF16: bf16 cannot run here");

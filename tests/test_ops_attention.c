@@ -2,11 +2,11 @@
  * bias broadcast, causal, decomposed relative position, cross-attention, Dv != D, sizes past the
  * query block), gradients to q, k, v, rel_h, rel_w against finite differences. */
 #include "asam/engine.h"
+#include "engine/amx_tile.h"
 #include "gradcheck.h"
 #include "test_util.h"
 
 extern int asam_attention_flash; /* op_attention.c: the flash forward on AVX-512 (hook) */
-int asam_amx_supported(void);    /* engine/amx_tile.h: the bf16 flash forward on AMX */
 
 typedef struct {
     int64_t B, H, Nq, Nk, D, Dv, kh, kw; /* kh = 0: no relative positions */
