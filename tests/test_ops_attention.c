@@ -157,20 +157,23 @@ static void check_attention(asam_ctx *ctx, const char *what, attn_case c, int ma
     asam_ctx_release(ctx, m);
 }
 
-/* Under bf16 on AMX CPUs: the tile forward (flash on) and the blocked one (flash off) against the
- * double reference, each within bf16's rounding of q, k, v and the probabilities (2^-9 per
- * operand); the tile forward's input gradients (through the blocked backward, from its
- * logsumexp) against fp32's. */
+/* Under bf16 on AMX CPUs: the tile forward and backward (flash on) and the blocked ones (flash
+ * off) against the double reference, each within bf16's rounding of q, k, v and the
+ * probabilities (2^-9 per operand); their input gradients (q, k, v and, with relative
+ * positions, rel_h and rel_w) against fp32's. */
 static void check_attention_bf16(asam_ctx *ctx, const char *what, attn_case c) {
     asam_mark m = asam_ctx_mark(ctx);
     asam_tensor *in[6];
     attn_inputs(ctx, &c, 41, in);
-    for (int i = 0; i < 3; i++) asam_set_requires_grad(in[i], 1);
-    int64_t n = c.B * c.H * c.Nq * c.Dv, nq = c.B * c.H * c.Nq * c.D;
+    int ngrad = c.kh ? 5 : 3;
+    for (int i = 0; i < ngrad; i++) asam_set_requires_grad(in[i], 1);
+    int64_t n = c.B * c.H * c.Nq * c.Dv;
     double *refd = malloc((size_t)n * sizeof(double));
-    float *ref = malloc((size_t)n * sizeof(float)), *g32 = malloc((size_t)nq * sizeof(float));
+    float *ref = malloc((size_t)n * sizeof(float)), *g32[5] = {0};
+    float *dq_tile = malloc((size_t)in[0]->numel * sizeof(float));
     naive_attention(&c, in, refd);
     for (int64_t i = 0; i < n; i++) ref[i] = (float)refd[i];
+    static const char *gnames[5] = {"dq", "dk", "dv", "drel_h", "drel_w"};
     for (int prec = 0; prec < 3; prec++) { /* fp32 (gradients), bf16 tile, bf16 blocked */
         asam_set_precision(prec ? ASAM_BF16 : ASAM_FP32);
         asam_attention_flash = prec != 2;
@@ -180,40 +183,54 @@ static void check_attention_bf16(asam_ctx *ctx, const char *what, attn_case c) {
         int ok = l && asam_backward(ctx, l) == 0;
         asam_ctx_set_grad(ctx, 0);
         char name[200];
-        snprintf(name, sizeof name, "attention %s %s Nq%lld Nk%lld D%lld Dv%lld", what,
+        snprintf(name, sizeof name, "attention %s %s B%lld H%lld Nq%lld Nk%lld D%lld Dv%lld", what,
                  prec == 0   ? "fp32"
                  : prec == 1 ? "bf16 tile"
                              : "bf16 blocked",
-                 (long long)c.Nq, (long long)c.Nk, (long long)c.D, (long long)c.Dv);
+                 (long long)c.B, (long long)c.H, (long long)c.Nq, (long long)c.Nk, (long long)c.D,
+                 (long long)c.Dv);
         CHECK(ok, "%s: %s", name, asam_ctx_error(ctx));
         if (!ok) break;
-        if (prec == 0) {
-            memcpy(g32, in[0]->grad, (size_t)nq * sizeof(float));
-        } else {
-            CHECK_CLOSE(y->data, ref, (size_t)n, 1.5e-2, name);
-            char gname[220];
-            snprintf(gname, sizeof gname, "%s dq vs fp32", name);
-            CHECK_CLOSE(in[0]->grad, g32, (size_t)nq, 3e-2, gname);
+        for (int i = 0; i < ngrad; i++) {
+            size_t cnt = (size_t)in[i]->numel;
+            CHECK(in[i]->grad != NULL, "%s: no %s", name, gnames[i]);
+            if (!in[i]->grad) continue;
+            if (prec == 0) {
+                g32[i] = malloc(cnt * sizeof(float));
+                memcpy(g32[i], in[i]->grad, cnt * sizeof(float));
+            } else {
+                char gname[240];
+                snprintf(gname, sizeof gname, "%s %s vs fp32", name, gnames[i]);
+                CHECK_CLOSE(in[i]->grad, g32[i], cnt, 3e-2, gname);
+            }
+            if (prec == 1 && i == 0) memcpy(dq_tile, in[0]->grad, cnt * sizeof(float));
+            if (prec == 2 && i == 0) /* the tile backward ran, not the blocked one twice */
+                CHECK(memcmp(dq_tile, in[0]->grad, cnt * sizeof(float)) != 0,
+                      "%s: dq bitwise equal to the tile path's", name);
+            memset(in[i]->grad, 0, cnt * sizeof(float));
         }
-        for (int i = 0; i < 3; i++)
-            if (in[i]->grad) memset(in[i]->grad, 0, (size_t)in[i]->numel * sizeof(float));
+        if (prec) CHECK_CLOSE(y->data, ref, (size_t)n, 1.5e-2, name);
     }
     asam_set_precision(ASAM_FP32);
     asam_attention_flash = 1;
-    free(ref), free(refd), free(g32);
+    free(ref), free(refd), free(dq_tile);
+    for (int i = 0; i < 5; i++) free(g32[i]);
     asam_ctx_release(ctx, m);
 }
 
 static void attention_cases_bf16(asam_ctx *ctx) {
-    /* query blocks of 32 with a short last one, key chunks of 256 with a short last one, head
-     * sizes padded to 32 (D) and 16 (Dv), causal rows ending inside a chunk, relative positions
-     * and a bias across chunk edges */
+    /* query blocks of 32 (forward) and 128 (backward) with a short last one, key chunks of 256
+     * with a short last one, head sizes padded to 32 and 16, causal rows ending inside a chunk,
+     * relative positions and a bias across chunk edges, one pair split over both threads' query
+     * blocks (H 1, B 1) and pairs shared out (H 3) */
     /*                                               B  H  Nq   Nk  D   Dv kh kw Bb Hb sc causal */
     check_attention_bf16(ctx, "plain", (attn_case){2, 2, 37, 45, 40, 40, 0, 0, 0, 0, 0, 0});
     check_attention_bf16(ctx, "chunks", (attn_case){1, 2, 70, 600, 40, 48, 0, 0, 0, 0, 0, 0});
     check_attention_bf16(ctx, "causal", (attn_case){1, 1, 300, 300, 80, 80, 0, 0, 0, 0, 0, 1});
     check_attention_bf16(ctx, "rel+bias", (attn_case){1, 2, 65, 600, 64, 64, 20, 30, 1, 2, 0, 0});
     check_attention_bf16(ctx, "cross Dv 7", (attn_case){2, 1, 65, 77, 64, 7, 0, 0, 0, 0, 0.3f, 0});
+    check_attention_bf16(ctx, "split rel", (attn_case){1, 1, 400, 400, 64, 64, 20, 20, 0, 0, 0, 0});
+    check_attention_bf16(ctx, "pairs", (attn_case){1, 3, 260, 333, 40, 40, 0, 0, 0, 0, 0, 0});
 }
 
 static void attention_cases(asam_ctx *ctx) {
@@ -256,10 +273,11 @@ int main(void) {
         attention_cases(ctx);
     }
     if (asam_bf16_supported() && asam_amx_supported()) {
-        printf("-- bf16 forward on AMX tiles vs blocked\n");
+        printf("-- bf16 forward and backward on AMX tiles vs blocked\n");
         attention_cases_bf16(ctx);
     } else {
-        printf("SKIP (part): no AMX on this CPU: the bf16 tile forward is not checked here\n");
+        printf("SKIP (part): no AMX on this CPU: the bf16 tile forward and backward are not "
+               "checked here\n");
     }
     /* shape errors */
     asam_tensor *q = asam_zeros(ctx, ASAM_SHAPE(1, 2, 4, 8)),

@@ -205,6 +205,46 @@ AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, in
 #endif
 }
 
+AMX_TARGET void asam_amx_softmax_backward(const float *S, float *dP, int64_t lds, int64_t n,
+                                          int64_t rows, int64_t kc, const float *lse,
+                                          const float *Di, uint16_t *pp, uint16_t *dsp, int64_t bq,
+                                          uint16_t *ds16, int64_t ld16) {
+#if AMX_BUILT
+    int64_t kc32 = asam_amx_round_up(kc, 32);
+    for (int64_t r = 0; r < rows; r += 2) {
+        /* rows r and r + 1 go into one row of each panel tile: pairs of K values interleaved */
+        int64_t tile_row = (r / 32) * 512 + (r % 32) / 2 * 32;
+        for (int64_t j = 0; j < kc32; j += 16) {
+            __mmask16 live = asam_lanes16(kc - j);
+            __m256i p16[2], ds16v[2];
+            for (int h = 0; h < 2; h++) {
+                int64_t rr = r + h;
+                if (rr >= n) {
+                    p16[h] = ds16v[h] = _mm256_setzero_si256();
+                    continue;
+                }
+                __m512 s = _mm512_maskz_loadu_ps(live, S + rr * lds + j);
+                __m512 p = _mm512_maskz_mov_ps(
+                    live, asam_exp16(_mm512_sub_ps(s, _mm512_set1_ps(lse[rr])))); /* masked: 0 */
+                __m512 dp = _mm512_maskz_loadu_ps(live, dP + rr * lds + j);
+                __m512 ds = _mm512_mul_ps(p, _mm512_sub_ps(dp, _mm512_set1_ps(Di[rr])));
+                _mm512_mask_storeu_ps(dP + rr * lds + j, live, ds);
+                p16[h] = (__m256i)_mm512_cvtneps_pbh(p);
+                ds16v[h] = (__m256i)_mm512_cvtneps_pbh(ds);
+            }
+            _mm256_storeu_si256((__m256i *)(ds16 + r * ld16 + j), ds16v[0]);
+            _mm256_storeu_si256((__m256i *)(ds16 + (r + 1) * ld16 + j), ds16v[1]);
+            int64_t at = (j / 16) * 16 * bq + tile_row;
+            _mm512_storeu_si512(pp + at, amx_interleave(p16[0], p16[1]));
+            _mm512_storeu_si512(dsp + at, amx_interleave(ds16v[0], ds16v[1]));
+        }
+    }
+#else
+    (void)S, (void)dP, (void)lds, (void)n, (void)rows, (void)kc, (void)lse, (void)Di, (void)pp;
+    (void)dsp, (void)bq, (void)ds16, (void)ld16;
+#endif
+}
+
 AMX_TARGET void asam_amx_qk(const uint16_t *Q, int64_t Dp, const uint16_t *Kt, int64_t k0,
                             int64_t kc32, float *S, int64_t lds) {
 #if AMX_BUILT

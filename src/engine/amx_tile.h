@@ -1,4 +1,5 @@
-/* Intel AMX-BF16 tile products for attention's flash forward under bf16 (op_attention.c).
+/* Intel AMX-BF16 tile products for attention's flash forward and backward under bf16
+ * (op_attention.c).
  *
  * A query block is 32 rows. Its logits against a chunk of keys, S (32, kc) = Q K^T, and its
  * output update, O (32, Dv) += P V, are 2 x 2 grids of 16 x 16 fp32 tiles accumulated by
@@ -119,6 +120,15 @@ void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, uint16_t *dst);
  * accumulated (1 for a row whose keys are all masked so far). P's rows n .. AMX_ROWS are 0. */
 void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds, uint16_t *P,
                             int64_t ldp, float *m, float *l, float *corr);
+
+/* The backward's step for one key chunk of a query block: for rows r < n of the logits S and of
+ * dP (kc keys, row stride lds), P = exp(S - lse[r]) and dS = P (dP - Di[r]), dS written back
+ * into dP; P and dS in bf16 as right-operand panels (pp, dsp: one panel per 16 keys, 16 * bq
+ * values apart, K = the block's rows) and dS row-major (ds16, row stride ld16). Rows n .. rows
+ * (rows a multiple of 32, <= bq) and keys kc .. round_up(kc, 32) are 0 in the three bf16 copies. */
+void asam_amx_softmax_backward(const float *S, float *dP, int64_t lds, int64_t n, int64_t rows,
+                               int64_t kc, const float *lse, const float *Di, uint16_t *pp,
+                               uint16_t *dsp, int64_t bq, uint16_t *ds16, int64_t ld16);
 
 /* S (AMX_ROWS, kc32; row stride lds) = Q K^T for keys k0 .. k0 + kc32 (both multiples of 32);
  * Kt: the pair's packed K^T with Dp = round_up(D, 32) columns of Q. */

@@ -12,8 +12,8 @@
  * private dK/dV accumulators summed at the end. Causal blocks only visit keys <= their last
  * query.
  * Flash forwards (one pass over key chunks with an online softmax, no block x Nk buffer): in fp32
- * on AVX-512 CPUs (gemm_tile.h) and in bf16 on AMX CPUs (amx_tile.h); the backward is the
- * blocked one in bf16, from the same logsumexp. */
+ * on AVX-512 CPUs (gemm_tile.h) and in bf16 on AMX CPUs (amx_tile.h), each with a flash backward
+ * from the same logsumexp; the blocked backward serves the other cases. */
 #include "engine/blas.h"
 #include "engine/engine_internal.h"
 #include "engine/amx_tile.h"
@@ -477,6 +477,192 @@ static int attention_forward_amx(asam_ctx *ctx, const attn_args *A, int par, int
     return 0;
 }
 
+/* The AMX backward's query block: a multiple of AMX_ROWS, the inner dimension of the dK and dV
+ * products (see attn_backward_amx). */
+#define AMX_BQ 128
+
+/* Sizes of the AMX backward's operands for one attention call. */
+typedef struct {
+    int64_t Dp, Dvp, Dq, Nkp; /* D, Dv padded to 32, D padded to 16, Nk padded to 32 */
+    int64_t kts, vts, kvs;    /* one pair's packed K^T, V^T and K (bf16 values) */
+    int64_t floats, halves;   /* one thread's scratch */
+} amx_bwd_dims;
+
+static amx_bwd_dims amx_bwd_dims_of(const attn_args *A) {
+    amx_bwd_dims d;
+    d.Dp = asam_amx_round_up(A->D, 32), d.Dvp = asam_amx_round_up(A->Dv, 32);
+    d.Dq = asam_amx_round_up(A->D, 16), d.Nkp = asam_amx_round_up(A->Nk, 32);
+    d.kts = asam_amx_kt_size(A->Nk, A->D), d.vts = asam_amx_kt_size(A->Nk, A->Dv);
+    d.kvs = asam_amx_v_size(A->Nk, A->D);
+    d.floats = 2 * AMX_BQ * AMX_KC + AMX_BQ * d.Dq + AMX_BQ + (d.Dp + d.Dvp) * d.Nkp;
+    d.halves = 2 * AMX_BQ * (d.Dp + d.Dvp) + 3 * AMX_BQ * AMX_KC;
+    return d;
+}
+
+/* Per-thread scratch of the AMX backward. */
+typedef struct {
+    float *S, *dP;      /* AMX_BQ x AMX_KC: logits -> P, dP -> dS (fp32) */
+    float *dQ;          /* AMX_BQ x Dq: the block's dQ / scale */
+    float *Di;          /* AMX_BQ: rowsum(dO * O) */
+    float *dKT;         /* Dp x Nkp: the pair's dK^T / scale, then Dvp x Nkp: its dV^T */
+    uint16_t *Qp, *dOp; /* AMX_BQ x Dp scaled Q, AMX_BQ x Dvp dO: left operands of S and dP */
+    uint16_t *QT, *dOT; /* Dp x AMX_BQ Q^T, Dvp x AMX_BQ dO^T: left operands of dK^T and dV^T */
+    uint16_t *Pp, *dSp; /* P and dS as right-operand panels, AMX_KC / 16 of 16 x AMX_BQ */
+    uint16_t *dS16;     /* AMX_BQ x AMX_KC dS: left operand of dQ */
+} amx_bwd_scratch;
+
+static amx_bwd_scratch amx_bwd_scratch_at(const amx_bwd_dims *d, float *f, uint16_t *h) {
+    amx_bwd_scratch w;
+    w.S = f, w.dP = w.S + AMX_BQ * AMX_KC, w.dQ = w.dP + AMX_BQ * AMX_KC;
+    w.Di = w.dQ + AMX_BQ * d->Dq, w.dKT = w.Di + AMX_BQ;
+    w.Qp = h, w.dOp = w.Qp + AMX_BQ * d->Dp, w.QT = w.dOp + AMX_BQ * d->Dvp;
+    w.dOT = w.QT + AMX_BQ * d->Dp, w.Pp = w.dOT + AMX_BQ * d->Dvp;
+    w.dSp = w.Pp + AMX_BQ * AMX_KC, w.dS16 = w.dSp + AMX_BQ * AMX_KC;
+    return w;
+}
+
+/* The flash backward of one block of AMX_BQ queries at most under bf16 on AMX CPUs, over key
+ * chunks of AMX_KC: S = Q K^T and dP = dO V^T recomputed on tiles (Q scaled before rounding, as
+ * in attn_forward_amx, so P matches the forward's logsumexp), P and dS = P (dP - Di) by
+ * asam_amx_softmax_backward, then dQ += dS K[chunk] (inner dimension: the chunk's keys) and,
+ * transposed so that their inner dimension is the block's AMX_BQ queries, dK^T[chunk] += Q^T dS
+ * and dV^T[chunk] += dO^T P into the pair's accumulators (w->dKT; scale applied when they are
+ * flushed). kt, vt, kv: this pair's K^T, V^T and K packed for the tiles. */
+static void attn_backward_amx(const attn_args *A, const attn_grads *G, const amx_bwd_dims *d,
+                              int64_t bh, int64_t q0, int64_t q1, const uint16_t *kt,
+                              const uint16_t *vt, const uint16_t *kv, const amx_bwd_scratch *w) {
+    int64_t nq = q1 - q0, nq32 = asam_amx_round_up(nq, 32), nk = block_keys(A, q1);
+    int64_t D = A->D, Dv = A->Dv, Dp = d->Dp, Dvp = d->Dvp, Dq = d->Dq, Nkp = d->Nkp;
+    const float *Q = A->q + (bh * A->Nq + q0) * D, *lse = A->lse + bh * A->Nq + q0;
+    const float *dO = G->dout + (bh * A->Nq + q0) * Dv, *O = G->out + (bh * A->Nq + q0) * Dv;
+    float *dVT = w->dKT + Dp * Nkp;
+    block_dot_rows(dO, O, nq, Dv, w->Di);
+    for (int64_t r0 = 0; r0 < nq32; r0 += AMX_ROWS) {
+        int64_t n = nq - r0 < AMX_ROWS ? nq - r0 : AMX_ROWS;
+        asam_amx_pack_q(Q + r0 * D, n, D, A->scale, w->Qp + r0 * Dp);
+        asam_amx_pack_q(dO + r0 * Dv, n, Dv, 1.0f, w->dOp + r0 * Dvp);
+    }
+    for (int64_t c0 = 0; G->dk && c0 < Dp; c0 += 32)
+        asam_amx_pack_a(1, D, nq, Q, NULL, D, c0, AMX_BQ, w->QT + c0 * AMX_BQ);
+    for (int64_t c0 = 0; G->dv && c0 < Dvp; c0 += 32)
+        asam_amx_pack_a(1, Dv, nq, dO, NULL, Dv, c0, AMX_BQ, w->dOT + c0 * AMX_BQ);
+    if (G->dq) memset(w->dQ, 0, (size_t)(nq32 * Dq) * sizeof(float));
+    for (int64_t k0 = 0; k0 < nk; k0 += AMX_KC) {
+        int64_t kc = nk - k0 < AMX_KC ? nk - k0 : AMX_KC, kc32 = asam_amx_round_up(kc, 32);
+        for (int64_t r0 = 0; r0 < nq32; r0 += AMX_ROWS) {
+            asam_amx_qk(w->Qp + r0 * Dp, Dp, kt, k0, kc32, w->S + r0 * AMX_KC, AMX_KC);
+            asam_amx_qk(w->dOp + r0 * Dvp, Dvp, vt, k0, kc32, w->dP + r0 * AMX_KC, AMX_KC);
+        }
+        logits_extras(A, bh, q0, q1, k0, k0 + kc, w->S, AMX_KC);
+        asam_amx_softmax_backward(w->S, w->dP, AMX_KC, nq, nq32, kc, lse, w->Di, w->Pp, w->dSp,
+                                  AMX_BQ, w->dS16, AMX_KC);
+        for (int64_t r = 0; (G->drh || G->drw) && r < nq; r++) {
+            int64_t qi = q0 + r;
+            rel_grads(A, w->dP + r * AMX_KC, k0, k0 + kc,
+                      G->drh ? G->drh + (bh * A->Nq + qi) * A->kh : NULL,
+                      G->drw ? G->drw + (bh * A->Nq + qi) * A->kw : NULL);
+        }
+        /* dV^T[chunk] += dO^T P, dK^T[chunk] += Q^T dS: 32 rows of D at a time */
+        for (int64_t c0 = 0; G->dv && c0 < Dvp; c0 += 32)
+            asam_amx_pv(w->dOT + c0 * AMX_BQ, AMX_BQ, w->Pp, kc32, AMX_BQ, 0, nq32,
+                        dVT + c0 * Nkp + k0, Nkp);
+        for (int64_t c0 = 0; G->dk && c0 < Dp; c0 += 32)
+            asam_amx_pv(w->QT + c0 * AMX_BQ, AMX_BQ, w->dSp, kc32, AMX_BQ, 0, nq32,
+                        w->dKT + c0 * Nkp + k0, Nkp);
+        for (int64_t r0 = 0; G->dq && r0 < nq32; r0 += AMX_ROWS)
+            asam_amx_pv(w->dS16 + r0 * AMX_KC, AMX_KC, kv, Dq, Nkp, k0, kc32, w->dQ + r0 * Dq, Dq);
+    }
+    for (int64_t r = 0; G->dq && r < nq; r++) {
+        float *dq = G->dq + (bh * A->Nq + q0 + r) * D;
+        for (int64_t c = 0; c < D; c++) dq[c] += A->scale * w->dQ[r * Dq + c];
+    }
+}
+
+/* Pair bh's dK and dV rows j0 .. j1 += the sum of nth threads' transposed accumulators (the t-th
+ * at acc + t * stride: Dp rows of dK^T / scale, then Dvp rows of dV^T, each Nkp long). */
+static void amx_flush_kv(const attn_args *A, const attn_grads *G, const amx_bwd_dims *d, int64_t bh,
+                         const float *acc, int64_t stride, int nth, int64_t j0, int64_t j1) {
+    int64_t Nk = A->Nk, Nkp = d->Nkp;
+    for (int part = 0; part < 2; part++) {
+        float *g = part ? G->dv : G->dk;
+        if (!g) continue;
+        int64_t cols = part ? A->Dv : A->D, row0 = part ? d->Dp : 0;
+        float mul = part ? 1.0f : A->scale;
+        g += bh * Nk * cols;
+        for (int64_t c = 0; c < cols; c++) {
+            const float *a = acc + (row0 + c) * Nkp;
+            for (int64_t j = j0; j < j1; j++) {
+                float s = 0;
+                for (int t = 0; t < nth; t++) s += a[t * stride + j];
+                g[j * cols + c] += mul * s;
+            }
+        }
+    }
+}
+
+/* The AMX backward over every (pair, query block): each pair's K^T, V^T and K packed once, then
+ * the pairs shared out among the threads, or, when that would leave threads idle, one pair's
+ * blocks at a time with each thread's dK / dV accumulators summed at the end. Returns -1 when
+ * the arena is out of memory. */
+static int attention_backward_amx(asam_ctx *ctx, const attn_args *A, const attn_grads *G, int par,
+                                  int nt, int split_blocks) {
+    int64_t BH = A->B * A->H, Nq = A->Nq, nblk = (Nq + AMX_BQ - 1) / AMX_BQ;
+    amx_bwd_dims d = amx_bwd_dims_of(A);
+    int64_t packs = d.kts + d.vts + d.kvs, acc = (d.Dp + d.Dvp) * d.Nkp;
+    uint16_t *pk = asam_ctx_alloc(ctx, (size_t)(BH * packs) * sizeof(uint16_t));
+    float *f = asam_ctx_alloc(ctx, (size_t)(d.floats * nt) * sizeof(float));
+    uint16_t *h = asam_ctx_alloc(ctx, (size_t)(d.halves * nt) * sizeof(uint16_t));
+    if (!pk || !f || !h) return -1;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t bh = 0; bh < BH; bh++) {
+        uint16_t *p = pk + bh * packs;
+        asam_amx_pack_kt(A->k + bh * A->Nk * A->D, A->Nk, A->D, p);
+        asam_amx_pack_kt(A->v + bh * A->Nk * A->Dv, A->Nk, A->Dv, p + d.kts);
+        asam_amx_pack_v(A->k + bh * A->Nk * A->D, A->Nk, A->D, p + d.kts + d.vts);
+    }
+    if (!split_blocks) {
+#pragma omp parallel if (par)
+        {
+            int t = omp_get_thread_num();
+            amx_bwd_scratch w = amx_bwd_scratch_at(&d, f + t * d.floats, h + t * d.halves);
+            asam_amx_begin();
+#pragma omp for schedule(dynamic)
+            for (int64_t bh = 0; bh < BH; bh++) {
+                const uint16_t *p = pk + bh * packs;
+                memset(w.dKT, 0, (size_t)acc * sizeof(float));
+                for (int64_t q0 = 0; q0 < Nq; q0 += AMX_BQ)
+                    attn_backward_amx(A, G, &d, bh, q0, q0 + AMX_BQ < Nq ? q0 + AMX_BQ : Nq, p,
+                                      p + d.kts, p + d.kts + d.vts, &w);
+                amx_flush_kv(A, G, &d, bh, w.dKT, 0, 1, 0, A->Nk);
+            }
+            asam_amx_end();
+        }
+        return 0;
+    }
+    for (int64_t bh = 0; bh < BH; bh++) {
+        const uint16_t *p = pk + bh * packs;
+#pragma omp parallel
+        {
+            int t = omp_get_thread_num(), nth = omp_get_num_threads();
+            amx_bwd_scratch w = amx_bwd_scratch_at(&d, f + t * d.floats, h + t * d.halves);
+            memset(w.dKT, 0, (size_t)acc * sizeof(float));
+            asam_amx_begin();
+#pragma omp for schedule(dynamic)
+            for (int64_t blk = 0; blk < nblk; blk++) {
+                int64_t q0 = blk * AMX_BQ, q1 = q0 + AMX_BQ < Nq ? q0 + AMX_BQ : Nq;
+                attn_backward_amx(A, G, &d, bh, q0, q1, p, p + d.kts, p + d.kts + d.vts, &w);
+            }
+            asam_amx_end();
+            /* implicit barrier: each thread sums a range of keys over the threads' copies */
+            int64_t per = (A->Nk + nth - 1) / nth, j0 = t * per;
+            int64_t j1 = j0 + per < A->Nk ? j0 + per : A->Nk;
+            amx_bwd_scratch w0 = amx_bwd_scratch_at(&d, f, h);
+            if (j0 < j1) amx_flush_kv(A, G, &d, bh, w0.dKT, d.floats, nth, j0, j1);
+        }
+    }
+    return 0;
+}
+
 /* dst (BH, cols, N) <- src (BH, N, cols) transposed per pair: K^T and V^T for the tile GEMM. */
 static void transpose_pairs(const float *src, float *dst, int64_t BH, int64_t N, int64_t cols,
                             int par) {
@@ -525,6 +711,15 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
      * threads idle: fewer pairs than threads, or a few pairs that do not divide evenly. */
     int split_blocks = par && nblk > 1 && (G.dk || G.dv) &&
                        (BH < nt || (BH % nt != 0 && BH < 4 * nt && nblk >= nt));
+    if (use_amx()) {
+        int64_t amx_blk = (Nq + AMX_BQ - 1) / AMX_BQ;
+        int amx_split = par && amx_blk > 1 && (G.dk || G.dv) &&
+                        (BH < nt || (BH % nt != 0 && BH < 4 * nt && amx_blk >= nt));
+        asam_mark m = asam_ctx_mark(ctx);
+        attention_backward_amx(ctx, A, &G, par, nt, amx_split);
+        asam_ctx_release(ctx, m);
+        return;
+    }
     int64_t tile = flash ? FLASH_BQ * FLASH_KC : bq * Nk; /* S and dP, each */
     int64_t acc_off = 2 * tile + bq;                      /* a thread's dK/dV copies */
     int64_t per_thread = acc_off + (split_blocks ? Nk * (D + Dv) : 0);
