@@ -258,6 +258,45 @@ static sd_run run_unet(asam_sd *sd) {
     return o;
 }
 
+/* GEMM weights of a ControlNet (count, and how many are held in bf16). */
+static size_t controlnet_held(const asam_controlnet *cn, size_t *held) {
+    asam_tensor **p;
+    const char **names;
+    size_t n, gemm = 0;
+    *held = 0;
+    if (asam_controlnet_params(cn, &p, &names, &n)) return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((p[i]->ndim == 2 || p[i]->ndim == 4) && p[i]->numel >= 4096) {
+            gemm++;
+            *held += asam_param_bf16_held(p[i]) != 0;
+        }
+    return gemm;
+}
+
+/* A ControlNet opened for inference is held at load like the bundle's UNet; one opened to be
+ * trained is not (bf16-rounded starting values would change its training). */
+static void controlnet_held_at_load(const asam_sd *sd) {
+    char path[4096];
+    if (test_data_file("sd_tiny/control.pth", path, sizeof path)) {
+        TEST_SKIP_PART("SD: sd_tiny/control.pth not found");
+        return;
+    }
+    for (int trainable = 0; trainable < 2; trainable++) {
+        asam_controlnet *cn = NULL;
+        int rc = trainable ? asam_sd_controlnet_open_trainable(path, sd->unet, &cn)
+                           : asam_sd_controlnet_open(path, sd->unet, &cn);
+        CHECK(rc == 0, "open %s: %s", path, asam_last_error());
+        if (rc) return;
+        size_t held, n = controlnet_held(cn, &held);
+        if (trainable)
+            CHECK(n > 0 && held == 0, "SD: %zu of %zu trainable ControlNet weights held", held, n);
+        else
+            CHECK(n > 0 && held == n, "SD: %zu of %zu ControlNet weights not held at load",
+                  n - held, n);
+        asam_controlnet_free(cn);
+    }
+}
+
 static void sd_suite(const char *kernel) {
     char model[4096];
     if (test_data_file("sd_tiny/model.ckpt", model, sizeof model)) {
@@ -283,6 +322,7 @@ static void sd_suite(const char *kernel) {
                     !asam_param_bf16_held(p[i]))
                     not_held++;
             CHECK(n > 0 && not_held == 0, "SD: %zu UNet weights not held at load", not_held);
+            controlnet_held_at_load(sd);
         }
         r[hold] = run_unet(sd);
         asam_param_bytes(NULL, &b1);

@@ -211,8 +211,12 @@ void asam_sd_free(asam_sd *sd);
 asam_tensor *asam_sd_encode_prompt(asam_ctx *ctx, const asam_sd *sd, const char *prompt);
 
 /* A ControlNet file (v1.0 ControlLDM or v1.1 control_model.* keys, or diffusers names), checked
- * against the UNet. */
+ * against the UNet, for inference: frozen like the bundle's UNet (under bf16, set before
+ * loading, its GEMM weights are held in bf16 as they are read). _trainable keeps them in fp32,
+ * for a ControlNet that will be trained. */
 int asam_sd_controlnet_open(const char *path, const asam_unet *unet, asam_controlnet **cn);
+int asam_sd_controlnet_open_trainable(const char *path, const asam_unet *unet,
+                                      asam_controlnet **cn);
 /* Write a PNG, or a JPEG (quality 95) when the name ends in .jpg/.jpeg; atomic. */
 int asam_sd_write_image(const char *path, const asam_image *img);
 

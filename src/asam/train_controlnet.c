@@ -656,7 +656,7 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
     if (!rc) rc = asam_sd_load(o->sd, NULL, &sd);
     if (!rc) {
         if (o->init_controlnet)
-            rc = asam_sd_controlnet_open(o->init_controlnet, sd->unet, &cn);
+            rc = asam_sd_controlnet_open_trainable(o->init_controlnet, sd->unet, &cn);
         else
             rc = asam_controlnet_init_from_unet(sd->unet, 3, o->seed, &cn);
     }

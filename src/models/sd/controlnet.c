@@ -25,6 +25,11 @@ struct asam_controlnet {
 };
 
 int asam_controlnet_load(const asam_checkpoint *ck, const char *prefix, asam_controlnet **out) {
+    return sd_controlnet_load_frozen(ck, prefix, 0, out);
+}
+
+int sd_controlnet_load_frozen(const asam_checkpoint *ck, const char *prefix, int frozen,
+                              asam_controlnet **out) {
     *out = NULL;
     prefix = prefix ? prefix : "";
     int diffusers = 0;
@@ -38,6 +43,7 @@ int asam_controlnet_load(const asam_checkpoint *ck, const char *prefix, asam_con
     if (!m) return asam_error("out of memory");
     sd_loader *L = &m->enc.weights;
     sd_loader_init(L, ck, prefix, diffusers ? SD_NAMES_DIFFUSERS_CONTROL : SD_NAMES_COMPVIS);
+    L->b.hold_weights = frozen;
     const char *path = sd_loader_path(L);
     if (!sd_has(L, "input_hint_block.0.weight")) {
         asam_error("%s: not a ControlNet (input_hint_block.0.weight%s%s not found)", path,

@@ -174,13 +174,15 @@ int asam_sd_tensor_to_image(const asam_tensor *x, asam_image *out) {
     return 0;
 }
 
-int asam_sd_controlnet_open(const char *path, const asam_unet *unet, asam_controlnet **cn) {
+/* asam_sd_controlnet_open(_trainable): frozen, the weights are held in bf16 as read (bf16). */
+static int controlnet_open(const char *path, const asam_unet *unet, int frozen,
+                           asam_controlnet **cn) {
     *cn = NULL;
     asam_checkpoint *ck;
     if (asam_checkpoint_open(path, &ck)) return -1;
     const char *prefix =
         asam_checkpoint_find(ck, "control_model.input_hint_block.0.weight") ? "control_model." : "";
-    int rc = asam_controlnet_load(ck, prefix, cn);
+    int rc = sd_controlnet_load_frozen(ck, prefix, frozen, cn);
     asam_checkpoint_close(ck);
     if (rc) return -1;
     if (asam_controlnet_check(*cn, unet)) {
@@ -192,6 +194,15 @@ int asam_sd_controlnet_open(const char *path, const asam_unet *unet, asam_contro
         return asam_error("%s: %s", path, msg);
     }
     return 0;
+}
+
+int asam_sd_controlnet_open(const char *path, const asam_unet *unet, asam_controlnet **cn) {
+    return controlnet_open(path, unet, 1, cn);
+}
+
+int asam_sd_controlnet_open_trainable(const char *path, const asam_unet *unet,
+                                      asam_controlnet **cn) {
+    return controlnet_open(path, unet, 0, cn);
 }
 
 int asam_sd_write_image(const char *path, const asam_image *img) {

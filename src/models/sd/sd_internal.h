@@ -101,10 +101,13 @@ struct asam_unet {
 /* Load the UNet layout (encoder_only: no output blocks / out, as in a ControlNet). Fills u
  * (zeroed by the caller) using L. Returns 0 or -1 (asam_error set). */
 int sd_unet_load_into(struct asam_unet *u, sd_loader *L, int encoder_only);
-/* asam_unet_load / asam_vae_load; frozen: the model is never trained, so under bf16 its GEMM
- * weights are held in bf16 as they are read (asam_binder.hold_weights). The SD bundle loads so. */
+/* asam_unet_load / asam_vae_load / asam_controlnet_load; frozen: the model is never trained, so
+ * under bf16 its GEMM weights are held in bf16 as they are read (asam_binder.hold_weights). The SD
+ * bundle loads so, and asam_sd_controlnet_open its ControlNet. */
 int sd_unet_load_frozen(const asam_checkpoint *ck, const char *prefix, int frozen, asam_unet **out);
 int sd_vae_load_frozen(const asam_checkpoint *ck, const char *prefix, int frozen, asam_vae **out);
+int sd_controlnet_load_frozen(const asam_checkpoint *ck, const char *prefix, int frozen,
+                              struct asam_controlnet **out);
 void sd_unet_release(struct asam_unet *u);
 /* Sinusoidal timestep embedding -> time_embed MLP: (B, temb). */
 asam_tensor *sd_time_embed(asam_ctx *ctx, const struct asam_unet *u, const float *t, int64_t B);
