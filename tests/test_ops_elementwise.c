@@ -212,6 +212,48 @@ static asam_tensor *f_act(asam_ctx *ctx, asam_tensor **in, void *user) {
     return acts[*(int *)user](ctx, in[0]);
 }
 
+/* GEGLU: gradients by finite differences; the forward bit for bit and the gradient to rounding
+ * what slicing, gelu and mul give (the UNet's feed-forward used those). */
+static asam_tensor *f_geglu(asam_ctx *ctx, asam_tensor **in, void *user) {
+    (void)user;
+    return asam_geglu(ctx, in[0]);
+}
+
+static void test_geglu(asam_ctx *ctx) {
+    asam_tensor *x[1] = {gc_new(ctx, ASAM_SHAPE(2, 3, 10), 11, 1, 0)};
+    int c1[1] = {1};
+    gradcheck(ctx, "geglu", f_geglu, x, 1, c1, NULL, 1e-2f, 60, 1e-3);
+    const int64_t F = 700; /* past the op's parallel threshold */
+    asam_tensor *p = gc_new(ctx, ASAM_SHAPE(3, 40, 2 * F), 12, 3, 0);
+    asam_set_requires_grad(p, 1);
+    float *gs[2];
+    float *ys[2];
+    for (int fused = 0; fused < 2; fused++) {
+        int prev = asam_ctx_set_grad(ctx, 1);
+        asam_tensor *y = fused ? asam_geglu(ctx, p)
+                               : asam_mul(ctx, asam_slice(ctx, p, -1, 0, F),
+                                          asam_gelu(ctx, asam_slice(ctx, p, -1, F, 2 * F)));
+        asam_tensor *w = gc_new(ctx, 3, y->shape, 13, 1, 0);
+        int ok = asam_backward(ctx, asam_sum(ctx, asam_mul(ctx, y, w))) == 0;
+        asam_ctx_set_grad(ctx, prev);
+        CHECK(ok, "geglu backward: %s", asam_ctx_error(ctx));
+        ys[fused] = y->data;
+        gs[fused] = malloc((size_t)p->numel * sizeof(float));
+        memcpy(gs[fused], p->grad, (size_t)p->numel * sizeof(float));
+        memset(p->grad, 0, (size_t)p->numel * sizeof(float));
+    }
+    CHECK(memcmp(ys[0], ys[1], (size_t)(3 * 40 * F) * sizeof(float)) == 0,
+          "geglu forward differs from slice, gelu, mul");
+    /* the gradient to rounding: the compiler may contract the two loops' products into fused
+     * multiply-adds differently */
+    CHECK_CLOSE(gs[1], gs[0], (size_t)p->numel, 1e-6, "geglu gradient vs slice, gelu, mul");
+    printf("ok   geglu forward bit for bit the composed ops\n");
+    free(gs[0]), free(gs[1]);
+    asam_tensor *odd = asam_zeros(ctx, ASAM_SHAPE(2, 5));
+    CHECK(asam_geglu(ctx, odd) == NULL && !asam_ctx_ok(ctx), "geglu of an odd last dim accepted");
+    asam_ctx_clear_error(ctx);
+}
+
 static void test_activations(asam_ctx *ctx) {
     /* hand values */
     asam_tensor *x = asam_from_data(ctx, ASAM_SHAPE(3), (float[]){-1, 0, 1});
@@ -369,6 +411,7 @@ int main(void) {
     test_broadcast_backward(ctx);
     test_scalar_ops_grad(ctx);
     test_activations(ctx);
+    test_geglu(ctx);
     test_reductions(ctx);
     CHECK(asam_ctx_ok(ctx), "ctx error: %s", asam_ctx_error(ctx));
     asam_ctx_free(ctx);

@@ -200,8 +200,10 @@ asam_tensor *asam_axpby(asam_ctx *ctx, float a, asam_tensor *x, float b,
                         asam_tensor *y); /* ax+by, same shape */
 
 /* Activations */
-asam_tensor *asam_gelu(asam_ctx *ctx, asam_tensor *x);       /* erf form */
-asam_tensor *asam_gelu_tanh(asam_ctx *ctx, asam_tensor *x);  /* tanh approximation */
+asam_tensor *asam_gelu(asam_ctx *ctx, asam_tensor *x);      /* erf form */
+asam_tensor *asam_gelu_tanh(asam_ctx *ctx, asam_tensor *x); /* tanh approximation */
+/* GEGLU over the last dim: x (..., 2F) -> x[..., :F] * gelu(x[..., F:]) (erf form). */
+asam_tensor *asam_geglu(asam_ctx *ctx, asam_tensor *x);
 asam_tensor *asam_quick_gelu(asam_ctx *ctx, asam_tensor *x); /* x * sigmoid(1.702 x) */
 asam_tensor *asam_silu(asam_ctx *ctx, asam_tensor *x);
 asam_tensor *asam_relu(asam_ctx *ctx, asam_tensor *x);

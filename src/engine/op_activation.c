@@ -1,4 +1,4 @@
-/* Activations (elementwise) and softmax over the last dim. Backward kernels read the input
+/* Activations (elementwise), GEGLU and softmax over the last dim. Backward kernels read the input
  * (x) or the output (y) straight from the node, so nothing extra is saved. */
 #include "engine/engine_internal.h"
 #include "engine/vmath.h"
@@ -163,6 +163,64 @@ asam_tensor *asam_sigmoid(asam_ctx *ctx, asam_tensor *x) {
 }
 asam_tensor *asam_tanh(asam_ctx *ctx, asam_tensor *x) {
     return activation(ctx, ACT_TANH, x);
+}
+
+/* ---- GEGLU over the last dim ---------------------------------------------------------------- */
+
+/* GELU of one value (the erf form, as act_forward computes it). */
+static inline float gelu1(float x) {
+    return 0.5f * x * erfc_vec(-x * INV_SQRT2);
+}
+
+/* x (R, 2F) -> y (R, F): the value half times GELU of the gate half, row by row: what slicing,
+ * asam_gelu and asam_mul compute (bit for bit), in one pass over x and no intermediate
+ * tensors. */
+static void geglu_forward(float *restrict y, const float *restrict x, int64_t R, int64_t F) {
+#pragma omp parallel for schedule(static) if (R * F >= PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *v = x + r * 2 * F, *g = v + F;
+        float *o = y + r * F;
+        for (int64_t i = 0; i < F; i++) o[i] = v[i] * gelu1(g[i]);
+    }
+}
+
+/* d value = dy gelu(gate), d gate = dy value gelu'(gate), gelu'(x) = Phi(x) + x phi(x). */
+static void geglu_backward(asam_ctx *ctx, asam_node *n) {
+    float *gx = asam_grad_buf(ctx, n->in[0]);
+    if (!gx) return;
+    int64_t F = n->ip[0], R = n->out->numel / (F ? F : 1);
+    const float *x = n->in[0]->data, *dy = n->out->grad;
+#pragma omp parallel for schedule(static) if (R * F >= PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *v = x + r * 2 * F, *g = v + F, *d = dy + r * F;
+        float *gv = gx + r * 2 * F, *gg = gv + F;
+        for (int64_t i = 0; i < F; i++) {
+            float u = g[i];
+            float cdf = 0.5f * erfc_vec(-u * INV_SQRT2);
+            float pdf = INV_SQRT_2PI * exp_vec(-0.5f * u * u);
+            gv[i] += d[i] * (u * cdf);
+            gg[i] += d[i] * v[i] * (cdf + u * pdf);
+        }
+    }
+}
+
+asam_tensor *asam_geglu(asam_ctx *ctx, asam_tensor *x) {
+    if (!x) return NULL;
+    char sx[96];
+    asam_shape_str(x, sx, sizeof sx);
+    if (!asam_check(ctx, x->ndim >= 1 && x->shape[x->ndim - 1] % 2 == 0, "geglu",
+                    "x %s: the last dim must be even (value and gate halves)", sx))
+        return NULL;
+    int64_t shape[ASAM_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
+    int64_t F = shape[x->ndim - 1] / 2;
+    shape[x->ndim - 1] = F;
+    asam_tensor *out = asam_op_out(ctx, x->ndim, shape);
+    if (!out) return NULL;
+    geglu_forward(out->data, x->data, out->numel / (F ? F : 1), F);
+    asam_node *n = asam_record(ctx, "geglu", geglu_backward, out, 1, &x);
+    if (n) n->ip[0] = F;
+    return out;
 }
 
 /* ---- softmax over the last dim ------------------------------------------------------------- */

@@ -167,6 +167,9 @@ asam_tensor *asam_matmul(asam_ctx *ctx, asam_tensor *a, asam_tensor *b, int tran
 
 /* ---- linear -------------------------------------------------------------------------------- */
 
+/* Bias rows and bias gradients of at least this many values are shared out among the threads. */
+#define LINEAR_PAR_MIN (1 << 16)
+
 static void linear_backward(asam_ctx *ctx, asam_node *n) {
     asam_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     int64_t R = n->ip[0], Din = n->ip[1], Dout = n->ip[2];
@@ -180,10 +183,14 @@ static void linear_backward(asam_ctx *ctx, asam_node *n) {
     if (dw)
         sgemm(1, 0, Dout, Din, R, 1.0f, dy, Dout, x->data, Din, 1.0f, dw,
               Din); /* dy^T (Dout,R) @ x (R,Din) */
-    if (db)
-        for (int64_t r = 0; r < R; r++) {
-            const float *row = dy + r * Dout;
-            for (int64_t o = 0; o < Dout; o++) db[o] += row[o];
+    if (db)         /* column blocks over the threads; each column sums its rows in order */
+#pragma omp parallel for schedule(static) if (R * Dout >= LINEAR_PAR_MIN)
+        for (int64_t o0 = 0; o0 < Dout; o0 += 64) {
+            int64_t o1 = o0 + 64 < Dout ? o0 + 64 : Dout;
+            for (int64_t r = 0; r < R; r++) {
+                const float *row = dy + r * Dout;
+                for (int64_t o = o0; o < o1; o++) db[o] += row[o];
+            }
         }
 }
 
@@ -211,7 +218,8 @@ asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     asam_tensor *out = asam_op_out(ctx, x->ndim, oshape);
     if (!out) return NULL;
     float *y = out->data;
-    if (b)
+    if (b) /* the rows start as the bias; the product adds to them */
+#pragma omp parallel for schedule(static) if (R * Dout >= LINEAR_PAR_MIN)
         for (int64_t r = 0; r < R; r++) memcpy(y + r * Dout, b->data, (size_t)Dout * sizeof(float));
     if (R && Dout) {
         if (Din)

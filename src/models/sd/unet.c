@@ -368,10 +368,7 @@ static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *x, asam_tensor *
 // ref: CompVis/stable-diffusion ldm/modules/attention.py:37 (GEGLU), :47 (FeedForward)
 static asam_tensor *geglu_ff(asam_ctx *ctx, const sd_tblock *b, asam_tensor *x) {
     asam_tensor *p = asam_linear(ctx, x, b->ff0_w, b->ff0_b); // (B, N, 2F)
-    int64_t F = b->ff_inner;
-    asam_tensor *val = asam_slice(ctx, p, -1, 0, F);
-    asam_tensor *gate = asam_slice(ctx, p, -1, F, 2 * F);
-    asam_tensor *y = asam_mul(ctx, val, asam_gelu(ctx, gate));
+    asam_tensor *y = asam_geglu(ctx, p);                      // (B, N, F): value * gelu(gate)
     return asam_linear(ctx, y, b->ff2_w, b->ff2_b);
 }
 
