@@ -116,6 +116,7 @@ int asam_gemm_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
     if (ncp < 1) ncp = 1;
     if (ncp > nb) ncp = nb;
     njc = (nb + ncp - 1) / ncp;
+    ncp = (nb + njc - 1) / njc; /* column blocks of equal width: equal items for the threads */
     /* packed A, packed B, the threads' partial sums: one buffer of the calling thread, kept */
     size_t a_bytes = (size_t)(mb * 32 * Kp) * 2, b_bytes = (size_t)(nb * 32 * Kp) * 2;
     size_t need = a_bytes + b_bytes + (size_t)(nt * 32 * 32 * ncp) * sizeof(float);
