@@ -72,11 +72,22 @@ AMX_TARGET void asam_amx_end(void) {
 #endif
 }
 
-void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float scale, uint16_t *dst) {
+AMX_TARGET void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float scale,
+                                uint16_t *dst) {
     int64_t Dp = asam_amx_round_up(D, 32);
+#if AMX_BUILT
+    __m512 vs = _mm512_set1_ps(scale);
+    for (int64_t r = 0; r < AMX_ROWS; r++)
+        for (int64_t d = 0; d < Dp; d += 16) {
+            __mmask16 live = r < n ? asam_lanes16(D - d) : 0;
+            __m512 v = _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(live, src + r * D + d));
+            _mm256_storeu_si256((__m256i *)(dst + r * Dp + d), (__m256i)_mm512_cvtneps_pbh(v));
+        }
+#else
     memset(dst, 0, (size_t)(AMX_ROWS * Dp) * sizeof *dst);
     for (int64_t r = 0; r < n; r++)
         for (int64_t d = 0; d < D; d++) dst[r * Dp + d] = asam_f32_to_bf16(scale * src[r * D + d]);
+#endif
 }
 
 #if AMX_BUILT
@@ -87,6 +98,32 @@ AMX_TARGET static inline __m256i load16(const float *src, const uint16_t *src16,
     return (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src));
 }
 #endif
+
+/* v[r][c] <- v[c][r] for a 16 x 16 matrix of dwords: pairs of rows interleaved by dwords, then
+ * by qwords (each 128-bit lane then holds 4 x 4 transposed blocks), then the lanes exchanged. */
+AMX_TARGET static inline void transpose16(__m512i v[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) { /* u[g + m], lane k: rows g .. g + 3 at column 4 k + m */
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int m = 0; m < 4; m++) { /* row 4 k + m: lane k of u[m], u[4 + m], u[8 + m], u[12 + m] */
+        __m512i a0 = _mm512_shuffle_i32x4(u[m], u[4 + m], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i a1 = _mm512_shuffle_i32x4(u[m], u[4 + m], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512i a2 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i a3 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], _MM_SHUFFLE(3, 2, 3, 2));
+        v[m] = _mm512_shuffle_i32x4(a0, a2, _MM_SHUFFLE(2, 0, 2, 0));
+        v[4 + m] = _mm512_shuffle_i32x4(a0, a2, _MM_SHUFFLE(3, 1, 3, 1));
+        v[8 + m] = _mm512_shuffle_i32x4(a1, a3, _MM_SHUFFLE(2, 0, 2, 0));
+        v[12 + m] = _mm512_shuffle_i32x4(a1, a3, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
 
 AMX_TARGET void asam_amx_pack_a(int ta, int64_t M, int64_t K, const float *A, const uint16_t *A16,
                                 int64_t lda, int64_t m0, int64_t Kp, uint16_t *dst) {
@@ -127,23 +164,23 @@ AMX_TARGET void asam_amx_pack_b(int tb, int64_t K, int64_t N, const float *B, co
                             B16 ? B16 + (k + 1) * ldb + n0 : NULL, nn);
             _mm512_storeu_si512(dst + (k / 32) * 512 + (k % 32) / 2 * 32, amx_interleave(r0, r1));
         }
-    } else { /* op(B)[k][n] = B[n][k]: each column's pairs are adjacent, scattered as dwords */
-        const __m512i rows = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80,
-                                              64, 48, 32, 16, 0);
+    } else { /* op(B)[k][n] = B[n][k]: each column's K pairs are adjacent dwords, so a tile is
+              * the 16 x 16 dword transpose of the columns' 32-value runs */
         for (int64_t c = 0; c < Kp / 32; c++) {
-            uint16_t *t = dst + c * 512;
+            __m512i v[16];
             for (int64_t n = 0; n < 16; n++) {
-                __m512i v = _mm512_setzero_si512();
+                v[n] = _mm512_setzero_si512();
                 if (n < nn) {
                     int64_t k = c * 32;
                     const float *b = B16 ? NULL : B + (n0 + n) * ldb + k;
                     const uint16_t *b16 = B16 ? B16 + (n0 + n) * ldb + k : NULL;
                     __m256i lo = load16(b, b16, K - k);
                     __m256i hi = load16(b ? b + 16 : NULL, b16 ? b16 + 16 : NULL, K - k - 16);
-                    v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                    v[n] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
                 }
-                _mm512_i32scatter_epi32((int *)t + n, rows, v, 4);
             }
+            transpose16(v);
+            for (int64_t r = 0; r < 16; r++) _mm512_storeu_si512(dst + c * 512 + r * 32, v[r]);
         }
     }
 #else
