@@ -29,15 +29,9 @@ asam_node *asam_record(asam_ctx *ctx, const char *op, asam_backward_fn fn, asam_
     return node;
 }
 
-float *asam_grad_buf(asam_ctx *ctx, asam_tensor *t) {
-    if (!t || !t->requires_grad) return NULL;
-    t->grad_stamp = ctx->grad_stamp; /* reached by the running backward pass */
-    if (t->grad) return t->grad;
-    if (t->persistent) {
-        asam_param_zero_grad(t);
-        if (!t->grad) asam_ctx_fail(ctx, "out of memory for a gradient");
-        return t->grad;
-    }
+/* A new arena gradient buffer for t (zeroed when zero), NULL (ctx failed) when t lies outside
+ * the running checkpoint segment or memory runs out. */
+static float *new_grad_buf(asam_ctx *ctx, asam_tensor *t, int zero) {
     /* Inside a checkpoint recompute, a gradient buffer for a tensor from outside the segment
      * would be freed with the segment: such tensors must be passed as segment inputs. */
     if (ctx->ckpt_floor && (uint8_t *)t < ctx->base + ctx->ckpt_floor) {
@@ -47,9 +41,39 @@ float *asam_grad_buf(asam_ctx *ctx, asam_tensor *t) {
     }
     float *g = asam_ctx_alloc(ctx, (size_t)(t->numel ? t->numel : 1) * sizeof(float));
     if (!g) return NULL;
-    memset(g, 0, (size_t)t->numel * sizeof(float));
+    if (zero) memset(g, 0, (size_t)t->numel * sizeof(float));
     t->grad = g;
     return g;
+}
+
+float *asam_grad_buf_fresh(asam_ctx *ctx, asam_tensor *t, int *fresh) {
+    *fresh = 0;
+    if (!t || !t->requires_grad) return NULL;
+    if (t->grad || t->persistent) return asam_grad_buf(ctx, t);
+    t->grad_stamp = ctx->grad_stamp;
+    float *g = new_grad_buf(ctx, t, 0);
+    *fresh = g != NULL;
+    return g;
+}
+
+int asam_grad_alias(asam_ctx *ctx, asam_tensor *t, float *buf) {
+    if (!t || !t->requires_grad || t->grad || t->persistent || !buf) return 0;
+    if (ctx->ckpt_floor && (uint8_t *)t < ctx->base + ctx->ckpt_floor) return 0;
+    t->grad_stamp = ctx->grad_stamp;
+    t->grad = buf;
+    return 1;
+}
+
+float *asam_grad_buf(asam_ctx *ctx, asam_tensor *t) {
+    if (!t || !t->requires_grad) return NULL;
+    t->grad_stamp = ctx->grad_stamp; /* reached by the running backward pass */
+    if (t->grad) return t->grad;
+    if (t->persistent) {
+        asam_param_zero_grad(t);
+        if (!t->grad) asam_ctx_fail(ctx, "out of memory for a gradient");
+        return t->grad;
+    }
+    return new_grad_buf(ctx, t, 1);
 }
 
 /* Run, from tail back to (excluding) stop, the nodes whose output received a gradient in this

@@ -54,6 +54,13 @@ asam_node *asam_record(asam_ctx *ctx, const char *op, asam_backward_fn fn, asam_
                        asam_tensor *const *in);
 /* The gradient buffer of t (allocated zeroed on first use), or NULL if t needs no gradient. */
 float *asam_grad_buf(asam_ctx *ctx, asam_tensor *t);
+/* The same for an op that writes every element of it: a buffer allocated now is not zeroed and
+ * *fresh is 1 (the op stores instead of adding); an existing one gives *fresh = 0. */
+float *asam_grad_buf_fresh(asam_ctx *ctx, asam_tensor *t, int *fresh);
+/* When t needs a gradient and has no buffer yet, make buf (a gradient of t's size that nothing
+ * else will write: a view's, whose consumers have all run) its buffer and return 1; else 0 (the
+ * caller adds buf into asam_grad_buf). A reshape's backward then costs nothing. */
+int asam_grad_alias(asam_ctx *ctx, asam_tensor *t, float *buf);
 /* Shape check helpers: record an error naming the op and return false. */
 bool asam_check(asam_ctx *ctx, bool cond, const char *op, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

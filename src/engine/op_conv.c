@@ -182,7 +182,8 @@ static int record_conv(asam_ctx *ctx, const char *op, asam_backward_fn fn, asam_
 static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     asam_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
     const float *dy = nd->out->grad;
-    float *dx = asam_grad_buf(ctx, x);
+    int fresh; /* dx's buffer is new and unzeroed: each path stores into it or zeroes it first */
+    float *dx = asam_grad_buf_fresh(ctx, x, &fresh);
     float *dw = asam_grad_buf(ctx, w);
     float *db = b ? asam_grad_buf(ctx, b) : NULL;
     conv_geom g = *(conv_geom *)nd->saved;
@@ -190,6 +191,7 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     int64_t CKK = g.C * g.kh * g.kw;
     if (db) bias_grad(dy, db, N, O, HoWo);
     if (!dx && !dw) return;
+    if (fresh && (O == 0 || HoWo == 0)) memset(dx, 0, (size_t)x->numel * sizeof(float));
     asam_mark m = asam_ctx_mark(ctx);
     /* dx of a 3x3 "same" convolution is another one (kernels rotated, channels swapped) */
     int amx = dx && use_conv_amx(&g); /* the tile kernel, or the column path if out of memory */
@@ -203,20 +205,22 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     for (int64_t n = 0; n < N; n++) {
         const float *xn = x->data + n * g.C * HW, *dyn = dy + n * O * HoWo;
         float *dxn = dx ? dx + n * g.C * HW : NULL;
-        if (amx && !asam_conv3x3_amx(ctx, dyn, g.H, g.W, w, 1, 1, dxn)) {
+        if (amx && !asam_conv3x3_amx(ctx, dyn, g.H, g.W, w, 1, !fresh, dxn)) {
             dxn = NULL; /* done: the column loop below only forms dw */
             if (!dw) continue;
         }
         if (Ut) {
-            if (asam_wino_conv3x3(ctx, dyn, O, g.H, g.W, Ut, g.C, dxn, 1)) return;
+            if (asam_wino_conv3x3(ctx, dyn, O, g.H, g.W, Ut, g.C, dxn, !fresh)) return;
             dxn = NULL; /* done: the column loop below only forms dw */
             if (!dw) continue;
         }
         if (is_pointwise(&g)) {
             if (dw) sgemm(0, 1, O, g.C, HW, 1.0f, dyn, HW, xn, HW, 1.0f, dw, g.C);
-            if (dxn) asam_gemm_wa(1, 0, g.C, HW, O, 1.0f, w, g.C, dyn, HW, 1.0f, dxn, HW);
+            if (dxn)
+                asam_gemm_wa(1, 0, g.C, HW, O, 1.0f, w, g.C, dyn, HW, fresh ? 0.0f : 1.0f, dxn, HW);
             continue;
         }
+        if (dxn && fresh) memset(dxn, 0, (size_t)(g.C * HW) * sizeof(float)); /* col2im adds */
         for (int64_t r0 = 0; r0 < g.Ho; r0 += rows) {
             int64_t r1 = r0 + rows < g.Ho ? r0 + rows : g.Ho, nc = (r1 - r0) * g.Wo;
             if (dw) { /* dw (O, CKK) += dy (O, nc) col^T */
@@ -315,7 +319,8 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
 static void convt_backward(asam_ctx *ctx, asam_node *nd) {
     asam_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
     const float *dy = nd->out->grad;
-    float *dx = asam_grad_buf(ctx, x);
+    int fresh; /* dx's buffer is new and unzeroed: the product stores into it */
+    float *dx = asam_grad_buf_fresh(ctx, x, &fresh);
     float *dw = asam_grad_buf(ctx, w);
     float *db = b ? asam_grad_buf(ctx, b) : NULL;
     conv_geom g = *(conv_geom *)nd->saved;
@@ -323,6 +328,7 @@ static void convt_backward(asam_ctx *ctx, asam_node *nd) {
     int64_t OKK = O * g.kh * g.kw;
     if (db) bias_grad(dy, db, N, O, HoWo);
     if (!dx && !dw) return;
+    if (fresh && (O == 0 || HoWo == 0)) memset(dx, 0, (size_t)x->numel * sizeof(float));
     asam_mark m = asam_ctx_mark(ctx);
     int64_t rows = chunk_rows(&g);
     float *col = asam_ctx_alloc(ctx, (size_t)(OKK * rows * g.Wo) * 4);
@@ -332,8 +338,8 @@ static void convt_backward(asam_ctx *ctx, asam_node *nd) {
         for (int64_t r0 = 0; r0 < g.Ho; r0 += rows) {
             int64_t r1 = r0 + rows < g.Ho ? r0 + rows : g.Ho, nc = (r1 - r0) * g.Wo;
             im2col(dyn, &g, r0, r1, col); /* dcol (OKK, nc) */
-            if (dx)
-                asam_gemm_wa(0, 0, C, nc, OKK, 1.0f, w, OKK, col, nc, 1.0f,
+            if (dx)                       /* each element of dx once: a new buffer is stored into */
+                asam_gemm_wa(0, 0, C, nc, OKK, 1.0f, w, OKK, col, nc, fresh ? 0.0f : 1.0f,
                              dx + n * C * HW + r0 * g.Wo, HW);
             if (dw) sgemm(0, 1, C, OKK, nc, 1.0f, xn + r0 * g.Wo, HW, col, nc, 1.0f, dw, OKK);
         }

@@ -174,12 +174,15 @@ static void linear_backward(asam_ctx *ctx, asam_node *n) {
     asam_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     int64_t R = n->ip[0], Din = n->ip[1], Dout = n->ip[2];
     const float *dy = n->out->grad;
-    float *dx = asam_grad_buf(ctx, x);
+    int fresh; /* dx's buffer is new: the product stores into it (no zeroing, no read) */
+    float *dx = asam_grad_buf_fresh(ctx, x, &fresh);
     float *dw = asam_grad_buf(ctx, w);
     float *db = b ? asam_grad_buf(ctx, b) : NULL;
     if (R == 0) return;
-    if (dx) /* dy (R,Dout) @ w (Dout,Din) */
-        asam_gemm_wb(0, 0, R, Din, Dout, 1.0f, dy, Dout, w, Din, 1.0f, dx, Din);
+    if (dx && fresh && (Dout == 0 || Din == 0))
+        memset(dx, 0, (size_t)(R * Din) * sizeof(float));
+    else if (dx) /* dy (R,Dout) @ w (Dout,Din) */
+        asam_gemm_wb(0, 0, R, Din, Dout, 1.0f, dy, Dout, w, Din, fresh ? 0.0f : 1.0f, dx, Din);
     if (dw)
         sgemm(1, 0, Dout, Din, R, 1.0f, dy, Dout, x->data, Din, 1.0f, dw,
               Din); /* dy^T (Dout,R) @ x (R,Din) */

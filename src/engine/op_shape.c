@@ -124,6 +124,10 @@ static void flat_op(float *restrict dst, const float *restrict src, int64_t n, i
 /* ---- views ---------------------------------------------------------------------------------- */
 
 static void view_backward(asam_ctx *ctx, asam_node *n) {
+    /* a view of all of x (a reshape): its gradient becomes x's when x has none yet */
+    if (n->ip[0] == 0 && n->out->numel == n->in[0]->numel &&
+        asam_grad_alias(ctx, n->in[0], n->out->grad))
+        return;
     float *gx = asam_grad_buf(ctx, n->in[0]);
     if (!gx) return;
     flat_op(gx + n->ip[0], n->out->grad, n->out->numel, 1);
@@ -216,13 +220,14 @@ asam_tensor *asam_contiguous_copy(asam_ctx *ctx, asam_tensor *x) {
 /* permute: out dim i is x dim perm[i]; perm kept in ip[0..nd) */
 static void permute_backward(asam_ctx *ctx, asam_node *n) {
     asam_tensor *x = n->in[0], *out = n->out;
-    float *gx = asam_grad_buf(ctx, x);
+    int fresh; /* a permutation writes every element: a new buffer is stored into */
+    float *gx = asam_grad_buf_fresh(ctx, x, &fresh);
     if (!gx) return;
     int64_t xs[ASAM_MAX_DIMS], ds[ASAM_MAX_DIMS], os[ASAM_MAX_DIMS];
     contiguous_strides(x->ndim, x->shape, xs);
     contiguous_strides(out->ndim, out->shape, os);
     for (int i = 0; i < out->ndim; i++) ds[i] = xs[n->ip[i]];
-    strided_op(out->ndim, out->shape, gx, ds, out->grad, os, 1);
+    strided_op(out->ndim, out->shape, gx, ds, out->grad, os, !fresh);
 }
 
 asam_tensor *asam_permute(asam_ctx *ctx, asam_tensor *x, const int *perm) {
