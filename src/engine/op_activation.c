@@ -75,9 +75,11 @@ static void act_forward(int kind, float *restrict y, const float *restrict x, in
     }
 }
 
-/* gx += g * dy/dx */
+/* gx += g * dy/dx, or gx = g * dy/dx into a new buffer (acc 0) */
+#define ACC(dst, v) ((dst) = acc ? (dst) + (v) : (v))
 static void act_backward_kernel(int kind, float *restrict gx, const float *restrict g,
-                                const float *restrict x, const float *restrict y, int64_t n) {
+                                const float *restrict x, const float *restrict y, int64_t n,
+                                int acc) {
     switch (kind) {
     case ACT_GELU: /* Phi(x) + x phi(x) */
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
@@ -85,7 +87,7 @@ static void act_backward_kernel(int kind, float *restrict gx, const float *restr
             float v = x[i];
             float cdf = 0.5f * erfc_vec(-v * INV_SQRT2);
             float pdf = INV_SQRT_2PI * exp_vec(-0.5f * v * v);
-            gx[i] += g[i] * (cdf + v * pdf);
+            ACC(gx[i], g[i] * (cdf + v * pdf));
         }
         break;
     case ACT_GELU_TANH:
@@ -94,43 +96,44 @@ static void act_backward_kernel(int kind, float *restrict gx, const float *restr
             float v = x[i];
             float t = tanhf(SQRT_2_OVER_PI * (v + GELU_C * v * v * v));
             float dt = SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_C * v * v) * (1.0f - t * t);
-            gx[i] += g[i] * (0.5f * (1.0f + t) + 0.5f * v * dt);
+            ACC(gx[i], g[i] * (0.5f * (1.0f + t) + 0.5f * v * dt));
         }
         break;
     case ACT_QUICK_GELU:
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
             float s = sigmoidf(1.702f * x[i]);
-            gx[i] += g[i] * (s + 1.702f * x[i] * s * (1.0f - s));
+            ACC(gx[i], g[i] * (s + 1.702f * x[i] * s * (1.0f - s)));
         }
         break;
     case ACT_SILU:
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
             float s = sigmoidf(x[i]);
-            gx[i] += g[i] * (s + x[i] * s * (1.0f - s));
+            ACC(gx[i], g[i] * (s + x[i] * s * (1.0f - s)));
         }
         break;
     case ACT_RELU:
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? g[i] : 0.0f;
+        for (int64_t i = 0; i < n; i++) ACC(gx[i], x[i] > 0.0f ? g[i] : 0.0f);
         break;
     case ACT_SIGMOID:
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
+        for (int64_t i = 0; i < n; i++) ACC(gx[i], g[i] * y[i] * (1.0f - y[i]));
         break;
     default:
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);
+        for (int64_t i = 0; i < n; i++) ACC(gx[i], g[i] * (1.0f - y[i] * y[i]));
         break;
     }
 }
 
 static void act_backward(asam_ctx *ctx, asam_node *n) {
-    float *gx = asam_grad_buf(ctx, n->in[0]);
+    int fresh; /* every element is written: a new buffer is stored into */
+    float *gx = asam_grad_buf_fresh(ctx, n->in[0], &fresh);
     if (!gx) return;
     act_backward_kernel((int)n->ip[0], gx, n->out->grad, n->in[0]->data, n->out->data,
-                        n->out->numel);
+                        n->out->numel, !fresh);
 }
 
 static asam_tensor *activation(asam_ctx *ctx, int kind, asam_tensor *x) {
@@ -186,8 +189,10 @@ static void geglu_forward(float *restrict y, const float *restrict x, int64_t R,
 
 /* d value = dy gelu(gate), d gate = dy value gelu'(gate), gelu'(x) = Phi(x) + x phi(x). */
 static void geglu_backward(asam_ctx *ctx, asam_node *n) {
-    float *gx = asam_grad_buf(ctx, n->in[0]);
+    int fresh; /* every element is written: a new buffer is stored into */
+    float *gx = asam_grad_buf_fresh(ctx, n->in[0], &fresh);
     if (!gx) return;
+    int acc = !fresh;
     int64_t F = n->ip[0], R = n->out->numel / (F ? F : 1);
     const float *x = n->in[0]->data, *dy = n->out->grad;
 #pragma omp parallel for schedule(static) if (R * F >= PAR_MIN)
@@ -198,8 +203,8 @@ static void geglu_backward(asam_ctx *ctx, asam_node *n) {
             float u = g[i];
             float cdf = 0.5f * erfc_vec(-u * INV_SQRT2);
             float pdf = INV_SQRT_2PI * exp_vec(-0.5f * u * u);
-            gv[i] += d[i] * (u * cdf);
-            gg[i] += d[i] * v[i] * (cdf + u * pdf);
+            ACC(gv[i], d[i] * (u * cdf));
+            ACC(gg[i], d[i] * v[i] * (cdf + u * pdf));
         }
     }
 }
