@@ -161,6 +161,10 @@ static void check_attention(asam_ctx *ctx, const char *what, attn_case c, int ma
  * off) against the double reference, each within bf16's rounding of q, k, v and the
  * probabilities (2^-9 per operand); their input gradients (q, k, v and, with relative
  * positions, rel_h and rel_w) against fp32's. */
+/* With extra_grad != 0 the loss also has extra_grad * sum(q + k + v), whose gradients the
+ * backward reaches before the attention's: the attention then adds into existing buffers. */
+static float extra_grad;
+
 static void check_attention_bf16(asam_ctx *ctx, const char *what, attn_case c) {
     asam_mark m = asam_ctx_mark(ctx);
     asam_tensor *in[6];
@@ -180,6 +184,8 @@ static void check_attention_bf16(asam_ctx *ctx, const char *what, attn_case c) {
         asam_ctx_set_grad(ctx, 1);
         asam_tensor *y = f_attn(ctx, in, &c);
         asam_tensor *l = y ? asam_sum(ctx, asam_mul(ctx, y, y)) : NULL;
+        for (int i = 0; l && extra_grad != 0 && i < 3; i++) /* run first: q, k, v have grads */
+            l = asam_add(ctx, l, asam_scale(ctx, asam_sum(ctx, in[i]), extra_grad));
         int ok = l && asam_backward(ctx, l) == 0;
         asam_ctx_set_grad(ctx, 0);
         char name[200];
@@ -231,6 +237,12 @@ static void attention_cases_bf16(asam_ctx *ctx) {
     check_attention_bf16(ctx, "cross Dv 7", (attn_case){2, 1, 65, 77, 64, 7, 0, 0, 0, 0, 0.3f, 0});
     check_attention_bf16(ctx, "split rel", (attn_case){1, 1, 400, 400, 64, 64, 20, 20, 0, 0, 0, 0});
     check_attention_bf16(ctx, "pairs", (attn_case){1, 3, 260, 333, 40, 40, 0, 0, 0, 0, 0, 0});
+    extra_grad = 0.5f;
+    check_attention_bf16(ctx, "pairs, adding",
+                         (attn_case){1, 3, 260, 333, 40, 40, 0, 0, 0, 0, 0, 0});
+    check_attention_bf16(ctx, "split, adding",
+                         (attn_case){1, 1, 400, 400, 64, 64, 0, 0, 0, 0, 0, 0});
+    extra_grad = 0;
 }
 
 static void attention_cases(asam_ctx *ctx) {

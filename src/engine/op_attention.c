@@ -285,6 +285,9 @@ typedef struct {
     /* Under the bf16 backend: q, k, v and dout rounded to bf16 once for every block's products
      * (the blocked path's GEMMs would round them again per block), else NULL. */
     const uint16_t *q16, *k16, *v16, *dout16;
+    /* dq, dk, dv are new unzeroed buffers that the AMX backward stores into (each element
+     * once) instead of adding */
+    int dq_fresh, dk_fresh, dv_fresh;
 } attn_grads;
 
 /* C (M, N) = alpha op(A) op(B) + beta C with either operand given in bf16 (a16 / b16, the
@@ -575,7 +578,8 @@ static void attn_backward_amx(const attn_args *A, const attn_grads *G, const amx
     }
     for (int64_t r = 0; G->dq && r < nq; r++) {
         float *dq = G->dq + (bh * A->Nq + q0 + r) * D;
-        for (int64_t c = 0; c < D; c++) dq[c] += A->scale * w->dQ[r * Dq + c];
+        for (int64_t c = 0; c < D; c++)
+            dq[c] = (G->dq_fresh ? 0.0f : dq[c]) + A->scale * w->dQ[r * Dq + c];
     }
 }
 
@@ -586,6 +590,7 @@ static void amx_flush_kv(const attn_args *A, const attn_grads *G, const amx_bwd_
     int64_t Nk = A->Nk, Nkp = d->Nkp;
     for (int part = 0; part < 2; part++) {
         float *g = part ? G->dv : G->dk;
+        int fresh = part ? G->dv_fresh : G->dk_fresh;
         if (!g) continue;
         int64_t cols = part ? A->Dv : A->D, row0 = part ? d->Dp : 0;
         float mul = part ? 1.0f : A->scale;
@@ -595,7 +600,7 @@ static void amx_flush_kv(const attn_args *A, const attn_grads *G, const amx_bwd_
             for (int64_t j = j0; j < j1; j++) {
                 float s = 0;
                 for (int t = 0; t < nth; t++) s += a[t * stride + j];
-                g[j * cols + c] += mul * s;
+                g[j * cols + c] = (fresh ? 0.0f : g[j * cols + c]) + mul * s;
             }
         }
     }
@@ -690,17 +695,22 @@ static void backward_block(const attn_args *A, const attn_grads *G, const float 
 
 static void attention_backward(asam_ctx *ctx, asam_node *n) {
     attn_args *A = n->saved;
+    /* the AMX backward writes each element of dq, dk, dv once: new buffers go unzeroed */
+    int amx = use_amx(), fq = 0, fk = 0, fv = 0;
     attn_grads G = {n->out->data,
                     n->out->grad,
-                    asam_grad_buf(ctx, A->tq),
-                    asam_grad_buf(ctx, A->tk),
-                    asam_grad_buf(ctx, A->tv),
+                    amx ? asam_grad_buf_fresh(ctx, A->tq, &fq) : asam_grad_buf(ctx, A->tq),
+                    amx ? asam_grad_buf_fresh(ctx, A->tk, &fk) : asam_grad_buf(ctx, A->tk),
+                    amx ? asam_grad_buf_fresh(ctx, A->tv, &fv) : asam_grad_buf(ctx, A->tv),
                     A->trh ? asam_grad_buf(ctx, A->trh) : NULL,
                     A->trw ? asam_grad_buf(ctx, A->trw) : NULL,
                     NULL,
                     NULL,
                     NULL,
-                    NULL};
+                    NULL,
+                    fq,
+                    fk,
+                    fv};
     if (!asam_ctx_ok(ctx)) return;
     int flash = use_flash();
     int64_t BH = A->B * A->H, Nq = A->Nq, Nk = A->Nk, D = A->D, Dv = A->Dv;
@@ -712,7 +722,7 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
      * threads idle: fewer pairs than threads, or a few pairs that do not divide evenly. */
     int split_blocks = par && nblk > 1 && (G.dk || G.dv) &&
                        (BH < nt || (BH % nt != 0 && BH < 4 * nt && nblk >= nt));
-    if (use_amx()) {
+    if (amx) {
         int64_t amx_blk = (Nq + AMX_BQ - 1) / AMX_BQ;
         int amx_split = par && amx_blk > 1 && (G.dk || G.dv) &&
                         (BH < nt || (BH % nt != 0 && BH < 4 * nt && amx_blk >= nt));
