@@ -245,7 +245,7 @@ AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, in
 AMX_TARGET void asam_amx_softmax_backward(const float *S, float *dP, int64_t lds, int64_t n,
                                           int64_t rows, int64_t kc, const float *lse,
                                           const float *Di, uint16_t *pp, uint16_t *dsp, int64_t bq,
-                                          uint16_t *ds16, int64_t ld16) {
+                                          uint16_t *ds16, int64_t ld16, int keep_ds) {
 #if AMX_BUILT
     int64_t kc32 = asam_amx_round_up(kc, 32);
     for (int64_t r = 0; r < rows; r += 2) {
@@ -265,7 +265,7 @@ AMX_TARGET void asam_amx_softmax_backward(const float *S, float *dP, int64_t lds
                     live, asam_exp16(_mm512_sub_ps(s, _mm512_set1_ps(lse[rr])))); /* masked: 0 */
                 __m512 dp = _mm512_maskz_loadu_ps(live, dP + rr * lds + j);
                 __m512 ds = _mm512_mul_ps(p, _mm512_sub_ps(dp, _mm512_set1_ps(Di[rr])));
-                _mm512_mask_storeu_ps(dP + rr * lds + j, live, ds);
+                if (keep_ds) _mm512_mask_storeu_ps(dP + rr * lds + j, live, ds);
                 p16[h] = (__m256i)_mm512_cvtneps_pbh(p);
                 ds16v[h] = (__m256i)_mm512_cvtneps_pbh(ds);
             }
@@ -278,7 +278,7 @@ AMX_TARGET void asam_amx_softmax_backward(const float *S, float *dP, int64_t lds
     }
 #else
     (void)S, (void)dP, (void)lds, (void)n, (void)rows, (void)kc, (void)lse, (void)Di, (void)pp;
-    (void)dsp, (void)bq, (void)ds16, (void)ld16;
+    (void)dsp, (void)bq, (void)ds16, (void)ld16, (void)keep_ds;
 #endif
 }
 

@@ -123,12 +123,14 @@ void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds, 
 
 /* The backward's step for one key chunk of a query block: for rows r < n of the logits S and of
  * dP (kc keys, row stride lds), P = exp(S - lse[r]) and dS = P (dP - Di[r]), dS written back
- * into dP; P and dS in bf16 as right-operand panels (pp, dsp: one panel per 16 keys, 16 * bq
- * values apart, K = the block's rows) and dS row-major (ds16, row stride ld16). Rows n .. rows
- * (rows a multiple of 32, <= bq) and keys kc .. round_up(kc, 32) are 0 in the three bf16 copies. */
+ * into dP when keep_ds; P and dS in bf16 as right-operand panels (pp, dsp: one panel per 16 keys,
+ * 16 * bq values apart, K = the block's rows) and dS row-major (ds16, row stride ld16). Rows n ..
+ * rows (rows a multiple of 32, <= bq) and keys kc .. round_up(kc, 32) are 0 in the three bf16
+ * copies. */
 void asam_amx_softmax_backward(const float *S, float *dP, int64_t lds, int64_t n, int64_t rows,
                                int64_t kc, const float *lse, const float *Di, uint16_t *pp,
-                               uint16_t *dsp, int64_t bq, uint16_t *ds16, int64_t ld16);
+                               uint16_t *dsp, int64_t bq, uint16_t *ds16, int64_t ld16,
+                               int keep_ds);
 
 /* S (AMX_ROWS, kc32; row stride lds) = Q K^T for keys k0 .. k0 + kc32 (both multiples of 32);
  * Kt: the pair's packed K^T with Dp = round_up(D, 32) columns of Q. */

@@ -559,7 +559,7 @@ static void attn_backward_amx(const attn_args *A, const attn_grads *G, const amx
         }
         logits_extras(A, bh, q0, q1, k0, k0 + kc, w->S, AMX_KC);
         asam_amx_softmax_backward(w->S, w->dP, AMX_KC, nq, nq32, kc, lse, w->Di, w->Pp, w->dSp,
-                                  AMX_BQ, w->dS16, AMX_KC);
+                                  AMX_BQ, w->dS16, AMX_KC, G->drh || G->drw);
         for (int64_t r = 0; (G->drh || G->drw) && r < nq; r++) {
             int64_t qi = q0 + r;
             rel_grads(A, w->dP + r * AMX_KC, k0, k0 + kc,
