@@ -24,7 +24,9 @@
  *   asam_backward() runs the tape in reverse from a scalar; asam_backward_from() from any tensor
  *   with a given output gradient. Tensors needing no gradient cost nothing extra.
  *   asam_grad_checkpoint() runs a segment without recording and re-runs it during backward
- *   (gradient checkpointing).
+ *   (gradient checkpointing). After backward a leaf's grad (an input or parameter marked with
+ *   asam_set_requires_grad) holds dL/d(leaf); an op result's grad is the pass's scratch: a
+ *   reshape or a residual add hands its buffer on to its input, which keeps adding into it.
  */
 #ifndef ASAM_ENGINE_H
 #define ASAM_ENGINE_H
