@@ -101,6 +101,38 @@ static int gemm_amx_b16(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
     return rc;
 }
 
+#ifdef ASAM_HAVE_ONEDNN
+/* A linear layer's product with its bias added in oneDNN's epilogue: bit for bit the bias
+ * written first and the product added (beta 1), with the weight in fp32 and in bf16. */
+static void onednn_bias_suite(void) {
+    const int64_t M = 301, N = 200, K = 130;
+    float *A = malloc((size_t)(M * K) * 4), *B = malloc((size_t)(N * K) * 4);
+    float *bias = malloc((size_t)N * 4), *C1 = malloc((size_t)(M * N) * 4);
+    float *C2 = malloc((size_t)(M * N) * 4);
+    uint16_t *B16 = malloc((size_t)(N * K) * 2);
+    uint64_t s = 5;
+    for (int64_t i = 0; i < M * K; i++) A[i] = gc_rand(&s);
+    for (int64_t i = 0; i < N * K; i++) B[i] = gc_rand(&s);
+    for (int64_t i = 0; i < N; i++) bias[i] = 4 * gc_rand(&s);
+    asam_bf16_convert(B, N, K, K, B16);
+    for (int held = 0; held < 2; held++) {
+        int rc = asam_gemm_onednn_bias(M, N, K, A, K, held ? NULL : B, held ? B16 : NULL, K, bias,
+                                       C1, N);
+        for (int64_t r = 0; r < M; r++) memcpy(C2 + r * N, bias, (size_t)N * 4);
+        rc |= asam_gemm_onednn_ex(0, 1, M, N, K, 1.0f, A, NULL, K, held ? NULL : B,
+                                  held ? B16 : NULL, K, 1.0f, C2, N);
+        CHECK(rc == 0, "onednn bias product failed");
+        CHECK(!memcmp(C1, C2, (size_t)(M * N) * 4),
+              "onednn bias in the epilogue differs from bias then beta 1 (weight %s)",
+              held ? "bf16" : "fp32");
+        if (!rc)
+            printf("ok   onednn bias in the epilogue, weight %s: bitwise bias + product\n",
+                   held ? "bf16" : "fp32");
+    }
+    free(A), free(B), free(bias), free(C1), free(C2), free(B16);
+}
+#endif
+
 /* ---- ops under both precisions ---- */
 
 static asam_tensor *rnd(asam_ctx *ctx, int ndim, const int64_t *shape, uint64_t seed) {
@@ -276,6 +308,7 @@ int main(void) {
     gemm_suite("avx512-bf16", asam_gemm_bf16);
 #ifdef ASAM_HAVE_ONEDNN
     gemm_suite("onednn", asam_gemm_onednn);
+    onednn_bias_suite();
 #endif
     if (asam_amx_supported()) {
         gemm_suite("amx", gemm_amx_f32);

@@ -80,9 +80,10 @@ static void gemm16_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
         gemm_fp32_widened(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
 }
 
-static const asam_backend cpu_fp32 = {"cpu-fp32 (OpenBLAS sgemm)", ASAM_FP32, gemm_fp32, NULL};
+static const asam_backend cpu_fp32 = {"cpu-fp32 (OpenBLAS sgemm)", ASAM_FP32, gemm_fp32, NULL,
+                                      NULL};
 static const asam_backend cpu_bf16_own = {"cpu-bf16 (AVX512-BF16 micro-kernel)", ASAM_BF16,
-                                          gemm_bf16_own, gemm16_own};
+                                          gemm_bf16_own, gemm16_own, NULL};
 
 #ifdef ASAM_HAVE_ONEDNN
 static void gemm_bf16_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -99,8 +100,15 @@ static void gemm16_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float
         asam_gemm_onednn_ex(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc))
         gemm16_own(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
 }
+/* oneDNN adds the bias in its epilogue (the sum it would otherwise read C for). */
+static int gemm16_bias_onednn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                              const float *B, const uint16_t *B16, int64_t ldb, const float *bias,
+                              float *C, int64_t ldc) {
+    if (M * N * K < BF16_MIN_MACS) return -1;
+    return asam_gemm_onednn_bias(M, N, K, A, lda, B, B16, ldb, bias, C, ldc);
+}
 static const asam_backend cpu_bf16_onednn = {"cpu-bf16 (oneDNN)", ASAM_BF16, gemm_bf16_onednn,
-                                             gemm16_onednn};
+                                             gemm16_onednn, gemm16_bias_onednn};
 #endif
 
 /* Our AMX tile kernel (gemm_amx.c); a failure (out of memory) falls back to oneDNN or our
@@ -123,7 +131,7 @@ static void gemm_bf16_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float
     gemm16_amx(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
 }
 static const asam_backend cpu_bf16_amx = {"cpu-bf16 (AMX tile kernel)", ASAM_BF16, gemm_bf16_amx,
-                                          gemm16_amx};
+                                          gemm16_amx, NULL};
 
 const asam_backend *asam_backend_current = &cpu_fp32;
 
@@ -250,4 +258,14 @@ void asam_gemm_wa(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
 void asam_gemm_wb(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                   int64_t lda, asam_tensor *W, int64_t ldw, float beta, float *C, int64_t ldc) {
     gemm_w(ta, tb, M, N, K, alpha, A, NULL, lda, NULL, W, ldw, beta, C, ldc);
+}
+
+int asam_gemm_wb_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
+                      int64_t ldw, const float *bias, float *C, int64_t ldc) {
+    if (!asam_backend_current->gemm16_bias) return -1;
+    /* held or not, the same kernel: held weights give the same bits as rounding per call */
+    const uint16_t *B16 = asam_weight_held(W);
+    if (B16 && ldw != K) return -1; /* held operands are used whole and contiguous */
+    return asam_backend_current->gemm16_bias(M, N, K, A, lda, B16 ? NULL : W->data, B16, ldw, bias,
+                                             C, ldc);
 }

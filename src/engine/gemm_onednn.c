@@ -20,7 +20,7 @@
 
 typedef struct {
     int64_t M, N, K, ldc;
-    int ta, tb;
+    int ta, tb, bias;
     float alpha, beta;
     dnnl_primitive_t prim;
     dnnl_memory_desc_t scratch; /* its scratchpad, supplied per thread by the caller */
@@ -55,14 +55,16 @@ static int md_2d(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t sr, int64
 }
 
 /* A matmul primitive for this shape (made on a miss). Runs under the cache lock. */
-static dnnl_primitive_t make_prim(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                                  float beta, int64_t ldc, dnnl_memory_desc_t *scratch) {
-    dnnl_memory_desc_t a, b, c;
+static dnnl_primitive_t make_prim(int ta, int tb, int bias, int64_t M, int64_t N, int64_t K,
+                                  float alpha, float beta, int64_t ldc,
+                                  dnnl_memory_desc_t *scratch) {
+    dnnl_memory_desc_t a, b, c, bm;
     if (md_2d(&a, M, K, ta ? 1 : K, ta ? M : 1, dnnl_bf16) ||
-        md_2d(&b, K, N, tb ? 1 : N, tb ? K : 1, dnnl_bf16) || md_2d(&c, M, N, ldc, 1, dnnl_f32))
+        md_2d(&b, K, N, tb ? 1 : N, tb ? K : 1, dnnl_bf16) || md_2d(&c, M, N, ldc, 1, dnnl_f32) ||
+        md_2d(&bm, 1, N, N, 1, dnnl_f32))
         return NULL;
     dnnl_matmul_desc_t desc;
-    if (dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c)) return NULL;
+    if (dnnl_matmul_desc_init(&desc, &a, &b, bias ? &bm : NULL, &c)) return NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
@@ -96,8 +98,9 @@ static dnnl_primitive_t make_prim(int ta, int tb, int64_t M, int64_t N, int64_t 
 /* The cached primitive for this shape, made on a miss. When the cache is full the new one is
  * not cached (*owned = 1: the caller destroys it after use), so no primitive another thread
  * may be running is ever destroyed. */
-static dnnl_primitive_t get_prim(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                                 float beta, int64_t ldc, int *owned, dnnl_memory_desc_t *scratch) {
+static dnnl_primitive_t get_prim(int ta, int tb, int bias, int64_t M, int64_t N, int64_t K,
+                                 float alpha, float beta, int64_t ldc, int *owned,
+                                 dnnl_memory_desc_t *scratch) {
     dnnl_primitive_t prim = NULL;
     *owned = 0;
 #pragma omp critical(asam_onednn)
@@ -108,21 +111,26 @@ static dnnl_primitive_t get_prim(int ta, int tb, int64_t M, int64_t N, int64_t K
             if (!e->prim) {
                 if (free_slot < 0) free_slot = i;
             } else if (e->M == M && e->N == N && e->K == K && e->ldc == ldc && e->ta == ta &&
-                       e->tb == tb && e->alpha == alpha && e->beta == beta) {
+                       e->tb == tb && e->bias == bias && e->alpha == alpha && e->beta == beta) {
                 prim = e->prim;
                 *scratch = e->scratch;
             }
         }
         if (!prim) {
-            prim = make_prim(ta, tb, M, N, K, alpha, beta, ldc, scratch);
+            prim = make_prim(ta, tb, bias, M, N, K, alpha, beta, ldc, scratch);
             if (prim && free_slot >= 0)
-                cache[free_slot] = (prim_entry){M, N, K, ldc, ta, tb, alpha, beta, prim, *scratch};
+                cache[free_slot] =
+                    (prim_entry){M, N, K, ldc, ta, tb, bias, alpha, beta, prim, *scratch};
             else if (prim)
                 *owned = 1;
         }
     }
     return prim;
 }
+
+static int gemm_run(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    const uint16_t *A16, int64_t lda, const float *B, const uint16_t *B16,
+                    int64_t ldb, float beta, const float *bias, float *C, int64_t ldc);
 
 int asam_gemm_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -132,10 +140,23 @@ int asam_gemm_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alph
 int asam_gemm_onednn_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, const uint16_t *A16, int64_t lda, const float *B,
                         const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return gemm_run(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, NULL, C, ldc);
+}
+
+int asam_gemm_onednn_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *B, const uint16_t *B16, int64_t ldb, const float *bias,
+                          float *C, int64_t ldc) {
+    return gemm_run(0, 1, M, N, K, 1.0f, A, NULL, lda, B, B16, ldb, 0.0f, bias, C, ldc);
+}
+
+/* asam_gemm_onednn_ex, with bias (N values added to every row of C, beta 0) when non-NULL. */
+static int gemm_run(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    const uint16_t *A16, int64_t lda, const float *B, const uint16_t *B16,
+                    int64_t ldb, float beta, const float *bias, float *C, int64_t ldc) {
     if (!engine_ready()) return -1;
     int owned;
     dnnl_memory_desc_t smd;
-    dnnl_primitive_t prim = get_prim(ta, tb, M, N, K, alpha, beta, ldc, &owned, &smd);
+    dnnl_primitive_t prim = get_prim(ta, tb, bias != NULL, M, N, K, alpha, beta, ldc, &owned, &smd);
     if (!prim) return -1;
     int rc = -1;
     size_t need = (size_t)((A16 ? 0 : M * K) + (B16 ? 0 : K * N));
@@ -162,25 +183,31 @@ int asam_gemm_onednn_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
         b16 = next;
         asam_bf16_convert(B, tb ? N : K, tb ? K : N, ldb, b16);
     }
-    dnnl_memory_desc_t ad, bd, cd;
+    dnnl_memory_desc_t ad, bd, cd, vd;
     md_2d(&ad, M, K, ta ? 1 : K, ta ? M : 1, dnnl_bf16);
     md_2d(&bd, K, N, tb ? 1 : N, tb ? K : 1, dnnl_bf16);
     md_2d(&cd, M, N, ldc, 1, dnnl_f32);
-    dnnl_memory_t am = NULL, bm = NULL, cm = NULL, sm = NULL;
+    md_2d(&vd, 1, N, N, 1, dnnl_f32);
+    dnnl_memory_t am = NULL, bm = NULL, cm = NULL, sm = NULL, vm = NULL;
     if (!dnnl_memory_create(&am, &ad, engine, a16) && !dnnl_memory_create(&bm, &bd, engine, b16) &&
         !dnnl_memory_create(&cm, &cd, engine, C) &&
-        !dnnl_memory_create(&sm, &smd, engine, tl_scratch)) {
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, am},
+        !dnnl_memory_create(&sm, &smd, engine, tl_scratch) &&
+        (!bias || !dnnl_memory_create(&vm, &vd, engine, (void *)bias))) {
+        dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, am},
                                    {DNNL_ARG_WEIGHTS, bm},
                                    {DNNL_ARG_DST, cm},
-                                   {DNNL_ARG_SCRATCHPAD, sm}};
-        rc = dnnl_primitive_execute(prim, tl_stream, 4, args) || dnnl_stream_wait(tl_stream) ? -1
-                                                                                             : 0;
+                                   {DNNL_ARG_SCRATCHPAD, sm},
+                                   {DNNL_ARG_BIAS, vm}};
+        rc = dnnl_primitive_execute(prim, tl_stream, bias ? 5 : 4, args) ||
+                     dnnl_stream_wait(tl_stream)
+                 ? -1
+                 : 0;
     }
     if (am) dnnl_memory_destroy(am);
     if (bm) dnnl_memory_destroy(bm);
     if (cm) dnnl_memory_destroy(cm);
     if (sm) dnnl_memory_destroy(sm);
+    if (vm) dnnl_memory_destroy(vm);
 done:
     if (owned) dnnl_primitive_destroy(prim);
     return rc;

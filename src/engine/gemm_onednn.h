@@ -14,6 +14,11 @@ int asam_gemm_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alph
 int asam_gemm_onednn_ex(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, const uint16_t *A16, int64_t lda, const float *B,
                         const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc);
+/* C (M, N) = A (M, K) B^T + bias (N values added to every row; B stored N x K, as a linear
+ * layer's weight), with B given in fp32 or bf16 (B16). Returns -1 when oneDNN cannot run it. */
+int asam_gemm_onednn_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *B, const uint16_t *B16, int64_t ldb, const float *bias,
+                          float *C, int64_t ldc);
 /* The implementation oneDNN picked for a bf16 matmul on this CPU ("brg:avx512_core_amx"...),
  * or NULL when oneDNN cannot make one. */
 const char *asam_onednn_impl(void);

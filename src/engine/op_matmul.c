@@ -221,10 +221,13 @@ asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     asam_tensor *out = asam_op_out(ctx, x->ndim, oshape);
     if (!out) return NULL;
     float *y = out->data;
-    if (b) /* the rows start as the bias; the product adds to them */
+    /* the bias added as the product is stored, where the backend can */
+    int fused = b && R && Dout && Din &&
+                asam_gemm_wb_bias(R, Dout, Din, x->data, Din, w, Din, b->data, y, Dout) == 0;
+    if (b && !fused) /* the rows start as the bias; the product adds to them */
 #pragma omp parallel for schedule(static) if (R * Dout >= LINEAR_PAR_MIN)
         for (int64_t r = 0; r < R; r++) memcpy(y + r * Dout, b->data, (size_t)Dout * sizeof(float));
-    if (R && Dout) {
+    if (R && Dout && !fused) {
         if (Din)
             asam_gemm_wb(0, 1, R, Dout, Din, 1.0f, x->data, Din, w, Din, b ? 1.0f : 0.0f, y, Dout);
         else if (!b)
