@@ -171,6 +171,16 @@ static sam_run run_sam(asam_sam *m, const asam_image *img) {
     return o;
 }
 
+/* m's low-res logits on img bit for bit ref's. */
+static void same_sam_logits(const char *kernel, const char *what, asam_sam *m,
+                            const asam_image *img, const sam_run *ref) {
+    sam_run again = run_sam(m, img);
+    char name[160];
+    snprintf(name, sizeof name, "%s %s", kernel, what);
+    same_bits(name, again.low, ref->low, ref->n_low);
+    free(again.emb), free(again.low);
+}
+
 static void sam_suite(const char *kernel) {
     char path[4096], img_path[4096];
     if (test_data_file("sam_tiny/model.pth", path, sizeof path) ||
@@ -201,15 +211,34 @@ static void sam_suite(const char *kernel) {
     asam_sam *m2 = NULL;
     CHECK(asam_sam_load(saved, &m2) == 0, "reload: %s", asam_last_error());
     if (m2) {
-        sam_run again = run_sam(m2, &img);
-        char what2[128];
-        snprintf(what2, sizeof what2, "%s SAM saved with held weights, reloaded", kernel);
-        same_bits(what2, again.low, r[1].low, r[1].n_low);
-        free(again.emb), free(again.low);
+        same_sam_logits(kernel, "SAM saved with held weights, reloaded", m2, &img, &r[1]);
         asam_sam_free(m2);
     }
     remove(saved);
     CHECK(held_bytes > 0, "SAM: no weight was held");
+    /* Loaded frozen, the encoder's GEMM weights are held as they are read (nothing else: its
+     * position tables and norms stay fp32); the results are those of holding at first use. */
+    asam_sam *mf = NULL;
+    CHECK(asam_sam_load_frozen(path, &mf) == 0, "load frozen: %s", asam_last_error());
+    if (mf) {
+        asam_tensor *const *p;
+        const char *const *names;
+        size_t n, held = 0, enc_gemm = 0, other_held = 0;
+        asam_sam_params(mf, &p, &names, &n);
+        for (size_t i = 0; i < n; i++) {
+            int gemm = !strncmp(names[i], "image_encoder.", 14) && strstr(names[i], ".weight") &&
+                       !strstr(names[i], "norm") && (p[i]->ndim == 2 || p[i]->ndim == 4) &&
+                       p[i]->numel >= 4096;
+            enc_gemm += gemm;
+            held += gemm && asam_param_bf16_held(p[i]);
+            other_held += !gemm && asam_param_bf16_held(p[i]);
+        }
+        CHECK(enc_gemm > 0 && held == enc_gemm && other_held == 0,
+              "SAM frozen: %zu of %zu encoder GEMM weights held at load, %zu others", held,
+              enc_gemm, other_held);
+        same_sam_logits(kernel, "SAM loaded frozen (held at load)", mf, &img, &r[1]);
+        asam_sam_free(mf);
+    }
     char what[128];
     snprintf(what, sizeof what, "%s SAM image embedding", kernel);
     same_bits(what, r[1].emb, r[0].emb, r[0].n_emb);

@@ -31,6 +31,10 @@ struct asam_binder {
      * as soon as it is read (asam_weight_hold_now). For frozen models only: a trainer that
      * later sets requires_grad would start from the bf16-rounded values. */
     int hold_weights;
+    /* With hold_weights: which tensors are GEMM weights (1) by name and rank; NULL: every 2-D
+     * and 4-D one. For a model whose other 2-D / 4-D tensors (position tables, say) are read
+     * as fp32 by its code. */
+    int (*is_gemm_weight)(const char *name, int ndim);
     /* Optional name variant: the key a name is stored under. Returns 0 with key written, or -1
      * when no rule applies. When set, prefix is not used. */
     int (*map)(const asam_binder *B, const char *name, char *key, size_t n);

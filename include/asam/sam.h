@@ -140,6 +140,10 @@ typedef struct {
 int asam_sam_config_from_file(const char *path, asam_sam_config *cfg);
 /* Load every tensor (shape-checked) into persistent tensors. Returns 0 and *out, or -1. */
 int asam_sam_load(const char *path, asam_sam **out);
+/* The same for a model that will not be trained (segmenting, evaluating, attacking): under
+ * bf16 (set before loading) the image encoder's GEMM weights are held in bf16 as they are read,
+ * so the load peaks near the bf16 size. */
+int asam_sam_load_frozen(const char *path, asam_sam **out);
 void asam_sam_free(asam_sam *m);
 /* Official configurations ("vit_b", "vit_l", "vit_h") and a model with random weights of
  * those shapes (norm weights 1, biases 0, torch-default uniform matrices); for benchmarks and

@@ -23,8 +23,10 @@ typedef struct {
     asam_esam *esam;
 } asam_segmenter;
 
-/* Load a SAM or EfficientSAM checkpoint (family from its names). */
+/* Load a SAM or EfficientSAM checkpoint (family from its names). _frozen: for a model that will
+ * not be trained (asam_sam_load_frozen; EfficientSAM loads the same either way). */
 int asam_segmenter_load(const char *path, asam_segmenter *s);
+int asam_segmenter_load_frozen(const char *path, asam_segmenter *s);
 void asam_segmenter_free(asam_segmenter *s);
 const char *asam_segmenter_family(const asam_segmenter *s); /* "sam" / "efficientsam" */
 int asam_segmenter_dim(const asam_segmenter *s);            /* embedding / token width */

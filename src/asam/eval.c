@@ -332,7 +332,7 @@ int asam_eval_run(const asam_eval_opts *o, asam_eval_cell *cells) {
     asam_progress_start(&bar, "eval", "img", (int64_t)total, 0);
     for (int m = 0; m < o->n_models && !rc; m++) {
         asam_segmenter model; /* SAM or EfficientSAM, from the file */
-        int lrc = asam_segmenter_load(o->models[m], &model);
+        int lrc = asam_segmenter_load_frozen(o->models[m], &model);
         if (asam_dist_agree(lrc)) { /* every rank has it */
             if (!lrc) asam_segmenter_free(&model);
             rc = -1;

@@ -44,7 +44,7 @@ int asam_gen_models_load(const char *sd_path, const char *controlnet_path, const
     }
     if (sam_path) { /* the attacked model: SAM or EfficientSAM, from the file */
         asam_segmenter seg;
-        if (asam_segmenter_load(sam_path, &seg)) {
+        if (asam_segmenter_load_frozen(sam_path, &seg)) {
             asam_gen_models_free(m);
             return -1;
         }

@@ -234,7 +234,7 @@ int asam_pgd_run(const asam_pgd_opts *o) {
     if (asam_dataset_open(o->data, &ds)) return asam_dist_agree(-1); /* the others wait for it */
     asam_sam *m = NULL;
     int rc = asam_mkdirs(o->out_dir);
-    if (!rc) rc = asam_sam_load(o->model_path, &m);
+    if (!rc) rc = asam_sam_load_frozen(o->model_path, &m);
     size_t n = asam_dataset_count(ds);
     if (o->limit > 0 && n > (size_t)o->limit) n = (size_t)o->limit;
     int redo = 0;

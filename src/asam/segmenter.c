@@ -5,12 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-int asam_segmenter_load(const char *path, asam_segmenter *s) {
+static int load(const char *path, int frozen, asam_segmenter *s) {
     memset(s, 0, sizeof *s);
     const char *fam = asam_model_family_of_file(path);
     if (!fam) return -1;
     if (!strcmp(fam, "efficientsam")) return asam_esam_load(path, 0, &s->esam);
-    return asam_sam_load(path, &s->sam);
+    return frozen ? asam_sam_load_frozen(path, &s->sam) : asam_sam_load(path, &s->sam);
+}
+
+int asam_segmenter_load(const char *path, asam_segmenter *s) {
+    return load(path, 0, s);
+}
+
+int asam_segmenter_load_frozen(const char *path, asam_segmenter *s) {
+    return load(path, 1, s);
 }
 
 void asam_segmenter_free(asam_segmenter *s) {

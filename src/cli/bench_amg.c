@@ -51,7 +51,7 @@ int bench_amg_main(int argc, char **argv) {
     asam_sam *m = NULL;
     asam_image img = {0};
     if (a.model_path) {
-        rc = asam_sam_load(a.model_path, &m);
+        rc = asam_sam_load_frozen(a.model_path, &m);
     } else {
         asam_sam_config cfg;
         rc = asam_sam_config_preset("vit_b", &cfg) || asam_sam_init_random(&cfg, a.seed, &m);

@@ -285,7 +285,7 @@ static void seg_free(seg_run *r) {
  * embedding and mask prompt sizes follow the model's input side S). */
 static int load_inputs(const segment_args *a, seg_run *r) {
     if (a->image_path && asam_image_read(a->image_path, 3, &r->img) != 0) return -1;
-    if (asam_sam_load(a->model_path, &r->m) != 0) return -1;
+    if (asam_sam_load_frozen(a->model_path, &r->m) != 0) return -1;
     const int S = asam_sam_img_size(r->m), G = asam_sam_grid(r->m), L = asam_sam_lowres(r->m);
     if (a->image_path) asam_sam_sizes_at(S, r->img.h, r->img.w, &r->sz);
     if (a->emb_path) {

@@ -79,7 +79,7 @@ int cmd_segment_everything(int argc, char **argv) {
     a.o.model_path = a.model_path;
     asam_sam *m = NULL;
     asam_everything_stats st;
-    rc = asam_sam_load(a.model_path, &m) ||
+    rc = asam_sam_load_frozen(a.model_path, &m) ||
          asam_segment_everything(m, a.input, a.out_dir, &a.o, &st);
     asam_sam_free(m);
     if (rc) return cli_fail("segment", "%s", asam_last_error());

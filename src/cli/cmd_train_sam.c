@@ -27,7 +27,7 @@ static int parse_global(const char *value, void *dst, char *err, size_t n_err) {
  * on each --eval folder: one line each on stdout and OUT.eval.json. */
 static int evaluate(const char *out, const cli_list *evals, int max_images) {
     asam_sam *m;
-    if (asam_sam_load(out, &m)) return -1;
+    if (asam_sam_load_frozen(out, &m)) return -1;
     cJSON *root = cJSON_CreateObject(), *sets = cJSON_CreateArray();
     cJSON_AddStringToObject(root, "model", out);
     cJSON_AddStringToObject(root, "metric", "box-prompt mIoU (tight GT boxes, single-mask output)");

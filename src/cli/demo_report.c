@@ -249,8 +249,8 @@ static void make_figures(const demo *d, const char *rdir, report_figs *f) {
     f->eval_chart = eval_chart(d, path) == 0;
     asam_sam *before = NULL, *after = NULL;
     int have_models = f->have_models = asam_file_exists(d->tuned) &&
-                                       asam_sam_load(d->sam, &before) == 0 &&
-                                       asam_sam_load(d->tuned, &after) == 0;
+                                       asam_sam_load_frozen(d->sam, &before) == 0 &&
+                                       asam_sam_load_frozen(d->tuned, &after) == 0;
     char *panel_err = f->panel_err;
     for (int i = 1; i <= n_panels; i++) {
         char clean[2600], adv[2600], js[2600];

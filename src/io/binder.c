@@ -100,7 +100,9 @@ static asam_tensor *bind(asam_binder *B, const char *name, int ndim, const int64
         asam_error("%s: tensor '%s': cannot read: %s", asam_binder_path(B), key, why);
         return fail(B, p, nm);
     }
-    if (t && B->hold_weights && (ndim == 2 || ndim == 4)) asam_weight_hold_now(p);
+    if (t && B->hold_weights &&
+        (B->is_gemm_weight ? B->is_gemm_weight(name, ndim) : ndim == 2 || ndim == 4))
+        asam_weight_hold_now(p);
     if (!t && B->init) B->init(B->user, name, p);
     p->name = nm;
     B->params[B->n] = p;

@@ -164,7 +164,18 @@ static void load_mlp3(asam_binder *L, asam_sam_mlp3 *m, int out, const char *pre
 
 /* Bind every tensor from ck (shape-checked), or random ones when ck is NULL. Long on purpose:
  * one bind per weight in the official state_dict's order, to be read against its key list. */
-static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_t seed,
+/* The image encoder's GEMM weights (patch embedding, each block's qkv, proj and MLP, the neck's
+ * convolutions: nearly all of the model's bytes); its position tables and norms are read as
+ * fp32, and the decoder's small weights are held at first use. */
+static int encoder_gemm_weight(const char *name, int ndim) {
+    size_t n = strlen(name);
+    return (ndim == 2 || ndim == 4) && !strncmp(name, "image_encoder.", 14) && n > 7 &&
+           !strcmp(name + n - 7, ".weight") && !strstr(name, "norm");
+}
+
+/* frozen: a model that is never trained; under bf16 its encoder's GEMM weights are held in bf16
+ * as they are read. */
+static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_t seed, int frozen,
                  asam_sam **out) {
     *out = NULL;
     asam_sam_config cfg = *cfgp;
@@ -182,6 +193,8 @@ static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_
     asam_binder *L = &h->B;
     asam_binder_init(L, ck, NULL);
     L->model = "SAM";
+    L->hold_weights = frozen;
+    L->is_gemm_weight = encoder_gemm_weight;
     L->init = random_init;
     L->user = &rng;
     const int64_t C = cfg.embed_dim, hd = cfg.head_dim, M = cfg.mlp_dim;
@@ -295,15 +308,23 @@ static int build(const asam_checkpoint *ck, const asam_sam_config *cfgp, uint64_
     return 0;
 }
 
-int asam_sam_load(const char *path, asam_sam **out) {
+static int load(const char *path, int frozen, asam_sam **out) {
     *out = NULL;
     asam_checkpoint *ck;
     if (asam_checkpoint_open(path, &ck) != 0) return -1;
     asam_sam_config cfg;
     int rc = config_from_ckpt(ck, &cfg);
-    if (rc == 0) rc = build(ck, &cfg, 0, out);
+    if (rc == 0) rc = build(ck, &cfg, 0, frozen, out);
     asam_checkpoint_close(ck);
     return rc;
+}
+
+int asam_sam_load(const char *path, asam_sam **out) {
+    return load(path, 0, out);
+}
+
+int asam_sam_load_frozen(const char *path, asam_sam **out) {
+    return load(path, 1, out);
 }
 
 void asam_sam_free(asam_sam *m) {
@@ -376,7 +397,7 @@ int asam_sam_params(const asam_sam *m, asam_tensor *const **params, const char *
 }
 
 int asam_sam_init_random(const asam_sam_config *cfg, uint64_t seed, asam_sam **out) {
-    return build(NULL, cfg, seed, out);
+    return build(NULL, cfg, seed, 0, out);
 }
 
 int asam_sam_save(const asam_sam *m, const char *path) {
