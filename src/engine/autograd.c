@@ -29,12 +29,16 @@ asam_node *asam_record(asam_ctx *ctx, const char *op, asam_backward_fn fn, asam_
     return node;
 }
 
+/* Inside a checkpoint recompute, a gradient buffer for a tensor from outside the segment would
+ * be freed with the segment: such tensors must be passed as segment inputs. */
+static int outside_segment(const asam_ctx *ctx, const asam_tensor *t) {
+    return ctx->ckpt_floor && (const uint8_t *)t < ctx->base + ctx->ckpt_floor;
+}
+
 /* A new arena gradient buffer for t (zeroed when zero), NULL (ctx failed) when t lies outside
  * the running checkpoint segment or memory runs out. */
 static float *new_grad_buf(asam_ctx *ctx, asam_tensor *t, int zero) {
-    /* Inside a checkpoint recompute, a gradient buffer for a tensor from outside the segment
-     * would be freed with the segment: such tensors must be passed as segment inputs. */
-    if (ctx->ckpt_floor && (uint8_t *)t < ctx->base + ctx->ckpt_floor) {
+    if (outside_segment(ctx, t)) {
         asam_ctx_fail(ctx, "checkpoint: a tensor from outside the segment needs a gradient; "
                            "pass it as a segment input");
         return NULL;
@@ -57,8 +61,8 @@ float *asam_grad_buf_fresh(asam_ctx *ctx, asam_tensor *t, int *fresh) {
 }
 
 int asam_grad_alias(asam_ctx *ctx, asam_tensor *t, float *buf) {
-    if (!t || !t->requires_grad || t->grad || t->persistent || !buf) return 0;
-    if (ctx->ckpt_floor && (uint8_t *)t < ctx->base + ctx->ckpt_floor) return 0;
+    if (!t || !t->requires_grad || t->grad || t->persistent || !buf || outside_segment(ctx, t))
+        return 0;
     t->grad_stamp = ctx->grad_stamp;
     t->grad = buf;
     return 1;

@@ -693,6 +693,13 @@ static void backward_block(const attn_args *A, const attn_grads *G, const float 
         attn_backward_block(A, G, bh, q0, q1, S, dP, Di, h16, dk_acc, dv_acc);
 }
 
+/* Whether the backward splits one pair's nblk query blocks over the nt threads (private dK/dV
+ * summed at the end) rather than sharing out the BH pairs: when the pairs alone would leave
+ * threads idle (fewer pairs than threads, or a few that do not divide evenly). */
+static int split_over_blocks(int par, int64_t BH, int64_t nblk, int nt, int need_kv) {
+    return par && nblk > 1 && need_kv && (BH < nt || (BH % nt != 0 && BH < 4 * nt && nblk >= nt));
+}
+
 static void attention_backward(asam_ctx *ctx, asam_node *n) {
     attn_args *A = n->saved;
     /* the AMX backward writes each element of dq, dk, dv once: new buffers go unzeroed */
@@ -718,16 +725,12 @@ static void attention_backward(asam_ctx *ctx, asam_node *n) {
     int nt = omp_get_max_threads();
     int par = BH * Nq * Nk * (D + Dv) >= ATTN_PARALLEL_MACS;
     if (!par) nt = 1;
-    /* Split a pair's blocks over threads (private dK/dV) when the pairs alone would leave
-     * threads idle: fewer pairs than threads, or a few pairs that do not divide evenly. */
-    int split_blocks = par && nblk > 1 && (G.dk || G.dv) &&
-                       (BH < nt || (BH % nt != 0 && BH < 4 * nt && nblk >= nt));
+    int split_blocks = split_over_blocks(par, BH, nblk, nt, G.dk || G.dv);
     if (amx) {
         int64_t amx_blk = (Nq + AMX_BQ - 1) / AMX_BQ;
-        int amx_split = par && amx_blk > 1 && (G.dk || G.dv) &&
-                        (BH < nt || (BH % nt != 0 && BH < 4 * nt && amx_blk >= nt));
         asam_mark m = asam_ctx_mark(ctx);
-        attention_backward_amx(ctx, A, &G, par, nt, amx_split);
+        attention_backward_amx(ctx, A, &G, par, nt,
+                               split_over_blocks(par, BH, amx_blk, nt, G.dk || G.dv));
         asam_ctx_release(ctx, m);
         return;
     }

@@ -317,26 +317,20 @@ static void bc_backward_input(asam_ctx *ctx, int op, int which, const bc_plan *p
 static void binary_backward(asam_ctx *ctx, asam_node *n) {
     bc_saved *s = n->saved;
     asam_tensor *a = n->in[0], *b = n->in[1];
-    /* a + b with a of the output's shape (a residual connection): b's gradient first, then a's
-     * is the output's gradient itself when a has none yet (every consumer of the output has
-     * run, so nothing writes it any more) */
-    if (s->op == OP_ADD && a != b && a->numel == n->out->numel && a->requires_grad && !a->grad &&
-        !a->persistent) {
-        float *gb = asam_grad_buf(ctx, b);
-        if (gb) bc_backward_input(ctx, s->op, 1, &s->plan, gb, n->out->grad, a->data, b->data);
-        if (asam_grad_alias(ctx, a, n->out->grad)) return;
-        float *ga = asam_grad_buf(ctx, a);
-        if (ga) bc_backward_input(ctx, s->op, 0, &s->plan, ga, n->out->grad, a->data, b->data);
-        return;
-    }
-    float *ga = asam_grad_buf(ctx, a);
     float *gb = a == b ? NULL : asam_grad_buf(ctx, b);
+    if (gb) bc_backward_input(ctx, s->op, 1, &s->plan, gb, n->out->grad, a->data, b->data);
+    /* a + b with a of the output's shape (a residual connection): a's gradient is the output's
+     * itself when a has none yet (every consumer of the output has run, so nothing writes it
+     * any more; b's share was read from it above) */
+    if (s->op == OP_ADD && a != b && a->numel == n->out->numel &&
+        asam_grad_alias(ctx, a, n->out->grad))
+        return;
+    float *ga = asam_grad_buf(ctx, a);
     if (ga) bc_backward_input(ctx, s->op, 0, &s->plan, ga, n->out->grad, a->data, b->data);
     if (a == b && ga) {
         /* same tensor on both sides: its gradient gets both contributions */
         bc_backward_input(ctx, s->op, 1, &s->plan, ga, n->out->grad, a->data, b->data);
     }
-    if (gb) bc_backward_input(ctx, s->op, 1, &s->plan, gb, n->out->grad, a->data, b->data);
 }
 
 static asam_tensor *binary(asam_ctx *ctx, int op, asam_tensor *a, asam_tensor *b) {

@@ -179,7 +179,7 @@ static void linear_backward(asam_ctx *ctx, asam_node *n) {
     float *dw = asam_grad_buf(ctx, w);
     float *db = b ? asam_grad_buf(ctx, b) : NULL;
     if (R == 0) return;
-    if (dx && fresh && (Dout == 0 || Din == 0))
+    if (dx && fresh && Dout == 0) /* an empty product: dx is 0 */
         memset(dx, 0, (size_t)(R * Din) * sizeof(float));
     else if (dx) /* dy (R,Dout) @ w (Dout,Din) */
         asam_gemm_wb(0, 0, R, Din, Dout, 1.0f, dy, Dout, w, Din, fresh ? 0.0f : 1.0f, dx, Din);
