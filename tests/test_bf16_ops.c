@@ -14,6 +14,7 @@
 #include "engine/backend.h"
 #include "engine/gemm_amx.h"
 #include "engine/gemm_bf16.h"
+#include "engine/linear_amx.h"
 #ifdef ASAM_HAVE_ONEDNN
 #include "engine/gemm_onednn.h"
 #endif
@@ -132,6 +133,80 @@ static void onednn_bias_suite(void) {
     free(A), free(B), free(bias), free(C1), free(C2), free(B16);
 }
 #endif
+
+/* The AMX linear product (weight packed ahead, bias in the accumulators) against a double
+ * product of the bf16-rounded operands, with and without bias, strided A and C, edges in every
+ * dimension; the weight packed from fp32 and from bf16 gives the same panels. C starts as NaN:
+ * every element must be written. */
+static void check_linear_amx(int64_t M, int64_t N, int64_t K, int with_bias, int64_t pad) {
+    int64_t lda = K + pad, ldc = N + pad;
+    float *A = malloc((size_t)(M * lda) * 4), *W = malloc((size_t)(N * K) * 4);
+    float *bias = malloc((size_t)N * 4), *C = malloc((size_t)(M * ldc) * 4);
+    float *ref = malloc((size_t)(M * N) * 4), *got = malloc((size_t)(M * N) * 4);
+    uint16_t *W16 = malloc((size_t)(N * K) * 2);
+    int64_t np = asam_linear_amx_packed_numel(N, K);
+    uint16_t *P1 = malloc((size_t)np * 2), *P2 = malloc((size_t)np * 2);
+    uint64_t s = 11;
+    for (int64_t i = 0; i < M * lda; i++) A[i] = gc_rand(&s);
+    for (int64_t i = 0; i < N * K; i++) W[i] = gc_rand(&s);
+    for (int64_t i = 0; i < N; i++) bias[i] = 4 * gc_rand(&s);
+    for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN;
+    asam_bf16_convert(W, N, K, K, W16);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = with_bias ? bias[j] : 0.0;
+            for (int64_t k = 0; k < K; k++)
+                acc += (double)bf16_round(A[i * lda + k]) * bf16_round(W[j * K + k]);
+            ref[i * N + j] = (float)acc;
+        }
+    asam_linear_amx_pack(N, K, W, NULL, K, P1);
+    asam_linear_amx_pack(N, K, NULL, W16, K, P2);
+    CHECK(!memcmp(P1, P2, (size_t)np * 2), "linear amx %lldx%lld: packed from fp32 and bf16 differ",
+          (long long)N, (long long)K);
+    int rc = asam_linear_amx(M, N, K, A, lda, P2, with_bias ? bias : NULL, C, ldc);
+    CHECK(rc == 0, "linear amx failed");
+    for (int64_t i = 0; i < M; i++) memcpy(got + i * N, C + i * ldc, (size_t)N * 4);
+    char what[128];
+    snprintf(what, sizeof what, "linear amx %lldx%lldx%lld bias=%d pad=%lld", (long long)M,
+             (long long)N, (long long)K, with_bias, (long long)pad);
+    CHECK_CLOSE(got, ref, (size_t)(M * N), 1e-5, what);
+    int spill = 0; /* the padding columns of C are not written */
+    for (int64_t i = 0; i < M && pad; i++)
+        for (int64_t j = N; j < ldc; j++) spill |= !isnan(C[i * ldc + j]);
+    CHECK(!spill, "%s: wrote past N", what);
+    free(A), free(W), free(bias), free(C), free(ref), free(got), free(W16), free(P1), free(P2);
+}
+
+static void linear_amx_suite(void) {
+    check_linear_amx(37, 45, 29, 1, 0);
+    check_linear_amx(1, 300, 64, 1, 0);     /* one row (the time embedding) */
+    check_linear_amx(301, 200, 130, 0, 3);  /* no bias, strided, edges */
+    check_linear_amx(77, 320, 768, 1, 1);   /* cross-attention keys */
+    check_linear_amx(96, 1300, 1031, 1, 0); /* several column blocks, K not 32-aligned */
+    check_linear_amx(64, 33, 4000, 0, 0);   /* long K, one pair past the panel */
+    check_linear_amx(33, 1, 5, 1, 2);       /* one output, tiny K */
+    /* inside a parallel region each thread runs its own product on itself */
+    int bad = 0;
+#pragma omp parallel reduction(| : bad)
+    {
+        const int64_t M = 40, N = 50, K = 70;
+        float A[40 * 70], W[50 * 70], C[40 * 50], C1[40 * 50];
+        uint16_t P[64 * 96];
+        for (int64_t i = 0; i < M * K; i++) A[i] = (float)((i * 7) % 13) - 6;
+        for (int64_t i = 0; i < N * K; i++) W[i] = (float)((i * 5) % 11) - 5;
+        asam_linear_amx_pack(N, K, W, NULL, K, P);
+        bad |= asam_linear_amx(M, N, K, A, K, P, NULL, C, N) != 0;
+        for (int64_t i = 0; i < M; i++) /* small integers: exact in bf16 and in fp32 sums */
+            for (int64_t j = 0; j < N; j++) {
+                float acc = 0;
+                for (int64_t k = 0; k < K; k++) acc += A[i * K + k] * W[j * K + k];
+                C1[i * N + j] = acc;
+            }
+        bad |= memcmp(C, C1, sizeof C) != 0;
+    }
+    CHECK(!bad, "linear amx inside a parallel region differs from the exact product");
+    printf("ok   linear amx: 7 shapes against the bf16-rounded double product, in-region calls\n");
+}
 
 /* ---- ops under both precisions ---- */
 
@@ -313,6 +388,7 @@ int main(void) {
     if (asam_amx_supported()) {
         gemm_suite("amx", gemm_amx_f32);
         gemm_suite("amx bf16 operands", gemm_amx_b16);
+        linear_amx_suite();
         conv_amx_suite();
     } else {
         printf("SKIP: this CPU has no AMX: the AMX tile kernel is not checked here\n");

@@ -13,6 +13,7 @@
  * Skips (77) on a CPU without AVX512-BF16. */
 #include "asam/engine.h"
 #include "engine/amx_tile.h"
+#include "engine/linear_amx.h"
 #include "asam/error.h"
 #include "asam/sam.h"
 #include "asam/sd.h"
@@ -93,7 +94,14 @@ static void op_suite(const char *kernel) {
         run_op(k, w, &y1, &dx1); /* converted here, then the held copy */
         asam_param_bytes(&f1, &b1);
         CHECK(!w->data && w->bf16 && asam_param_bf16_held(w), "%s: weight not held", op_names[k]);
-        CHECK(f0 - f1 == (size_t)(4 * w->numel) && b1 - b0 == (size_t)(2 * w->numel),
+        /* on AMX a held linear weight also keeps its packed tile copy (counted as bf16 bytes) */
+        int64_t tiles = w->linear_tiles ? asam_linear_amx_packed_numel(64, 96) : 0;
+        int amx_linear =
+            asam_amx_supported() && strcmp(kernel, "[own]") && strcmp(kernel, "[onednn]");
+        CHECK(k != LINEAR || (w->linear_tiles != NULL) == amx_linear,
+              "%s [%s]: packed tile copy %s", op_names[k], kernel,
+              w->linear_tiles ? "made where no AMX linear runs" : "missing");
+        CHECK(f0 - f1 == (size_t)(4 * w->numel) && b1 - b0 == (size_t)(2 * (w->numel + tiles)),
               "%s: fp32 bytes %zu -> %zu, bf16 bytes %zu -> %zu for %lld elements", op_names[k], f0,
               f1, b0, b1, (long long)w->numel);
         int64_t ny = k == LINEAR ? 2 * 37 * 64 : 0, nx = 0;
@@ -372,20 +380,27 @@ static void sd_suite(const char *kernel) {
 
 int main(void) {
     if (!asam_bf16_supported()) TEST_SKIP("this CPU has no AVX512-BF16: bf16 cannot run here");
-    /* Our AVX512-BF16 kernel, our AMX kernel (on CPUs with AMX), then the default (oneDNN's
-     * when this build has it); ASAM_BF16_KERNEL is read when the precision is set. */
-    static const char *const kernels[3] = {"avx512", "amx", NULL};
-    for (int pass = 0; pass < 3; pass++) {
+    /* Our AVX512-BF16 kernel, our AMX kernels (on CPUs with AMX), oneDNN alone (when built in),
+     * then the default (oneDNN with the linear layers on AMX tiles where the CPU has them);
+     * ASAM_BF16_KERNEL is read when the precision is set. */
+    static const char *const kernels[4] = {"avx512", "amx", "onednn", NULL};
+    for (int pass = 0; pass < 4; pass++) {
         if (pass == 1 && !asam_amx_supported()) {
             printf("SKIP (part): no AMX on this CPU: the AMX kernel is not checked here\n");
             continue;
         }
+#ifndef ASAM_HAVE_ONEDNN
+        if (pass == 2) continue; /* "onednn" falls back to the default here */
+#endif
         if (kernels[pass])
             setenv("ASAM_BF16_KERNEL", kernels[pass], 1);
         else
             unsetenv("ASAM_BF16_KERNEL");
         CHECK(asam_set_precision(ASAM_BF16) == 0, "bf16: %s", asam_last_error());
-        const char *kernel = pass == 0 ? "[own]" : pass == 1 ? "[amx]" : "[default]";
+        const char *kernel = pass == 0   ? "[own]"
+                             : pass == 1 ? "[amx]"
+                             : pass == 2 ? "[onednn]"
+                                         : "[default]";
         printf("bf16 kernels %s: %s\n", kernel, asam_backend_describe());
         op_suite(kernel);
         sam_suite(kernel);

@@ -61,6 +61,9 @@ typedef struct asam_tensor {
     /* A held 3x3 convolution weight's copies repacked per tap for the AMX convolution (the
      * forward's, the adjoint's), made on first use and freed with bf16; else NULL. */
     uint16_t *conv_taps[2];
+    /* A held linear weight's copy packed in the AMX tile panels (linear_amx.c), made on its
+     * first use as a linear layer's weight and freed with bf16; else NULL. */
+    uint16_t *linear_tiles;
 } asam_tensor;
 
 /* ---- threads ---------------------------------------------------------------------------- */

@@ -6,13 +6,16 @@
  * oneDNN 2.6 on the SD UNet and SAM encoder forwards, measured on a 2-core Xeon with AMX, but
  * slower on the backward's transposed operands, so not the default where oneDNN is there); else
  * our AVX512-BF16 micro-kernel (gemm_bf16.c). bf16 is refused on a CPU without AVX512-BF16
- * (every CPU with AMX has it). ASAM_BF16_KERNEL=amx or =avx512 forces our kernels (for tests
- * and benchmarks comparing them). */
+ * (every CPU with AMX has it). On AMX CPUs the linear layers' forward runs on our tile kernel
+ * with the weight packed once (linear_amx.c: 1.1-2.2x Debian's oneDNN 2.6 at the SD UNet's
+ * shapes), whichever GEMM backend is picked. ASAM_BF16_KERNEL=amx or =avx512 forces our
+ * kernels, =onednn oneDNN alone (for tests and benchmarks comparing them). */
 #include "engine/backend.h"
 #include "engine/amx_tile.h"
 #include "engine/engine_internal.h"
 #include "engine/gemm_amx.h"
 #include "engine/gemm_bf16.h"
+#include "engine/linear_amx.h"
 #ifdef ASAM_HAVE_ONEDNN
 #include "engine/gemm_onednn.h"
 #endif
@@ -101,14 +104,16 @@ static void gemm16_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float
         gemm16_own(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
 }
 /* oneDNN adds the bias in its epilogue (the sum it would otherwise read C for). */
-static int gemm16_bias_onednn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                              const float *B, const uint16_t *B16, int64_t ldb, const float *bias,
-                              float *C, int64_t ldc) {
+static int linear_onednn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         asam_tensor *W, int64_t ldw, const float *bias, float *C, int64_t ldc) {
     if (M * N * K < BF16_MIN_MACS) return -1;
-    return asam_gemm_onednn_bias(M, N, K, A, lda, B, B16, ldb, bias, C, ldc);
+    /* held or not, the same kernel: held weights give the same bits as rounding per call */
+    const uint16_t *B16 = asam_weight_held(W);
+    if (B16 && ldw != K) return -1; /* held operands are used whole and contiguous */
+    return asam_gemm_onednn_bias(M, N, K, A, lda, B16 ? NULL : W->data, B16, ldw, bias, C, ldc);
 }
 static const asam_backend cpu_bf16_onednn = {"cpu-bf16 (oneDNN)", ASAM_BF16, gemm_bf16_onednn,
-                                             gemm16_onednn, gemm16_bias_onednn};
+                                             gemm16_onednn, linear_onednn};
 #endif
 
 /* Our AMX tile kernel (gemm_amx.c); a failure (out of memory) falls back to oneDNN or our
@@ -130,8 +135,57 @@ static void gemm_bf16_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float
                           float *C, int64_t ldc) {
     gemm16_amx(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
 }
-static const asam_backend cpu_bf16_amx = {"cpu-bf16 (AMX tile kernel)", ASAM_BF16, gemm_bf16_amx,
-                                          gemm16_amx, NULL};
+
+/* A linear layer on the tiles with its weight packed (linear_amx.c): a frozen weight's packed
+ * copy is made on its first use and kept with it, a trainable one's is made per call (the same
+ * values, so held and trainable weights give the same bits). */
+static _Thread_local uint16_t *tl_pack;
+static _Thread_local size_t tl_pack_cap;
+
+static int linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
+                      int64_t ldw, const float *bias, float *C, int64_t ldc) {
+    if (M * N * K < BF16_MIN_MACS) return -1;
+    const uint16_t *W16 = asam_weight_held(W);
+    if (W16 && ldw != K) return -1; /* held operands are used whole and contiguous */
+    const uint16_t *Wp = W16 ? W->linear_tiles : NULL;
+    if (!Wp) {
+        size_t bytes = (size_t)asam_linear_amx_packed_numel(N, K) * sizeof(uint16_t);
+        bytes = (bytes + 63) / 64 * 64;
+        uint16_t *t = NULL;
+        if (W16) {
+            t = aligned_alloc(64, bytes);
+        } else { /* per call: the calling thread's buffer, kept */
+            if (bytes > tl_pack_cap) {
+                free(tl_pack);
+                tl_pack = aligned_alloc(64, bytes);
+                tl_pack_cap = tl_pack ? bytes : 0;
+            }
+            t = tl_pack;
+        }
+        if (!t) return -1;
+        asam_linear_amx_pack(N, K, W16 ? NULL : W->data, W16, ldw, t);
+        Wp = t;
+        if (W16) {
+#pragma omp critical(asam_weight_hold)
+            {
+                if (!W->linear_tiles)
+                    asam_param_set_linear_tiles(W, t);
+                else
+                    Wp = W->linear_tiles; /* another thread's, the same values */
+            }
+            if (Wp != t) free(t);
+        }
+    }
+    return asam_linear_amx(M, N, K, A, lda, Wp, bias, C, ldc);
+}
+
+static const asam_backend cpu_bf16_amx = {"cpu-bf16 (AMX tile kernels)", ASAM_BF16, gemm_bf16_amx,
+                                          gemm16_amx, linear_amx};
+#ifdef ASAM_HAVE_ONEDNN
+/* oneDNN's GEMMs with the linear layers' forward on the tiles: the default on AMX CPUs. */
+static const asam_backend cpu_bf16_onednn_amx = {"cpu-bf16 (oneDNN, AMX linear)", ASAM_BF16,
+                                                 gemm_bf16_onednn, gemm16_onednn, linear_amx};
+#endif
 
 const asam_backend *asam_backend_current = &cpu_fp32;
 
@@ -154,11 +208,13 @@ int asam_set_precision(asam_precision p) {
         return asam_error("precision bf16: this CPU has no AVX512-BF16 (nor AMX)");
     const char *force = getenv("ASAM_BF16_KERNEL");
     int want_amx = force && !strcmp(force, "amx"), want_own = force && !strcmp(force, "avx512");
-    (void)want_amx; /* read only where oneDNN is built in */
-    asam_backend_current = &cpu_bf16_own;
-    if (!want_own && asam_amx_supported()) asam_backend_current = &cpu_bf16_amx;
+    int want_onednn = force && !strcmp(force, "onednn");
+    (void)want_onednn; /* read only where oneDNN is built in */
+    int amx = !want_own && asam_amx_supported();
+    asam_backend_current = amx ? &cpu_bf16_amx : &cpu_bf16_own;
 #ifdef ASAM_HAVE_ONEDNN
-    if (!want_own && !want_amx) asam_backend_current = &cpu_bf16_onednn;
+    if (!want_own && !want_amx)
+        asam_backend_current = amx && !want_onednn ? &cpu_bf16_onednn_amx : &cpu_bf16_onednn;
 #endif
     return 0;
 }
@@ -179,11 +235,13 @@ const char *asam_precision_name(asam_precision p) {
 
 const char *asam_backend_describe(void) {
 #ifdef ASAM_HAVE_ONEDNN
-    if (asam_backend_current == &cpu_bf16_onednn) {
+    if (asam_backend_current == &cpu_bf16_onednn || asam_backend_current == &cpu_bf16_onednn_amx) {
         static char buf[192];
         const char *impl = asam_onednn_impl();
-        snprintf(buf, sizeof buf, "cpu-bf16 (oneDNN %s)",
-                 impl ? impl : "unavailable: AVX512-BF16 micro-kernel");
+        snprintf(buf, sizeof buf, "cpu-bf16 (oneDNN %s%s)",
+                 impl ? impl : "unavailable: AVX512-BF16 micro-kernel",
+                 asam_backend_current == &cpu_bf16_onednn_amx ? "; linear layers on AMX tiles"
+                                                              : "");
         return buf;
     }
 #endif
@@ -262,10 +320,6 @@ void asam_gemm_wb(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
 
 int asam_gemm_wb_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
                       int64_t ldw, const float *bias, float *C, int64_t ldc) {
-    if (!asam_backend_current->gemm16_bias) return -1;
-    /* held or not, the same kernel: held weights give the same bits as rounding per call */
-    const uint16_t *B16 = asam_weight_held(W);
-    if (B16 && ldw != K) return -1; /* held operands are used whole and contiguous */
-    return asam_backend_current->gemm16_bias(M, N, K, A, lda, B16 ? NULL : W->data, B16, ldw, bias,
-                                             C, ldc);
+    if (!asam_backend_current->linear) return -1;
+    return asam_backend_current->linear(M, N, K, A, lda, W, ldw, bias, C, ldc);
 }

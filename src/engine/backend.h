@@ -28,19 +28,22 @@ typedef void (*asam_gemm16_fn)(int ta, int tb, int64_t M, int64_t N, int64_t K, 
                                const float *A, const uint16_t *A16, int64_t lda, const float *B,
                                const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc);
 
-/* C (M, N) = A (M, K) B^T + bias (N values added to every row), B stored N x K (a linear
- * layer's weight) in fp32 or bf16 (B16): the bias added as the product is stored, not by a
- * pass over C before it. Returns 0, or -1 when it cannot (the caller adds the bias itself). */
-typedef int (*asam_gemm16_bias_fn)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                                   const float *B, const uint16_t *B16, int64_t ldb,
-                                   const float *bias, float *C, int64_t ldc);
+/* A linear layer's forward product: C (M, N) = A (M, K) W^T + bias (N values added to every
+ * row; NULL: none), W the layer's weight tensor (N x K, row stride ldw) in fp32 or held in bf16.
+ * The weight is passed whole so that a backend can keep its own packed copy of a frozen one;
+ * the bias is added as the product is stored, not by a pass over C before it. Returns 0, or
+ * -1 when it cannot (the caller computes the product through gemm / gemm16 itself; C may have
+ * been written, the caller writes all of it again). */
+typedef int (*asam_linear_fn)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                              asam_tensor *W, int64_t ldw, const float *bias, float *C,
+                              int64_t ldc);
 
 typedef struct {
     const char *name; /* "cpu-fp32 (OpenBLAS)", ... */
     asam_precision precision;
     asam_gemm_fn gemm;
-    asam_gemm16_fn gemm16;           /* NULL: this backend takes no bf16 operands */
-    asam_gemm16_bias_fn gemm16_bias; /* NULL: the bias is added by the caller */
+    asam_gemm16_fn gemm16; /* NULL: this backend takes no bf16 operands */
+    asam_linear_fn linear; /* NULL: linear layers go through gemm16 (the caller adds the bias) */
 } asam_backend;
 
 /* The backend in use (set by asam_set_precision; the fp32 one by default). */
@@ -71,9 +74,10 @@ void asam_gemm_wa(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
                   int64_t ldw, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 void asam_gemm_wb(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                   int64_t lda, asam_tensor *W, int64_t ldw, float beta, float *C, int64_t ldc);
-/* A linear layer's product with its bias: C (M, N) = A (M, K) W^T + bias, W (N, K) stored with
- * row stride ldw, through the backend's gemm16_bias. Returns -1 when the backend has none (or
- * cannot take this product): the caller then fills C with the bias and adds the product. */
+/* A linear layer's product with its bias (or none: bias NULL): C (M, N) = A (M, K) W^T + bias,
+ * W (N, K) stored with row stride ldw, through the backend's linear entry. Returns -1 when the
+ * backend has none (or cannot take this product): the caller then fills C with the bias and
+ * adds the product (asam_gemm_wb). */
 int asam_gemm_wb_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
                       int64_t ldw, const float *bias, float *C, int64_t ldc);
 

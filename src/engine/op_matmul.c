@@ -221,9 +221,10 @@ asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     asam_tensor *out = asam_op_out(ctx, x->ndim, oshape);
     if (!out) return NULL;
     float *y = out->data;
-    /* the bias added as the product is stored, where the backend can */
-    int fused = b && R && Dout && Din &&
-                asam_gemm_wb_bias(R, Dout, Din, x->data, Din, w, Din, b->data, y, Dout) == 0;
+    /* the backend's linear product where it has one (the bias added as the product is stored) */
+    int fused =
+        R && Dout && Din &&
+        asam_gemm_wb_bias(R, Dout, Din, x->data, Din, w, Din, b ? b->data : NULL, y, Dout) == 0;
     if (b && !fused) /* the rows start as the bias; the product adds to them */
 #pragma omp parallel for schedule(static) if (R * Dout >= LINEAR_PAR_MIN)
         for (int64_t r = 0; r < R; r++) memcpy(y + r * Dout, b->data, (size_t)Dout * sizeof(float));

@@ -1,6 +1,7 @@
 /* Tensor creation: arena tensors (asam_new & co.) and persistent parameters. */
 #include "engine/engine_internal.h"
 #include "engine/gemm_bf16.h"
+#include "engine/linear_amx.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,14 +119,29 @@ void asam_param_set_conv_taps(asam_tensor *t, int adjoint, uint16_t *taps) {
     count(&param_bf16_bytes, 2 * conv_taps_numel(t));
 }
 
-/* The per-tap copies go with the bf16 copy they were made from. */
-static void drop_conv_taps(asam_tensor *t) {
+/* Values in a linear weight's packed copy (linear_amx.c: both dimensions padded to 32). */
+static int64_t linear_tiles_numel(const asam_tensor *t) {
+    return t->ndim == 2 ? asam_linear_amx_packed_numel(t->shape[0], t->shape[1]) : 0;
+}
+
+void asam_param_set_linear_tiles(asam_tensor *t, uint16_t *tiles) {
+    t->linear_tiles = tiles;
+    count(&param_bf16_bytes, 2 * linear_tiles_numel(t));
+}
+
+/* The repacked copies (per tap, linear tiles) go with the bf16 copy they were made from. */
+static void drop_packed_copies(asam_tensor *t) {
     for (int i = 0; i < 2; i++)
         if (t->conv_taps[i]) {
             free(t->conv_taps[i]);
             t->conv_taps[i] = NULL;
             count(&param_bf16_bytes, -2 * conv_taps_numel(t));
         }
+    if (t->linear_tiles) {
+        free(t->linear_tiles);
+        t->linear_tiles = NULL;
+        count(&param_bf16_bytes, -2 * linear_tiles_numel(t));
+    }
 }
 
 void asam_bf16_widen(const uint16_t *src, float *dst, int64_t n) {
@@ -143,7 +159,7 @@ static int unhold(asam_tensor *t) {
     asam_bf16_widen(t->bf16, d, t->numel);
     free(t->bf16);
     t->bf16 = NULL;
-    drop_conv_taps(t);
+    drop_packed_copies(t);
     t->data = d;
     count(&param_bf16_bytes, -2 * t->numel);
     count(&param_f32_bytes, 4 * t->numel);
@@ -206,7 +222,7 @@ void asam_param_free(asam_tensor *t) {
     if (t->persistent) {
         if (t->data) count(&param_f32_bytes, -4 * t->numel);
         if (t->bf16) count(&param_bf16_bytes, -2 * t->numel);
-        drop_conv_taps(t);
+        drop_packed_copies(t);
         free(t->data);
         free(t->bf16);
         free(t->grad);

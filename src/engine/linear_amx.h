@@ -1,0 +1,28 @@
+/* A linear layer's forward product on Intel AMX tiles, its weight packed once (linear_amx.c).
+ *
+ * C (M, N) = A (M, K) W^T + bias, W (N, K) the layer's weight, A and W rounded to bf16 (nearest
+ * even) and fp32 sums: the product every bf16 kernel computes, up to the order of the sums. W
+ * is packed into the tiles' pair-interleaved panels (amx_tile.h's right-operand layout, N and K
+ * padded to multiples of 32) ahead of the call, once for a frozen weight; A is rounded 32 rows
+ * at a time inside the product, and the bias starts the accumulators, so C is written once. */
+#ifndef ASAM_ENGINE_LINEAR_AMX_H
+#define ASAM_ENGINE_LINEAR_AMX_H
+
+#include <stdint.h>
+
+/* Values of W's packed copy: round_up(N, 32) x round_up(K, 32). */
+int64_t asam_linear_amx_packed_numel(int64_t N, int64_t K);
+
+/* dst <- W (N, K, row stride ldw; fp32, or bf16 when W16 is non-NULL) packed for
+ * asam_linear_amx. Threads over the panels unless called inside a parallel region. */
+void asam_linear_amx_pack(int64_t N, int64_t K, const float *W, const uint16_t *W16, int64_t ldw,
+                          uint16_t *dst);
+
+/* C (M, N; row stride ldc) = A (M, K; row stride lda) W^T + bias (N values, or NULL for none),
+ * W given packed (Wp). Returns 0, or -1 when out of memory (C untouched). Call only when
+ * asam_amx_supported(); safe inside an OpenMP parallel region (it then runs on the calling
+ * thread). */
+int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                    const uint16_t *Wp, const float *bias, float *C, int64_t ldc);
+
+#endif
