@@ -12,6 +12,7 @@
 #include "asam/util.h"
 #include "engine/amx_tile.h"
 #include "engine/backend.h"
+#include "engine/conv_patch_amx.h"
 #include "engine/gemm_amx.h"
 #include "engine/gemm_bf16.h"
 #include "engine/linear_amx.h"
@@ -294,6 +295,7 @@ static void ops_suite(void) {
 /* ---- the AMX 3x3 convolution (conv_amx.h) ---- */
 
 extern int64_t asam_conv_amx_min_pixels; /* op_conv.c: the tile kernel from this many pixels */
+extern int asam_conv_patch_enabled;      /* op_conv.c: the patch product below that */
 
 /* conv2d forward, dx and dw of one geometry under the given precision; when held, the weight is
  * a persistent tensor that the bf16 path holds (and whose per-tap copies it keeps). */
@@ -343,6 +345,7 @@ static void conv_amx_suite(void) {
         for (int i = 0; i < 3; i++) {
             asam_set_precision(i ? ASAM_BF16 : ASAM_FP32);
             asam_conv_amx_min_pixels = i == 2 ? INT64_MAX : 1;
+            asam_conv_patch_enabled = i != 2;
             conv_run(N, C, H, W, O, 0, y[i], gx[i], gw[i]);
         }
         char what[160];
@@ -367,7 +370,93 @@ static void conv_amx_suite(void) {
         for (int i = 0; i < 3; i++) free(y[i]), free(gx[i]), free(gw[i]);
     }
     asam_conv_amx_min_pixels = saved;
+    asam_conv_patch_enabled = 1;
     asam_set_precision(ASAM_FP32);
+}
+
+/* The weight-times-patches tile product (conv_patch_amx.c) against a double convolution of the
+ * bf16-rounded operands; a weight rounded per call and the same weight held give the same bits.
+ * Geometries: 16-pixel runs on one row (W 16, 32), several rows per run (W 8, 4), two images in
+ * one product, 1x1, K slices (C 320 x 9) and two column blocks (O 640 over 1024 pixels). */
+static void check_conv_patch(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t k) {
+    int64_t HW = H * W, pad = k / 2, ny = N * O * HW;
+    char what[128];
+    snprintf(what, sizeof what, "conv patch amx N%lld C%lld %lldx%lld O%lld k%lld", (long long)N,
+             (long long)C, (long long)H, (long long)W, (long long)O, (long long)k);
+    CHECK(asam_conv_patch_amx_fits(C, O, H, W, k), "%s: refused", what);
+    asam_ctx *ctx = asam_ctx_new((size_t)1 << 28);
+    asam_tensor *x = rnd(ctx, ASAM_SHAPE(N, C, H, W), 31);
+    asam_tensor *w = asam_param_new(ASAM_SHAPE(O, C, k, k));
+    gc_fill(w, 32, 0.3f);
+    float *ref = malloc((size_t)ny * 4), *y0 = malloc((size_t)ny * 4), *y1 = malloc((size_t)ny * 4);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t p = 0; p < HW; p++) {
+                double acc = 0;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t t = 0; t < k * k; t++) {
+                        int64_t iy = p / W + t / k - pad, ix = p % W + t % k - pad;
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                        acc += (double)bf16_round(x->data[((n * C + c) * H + iy) * W + ix]) *
+                               bf16_round(w->data[(o * C + c) * k * k + t]);
+                    }
+                ref[(n * O + o) * HW + p] = (float)acc;
+            }
+    asam_set_precision(ASAM_BF16);
+    asam_set_weight_holding(0);
+    for (int64_t i = 0; i < ny; i++) y0[i] = y1[i] = NAN;
+    CHECK(asam_conv_patch_amx(ctx, x->data, N, C, H, W, w, y0) == 0, "%s failed", what);
+    CHECK(w->data && !w->bf16, "%s: weight held with holding off", what);
+    asam_set_weight_holding(1);
+    CHECK(asam_conv_patch_amx(ctx, x->data, N, C, H, W, w, y1) == 0, "%s failed (held)", what);
+    CHECK(w->bf16 && !w->data, "%s: weight not held", what);
+    CHECK_CLOSE(y0, ref, (size_t)ny, 1e-5, what);
+    CHECK(!memcmp(y0, y1, (size_t)ny * 4), "%s: held and per-call weights differ", what);
+    asam_set_precision(ASAM_FP32);
+    asam_param_free(w);
+    asam_ctx_free(ctx);
+    free(ref), free(y0), free(y1);
+}
+
+static void conv_patch_suite(void) {
+    check_conv_patch(2, 64, 16, 16, 64, 3);
+    check_conv_patch(1, 32, 8, 8, 96, 3);
+    check_conv_patch(2, 32, 4, 8, 32, 3);
+    check_conv_patch(1, 32, 8, 4, 32, 3);
+    check_conv_patch(1, 320, 8, 8, 64, 3);
+    check_conv_patch(1, 32, 32, 32, 640, 3);
+    check_conv_patch(2, 96, 16, 32, 64, 1);
+    CHECK(!asam_conv_patch_amx_fits(40, 64, 16, 16, 3) &&
+              !asam_conv_patch_amx_fits(64, 64, 4, 4, 3) &&
+              !asam_conv_patch_amx_fits(64, 64, 6, 12, 3) &&
+              !asam_conv_patch_amx_fits(64, 64, 16, 16, 5),
+          "conv patch amx: took a geometry it cannot do");
+    /* through asam_conv2d: a 16x16 convolution under bf16 gives the patch product's bits (and
+     * its rounding error against fp32). The GEMMs are set to our AVX512-BF16 kernel, whose sums
+     * run in another order: oneDNN's AMX kernel can give the patch product's very bits. */
+    float *y[3];
+    int64_t ny = 2 * 64 * 16 * 16;
+    for (int i = 0; i < 3; i++) {
+        asam_ctx *ctx = asam_ctx_new((size_t)1 << 26);
+        asam_tensor *x = rnd(ctx, ASAM_SHAPE(2, 64, 16, 16), 41);
+        asam_tensor *w = rnd(ctx, ASAM_SHAPE(64, 64, 3, 3), 42);
+        setenv("ASAM_BF16_KERNEL", "avx512", 1);
+        asam_set_precision(i ? ASAM_BF16 : ASAM_FP32);
+        unsetenv("ASAM_BF16_KERNEL");
+        y[i] = malloc((size_t)ny * 4);
+        if (i < 2) {
+            asam_tensor *o = asam_conv2d(ctx, x, w, NULL, 1, 1);
+            CHECK(o != NULL, "conv2d: %s", asam_ctx_error(ctx));
+            memcpy(y[i], o->data, (size_t)ny * 4);
+        } else {
+            CHECK(asam_conv_patch_amx(ctx, x->data, 2, 64, 16, 16, w, y[i]) == 0, "patch failed");
+        }
+        asam_ctx_free(ctx);
+    }
+    asam_set_precision(ASAM_FP32);
+    CHECK_CLOSE(y[1], y[0], (size_t)ny, 1e-2, "conv2d 16x16 bf16 (patch product) vs fp32");
+    CHECK(!memcmp(y[1], y[2], (size_t)ny * 4), "conv2d 16x16 under bf16: not the patch product");
+    for (int i = 0; i < 3; i++) free(y[i]);
 }
 
 int main(void) {
@@ -390,6 +479,7 @@ int main(void) {
         gemm_suite("amx bf16 operands", gemm_amx_b16);
         linear_amx_suite();
         conv_amx_suite();
+        conv_patch_suite();
     } else {
         printf("SKIP: this CPU has no AMX: the AMX tile kernel is not checked here\n");
     }

@@ -5,6 +5,7 @@
  * asam_conv_chunk_floats whatever the image size. */
 #include "engine/blas.h"
 #include "engine/conv_amx.h"
+#include "engine/conv_patch_amx.h"
 #include "engine/conv_winograd.h"
 #include "engine/engine_internal.h"
 
@@ -148,6 +149,18 @@ static int use_conv_amx(const conv_geom *g) {
            g->p == 1 && asam_conv3x3_amx_fits(g->H, g->W, asam_conv_amx_min_pixels);
 }
 
+/* Under bf16 on AMX CPUs, the other 3x3 "same" convolutions (below 32x32 pixels: 16x16, 8x8)
+ * and the pointwise ones run as one weight-times-patches product on the tiles (conv_patch_amx.h),
+ * forward only: their gradients keep the GEMM paths. */
+int asam_conv_patch_enabled = 1; /* tests turn it off to reach the GEMM paths */
+
+static int use_conv_patch(const conv_geom *g, int64_t O) {
+    if (!asam_conv_patch_enabled) return 0;
+    int same3 = g->kh == 3 && g->kw == 3 && g->s == 1 && g->p == 1;
+    return asam_get_precision() == ASAM_BF16 && (same3 || is_pointwise(g)) &&
+           asam_conv_patch_amx_fits(g->C, O, g->H, g->W, g->kh);
+}
+
 /* The Winograd-transformed kernels of w (36, O, C), or of the adjoint convolution (36, C, O),
  * in the arena; from the held bf16 copy when the fp32 one is gone (the GEMM path computes with
  * those same values). NULL when out of memory. */
@@ -278,6 +291,12 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
             asam_ctx_release(ctx, m);
             return out;
         }
+    }
+    if (use_conv_patch(&g, O) &&
+        !asam_conv_patch_amx(ctx, x->data, N, g.C, g.H, g.W, w, out->data)) {
+        if (b) add_bias(out->data, b->data, N, O, HoWo);
+        asam_ctx_release(ctx, m);
+        return out; /* else out of memory: the paths below do it */
     }
     if (use_winograd(&g, O)) {
         float *U = winograd_weights(ctx, w, 0);
