@@ -13,6 +13,7 @@
 #include "engine/amx_tile.h"
 #include "engine/backend.h"
 #include "engine/conv_patch_amx.h"
+#include "engine/exp_avx512.h"
 #include "engine/gemm_amx.h"
 #include "engine/gemm_bf16.h"
 #include "engine/linear_amx.h"
@@ -207,6 +208,29 @@ static void linear_amx_suite(void) {
     }
     CHECK(!bad, "linear amx inside a parallel region differs from the exact product");
     printf("ok   linear amx: 7 shapes against the bf16-rounded double product, in-region calls\n");
+}
+
+/* The bf16 softmax's exp (asam_exp2_16_bf16): within 3e-6 of 2^t over [-125, 0], exactly 0
+ * below -125 and at -inf (masked logits), 2^0 within the same bound. */
+__attribute__((target("avx512f"))) static void exp2_suite(void) {
+    double worst = 0;
+    for (int64_t i = 0; i + 15 <= 125 * 4096; i += 16) {
+        float t[16], y[16];
+        for (int l = 0; l < 16; l++) t[l] = -(float)(i + l) / 4096.0f;
+        _mm512_storeu_ps(y, asam_exp2_16_bf16(_mm512_loadu_ps(t)));
+        for (int l = 0; l < 16; l++) {
+            double e = fabs(y[l] / exp2((double)t[l]) - 1.0);
+            if (e > worst) worst = e;
+        }
+    }
+    float odd[16] = {-INFINITY, -125.5f, -200.0f, -1e30f, 0.0f};
+    float y[16];
+    _mm512_storeu_ps(y, asam_exp2_16_bf16(_mm512_loadu_ps(odd)));
+    CHECK(worst < 3e-6, "exp2 bf16: relative error %.3g over [-125, 0]", worst);
+    CHECK(y[0] == 0 && y[1] == 0 && y[2] == 0 && y[3] == 0 && fabs(y[4] - 1.0) < 3e-6,
+          "exp2 bf16: -inf, < -125 must give 0 and 0 about 1: %g %g %g %g %g", y[0], y[1], y[2],
+          y[3], y[4]);
+    printf("ok   exp2 bf16: relative error %.3g over [-125, 0]; 0 below\n", worst);
 }
 
 /* ---- ops under both precisions ---- */
@@ -469,6 +493,7 @@ int main(void) {
         printf("SKIP: this CPU has no AVX512-BF16: the bf16 path cannot run here\n");
         return test_failures ? 1 : 77;
     }
+    exp2_suite();
     gemm_suite("avx512-bf16", asam_gemm_bf16);
 #ifdef ASAM_HAVE_ONEDNN
     gemm_suite("onednn", asam_gemm_onednn);

@@ -221,18 +221,23 @@ AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, in
             memset(p, 0, (size_t)kc32 * sizeof *p);
             continue;
         }
-        __m512 vmx = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps();
+        /* exp(s - mx) = 2^(s log2 e - mx log2 e) */
+        __m512 vl2e = _mm512_set1_ps(ASAM_LOG2E), vmx = _mm512_set1_ps(mx * ASAM_LOG2E);
+        __m512 vsum = _mm512_setzero_ps();
         for (int64_t j = 0; j < kc32; j += 32) {
             __mmask16 m0 = asam_lanes16(kc - j), m1 = asam_lanes16(kc - j - 16);
-            __m512 e0 = _mm512_maskz_mov_ps(
-                m0, asam_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, s + j), vmx)));
-            __m512 e1 = _mm512_maskz_mov_ps(
-                m1, asam_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, s + j + 16), vmx)));
+            __m512 e0 = _mm512_maskz_mov_ps(m0, asam_exp2_16_bf16(_mm512_fmsub_ps(
+                                                    _mm512_maskz_loadu_ps(m0, s + j), vl2e, vmx)));
+            __m512 e1 =
+                _mm512_maskz_mov_ps(m1, asam_exp2_16_bf16(_mm512_fmsub_ps(
+                                            _mm512_maskz_loadu_ps(m1, s + j + 16), vl2e, vmx)));
             vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
             _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
         }
         float c =
-            m[r] == -INFINITY ? 0.0f : _mm512_cvtss_f32(asam_exp16(_mm512_set1_ps(m[r] - mx)));
+            m[r] == -INFINITY
+                ? 0.0f
+                : _mm512_cvtss_f32(asam_exp2_16_bf16(_mm512_set1_ps((m[r] - mx) * ASAM_LOG2E)));
         l[r] = l[r] * c + _mm512_reduce_add_ps(vsum);
         m[r] = mx;
         corr[r] = c;
@@ -261,8 +266,10 @@ AMX_TARGET void asam_amx_softmax_backward(const float *S, float *dP, int64_t lds
                     continue;
                 }
                 __m512 s = _mm512_maskz_loadu_ps(live, S + rr * lds + j);
-                __m512 p = _mm512_maskz_mov_ps(
-                    live, asam_exp16(_mm512_sub_ps(s, _mm512_set1_ps(lse[rr])))); /* masked: 0 */
+                __m512 p = _mm512_maskz_mov_ps(/* masked: 0 */
+                                               live, asam_exp2_16_bf16(_mm512_fmsub_ps(
+                                                         s, _mm512_set1_ps(ASAM_LOG2E),
+                                                         _mm512_set1_ps(lse[rr] * ASAM_LOG2E))));
                 __m512 dp = _mm512_maskz_loadu_ps(live, dP + rr * lds + j);
                 __m512 ds = _mm512_mul_ps(p, _mm512_sub_ps(dp, _mm512_set1_ps(Di[rr])));
                 if (keep_ds) _mm512_mask_storeu_ps(dP + rr * lds + j, live, ds);
