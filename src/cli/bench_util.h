@@ -16,6 +16,7 @@ int bench_write_clip_text(const char *path, int n_layers);
 typedef struct {
     const char *dir, *skip;
     int size, clean, level, threads;
+    int iters; /* warm runs of each timed piece; the best is reported */
 } bench_sd_args;
 int bench_sd_parse_args(bench_sd_args *a, int argc, char **argv); /* CLI_OK/CLI_HELP/CLI_USAGE */
 /* UNet, ControlNet + UNet, UNet backward, VAE decode and the diffusers-named files. */
