@@ -55,11 +55,11 @@ AMX_TARGET static inline void amx_acc_store(float *c, int64_t ld) {
 AMX_TARGET static inline void amx_step(const uint16_t *a0, const uint16_t *a1, int64_t as,
                                        const uint16_t *b0, const uint16_t *b1, int64_t bs) {
     _tile_loadd(4, a0, as);
-    _tile_loadd(5, a1, as);
     _tile_loadd(6, b0, bs);
-    _tile_loadd(7, b1, bs);
     _tile_dpbf16ps(0, 4, 6);
+    _tile_loadd(7, b1, bs);
     _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, a1, as);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
 }
