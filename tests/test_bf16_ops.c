@@ -292,6 +292,55 @@ static void run_op(int k, float **out, int64_t *n_out, float **grad, int64_t *n_
     asam_ctx_free(ctx);
 }
 
+/* asam_linear_geglu: with nothing recorded, under bf16 on AMX, one fused pass (its arena use
+ * shows it: no 2F-wide product) giving asam_geglu(asam_linear()) bit for bit, the weight held
+ * or fp32; F not a multiple of 32 and a recorded call take the two ops (same values, and the
+ * gradient flows). */
+static void linear_geglu_suite(void) {
+    static const int64_t shapes[3][3] = {{2 * 37, 96, 64}, {300, 320, 1280}, {45, 64, 40}};
+    asam_set_precision(ASAM_BF16);
+    for (int s = 0; s < 3; s++)
+        for (int held = 0; held < 2; held++) {
+            int64_t R = shapes[s][0], Din = shapes[s][1], F = shapes[s][2];
+            asam_ctx *ctx = asam_ctx_new((size_t)1 << 28);
+            asam_tensor *x = rnd(ctx, ASAM_SHAPE(R, Din), 51);
+            asam_tensor *w, *b = rnd(ctx, ASAM_SHAPE(2 * F), 53);
+            if (held) {
+                w = asam_param_new(ASAM_SHAPE(2 * F, Din));
+                gc_fill(w, 52, 0.2f);
+            } else {
+                w = rnd(ctx, ASAM_SHAPE(2 * F, Din), 52);
+            }
+            asam_set_requires_grad(x, 0); /* rnd() makes them trainable */
+            asam_set_requires_grad(b, 0);
+            if (!held) asam_set_requires_grad(w, 0);
+            size_t u0 = asam_ctx_used(ctx);
+            asam_tensor *y = asam_linear_geglu(ctx, x, w, b);
+            size_t used = asam_ctx_used(ctx) - u0;
+            asam_tensor *ref = asam_geglu(ctx, asam_linear(ctx, x, w, b));
+            CHECK(y && ref, "linear_geglu: %s", asam_ctx_error(ctx));
+            char what[96];
+            snprintf(what, sizeof what, "linear_geglu %lldx%lld -> %lld %s", (long long)R,
+                     (long long)Din, (long long)F, held ? "held" : "fp32 weight");
+            CHECK(y && ref && !memcmp(y->data, ref->data, (size_t)(R * F) * 4),
+                  "%s: fused values differ from linear + geglu", what);
+            int fused = used < (size_t)(2 * R * F) * 4;
+            CHECK(fused == (F % 32 == 0 && asam_amx_supported()), "%s: %s", what,
+                  fused ? "fused where it cannot be" : "not fused");
+            /* recorded: the two ops, and the gradient reaches x */
+            asam_ctx_set_grad(ctx, 1);
+            asam_set_requires_grad(x, 1);
+            asam_tensor *yg = asam_linear_geglu(ctx, x, w, b);
+            CHECK(yg && !memcmp(yg->data, ref->data, (size_t)(R * F) * 4) &&
+                      asam_backward(ctx, asam_sum(ctx, yg)) == 0 && x->grad != NULL,
+                  "%s: recorded call", what);
+            if (held) asam_param_free(w);
+            asam_ctx_free(ctx);
+            if (!test_failures) printf("ok   %s (%s)\n", what, fused ? "one pass" : "two ops");
+        }
+    asam_set_precision(ASAM_FP32);
+}
+
 static void ops_suite(void) {
     for (int k = 0; k < OP_N; k++) {
         float *o32, *g32, *o16, *g16, *o32b, *g32b;
@@ -509,6 +558,7 @@ int main(void) {
         printf("SKIP: this CPU has no AMX: the AMX tile kernel is not checked here\n");
     }
     ops_suite();
+    linear_geglu_suite();
     CHECK(asam_set_precision(ASAM_BF16) == 0, "set bf16");
     printf("bf16 backend: %s\n", asam_backend_describe());
     asam_set_precision(ASAM_FP32);

@@ -241,6 +241,10 @@ asam_tensor *asam_contiguous_copy(asam_ctx *ctx, asam_tensor *x); /* differentia
 asam_tensor *asam_matmul(asam_ctx *ctx, asam_tensor *a, asam_tensor *b, int trans_a, int trans_b);
 /* x (..., in) @ w^T + b: w (out, in) as torch.nn.Linear, b (out) or NULL. */
 asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b);
+/* asam_geglu(asam_linear(x, w, b)): w (2F, in). When nothing is recorded (inference) and the
+ * backend can, both in one pass without the (..., 2F) product (bf16 on AMX); the same values
+ * either way. */
+asam_tensor *asam_linear_geglu(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b);
 
 /* Convolutions, NCHW. conv2d: w (O, C, kh, kw), b (O) or NULL, square stride/padding.
  * conv_transpose2d: w (C, O, kh, kw) as torch.nn.ConvTranspose2d, padding 0. */

@@ -84,9 +84,9 @@ static void gemm16_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
 }
 
 static const asam_backend cpu_fp32 = {"cpu-fp32 (OpenBLAS sgemm)", ASAM_FP32, gemm_fp32, NULL,
-                                      NULL};
+                                      NULL, NULL};
 static const asam_backend cpu_bf16_own = {"cpu-bf16 (AVX512-BF16 micro-kernel)", ASAM_BF16,
-                                          gemm_bf16_own, gemm16_own, NULL};
+                                          gemm_bf16_own, gemm16_own, NULL, NULL};
 
 #ifdef ASAM_HAVE_ONEDNN
 static void gemm_bf16_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -113,7 +113,7 @@ static int linear_onednn(int64_t M, int64_t N, int64_t K, const float *A, int64_
     return asam_gemm_onednn_bias(M, N, K, A, lda, B16 ? NULL : W->data, B16, ldw, bias, C, ldc);
 }
 static const asam_backend cpu_bf16_onednn = {"cpu-bf16 (oneDNN)", ASAM_BF16, gemm_bf16_onednn,
-                                             gemm16_onednn, linear_onednn};
+                                             gemm16_onednn, linear_onednn, NULL};
 #endif
 
 /* Our AMX tile kernel (gemm_amx.c); a failure (out of memory) falls back to oneDNN or our
@@ -142,49 +142,68 @@ static void gemm_bf16_amx(int ta, int tb, int64_t M, int64_t N, int64_t K, float
 static _Thread_local uint16_t *tl_pack;
 static _Thread_local size_t tl_pack_cap;
 
+/* W's packed tile panels: the held copy (made on first use), or the calling thread's buffer
+ * packed now from W's fp32 values (trainable). NULL when W cannot be used so or out of memory. */
+static const uint16_t *packed_weight(asam_tensor *W, int64_t N, int64_t K, int64_t ldw) {
+    const uint16_t *W16 = asam_weight_held(W);
+    if (W16 && ldw != K) return NULL; /* held operands are used whole and contiguous */
+    if (W16 && W->linear_tiles) return W->linear_tiles;
+    size_t bytes = (size_t)asam_linear_amx_packed_numel(N, K) * sizeof(uint16_t);
+    bytes = (bytes + 63) / 64 * 64;
+    uint16_t *t = NULL;
+    if (W16) {
+        t = aligned_alloc(64, bytes);
+    } else { /* per call: the calling thread's buffer, kept */
+        if (bytes > tl_pack_cap) {
+            free(tl_pack);
+            tl_pack = aligned_alloc(64, bytes);
+            tl_pack_cap = tl_pack ? bytes : 0;
+        }
+        t = tl_pack;
+    }
+    if (!t) return NULL;
+    asam_linear_amx_pack(N, K, W16 ? NULL : W->data, W16, ldw, t);
+    if (!W16) return t;
+    const uint16_t *Wp = t;
+#pragma omp critical(asam_weight_hold)
+    {
+        if (!W->linear_tiles)
+            asam_param_set_linear_tiles(W, t);
+        else
+            Wp = W->linear_tiles; /* another thread's, the same values */
+    }
+    if (Wp != t) free(t);
+    return Wp;
+}
+
 static int linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
                       int64_t ldw, const float *bias, float *C, int64_t ldc) {
     if (M * N * K < BF16_MIN_MACS) return -1;
-    const uint16_t *W16 = asam_weight_held(W);
-    if (W16 && ldw != K) return -1; /* held operands are used whole and contiguous */
-    const uint16_t *Wp = W16 ? W->linear_tiles : NULL;
-    if (!Wp) {
-        size_t bytes = (size_t)asam_linear_amx_packed_numel(N, K) * sizeof(uint16_t);
-        bytes = (bytes + 63) / 64 * 64;
-        uint16_t *t = NULL;
-        if (W16) {
-            t = aligned_alloc(64, bytes);
-        } else { /* per call: the calling thread's buffer, kept */
-            if (bytes > tl_pack_cap) {
-                free(tl_pack);
-                tl_pack = aligned_alloc(64, bytes);
-                tl_pack_cap = tl_pack ? bytes : 0;
-            }
-            t = tl_pack;
-        }
-        if (!t) return -1;
-        asam_linear_amx_pack(N, K, W16 ? NULL : W->data, W16, ldw, t);
-        Wp = t;
-        if (W16) {
-#pragma omp critical(asam_weight_hold)
-            {
-                if (!W->linear_tiles)
-                    asam_param_set_linear_tiles(W, t);
-                else
-                    Wp = W->linear_tiles; /* another thread's, the same values */
-            }
-            if (Wp != t) free(t);
-        }
-    }
-    return asam_linear_amx(M, N, K, A, lda, Wp, bias, C, ldc);
+    const uint16_t *Wp = packed_weight(W, N, K, ldw);
+    return Wp ? asam_linear_amx(M, N, K, A, lda, Wp, bias, C, ldc) : -1;
 }
 
-static const asam_backend cpu_bf16_amx = {"cpu-bf16 (AMX tile kernels)", ASAM_BF16, gemm_bf16_amx,
-                                          gemm16_amx, linear_amx};
+static int linear_geglu_amx(int64_t M, int64_t F, int64_t K, const float *A, int64_t lda,
+                            asam_tensor *W, int64_t ldw, const float *bias, float *Y, int64_t ldy) {
+    if (M * 2 * F * K < BF16_MIN_MACS || F % 32) return -1;
+    const uint16_t *Wp = packed_weight(W, 2 * F, K, ldw);
+    return Wp ? asam_linear_amx_geglu(M, F, K, A, lda, Wp, bias, Y, ldy) : -1;
+}
+
+static const asam_backend cpu_bf16_amx = {"cpu-bf16 (AMX tile kernels)",
+                                          ASAM_BF16,
+                                          gemm_bf16_amx,
+                                          gemm16_amx,
+                                          linear_amx,
+                                          linear_geglu_amx};
 #ifdef ASAM_HAVE_ONEDNN
 /* oneDNN's GEMMs with the linear layers' forward on the tiles: the default on AMX CPUs. */
-static const asam_backend cpu_bf16_onednn_amx = {"cpu-bf16 (oneDNN, AMX linear)", ASAM_BF16,
-                                                 gemm_bf16_onednn, gemm16_onednn, linear_amx};
+static const asam_backend cpu_bf16_onednn_amx = {"cpu-bf16 (oneDNN, AMX linear)",
+                                                 ASAM_BF16,
+                                                 gemm_bf16_onednn,
+                                                 gemm16_onednn,
+                                                 linear_amx,
+                                                 linear_geglu_amx};
 #endif
 
 const asam_backend *asam_backend_current = &cpu_fp32;
@@ -322,4 +341,10 @@ int asam_gemm_wb_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
                       int64_t ldw, const float *bias, float *C, int64_t ldc) {
     if (!asam_backend_current->linear) return -1;
     return asam_backend_current->linear(M, N, K, A, lda, W, ldw, bias, C, ldc);
+}
+
+int asam_gemm_wb_geglu(int64_t M, int64_t F, int64_t K, const float *A, int64_t lda, asam_tensor *W,
+                       int64_t ldw, const float *bias, float *Y, int64_t ldy) {
+    if (!asam_backend_current->linear_geglu) return -1;
+    return asam_backend_current->linear_geglu(M, F, K, A, lda, W, ldw, bias, Y, ldy);
 }

@@ -38,12 +38,21 @@ typedef int (*asam_linear_fn)(int64_t M, int64_t N, int64_t K, const float *A, i
                               asam_tensor *W, int64_t ldw, const float *bias, float *C,
                               int64_t ldc);
 
+/* The linear layer followed by GEGLU, for inference (nothing recorded): Y (M, F) = value *
+ * gelu(gate), (value, gate) the halves of A W^T + bias, W (2F, K). Bit for bit the linear entry
+ * and the GEGLU op, without the 2F-wide product written. -1 when it cannot (the caller runs the
+ * two ops). */
+typedef int (*asam_linear_geglu_fn)(int64_t M, int64_t F, int64_t K, const float *A, int64_t lda,
+                                    asam_tensor *W, int64_t ldw, const float *bias, float *Y,
+                                    int64_t ldy);
+
 typedef struct {
     const char *name; /* "cpu-fp32 (OpenBLAS)", ... */
     asam_precision precision;
     asam_gemm_fn gemm;
     asam_gemm16_fn gemm16; /* NULL: this backend takes no bf16 operands */
     asam_linear_fn linear; /* NULL: linear layers go through gemm16 (the caller adds the bias) */
+    asam_linear_geglu_fn linear_geglu; /* NULL: none (linear, then the GEGLU op) */
 } asam_backend;
 
 /* The backend in use (set by asam_set_precision; the fp32 one by default). */
@@ -80,5 +89,9 @@ void asam_gemm_wb(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
  * adds the product (asam_gemm_wb). */
 int asam_gemm_wb_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
                       int64_t ldw, const float *bias, float *C, int64_t ldc);
+
+/* The backend's linear + GEGLU (see asam_linear_geglu_fn); -1 when it has none or cannot. */
+int asam_gemm_wb_geglu(int64_t M, int64_t F, int64_t K, const float *A, int64_t lda, asam_tensor *W,
+                       int64_t ldw, const float *bias, float *Y, int64_t ldy);
 
 #endif

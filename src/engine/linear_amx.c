@@ -14,6 +14,7 @@
 #include "engine/linear_amx.h"
 #include "engine/amx_tile.h"
 #include "engine/exp_avx512.h"
+#include "engine/vmath.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -66,19 +67,12 @@ AMX_TARGET static void round_rows(const float *A, int64_t lda, int64_t M, int64_
     }
 }
 
-/* One 32 x 32 block of C: rows m0 .., columns n0 .. of the panel pair Wb (two panels of nch
- * tiles), from the rounded rows Ab. */
-AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Wb, int64_t nch, const float *bias,
-                             int64_t M, int64_t N, int64_t m0, int64_t n0, float *C, int64_t ldc) {
-    int64_t Kp = nch * 32, nn = N - n0 < 32 ? N - n0 : 32, mm = M - m0 < 32 ? M - m0 : 32;
+/* The accumulator tiles <- one 32 x 32 block: the rounded rows Ab times the panel pair Wb (two
+ * panels of nch tiles), plus b (32 values) or nothing. */
+AMX_TARGET static void block_sum(const uint16_t *Ab, const uint16_t *Wb, int64_t nch,
+                                 const float *b) {
+    int64_t Kp = nch * 32;
     const uint16_t *w1 = Wb + nch * 512;
-    float padded[32];
-    const float *b = bias ? bias + n0 : NULL;
-    if (b && nn < 32) { /* the last, partial pair of panels: bias past N read as 0 */
-        memset(padded, 0, sizeof padded);
-        memcpy(padded, b, (size_t)nn * sizeof *b);
-        b = padded;
-    }
     __asm__ volatile("" ::: "memory");
     if (b) { /* row stride 0: every row of the tile is the 16 bias values */
         _tile_loadd(0, b, 0);
@@ -98,6 +92,20 @@ AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Wb, int64_t nch
         }
         amx_step(Ab + c * 32, Ab + 16 * Kp + c * 32, Kp * 2, Wb + c * 512, w1 + c * 512, 64);
     }
+}
+
+/* One 32 x 32 block of C: rows m0 .., columns n0 .. */
+AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Wb, int64_t nch, const float *bias,
+                             int64_t M, int64_t N, int64_t m0, int64_t n0, float *C, int64_t ldc) {
+    int64_t nn = N - n0 < 32 ? N - n0 : 32, mm = M - m0 < 32 ? M - m0 : 32;
+    float padded[32];
+    const float *b = bias ? bias + n0 : NULL;
+    if (b && nn < 32) { /* the last, partial pair of panels: bias past N read as 0 */
+        memset(padded, 0, sizeof padded);
+        memcpy(padded, b, (size_t)nn * sizeof *b);
+        b = padded;
+    }
+    block_sum(Ab, Wb, nch, b);
     float *out = C + m0 * ldc + n0;
     if (mm == 32 && nn == 32) {
         amx_acc_store(out, ldc);
@@ -109,13 +117,36 @@ AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Wb, int64_t nch
 }
 #endif
 
-int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                    const uint16_t *Wp, const float *bias, float *C, int64_t ldc) {
+/* y = value * gelu(gate) for mm rows of 32 (value and gate blocks 32 x 32). Compiled without
+ * the tile target, as op_activation.c's GEGLU is: the same values, bit for bit. */
+static void geglu_rows(const float *v, const float *g, int64_t mm, float *y, int64_t ldy) {
+    for (int64_t r = 0; r < mm; r++)
+        for (int64_t j = 0; j < 32; j++) y[r * ldy + j] = v[r * 32 + j] * gelu_vec(g[r * 32 + j]);
+}
+
 #if AMX_BUILT
-    if (M <= 0 || N <= 0) return 0;
-    int64_t Kp = asam_amx_round_up(K > 0 ? K : 1, 32), nch = Kp / 32;
-    int64_t mb = (M + 31) / 32, npair = (N + 31) / 32;
-    int64_t per = LINEAR_B_BLOCK_BYTES / (Kp * 2 * 32), nblk;
+/* Rows m0 .. of Y for the value panel pair p: its gate pair is F / 32 pairs on. */
+AMX_TARGET static void geglu_block(const uint16_t *Ab, const uint16_t *Wp, int64_t nch, int64_t F,
+                                   const float *bias, int64_t M, int64_t m0, int64_t p, float *Y,
+                                   int64_t ldy) {
+    float v[32 * 32], g[32 * 32];
+    int64_t Kp = nch * 32, gp = p + F / 32;
+    block_sum(Ab, Wp + p * 32 * Kp, nch, bias ? bias + p * 32 : NULL);
+    amx_acc_store(v, 32);
+    block_sum(Ab, Wp + gp * 32 * Kp, nch, bias ? bias + gp * 32 : NULL);
+    amx_acc_store(g, 32);
+    geglu_rows(v, g, M - m0 < 32 ? M - m0 : 32, Y + m0 * ldy + p * 32, ldy);
+}
+#endif
+
+/* The product's schedule: column blocks of `per` panel pairs (their packed weight kept in L2)
+ * against every 32-row block of A, shared out among the threads; geglu: Y (M, npair 32) from
+ * the value pairs and their gate pairs. */
+static int linear_run(int64_t M, int64_t npair, int64_t N, int64_t K, const float *A, int64_t lda,
+                      const uint16_t *Wp, const float *bias, float *C, int64_t ldc, int geglu) {
+#if AMX_BUILT
+    int64_t Kp = asam_amx_round_up(K > 0 ? K : 1, 32), nch = Kp / 32, mb = (M + 31) / 32;
+    int64_t per = LINEAR_B_BLOCK_BYTES / (Kp * 2 * 32 * (geglu ? 2 : 1)), nblk;
     if (per < 1) per = 1;
     if (per > npair) per = npair;
     nblk = (npair + per - 1) / per;
@@ -141,13 +172,30 @@ int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
                 round_rows(A, lda, M, K, Kp, i * 32, Ab);
                 int64_t p1 = (jb + 1) * per < npair ? (jb + 1) * per : npair;
                 for (int64_t p = jb * per; p < p1; p++)
-                    block(Ab, Wp + p * 32 * Kp, nch, bias, M, N, i * 32, p * 32, C, ldc);
+                    if (geglu)
+                        geglu_block(Ab, Wp, nch, N / 2, bias, M, i * 32, p, C, ldc);
+                    else
+                        block(Ab, Wp + p * 32 * Kp, nch, bias, M, N, i * 32, p * 32, C, ldc);
             }
         if (Ab) asam_amx_end();
     }
     return failed ? -1 : 0;
 #else
-    (void)M, (void)N, (void)K, (void)A, (void)lda, (void)Wp, (void)bias, (void)C, (void)ldc;
+    (void)M, (void)npair, (void)N, (void)K, (void)A, (void)lda, (void)Wp, (void)bias, (void)C;
+    (void)ldc, (void)geglu;
     return -1;
 #endif
+}
+
+int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                    const uint16_t *Wp, const float *bias, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return 0;
+    return linear_run(M, (N + 31) / 32, N, K, A, lda, Wp, bias, C, ldc, 0);
+}
+
+int asam_linear_amx_geglu(int64_t M, int64_t F, int64_t K, const float *A, int64_t lda,
+                          const uint16_t *Wp, const float *bias, float *Y, int64_t ldy) {
+    if (F % 32) return -1;
+    if (M <= 0 || F <= 0) return 0;
+    return linear_run(M, F / 32, 2 * F, K, A, lda, Wp, bias, Y, ldy, 1);
 }

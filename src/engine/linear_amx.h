@@ -19,10 +19,18 @@ void asam_linear_amx_pack(int64_t N, int64_t K, const float *W, const uint16_t *
                           uint16_t *dst);
 
 /* C (M, N; row stride ldc) = A (M, K; row stride lda) W^T + bias (N values, or NULL for none),
- * W given packed (Wp). Returns 0, or -1 when out of memory (C untouched). Call only when
- * asam_amx_supported(); safe inside an OpenMP parallel region (it then runs on the calling
+ * W given packed (Wp). Returns 0, or -1 when out of memory (C may be partly written). Call only
+ * when asam_amx_supported(); safe inside an OpenMP parallel region (it then runs on the calling
  * thread). */
 int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                     const uint16_t *Wp, const float *bias, float *C, int64_t ldc);
+
+/* The linear layer and GEGLU in one: Y (M, F; row stride ldy) = value * gelu(gate) with
+ * (value, gate) = the two halves of A W^T + bias, W (2F, K) packed (Wp), bias 2F values or NULL.
+ * The same values as asam_linear_amx followed by op_activation.c's GEGLU, bit for bit, without
+ * writing the 2F-wide product. F must be a multiple of 32 (else -1, nothing written). Returns
+ * 0, or -1 (out of memory: Y may be partly written). */
+int asam_linear_amx_geglu(int64_t M, int64_t F, int64_t K, const float *A, int64_t lda,
+                          const uint16_t *Wp, const float *bias, float *Y, int64_t ldy);
 
 #endif

@@ -12,28 +12,9 @@ enum { ACT_GELU, ACT_GELU_TANH, ACT_QUICK_GELU, ACT_SILU, ACT_RELU, ACT_SIGMOID,
 static const char *act_names[] = {"gelu", "gelu_tanh", "quick_gelu", "silu",
                                   "relu", "sigmoid",   "tanh"};
 
-#define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT_2PI 0.39894228040143267794f
 #define SQRT_2_OVER_PI 0.79788456080286535588f
 #define GELU_C 0.044715f
-
-/* erfc with relative error about 1e-7 everywhere (Chebyshev fit, Numerical Recipes'
- * erfcc), so 0.5 x erfc(-x/sqrt2) keeps GELU's tiny negative tail accurate too. */
-static inline float erfc_vec(float y) {
-    float z = y < 0 ? -y : y;
-    float t = 1.0f / (1.0f + 0.5f * z);
-    float q = -0.82215223f + t * 0.17087277f;
-    q = 1.48851587f + t * q;
-    q = -1.13520398f + t * q;
-    q = 0.27886807f + t * q;
-    q = -0.18628806f + t * q;
-    q = 0.09678418f + t * q;
-    q = 0.37409196f + t * q;
-    q = 1.00002368f + t * q;
-    q = -1.26551223f + t * q;
-    float ans = t * exp_vec(-z * z + q);
-    return y >= 0 ? ans : 2.0f - ans;
-}
 
 static inline float sigmoidf(float x) {
     return 1.0f / (1.0f + exp_vec(-x));
@@ -43,7 +24,7 @@ static void act_forward(int kind, float *restrict y, const float *restrict x, in
     switch (kind) {
     case ACT_GELU:
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * erfc_vec(-x[i] * INV_SQRT2);
+        for (int64_t i = 0; i < n; i++) y[i] = gelu_vec(x[i]);
         break;
     case ACT_GELU_TANH:
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
@@ -172,7 +153,7 @@ asam_tensor *asam_tanh(asam_ctx *ctx, asam_tensor *x) {
 
 /* GELU of one value (the erf form, as act_forward computes it). */
 static inline float gelu1(float x) {
-    return 0.5f * x * erfc_vec(-x * INV_SQRT2);
+    return gelu_vec(x);
 }
 
 /* x (R, 2F) -> y (R, F): the value half times GELU of the gate half, row by row: what slicing,

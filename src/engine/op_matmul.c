@@ -239,3 +239,24 @@ asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     if (n) n->ip[0] = R, n->ip[1] = Din, n->ip[2] = Dout;
     return out;
 }
+
+asam_tensor *asam_linear_geglu(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b) {
+    if (!x || !w) return NULL;
+    asam_tensor *ins[3] = {x, w, b};
+    int64_t Dout = w->ndim == 2 ? w->shape[0] : 0, Din = w->ndim == 2 ? w->shape[1] : 0;
+    int fits = !asam_needs_record(ctx, b ? 3 : 2, ins) && x->ndim >= 1 &&
+               x->shape[x->ndim - 1] == Din && Din > 0 && Dout > 0 && Dout % 2 == 0 &&
+               (!b || (b->ndim == 1 && b->shape[0] == Dout)) && x->numel / Din < INT_MAX;
+    if (fits) { /* inference: the backend's fused pass, where it has one */
+        int64_t F = Dout / 2, R = x->numel / Din, oshape[ASAM_MAX_DIMS];
+        for (int d = 0; d < x->ndim - 1; d++) oshape[d] = x->shape[d];
+        oshape[x->ndim - 1] = F;
+        asam_mark m = asam_ctx_mark(ctx);
+        asam_tensor *out = asam_op_out(ctx, x->ndim, oshape);
+        if (out && asam_gemm_wb_geglu(R, F, Din, x->data, Din, w, Din, b ? b->data : NULL,
+                                      out->data, F) == 0)
+            return out;
+        if (out) asam_ctx_release(ctx, m); /* the two ops below instead */
+    }
+    return asam_geglu(ctx, asam_linear(ctx, x, w, b));
+}

@@ -26,6 +26,32 @@ static inline float exp_vec(float x) {
     return p * e.f;
 }
 
+#define INV_SQRT2 0.70710678118654752440f
+
+/* erfc with relative error about 1e-7 everywhere (Chebyshev fit, Numerical Recipes'
+ * erfcc), so 0.5 x erfc(-x/sqrt2) keeps GELU's tiny negative tail accurate too. */
+static inline float erfc_vec(float y) {
+    float z = y < 0 ? -y : y;
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float q = -0.82215223f + t * 0.17087277f;
+    q = 1.48851587f + t * q;
+    q = -1.13520398f + t * q;
+    q = 0.27886807f + t * q;
+    q = -0.18628806f + t * q;
+    q = 0.09678418f + t * q;
+    q = 0.37409196f + t * q;
+    q = 1.00002368f + t * q;
+    q = -1.26551223f + t * q;
+    float ans = t * exp_vec(-z * z + q);
+    return y >= 0 ? ans : 2.0f - ans;
+}
+
+/* GELU, the erf form x Phi(x) = 0.5 x erfc(-x / sqrt 2): the activation op's (and GEGLU's and the
+ * AMX linear's fused GEGLU) exact form. */
+static inline float gelu_vec(float x) {
+    return 0.5f * x * erfc_vec(-x * INV_SQRT2);
+}
+
 /* SiLU x * sigmoid(x), in the activation op's exact form. */
 static inline float silu_vec(float x) {
     return x * (1.0f / (1.0f + exp_vec(-x)));

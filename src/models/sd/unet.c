@@ -367,8 +367,8 @@ static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *x, asam_tensor *
 /* GEGLU feed-forward: proj -> (value, gate) halves -> value * gelu(gate) -> linear. */
 // ref: CompVis/stable-diffusion ldm/modules/attention.py:37 (GEGLU), :47 (FeedForward)
 static asam_tensor *geglu_ff(asam_ctx *ctx, const sd_tblock *b, asam_tensor *x) {
-    asam_tensor *p = asam_linear(ctx, x, b->ff0_w, b->ff0_b); // (B, N, 2F)
-    asam_tensor *y = asam_geglu(ctx, p);                      // (B, N, F): value * gelu(gate)
+    // proj (B, N, 2F) then value * gelu(gate) (B, N, F): one pass when nothing is recorded
+    asam_tensor *y = asam_linear_geglu(ctx, x, b->ff0_w, b->ff0_b);
     return asam_linear(ctx, y, b->ff2_w, b->ff2_b);
 }
 
