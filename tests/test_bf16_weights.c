@@ -14,6 +14,7 @@
 #include "asam/engine.h"
 #include "engine/amx_tile.h"
 #include "engine/linear_amx.h"
+#include "asam/efficientsam.h"
 #include "asam/error.h"
 #include "asam/sam.h"
 #include "asam/sd.h"
@@ -334,6 +335,53 @@ static void controlnet_held_at_load(const asam_sd *sd) {
     }
 }
 
+/* EfficientSAM loaded frozen: its image encoder's GEMM weights are held as they are read (its
+ * position table and norms stay fp32), and the image embedding is bit for bit that of the
+ * model loaded trainable and held at first use. */
+static void esam_suite(const char *kernel) {
+    char path[4096];
+    if (test_data_file("efficientsam_tiny/model.pth", path, sizeof path)) {
+        TEST_SKIP_PART("EfficientSAM: efficientsam_tiny/model.pth not found");
+        return;
+    }
+    float *emb[2] = {NULL, NULL};
+    int64_t n_emb = 0;
+    for (int frozen = 0; frozen < 2; frozen++) {
+        asam_esam *m = NULL;
+        int rc = frozen ? asam_esam_load_frozen(path, 0, &m) : asam_esam_load(path, 0, &m);
+        CHECK(rc == 0, "load %s: %s", path, asam_last_error());
+        if (!m) return;
+        asam_tensor *const *p;
+        const char *const *names;
+        size_t n, gemm = 0, held = 0, other = 0;
+        asam_esam_params(m, &p, &names, &n);
+        for (size_t i = 0; i < n; i++) {
+            int g = !strncmp(names[i], "image_encoder.", 14) && strstr(names[i], ".weight") &&
+                    !strstr(names[i], "norm") && (p[i]->ndim == 2 || p[i]->ndim == 4) &&
+                    p[i]->numel >= 4096;
+            gemm += g;
+            held += g && asam_param_bf16_held(p[i]);
+            other += !g && asam_param_bf16_held(p[i]);
+        }
+        CHECK(gemm > 0 && held == (frozen ? gemm : 0) && other == 0,
+              "EfficientSAM %s: %zu of %zu encoder GEMM weights held at load, %zu others",
+              frozen ? "frozen" : "trainable", held, gemm, other);
+        asam_ctx *ctx = asam_ctx_new(0);
+        asam_ctx_set_grad(ctx, 0);
+        asam_tensor *x = asam_new(ctx, ASAM_SHAPE(1, 3, ASAM_ESAM_IMG, ASAM_ESAM_IMG));
+        asam_randn(3, x->data, (size_t)x->numel);
+        asam_tensor *e = asam_esam_encode(ctx, m, x);
+        CHECK(e != NULL, "EfficientSAM encode: %s", asam_ctx_error(ctx));
+        if (e) emb[frozen] = copy(e), n_emb = e->numel;
+        asam_ctx_free(ctx);
+        asam_esam_free(m);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s EfficientSAM loaded frozen (held at load): embedding", kernel);
+    if (emb[0] && emb[1]) same_bits(what, emb[1], emb[0], n_emb);
+    free(emb[0]), free(emb[1]);
+}
+
 static void sd_suite(const char *kernel) {
     char model[4096];
     if (test_data_file("sd_tiny/model.ckpt", model, sizeof model)) {
@@ -359,6 +407,19 @@ static void sd_suite(const char *kernel) {
                     !asam_param_bf16_held(p[i]))
                     not_held++;
             CHECK(n > 0 && not_held == 0, "SD: %zu UNet weights not held at load", not_held);
+            /* CLIP's projections and MLP held at load; its embedding tables stay fp32 */
+            asam_tensor *const *cp;
+            const char *const *cn;
+            size_t nc, gemm = 0, held = 0, other = 0;
+            asam_clip_text_params(sd->text, &cp, &cn, &nc);
+            for (size_t i = 0; i < nc; i++) {
+                int g = cp[i]->ndim == 2 && cp[i]->numel >= 4096 && !strstr(cn[i], "embedding");
+                gemm += g;
+                held += g && asam_param_bf16_held(cp[i]);
+                other += !g && asam_param_bf16_held(cp[i]);
+            }
+            CHECK(gemm > 0 && held == gemm && other == 0,
+                  "SD: CLIP %zu of %zu GEMM weights held at load, %zu others", held, gemm, other);
             controlnet_held_at_load(sd);
         }
         r[hold] = run_unet(sd);
@@ -404,6 +465,7 @@ int main(void) {
         printf("bf16 kernels %s: %s\n", kernel, asam_backend_describe());
         op_suite(kernel);
         sam_suite(kernel);
+        esam_suite(kernel);
         sd_suite(kernel);
     }
     asam_set_precision(ASAM_FP32);

@@ -55,12 +55,18 @@ const char *asam_model_family_of_file(const char *path);
 /* num_heads: encoder heads, 0 = detect (see above). Errors name the file and the tensor. */
 int asam_esam_config_from_file(const char *path, int num_heads, asam_esam_config *cfg);
 int asam_esam_load(const char *path, int num_heads, asam_esam **out);
+/* The same for a model that will not be trained: under bf16 the image encoder's GEMM weights are
+ * held in bf16 as they are read (the load peaks near the bf16 weights, not the fp32 ones). */
+int asam_esam_load_frozen(const char *path, int num_heads, asam_esam **out);
 /* "vit_t", "vit_s": the official configurations. Random weights of a configuration (norm
  * weights 1, biases 0, torch-default uniform matrices); for benchmarks and tests. */
 int asam_esam_config_preset(const char *variant, asam_esam_config *cfg);
 int asam_esam_init_random(const asam_esam_config *cfg, uint64_t seed, asam_esam **out);
 void asam_esam_free(asam_esam *m);
 const asam_esam_config *asam_esam_cfg(const asam_esam *m);
+/* Every loaded weight under its official name (arrays belong to the model). */
+int asam_esam_params(const asam_esam *m, asam_tensor *const **params, const char *const **names,
+                     size_t *n);
 /* Every tensor under its official name: .pt/.pth/.bin/.ckpt -> torch.save zip of
  * {"model": state_dict} (what build_efficient_sam loads strictly), else safetensors (with
  * the metadata key "encoder_num_heads"). Atomic. */

@@ -60,7 +60,14 @@ typedef struct asam_clip_text asam_clip_text;
  * tiny encoder), or the value of config.json's num_attention_heads. Weights are copied. */
 int asam_clip_text_load(const struct asam_checkpoint *ck, const char *prefix, int heads,
                         asam_clip_text **out);
+/* The same for a text encoder that will not be trained (the SD bundle's): under bf16 its
+ * attention and MLP weights are held in bf16 as they are read. */
+int asam_clip_text_load_frozen(const struct asam_checkpoint *ck, const char *prefix, int heads,
+                               asam_clip_text **out);
 void asam_clip_text_free(asam_clip_text *m);
+/* Every loaded weight with its name (no prefix; arrays belong to the model). */
+int asam_clip_text_params(const asam_clip_text *m, asam_tensor *const **params,
+                          const char *const **names, size_t *n);
 int asam_clip_text_width(const asam_clip_text *m);
 int asam_clip_text_layers(const asam_clip_text *m);
 /* ids (B, 77) -> last_hidden_state (B, 77, D) after the final LayerNorm. hidden: NULL or an

@@ -24,7 +24,8 @@ typedef struct {
 } asam_segmenter;
 
 /* Load a SAM or EfficientSAM checkpoint (family from its names). _frozen: for a model that will
- * not be trained (asam_sam_load_frozen; EfficientSAM loads the same either way). */
+ * not be trained (asam_sam_load_frozen, asam_esam_load_frozen: under bf16 the image encoder's
+ * GEMM weights are held in bf16 as they are read). */
 int asam_segmenter_load(const char *path, asam_segmenter *s);
 int asam_segmenter_load_frozen(const char *path, asam_segmenter *s);
 void asam_segmenter_free(asam_segmenter *s);

@@ -9,7 +9,9 @@ static int load(const char *path, int frozen, asam_segmenter *s) {
     memset(s, 0, sizeof *s);
     const char *fam = asam_model_family_of_file(path);
     if (!fam) return -1;
-    if (!strcmp(fam, "efficientsam")) return asam_esam_load(path, 0, &s->esam);
+    if (!strcmp(fam, "efficientsam"))
+        return frozen ? asam_esam_load_frozen(path, 0, &s->esam)
+                      : asam_esam_load(path, 0, &s->esam);
     return frozen ? asam_sam_load_frozen(path, &s->sam) : asam_sam_load(path, &s->sam);
 }
 

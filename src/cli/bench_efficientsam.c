@@ -32,7 +32,7 @@ static int bench_one(const bench_esam_args *a, const char *variant) {
     asam_esam_config cfg;
     asam_esam *m = NULL;
     int rc = a->model
-                 ? asam_esam_load(a->model, 0, &m)
+                 ? asam_esam_load_frozen(a->model, 0, &m)
                  : (asam_esam_config_preset(variant, &cfg) || asam_esam_init_random(&cfg, 1, &m));
     if (rc) return cli_fail("bench efficientsam", "%s", asam_last_error());
     cfg = *asam_esam_cfg(m);

@@ -43,7 +43,7 @@ static int load_models(const char *dir, asam_gen_models *m) {
              asam_unet_load(cu, "model.diffusion_model.", &m->sd->unet) ||
              asam_vae_load(cu, "first_stage_model.", &m->sd->vae) ||
              asam_controlnet_load(cn, "control_model.", &m->controlnet) ||
-             asam_clip_text_load(ct, "text_model.", 0, &m->sd->text) ||
+             asam_clip_text_load_frozen(ct, "text_model.", 0, &m->sd->text) ||
              asam_clip_tokenizer_load_dir(NULL, &m->sd->tokenizer);
     if (cu) asam_checkpoint_close(cu);
     if (cn) asam_checkpoint_close(cn);

@@ -78,7 +78,7 @@ static int run(const segment_esam_args *a, esam_run *r) {
         r->h = r->img.h;
         r->w = r->img.w;
     }
-    if (asam_esam_load(a->model_path, 0, &r->m) != 0) return -1;
+    if (asam_esam_load_frozen(a->model_path, 0, &r->m) != 0) return -1;
     if (a->emb_path && load_embedding(a->emb_path, asam_esam_cfg(r->m)->dim, r)) return -1;
     for (int b = 0; b < a->n_boxes; b++) {
         const float *x = a->boxes + 4 * b;

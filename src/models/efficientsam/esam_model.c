@@ -231,7 +231,18 @@ static void compute_key_pe(const asam_esam *m, float *rows) {
                            ((float)i + 1.0f - 0.5f) / (float)n, rows + ((int64_t)i * n + j) * D);
 }
 
-static int build(const asam_checkpoint *ck, const asam_esam_config *cfg, uint64_t seed,
+/* The image encoder's GEMM weights (patch embedding, attention and MLP projections, neck
+ * convolutions): what a frozen load holds in bf16 as it reads them; its position table and
+ * norms are read as fp32. */
+static int encoder_gemm_weight(const char *name, int ndim) {
+    size_t n = strlen(name);
+    return (ndim == 2 || ndim == 4) && !strncmp(name, "image_encoder.", 14) && n > 7 &&
+           !strcmp(name + n - 7, ".weight") && !strstr(name, "norm");
+}
+
+/* frozen: a model that is never trained; under bf16 its encoder's GEMM weights are held in bf16
+ * as they are read. */
+static int build(const asam_checkpoint *ck, const asam_esam_config *cfg, uint64_t seed, int frozen,
                  asam_esam **out) {
     *out = NULL;
     asam_esam *m = calloc(1, sizeof *m);
@@ -241,6 +252,8 @@ static int build(const asam_checkpoint *ck, const asam_esam_config *cfg, uint64_
     asam_binder B;
     asam_binder_init(&B, ck, NULL);
     B.model = "complete EfficientSAM";
+    B.hold_weights = frozen;
+    B.is_gemm_weight = encoder_gemm_weight;
     uint64_t rng = seed;
     B.init = random_init;
     B.user = &rng;
@@ -358,15 +371,23 @@ int asam_esam_config_from_file(const char *path, int num_heads, asam_esam_config
     return rc;
 }
 
-int asam_esam_load(const char *path, int num_heads, asam_esam **out) {
+static int load(const char *path, int num_heads, int frozen, asam_esam **out) {
     *out = NULL;
     asam_checkpoint *ck;
     if (asam_checkpoint_open(path, &ck) != 0) return -1;
     asam_esam_config cfg;
     int rc = config_from_ckpt(ck, num_heads, &cfg);
-    if (rc == 0) rc = build(ck, &cfg, 0, out);
+    if (rc == 0) rc = build(ck, &cfg, 0, frozen, out);
     asam_checkpoint_close(ck);
     return rc;
+}
+
+int asam_esam_load(const char *path, int num_heads, asam_esam **out) {
+    return load(path, num_heads, 0, out);
+}
+
+int asam_esam_load_frozen(const char *path, int num_heads, asam_esam **out) {
+    return load(path, num_heads, 1, out);
 }
 
 int asam_esam_init_random(const asam_esam_config *cfg, uint64_t seed, asam_esam **out) {
@@ -374,7 +395,7 @@ int asam_esam_init_random(const asam_esam_config *cfg, uint64_t seed, asam_esam 
         cfg->depth <= 0 || cfg->depth > ASAM_ESAM_MAX_DEPTH || cfg->dim % 16 ||
         cfg->dec_depth <= 0 || cfg->dec_depth > 8)
         return asam_error("efficientsam: invalid configuration");
-    return build(NULL, cfg, seed, out);
+    return build(NULL, cfg, seed, 0, out);
 }
 
 void asam_esam_free(asam_esam *m) {
@@ -388,6 +409,14 @@ void asam_esam_free(asam_esam *m) {
     free(m->names);
     if (m->pe.key_pe) asam_param_free(m->pe.key_pe);
     free(m);
+}
+
+int asam_esam_params(const asam_esam *m, asam_tensor *const **params, const char *const **names,
+                     size_t *n) {
+    *params = m->all;
+    *names = (const char *const *)m->names;
+    *n = (size_t)m->n;
+    return 0;
 }
 
 const asam_esam_config *asam_esam_cfg(const asam_esam *m) {

@@ -40,8 +40,37 @@ void asam_clip_text_free(asam_clip_text *m) {
     free(m);
 }
 
+/* The GEMM weights (attention projections, MLP): the tensors a frozen load holds in bf16. The
+ * embeddings are 2-D too but are read as fp32 tables. */
+static int clip_gemm_weight(const char *name, int ndim) {
+    size_t n = strlen(name);
+    return ndim == 2 && n > 7 && !strcmp(name + n - 7, ".weight") &&
+           (strstr(name, "_proj.") || strstr(name, ".mlp.fc"));
+}
+
+static int load(const asam_checkpoint *ck, const char *prefix, int heads, int frozen,
+                asam_clip_text **out);
+
 int asam_clip_text_load(const struct asam_checkpoint *ck, const char *prefix, int heads,
                         asam_clip_text **out) {
+    return load(ck, prefix, heads, 0, out);
+}
+
+int asam_clip_text_load_frozen(const struct asam_checkpoint *ck, const char *prefix, int heads,
+                               asam_clip_text **out) {
+    return load(ck, prefix, heads, 1, out);
+}
+
+int asam_clip_text_params(const asam_clip_text *m, asam_tensor *const **params,
+                          const char *const **names, size_t *n) {
+    *params = m->weights.params;
+    *names = (const char *const *)m->weights.names;
+    *n = m->weights.n;
+    return 0;
+}
+
+static int load(const asam_checkpoint *ck, const char *prefix, int heads, int frozen,
+                asam_clip_text **out) {
     *out = NULL;
     char key[512];
     snprintf(key, sizeof key, "%sembeddings.token_embedding.weight", prefix);
@@ -52,6 +81,8 @@ int asam_clip_text_load(const struct asam_checkpoint *ck, const char *prefix, in
     if (!m) return asam_error("out of memory");
     asam_binder *W = &m->weights;
     asam_binder_init(W, ck, prefix);
+    W->hold_weights = frozen; /* under bf16: held as they are read */
+    W->is_gemm_weight = clip_gemm_weight;
     m->vocab = (int)te->shape[0];
     m->width = (int)te->shape[1];
     while (1) {

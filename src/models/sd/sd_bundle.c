@@ -76,7 +76,8 @@ static int load_diffusers(asam_sd *sd, const char *dir) {
     if (find_weights(dir, "vae", unet_names, p, sizeof p)) return -1;
     WITH_CK(p, sd_vae_load_frozen(ck, "", 1, &sd->vae));
     if (find_weights(dir, "text_encoder", te_names, p, sizeof p)) return -1;
-    WITH_CK(p, asam_clip_text_load(ck, "text_model.", text_heads_from_config(dir), &sd->text));
+    WITH_CK(p,
+            asam_clip_text_load_frozen(ck, "text_model.", text_heads_from_config(dir), &sd->text));
     return 0;
 }
 
@@ -93,7 +94,7 @@ static int load_single_ck(asam_sd *sd, asam_checkpoint *ck, const char *path) {
             ck, "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight") &&
         asam_checkpoint_find(ck, "cond_stage_model.transformer.embeddings.token_embedding.weight"))
         prefix = "cond_stage_model.transformer.";
-    return asam_clip_text_load(ck, prefix, 0, &sd->text);
+    return asam_clip_text_load_frozen(ck, prefix, 0, &sd->text);
 }
 
 static int load_single(asam_sd *sd, const char *path) {
