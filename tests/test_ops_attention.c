@@ -273,6 +273,57 @@ static void attention_cases(asam_ctx *ctx) {
                     3);
 }
 
+/* asam_attention_heads against splitting the heads out, asam_attention, merging them back: in
+ * inference under bf16 on AMX the heads are read in place (bit for bit the same values: the
+ * same packed tiles; the arena shows no permuted copies), recorded calls and fp32 take the
+ * general path, and the gradient reaches q, k and v. */
+static void attention_heads_case(int64_t B, int64_t Nq, int64_t Nk, int64_t H, int64_t D,
+                                 int64_t Dv, int bf16) {
+    asam_ctx *ctx = asam_ctx_new((size_t)1 << 28);
+    asam_set_precision(bf16 ? ASAM_BF16 : ASAM_FP32);
+    asam_tensor *q = rand_tensor(ctx, ASAM_SHAPE(B, Nq, H * D), 61, 1.0f);
+    asam_tensor *k = rand_tensor(ctx, ASAM_SHAPE(B, Nk, H * D), 62, 1.0f);
+    asam_tensor *v = rand_tensor(ctx, ASAM_SHAPE(B, Nk, H * Dv), 63, 1.0f);
+    asam_tensor *ref = asam_reshape(
+        ctx,
+        asam_permute(
+            ctx,
+            asam_attention(ctx,
+                           asam_permute(ctx, asam_reshape(ctx, q, ASAM_SHAPE(B, Nq, H, D)),
+                                        (const int[]){0, 2, 1, 3}),
+                           asam_permute(ctx, asam_reshape(ctx, k, ASAM_SHAPE(B, Nk, H, D)),
+                                        (const int[]){0, 2, 1, 3}),
+                           asam_permute(ctx, asam_reshape(ctx, v, ASAM_SHAPE(B, Nk, H, Dv)),
+                                        (const int[]){0, 2, 1, 3}),
+                           NULL),
+            (const int[]){0, 2, 1, 3}),
+        ASAM_SHAPE(B, Nq, H * Dv));
+    size_t u0 = asam_ctx_used(ctx);
+    asam_tensor *o = asam_attention_heads(ctx, q, k, v, (int)H, NULL);
+    size_t used = asam_ctx_used(ctx) - u0, out_bytes = (size_t)(B * Nq * H * Dv) * 4;
+    char what[128];
+    snprintf(what, sizeof what, "attention_heads %s B%lld Nq%lld Nk%lld H%lld D%lld Dv%lld",
+             bf16 ? "bf16" : "fp32", (long long)B, (long long)Nq, (long long)Nk, (long long)H,
+             (long long)D, (long long)Dv);
+    CHECK(o && ref && !memcmp(o->data, ref->data, out_bytes), "%s: differs from split + merge",
+          what);
+    int in_place = used < 2 * out_bytes;
+    CHECK(in_place == (bf16 && asam_amx_supported()), "%s: %s", what,
+          in_place ? "in place where it should not be" : "permuted copies");
+    /* recorded: the general path; its gradient to q, k, v */
+    asam_set_requires_grad(q, 1);
+    asam_set_requires_grad(k, 1);
+    asam_set_requires_grad(v, 1);
+    asam_tensor *og = asam_attention_heads(ctx, q, k, v, (int)H, NULL);
+    CHECK(og && !memcmp(og->data, ref->data, out_bytes) &&
+              asam_backward(ctx, asam_sum(ctx, asam_mul(ctx, og, og))) == 0 && q->grad && k->grad &&
+              v->grad,
+          "%s: recorded call", what);
+    if (!test_failures) printf("ok   %s (%s)\n", what, in_place ? "heads in place" : "general");
+    asam_set_precision(ASAM_FP32);
+    asam_ctx_free(ctx);
+}
+
 int main(void) {
     asam_set_threads(2); /* both parallel schedules (over heads, over query blocks) run */
     asam_ctx *ctx = asam_ctx_new((size_t)1 << 30);
@@ -290,6 +341,12 @@ int main(void) {
     } else {
         printf("SKIP (part): no AMX on this CPU: the bf16 tile forward and backward are not "
                "checked here\n");
+    }
+    attention_heads_case(1, 100, 100, 8, 40, 40, 0);
+    if (asam_bf16_supported()) {
+        attention_heads_case(2, 77, 45, 4, 40, 40, 1);
+        attention_heads_case(1, 256, 77, 8, 80, 80, 1);
+        attention_heads_case(1, 64, 64, 2, 64, 32, 1);
     }
     /* shape errors */
     asam_tensor *q = asam_zeros(ctx, ASAM_SHAPE(1, 2, 4, 8)),

@@ -33,11 +33,16 @@ static void check_conv(asam_ctx *ctx, int64_t N, int64_t C, int64_t H, int64_t W
     asam_mark m = asam_ctx_mark(ctx);
     asam_tensor *x = rand_tensor(ctx, ASAM_SHAPE(N, C, H, W), 11);
     asam_tensor *w = rand_tensor(ctx, ASAM_SHAPE(O, C, kh, kw), 12);
-    asam_tensor *b = rand_tensor(ctx, ASAM_SHAPE(O), 13);
+    /* bias 1: (O); 2: (N, O), a bias for each image */
+    asam_tensor *b =
+        bias == 2 ? rand_tensor(ctx, ASAM_SHAPE(N, O), 13) : rand_tensor(ctx, ASAM_SHAPE(O), 13);
     char name[128];
     snprintf(name, sizeof name, "conv2d x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld,%lld) s%d p%d%s",
              (long long)N, (long long)C, (long long)H, (long long)W, (long long)O, (long long)C,
-             (long long)kh, (long long)kw, s, p, bias ? " +b" : "");
+             (long long)kh, (long long)kw, s, p,
+             bias == 2 ? " +b per image"
+             : bias    ? " +b"
+                       : "");
     asam_tensor *y = asam_conv2d(ctx, x, w, bias ? b : NULL, s, p);
     int64_t Ho = (H + 2 * p - kh) / s + 1, Wo = (W + 2 * p - kw) / s + 1;
     CHECK(y && y->shape[0] == N && y->shape[1] == O && y->shape[2] == Ho && y->shape[3] == Wo,
@@ -48,7 +53,7 @@ static void check_conv(asam_ctx *ctx, int64_t N, int64_t C, int64_t H, int64_t W
         for (int64_t o = 0; o < O; o++)
             for (int64_t oy = 0; oy < Ho; oy++)
                 for (int64_t ox = 0; ox < Wo; ox++) {
-                    double acc = bias ? b->data[o] : 0;
+                    double acc = bias ? b->data[bias == 2 ? n * O + o : o] : 0;
                     for (int64_t c = 0; c < C; c++)
                         for (int64_t i = 0; i < kh; i++)
                             for (int64_t j = 0; j < kw; j++) {
@@ -128,6 +133,9 @@ int main(void) {
     check_conv(ctx, 1, 2, 6, 7, 3, 3, 2, 2, 1, 1, 1);      /* non-square kernel */
     check_conv(ctx, 1, 2, 2, 2, 2, 3, 3, 1, 1, 1, 1);      /* kernel larger than the input */
     check_conv(ctx, 1, 3, 64, 64, 8, 16, 16, 16, 0, 1, 0); /* 16x16/16 forward */
+    check_conv(ctx, 2, 3, 7, 6, 4, 3, 3, 1, 1, 2, 1);      /* a bias for each image */
+    check_conv(ctx, 3, 4, 5, 6, 3, 1, 1, 1, 0, 2, 1);      /* pointwise, a bias per image */
+    check_conv(ctx, 2, 3, 9, 8, 5, 3, 3, 2, 1, 2, 1);      /* stride 2, a bias per image */
     /* chunked column buffers: a few output rows per chunk */
     int64_t saved = asam_conv_chunk_floats;
     asam_conv_chunk_floats = 3 * 9 * 6 * 2;
@@ -142,6 +150,7 @@ int main(void) {
     int64_t saved_wino = asam_conv_winograd_min_pixels, saved_wchunk = asam_wino_chunk_floats;
     asam_conv_winograd_min_pixels = 1;
     check_conv(ctx, 2, 16, 7, 6, 17, 3, 3, 1, 1, 1, 1);
+    check_conv(ctx, 2, 16, 7, 6, 17, 3, 3, 1, 1, 2, 1); /* a bias for each image */
     check_conv(ctx, 1, 16, 9, 70, 16, 3, 3, 1, 1, 0, 1);
     check_conv(ctx, 1, 24, 4, 4, 16, 3, 3, 1, 1, 1, 1);
     asam_wino_chunk_floats = 36 * (16 + 17) * 16;
@@ -160,6 +169,11 @@ int main(void) {
     asam_tensor *x = asam_zeros(ctx, ASAM_SHAPE(1, 3, 8, 8));
     asam_tensor *w = asam_zeros(ctx, ASAM_SHAPE(4, 2, 3, 3));
     CHECK(asam_conv2d(ctx, x, w, NULL, 1, 1) == NULL && !asam_ctx_ok(ctx), "channel mismatch");
+    if (asam_ctx_error(ctx)) printf("ok   error: %s\n", asam_ctx_error(ctx));
+    asam_ctx_clear_error(ctx);
+    asam_tensor *w3 = asam_zeros(ctx, ASAM_SHAPE(4, 3, 3, 3));
+    asam_tensor *b2 = asam_zeros(ctx, ASAM_SHAPE(2, 4)); /* two images' biases for one image */
+    CHECK(asam_conv2d(ctx, x, w3, b2, 1, 1) == NULL && !asam_ctx_ok(ctx), "bias (2, 4) for N 1");
     if (asam_ctx_error(ctx)) printf("ok   error: %s\n", asam_ctx_error(ctx));
     asam_ctx_clear_error(ctx);
     asam_tensor *w2 = asam_zeros(ctx, ASAM_SHAPE(4, 3, 9, 9));

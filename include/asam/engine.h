@@ -246,7 +246,8 @@ asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
  * either way. */
 asam_tensor *asam_linear_geglu(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b);
 
-/* Convolutions, NCHW. conv2d: w (O, C, kh, kw), b (O) or NULL, square stride/padding.
+/* Convolutions, NCHW. conv2d: w (O, C, kh, kw), b (O), (N, O) (a bias for each image) or
+ * NULL, square stride/padding.
  * conv_transpose2d: w (C, O, kh, kw) as torch.nn.ConvTranspose2d, padding 0. */
 asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b, int stride,
                          int padding);
@@ -280,6 +281,12 @@ typedef struct {
 } asam_attn_opts;
 asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_tensor *v,
                             const asam_attn_opts *opts);
+/* The same with the heads side by side in each token's row, as the q / k / v projections make
+ * them: q (B, Nq, heads d), k (B, Nk, heads d), v (B, Nk, heads dv) -> (B, Nq, heads dv); what
+ * splitting the heads out (reshape + permute), asam_attention and merging them back give. In
+ * inference under bf16 on AMX the heads are read in place (no permuted copies). */
+asam_tensor *asam_attention_heads(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_tensor *v,
+                                  int heads, const asam_attn_opts *opts);
 
 /* Resampling of NCHW (or any (..., H, W)) tensors, PyTorch F.interpolate semantics:
  * nearest (src = floor(dst * in/out)) and bilinear with align_corners=False, no antialias. */

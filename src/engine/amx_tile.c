@@ -72,7 +72,7 @@ AMX_TARGET void asam_amx_end(void) {
 #endif
 }
 
-AMX_TARGET void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float scale,
+AMX_TARGET void asam_amx_pack_q(const float *src, int64_t n, int64_t D, int64_t ld, float scale,
                                 uint16_t *dst) {
     int64_t Dp = asam_amx_round_up(D, 32);
 #if AMX_BUILT
@@ -80,13 +80,13 @@ AMX_TARGET void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float sc
     for (int64_t r = 0; r < AMX_ROWS; r++)
         for (int64_t d = 0; d < Dp; d += 16) {
             __mmask16 live = r < n ? asam_lanes16(D - d) : 0;
-            __m512 v = _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(live, src + r * D + d));
+            __m512 v = _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(live, src + r * ld + d));
             _mm256_storeu_si256((__m256i *)(dst + r * Dp + d), (__m256i)_mm512_cvtneps_pbh(v));
         }
 #else
     memset(dst, 0, (size_t)(AMX_ROWS * Dp) * sizeof *dst);
     for (int64_t r = 0; r < n; r++)
-        for (int64_t d = 0; d < D; d++) dst[r * Dp + d] = asam_f32_to_bf16(scale * src[r * D + d]);
+        for (int64_t d = 0; d < D; d++) dst[r * Dp + d] = asam_f32_to_bf16(scale * src[r * ld + d]);
 #endif
 }
 
@@ -188,17 +188,17 @@ AMX_TARGET void asam_amx_pack_b(int tb, int64_t K, int64_t N, const float *B, co
 #endif
 }
 
-void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, uint16_t *dst) {
+void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, int64_t ld, uint16_t *dst) {
     int64_t Dp = asam_amx_round_up(D, 32);
     /* K^T (D x Nk) as the right operand: B = K stored transposed (tb), a panel per 16 keys */
     for (int64_t j = 0; j < asam_amx_round_up(Nk, 32) / 16; j++)
-        asam_amx_pack_b(1, D, Nk, K, NULL, D, j * 16, Dp, dst + j * 16 * Dp);
+        asam_amx_pack_b(1, D, Nk, K, NULL, ld, j * 16, Dp, dst + j * 16 * Dp);
 }
 
-void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, uint16_t *dst) {
+void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, int64_t ld, uint16_t *dst) {
     int64_t Nkp = asam_amx_round_up(Nk, 32);
     for (int64_t j = 0; j < asam_amx_round_up(Dv, 16) / 16; j++)
-        asam_amx_pack_b(0, Nk, Dv, V, NULL, Dv, j * 16, Nkp, dst + j * 16 * Nkp);
+        asam_amx_pack_b(0, Nk, Dv, V, NULL, ld, j * 16, Nkp, dst + j * 16 * Nkp);
 }
 
 AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds,

@@ -96,9 +96,10 @@ static inline int64_t asam_amx_v_size(int64_t Nk, int64_t Dv) {
     return asam_amx_round_up(Nk, 32) * asam_amx_round_up(Dv, 16);
 }
 
-/* dst (AMX_ROWS, Dp) <- scale * src rows (n <= AMX_ROWS rows of D, row stride D), rows and
+/* dst (AMX_ROWS, Dp) <- scale * src rows (n <= AMX_ROWS rows of D, row stride ld), rows and
  * columns beyond zero. */
-void asam_amx_pack_q(const float *src, int64_t n, int64_t D, float scale, uint16_t *dst);
+void asam_amx_pack_q(const float *src, int64_t n, int64_t D, int64_t ld, float scale,
+                     uint16_t *dst);
 /* The operands of any tile product C = op(A) op(B), op(A) M x K, op(B) K x N, from fp32 or
  * (A16 / B16) bf16 values; ta / tb: A is stored K x M / B is stored N x K. pack_a: rows m0 ..
  * m0 + 32 of op(A) as 32 x Kp row-major (Kp = K rounded up to 32). pack_b: columns n0 .. n0 + 16
@@ -108,11 +109,11 @@ void asam_amx_pack_a(int ta, int64_t M, int64_t K, const float *A, const uint16_
                      int64_t m0, int64_t Kp, uint16_t *dst);
 void asam_amx_pack_b(int tb, int64_t K, int64_t N, const float *B, const uint16_t *B16, int64_t ldb,
                      int64_t n0, int64_t Kp, uint16_t *dst);
-/* dst <- K (Nk, D) as K^T panels, one per 16 keys (asam_amx_kt_size values). */
-void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, uint16_t *dst);
-/* dst <- V (Nk, Dv) as panels, one per 16 columns, K = the keys padded to Nkp = round_up(Nk,
- * 32) (asam_amx_v_size values). */
-void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, uint16_t *dst);
+/* dst <- K (Nk, D; row stride ld) as K^T panels, one per 16 keys (asam_amx_kt_size values). */
+void asam_amx_pack_kt(const float *K, int64_t Nk, int64_t D, int64_t ld, uint16_t *dst);
+/* dst <- V (Nk, Dv; row stride ld) as panels, one per 16 columns, K = the keys padded to Nkp =
+ * round_up(Nk, 32) (asam_amx_v_size values). */
+void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, int64_t ld, uint16_t *dst);
 /* One key chunk's online softmax step: for each row r < n of S (kc logits, row stride lds) the
  * running max m[r] takes in the chunk, P's row (stride ldp, a multiple of 32) gets
  * exp(S - m[r]) in bf16, zero past kc up to round_up(kc, 32), l[r] becomes l[r] corr[r] + the

@@ -103,7 +103,19 @@ typedef struct {
     const float *q, *k, *v, *bias, *rel_h, *rel_w;
     float *lse; /* (B*H*Nq) row logsumexp, saved for backward (NULL when not recording) */
     asam_tensor *tq, *tk, *tv, *trh, *trw;
+    /* 0: q, k, v and the output are (B, H, N, D); 1: (B, N, H D), the heads side by side in
+     * each token's row, as the projections make them (asam_attention_heads; forward only) */
+    int merged;
 } attn_args;
+
+/* The rows of pair bh in a (B, H, N, w) tensor, or a (B, N, H w) one when merged; their row
+ * stride (row_stride). */
+static inline int64_t pair_offset(const attn_args *A, int64_t bh, int64_t N, int64_t w) {
+    return A->merged ? (bh / A->H) * N * A->H * w + (bh % A->H) * w : bh * N * w;
+}
+static inline int64_t row_stride(const attn_args *A, int64_t w) {
+    return A->merged ? A->H * w : w;
+}
 
 /* Keys a block of queries ending (exclusive) at q1 can see. */
 static inline int64_t block_keys(const attn_args *A, int64_t q1) {
@@ -199,16 +211,16 @@ static void online_softmax(float *S, int64_t nq, int64_t kc, int64_t lds, int fi
 /* out's rows (Dv columns) <- O / l, and each row's logsumexp m + log l for backward. */
 static void flash_finish(const attn_args *A, int64_t bh, int64_t q0, int64_t nq, const float *O,
                          int64_t ldo, const float *m, const float *l, float *out) {
-    int64_t Dv = A->Dv;
-    float *dst = out + (bh * A->Nq + q0) * Dv;
+    int64_t Dv = A->Dv, ld = row_stride(A, Dv);
+    float *dst = out + pair_offset(A, bh, A->Nq, Dv) + q0 * ld;
     for (int64_t r = 0; r < nq; r++) {
         if (l[r] == 0) { /* every key masked: output 0, no gradient */
-            memset(dst + r * Dv, 0, (size_t)Dv * sizeof(float));
+            memset(dst + r * ld, 0, (size_t)Dv * sizeof(float));
             if (A->lse) A->lse[bh * A->Nq + q0 + r] = INFINITY;
             continue;
         }
         float inv = 1.0f / l[r];
-        for (int64_t c = 0; c < Dv; c++) dst[r * Dv + c] = O[r * ldo + c] * inv;
+        for (int64_t c = 0; c < Dv; c++) dst[r * ld + c] = O[r * ldo + c] * inv;
         if (A->lse) A->lse[bh * A->Nq + q0 + r] = m[r] + logf(l[r]);
     }
 }
@@ -254,7 +266,9 @@ static void attn_forward_amx(const attn_args *A, int64_t bh, int64_t q0, int64_t
     int64_t nq = q1 - q0, nk = block_keys(A, q1), Dv = A->Dv;
     int64_t Dp = asam_amx_round_up(A->D, 32), Dvp = asam_amx_round_up(Dv, 16);
     float *m = w->ml, *l = w->ml + AMX_ROWS, *corr = w->ml + 2 * AMX_ROWS;
-    asam_amx_pack_q(A->q + (bh * A->Nq + q0) * A->D, nq, A->D, A->scale, w->Qp);
+    int64_t ldq = row_stride(A, A->D);
+    asam_amx_pack_q(A->q + pair_offset(A, bh, A->Nq, A->D) + q0 * ldq, nq, A->D, ldq, A->scale,
+                    w->Qp);
     memset(w->O, 0, (size_t)(AMX_ROWS * Dvp) * sizeof(float));
     for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0;
     for (int64_t k0 = 0; k0 < nk; k0 += AMX_KC) {
@@ -459,8 +473,10 @@ static int attention_forward_amx(asam_ctx *ctx, const attn_args *A, int par, int
     uint16_t *vp = kt + BH * kts;
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t bh = 0; bh < BH; bh++) {
-        asam_amx_pack_kt(A->k + bh * A->Nk * A->D, A->Nk, A->D, kt + bh * kts);
-        asam_amx_pack_v(A->v + bh * A->Nk * A->Dv, A->Nk, A->Dv, vp + bh * vs);
+        asam_amx_pack_kt(A->k + pair_offset(A, bh, A->Nk, A->D), A->Nk, A->D, row_stride(A, A->D),
+                         kt + bh * kts);
+        asam_amx_pack_v(A->v + pair_offset(A, bh, A->Nk, A->Dv), A->Nk, A->Dv, row_stride(A, A->Dv),
+                        vp + bh * vs);
     }
 #pragma omp parallel if (par)
     {
@@ -543,8 +559,8 @@ static void attn_backward_amx(const attn_args *A, const attn_grads *G, const amx
     block_dot_rows(dO, O, nq, Dv, w->Di);
     for (int64_t r0 = 0; r0 < nq32; r0 += AMX_ROWS) {
         int64_t n = nq - r0 < AMX_ROWS ? nq - r0 : AMX_ROWS;
-        asam_amx_pack_q(Q + r0 * D, n, D, A->scale, w->Qp + r0 * Dp);
-        asam_amx_pack_q(dO + r0 * Dv, n, Dv, 1.0f, w->dOp + r0 * Dvp);
+        asam_amx_pack_q(Q + r0 * D, n, D, D, A->scale, w->Qp + r0 * Dp);
+        asam_amx_pack_q(dO + r0 * Dv, n, Dv, Dv, 1.0f, w->dOp + r0 * Dvp);
     }
     for (int64_t c0 = 0; G->dk && c0 < Dp; c0 += 32)
         asam_amx_pack_a(1, D, nq, Q, NULL, D, c0, AMX_BQ, w->QT + c0 * AMX_BQ);
@@ -622,9 +638,9 @@ static int attention_backward_amx(asam_ctx *ctx, const attn_args *A, const attn_
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t bh = 0; bh < BH; bh++) {
         uint16_t *p = pk + bh * packs;
-        asam_amx_pack_kt(A->k + bh * A->Nk * A->D, A->Nk, A->D, p);
-        asam_amx_pack_kt(A->v + bh * A->Nk * A->Dv, A->Nk, A->Dv, p + d.kts);
-        asam_amx_pack_v(A->k + bh * A->Nk * A->D, A->Nk, A->D, p + d.kts + d.vts);
+        asam_amx_pack_kt(A->k + bh * A->Nk * A->D, A->Nk, A->D, A->D, p);
+        asam_amx_pack_kt(A->v + bh * A->Nk * A->Dv, A->Nk, A->Dv, A->Dv, p + d.kts);
+        asam_amx_pack_v(A->k + bh * A->Nk * A->D, A->Nk, A->D, A->D, p + d.kts + d.vts);
     }
     if (!split_blocks) {
 #pragma omp parallel if (par)
@@ -955,4 +971,77 @@ asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_
     blas_leave_parallel(blas_nt);
     asam_ctx_release(ctx, m);
     return out;
+}
+
+/* (B, N, H w) -> (B, H, N, w) and back: the layouts asam_attention takes and gives. */
+static asam_tensor *split_heads(asam_ctx *ctx, asam_tensor *x, int64_t heads) {
+    if (!x) return NULL;
+    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2];
+    x = asam_reshape(ctx, x, ASAM_SHAPE(B, N, heads, C / heads));
+    return asam_permute(ctx, x, (const int[]){0, 2, 1, 3});
+}
+static asam_tensor *merge_heads(asam_ctx *ctx, asam_tensor *x) {
+    if (!x) return NULL;
+    int64_t B = x->shape[0], H = x->shape[1], N = x->shape[2], D = x->shape[3];
+    x = asam_permute(ctx, x, (const int[]){0, 2, 1, 3});
+    return asam_reshape(ctx, x, ASAM_SHAPE(B, N, H * D));
+}
+
+asam_tensor *asam_attention_heads(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_tensor *v,
+                                  int heads, const asam_attn_opts *opts) {
+    const char *op = "attention";
+    if (!q || !k || !v) return NULL;
+    char sq[96], sk[96], sv[96];
+    asam_shape_str(q, sq, sizeof sq);
+    asam_shape_str(k, sk, sizeof sk);
+    asam_shape_str(v, sv, sizeof sv);
+    if (!asam_check(ctx,
+                    heads > 0 && q->ndim == 3 && k->ndim == 3 && v->ndim == 3 &&
+                        q->shape[2] % heads == 0 && v->shape[2] % heads == 0 &&
+                        k->shape[2] == q->shape[2] && k->shape[0] == q->shape[0] &&
+                        v->shape[0] == q->shape[0] && v->shape[1] == k->shape[1],
+                    op, "q %s, k %s, v %s are not (B, N, heads x d) for %d heads", sq, sk, sv,
+                    heads))
+        return NULL;
+    asam_attn_opts o = opts ? *opts : (asam_attn_opts){0};
+    int plain = !o.causal && !o.bias && !o.rel_h && !o.rel_w;
+    asam_tensor *ins[3] = {q, k, v};
+    int64_t B = q->shape[0], Nq = q->shape[1], Nk = k->shape[1], D = q->shape[2] / heads;
+    int64_t Dv = v->shape[2] / heads;
+    /* inference on the tiles: the heads read in place and the output written merged, without
+     * the four permuted copies of the general path */
+    if (plain && use_amx() && !asam_needs_record(ctx, 3, ins) && Nk > 0 &&
+        Nk * 2 * ATTN_BLOCK < INT_MAX && Nq < INT_MAX) {
+        attn_args A = {.B = B,
+                       .H = heads,
+                       .Nq = Nq,
+                       .Nk = Nk,
+                       .D = D,
+                       .Dv = Dv,
+                       .Bb = 1,
+                       .Hb = 1,
+                       .scale = o.scale,
+                       .q = q->data,
+                       .k = k->data,
+                       .v = v->data,
+                       .tq = q,
+                       .tk = k,
+                       .tv = v,
+                       .merged = 1};
+        if (A.scale == 0) A.scale = 1.0f / sqrtf((float)D);
+        A.bq = attn_block_rows(B * heads, Nq, Nk);
+        asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(B, Nq, heads * Dv));
+        if (!out) return NULL;
+        asam_mark m = asam_ctx_mark(ctx);
+        int par = B * heads * Nq * Nk * (D + Dv) >= ATTN_PARALLEL_MACS;
+        int nt = par ? omp_get_max_threads() : 1;
+        int blas_nt = par ? blas_enter_parallel() : 0;
+        int rc = attention_forward_amx(ctx, &A, par, nt, out->data);
+        blas_leave_parallel(blas_nt);
+        asam_ctx_release(ctx, m);
+        return rc ? NULL : out;
+    }
+    return merge_heads(ctx,
+                       asam_attention(ctx, split_heads(ctx, q, heads), split_heads(ctx, k, heads),
+                                      split_heads(ctx, v, heads), opts));
 }

@@ -99,16 +99,18 @@ static int64_t chunk_rows(const conv_geom *g) {
     return r < g->Ho ? r : g->Ho;
 }
 
-static void add_bias(float *y, const float *b, int64_t N, int64_t O, int64_t HW) {
+/* y (N, O, HW) += b: (O) values, or (N, O) when per_image (a bias for each image). */
+static void add_bias(float *y, const float *b, int64_t N, int64_t O, int64_t HW, int per_image) {
 #pragma omp parallel for collapse(2) schedule(static) if (N * O * HW >= PAR_MIN_ELEMS)
     for (int64_t n = 0; n < N; n++)
         for (int64_t o = 0; o < O; o++) {
-            float *row = y + (n * O + o) * HW, bo = b[o];
+            float *row = y + (n * O + o) * HW, bo = b[per_image ? n * O + o : o];
             for (int64_t i = 0; i < HW; i++) row[i] += bo;
         }
 }
 
-static void bias_grad(const float *dy, float *db, int64_t N, int64_t O, int64_t HW) {
+/* db += the sums of dy (N, O, HW) over the pixels (and the images unless per_image). */
+static void bias_grad(const float *dy, float *db, int64_t N, int64_t O, int64_t HW, int per_image) {
 #pragma omp parallel for schedule(static) if (N * O * HW >= PAR_MIN_ELEMS)
     for (int64_t o = 0; o < O; o++) {
         double acc = 0;
@@ -116,9 +118,12 @@ static void bias_grad(const float *dy, float *db, int64_t N, int64_t O, int64_t 
             const float *row = dy + (n * O + o) * HW;
             float s = 0;
             for (int64_t i = 0; i < HW; i++) s += row[i];
-            acc += s;
+            if (per_image)
+                db[n * O + o] += s;
+            else
+                acc += s;
         }
-        db[o] += (float)acc;
+        if (!per_image) db[o] += (float)acc;
     }
 }
 
@@ -202,7 +207,7 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     conv_geom g = *(conv_geom *)nd->saved;
     int64_t N = x->shape[0], O = w->shape[0], HW = g.H * g.W, HoWo = g.Ho * g.Wo;
     int64_t CKK = g.C * g.kh * g.kw;
-    if (db) bias_grad(dy, db, N, O, HoWo);
+    if (db) bias_grad(dy, db, N, O, HoWo, b->ndim == 2);
     if (!dx && !dw) return;
     if (fresh && (O == 0 || HoWo == 0)) memset(dx, 0, (size_t)x->numel * sizeof(float));
     asam_mark m = asam_ctx_mark(ctx);
@@ -267,10 +272,12 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     if (!asam_check(ctx, g.kh >= 1 && g.kw >= 1 && g.H + 2 * g.p >= g.kh && g.W + 2 * g.p >= g.kw,
                     op, "kernel %s larger than the padded input %s", sw, sx))
         return NULL;
-    if (b && !asam_check(ctx, b->ndim == 1 && b->shape[0] == O, op,
-                         "bias of %lld values for %lld "
-                         "channels",
-                         (long long)b->numel, (long long)O))
+    int per_image = b && b->ndim == 2; /* a bias for each image: (N, O) */
+    if (b && !asam_check(ctx,
+                         (b->ndim == 1 && b->shape[0] == O) ||
+                             (per_image && b->shape[0] == N && b->shape[1] == O),
+                         op, "bias of %lld values for %lld images of %lld channels",
+                         (long long)b->numel, (long long)N, (long long)O))
         return NULL;
     g.Ho = (g.H + 2 * g.p - g.kh) / g.s + 1;
     g.Wo = (g.W + 2 * g.p - g.kw) / g.s + 1;
@@ -287,14 +294,14 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
                                           out->data + n * O * HoWo))
             n++;
         if (n == N) { /* else out of memory: the paths below redo every image */
-            if (b) add_bias(out->data, b->data, N, O, HoWo);
+            if (b) add_bias(out->data, b->data, N, O, HoWo, per_image);
             asam_ctx_release(ctx, m);
             return out;
         }
     }
     if (use_conv_patch(&g, O) &&
         !asam_conv_patch_amx(ctx, x->data, N, g.C, g.H, g.W, w, out->data)) {
-        if (b) add_bias(out->data, b->data, N, O, HoWo);
+        if (b) add_bias(out->data, b->data, N, O, HoWo, per_image);
         asam_ctx_release(ctx, m);
         return out; /* else out of memory: the paths below do it */
     }
@@ -305,7 +312,7 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
             if (asam_wino_conv3x3(ctx, x->data + n * g.C * HW, g.C, g.H, g.W, U, O,
                                   out->data + n * O * HoWo, 0))
                 return NULL;
-        if (b) add_bias(out->data, b->data, N, O, HoWo);
+        if (b) add_bias(out->data, b->data, N, O, HoWo, per_image);
         asam_ctx_release(ctx, m);
         return out;
     }
@@ -325,7 +332,7 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
             asam_gemm_wa(0, 0, O, nc, CKK, 1.0f, w, CKK, col, nc, 0.0f, yn + r0 * g.Wo, HoWo);
         }
     }
-    if (b) add_bias(out->data, b->data, N, O, HoWo);
+    if (b) add_bias(out->data, b->data, N, O, HoWo, per_image);
     asam_ctx_release(ctx, m);
     return out;
 }
@@ -345,7 +352,7 @@ static void convt_backward(asam_ctx *ctx, asam_node *nd) {
     conv_geom g = *(conv_geom *)nd->saved;
     int64_t N = x->shape[0], C = x->shape[1], O = g.C, HW = g.Ho * g.Wo, HoWo = g.H * g.W;
     int64_t OKK = O * g.kh * g.kw;
-    if (db) bias_grad(dy, db, N, O, HoWo);
+    if (db) bias_grad(dy, db, N, O, HoWo, 0);
     if (!dx && !dw) return;
     if (fresh && (O == 0 || HoWo == 0)) memset(dx, 0, (size_t)x->numel * sizeof(float));
     asam_mark m = asam_ctx_mark(ctx);
@@ -409,7 +416,7 @@ asam_tensor *asam_conv_transpose2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w
             col2im(col, &g, r0, r1, yn);
         }
     }
-    if (b) add_bias(out->data, b->data, N, O, HoWo);
+    if (b) add_bias(out->data, b->data, N, O, HoWo, 0);
     asam_ctx_release(ctx, m);
     return out;
 }

@@ -53,12 +53,13 @@ int sd_resblock_load(sd_loader *L, sd_resblock *r, const char *base, int cin, in
 asam_tensor *sd_resblock_forward(asam_ctx *ctx, const sd_resblock *r, asam_tensor *x,
                                  asam_tensor *emb, float eps) {
     asam_tensor *h = asam_group_norm_silu(ctx, x, SD_GN_GROUPS, r->norm1_w, r->norm1_b, eps);
-    h = asam_conv2d(ctx, h, r->conv1_w, r->conv1_b, 1, 1);
-    if (emb) { // the timestep embedding, projected to (B, Cout), added per channel
+    asam_tensor *bias1 = r->conv1_b;
+    if (emb) { // the timestep embedding, projected to (B, Cout), added per channel: folded into
+               // conv1's bias, one (B, Cout) bias per image, instead of a pass over h
         asam_tensor *e = asam_linear(ctx, asam_silu(ctx, emb), r->emb_w, r->emb_b);
-        if (e) e = asam_reshape(ctx, e, ASAM_SHAPE(e->shape[0], e->shape[1], 1, 1));
-        h = asam_add(ctx, h, e);
+        bias1 = bias1 ? asam_add(ctx, e, bias1) : e;
     }
+    h = asam_conv2d(ctx, h, r->conv1_w, bias1, 1, 1);
     h = asam_group_norm_silu(ctx, h, SD_GN_GROUPS, r->norm2_w, r->norm2_b, eps);
     h = asam_conv2d(ctx, h, r->conv2_w, r->conv2_b, 1, 1);
     asam_tensor *skip = r->skip_w ? asam_conv2d(ctx, x, r->skip_w, r->skip_b, 1, 0) : x;

@@ -336,31 +336,15 @@ asam_tensor *sd_time_embed(asam_ctx *ctx, const struct asam_unet *u, const float
     return asam_linear(ctx, e, u->time_embed2_w, u->time_embed2_b);
 }
 
-/* (B, N, heads*d) -> (B, heads, N, d) */
-static asam_tensor *split_heads(asam_ctx *ctx, asam_tensor *x, int heads) {
-    if (!x) return NULL;
-    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2];
-    x = asam_reshape(ctx, x, ASAM_SHAPE(B, N, heads, C / heads));
-    return asam_permute(ctx, x, (const int[]){0, 2, 1, 3});
-}
-
-static asam_tensor *merge_heads(asam_ctx *ctx, asam_tensor *x) {
-    if (!x) return NULL;
-    int64_t B = x->shape[0], H = x->shape[1], N = x->shape[2], D = x->shape[3];
-    x = asam_permute(ctx, x, (const int[]){0, 2, 1, 3});
-    return asam_reshape(ctx, x, ASAM_SHAPE(B, N, H * D));
-}
-
 /* ldm CrossAttention: q from x, k/v from kv (x itself for self-attention), scale d^-0.5. */
 // ref: CompVis/stable-diffusion ldm/modules/attention.py:170 (CrossAttention.forward)
 static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *x, asam_tensor *kv, int heads,
                                     asam_tensor *wq, asam_tensor *wk, asam_tensor *wv,
                                     asam_tensor *wo, asam_tensor *bo) {
-    asam_tensor *q = split_heads(ctx, asam_linear(ctx, x, wq, NULL), heads);
-    asam_tensor *k = split_heads(ctx, asam_linear(ctx, kv, wk, NULL), heads);
-    asam_tensor *v = split_heads(ctx, asam_linear(ctx, kv, wv, NULL), heads);
+    asam_tensor *q = asam_linear(ctx, x, wq, NULL), *k = asam_linear(ctx, kv, wk, NULL);
+    asam_tensor *v = asam_linear(ctx, kv, wv, NULL);
     asam_attn_opts opts = {0};
-    asam_tensor *o = merge_heads(ctx, asam_attention(ctx, q, k, v, &opts));
+    asam_tensor *o = asam_attention_heads(ctx, q, k, v, heads, &opts); // (B, N, heads d)
     return asam_linear(ctx, o, wo, bo);
 }
 
