@@ -164,11 +164,17 @@ static void check_attention(asam_ctx *ctx, const char *what, attn_case c, int ma
 /* With extra_grad != 0 the loss also has extra_grad * sum(q + k + v), whose gradients the
  * backward reaches before the attention's: the attention then adds into existing buffers. */
 static float extra_grad;
+/* Added to the bias of keys 512 .. 767 (the third key chunk of 256): logits that jump past the
+ * running max by far more than the tile softmax's slack (e^100 would overflow), so the row is
+ * rescaled there, and fall back below it in the next chunk. */
+static float bias_step;
 
 static void check_attention_bf16(asam_ctx *ctx, const char *what, attn_case c) {
     asam_mark m = asam_ctx_mark(ctx);
     asam_tensor *in[6];
     attn_inputs(ctx, &c, 41, in);
+    for (int64_t i = 0; bias_step != 0 && i < in[5]->numel; i++)
+        if (i % c.Nk >= 512 && i % c.Nk < 768) in[5]->data[i] += bias_step;
     int ngrad = c.kh ? 5 : 3;
     for (int i = 0; i < ngrad; i++) asam_set_requires_grad(in[i], 1);
     int64_t n = c.B * c.H * c.Nq * c.Dv;
@@ -243,6 +249,12 @@ static void attention_cases_bf16(asam_ctx *ctx) {
     check_attention_bf16(ctx, "split, adding",
                          (attn_case){1, 1, 400, 400, 64, 64, 0, 0, 0, 0, 0, 0});
     extra_grad = 0;
+    /* full key chunks against the running max, one chunk rising 100 above it, and sharp logits
+     * (scale 2: chunk maxima spread by several units) */
+    bias_step = 100.0f;
+    check_attention_bf16(ctx, "rising", (attn_case){1, 2, 64, 1100, 40, 40, 0, 0, 1, 1, 0, 0});
+    bias_step = 0;
+    check_attention_bf16(ctx, "sharp", (attn_case){1, 2, 64, 1100, 40, 40, 0, 0, 0, 0, 2.0f, 0});
 }
 
 static void attention_cases(asam_ctx *ctx) {

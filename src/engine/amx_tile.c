@@ -201,10 +201,37 @@ void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, int64_t ld, uint16_
         asam_amx_pack_b(0, Nk, Dv, V, NULL, ld, j * 16, Nkp, dst + j * 16 * Nkp);
 }
 
+#if AMX_BUILT
+/* One row's chunk of a full key chunk (kc a multiple of 32): p <- bf16 exp(s - ref) for the
+ * kc logits (ref2 = ref log2 e); returns their sum and, in *mx, the chunk's max logit (when
+ * track_max). No lane masks: every key is live. */
+AMX_TARGET static inline float exp_row_full(const float *s, int64_t kc, float ref2, uint16_t *p,
+                                            int track_max, float *mx) {
+    __m512 vl2e = _mm512_set1_ps(ASAM_LOG2E), vref = _mm512_set1_ps(ref2);
+    __m512 vsum = _mm512_setzero_ps(), vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < kc; j += 32) {
+        __m512 s0 = _mm512_loadu_ps(s + j), s1 = _mm512_loadu_ps(s + j + 16);
+        if (track_max) vmax = _mm512_max_ps(vmax, _mm512_max_ps(s0, s1));
+        __m512 e0 = asam_exp2_16_bf16(_mm512_fmsub_ps(s0, vl2e, vref));
+        __m512 e1 = asam_exp2_16_bf16(_mm512_fmsub_ps(s1, vl2e, vref));
+        vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
+        _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+    }
+    if (track_max) *mx = _mm512_reduce_max_ps(vmax);
+    return _mm512_reduce_add_ps(vsum);
+}
+#endif
+
+/* How far (in logits) a full chunk's max may pass the running max before the row is rescaled:
+ * below it the chunk is exponentiated against the running max in the same pass that finds its
+ * own max (probabilities up to e^8, well inside fp32 and bf16), and nothing is rescaled. */
+#define LAZY_MAX_SLACK 8.0f
+
 AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds,
                                        uint16_t *P, int64_t ldp, float *m, float *l, float *corr) {
 #if AMX_BUILT
     int64_t kc32 = asam_amx_round_up(kc, 32);
+    int full = kc == kc32;
     for (int64_t r = 0; r < AMX_ROWS; r++) {
         uint16_t *p = P + r * ldp;
         if (r >= n) {
@@ -212,33 +239,45 @@ AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, in
             continue;
         }
         const float *s = S + r * lds;
+        corr[r] = 1.0f;
+        if (full && m[r] != -INFINITY) { /* against the running max, the chunk's max on the way */
+            float cmax, sum = exp_row_full(s, kc, m[r] * ASAM_LOG2E, p, 1, &cmax);
+            if (cmax <= m[r] + LAZY_MAX_SLACK) {
+                l[r] += sum;
+                continue;
+            }
+        }
         __m512 vmax = _mm512_set1_ps(m[r]);
         for (int64_t j = 0; j < kc; j += 16)
             vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, asam_lanes16(kc - j), s + j));
-        float mx = _mm512_reduce_max_ps(vmax);
-        corr[r] = 1.0f;
+        float mx = _mm512_reduce_max_ps(vmax), sum = 0;
         if (mx == -INFINITY) { /* every key so far masked: this chunk adds nothing */
             memset(p, 0, (size_t)kc32 * sizeof *p);
             continue;
         }
-        /* exp(s - mx) = 2^(s log2 e - mx log2 e) */
-        __m512 vl2e = _mm512_set1_ps(ASAM_LOG2E), vmx = _mm512_set1_ps(mx * ASAM_LOG2E);
-        __m512 vsum = _mm512_setzero_ps();
-        for (int64_t j = 0; j < kc32; j += 32) {
-            __mmask16 m0 = asam_lanes16(kc - j), m1 = asam_lanes16(kc - j - 16);
-            __m512 e0 = _mm512_maskz_mov_ps(m0, asam_exp2_16_bf16(_mm512_fmsub_ps(
-                                                    _mm512_maskz_loadu_ps(m0, s + j), vl2e, vmx)));
-            __m512 e1 =
-                _mm512_maskz_mov_ps(m1, asam_exp2_16_bf16(_mm512_fmsub_ps(
-                                            _mm512_maskz_loadu_ps(m1, s + j + 16), vl2e, vmx)));
-            vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
-            _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+        if (full) {
+            sum = exp_row_full(s, kc, mx * ASAM_LOG2E, p, 0, NULL);
+        } else { /* exp(s - mx) = 2^(s log2 e - mx log2 e); keys past kc are 0 */
+            __m512 vl2e = _mm512_set1_ps(ASAM_LOG2E), vmx = _mm512_set1_ps(mx * ASAM_LOG2E);
+            __m512 vsum = _mm512_setzero_ps();
+            for (int64_t j = 0; j < kc32; j += 32) {
+                __mmask16 m0 = asam_lanes16(kc - j), m1 = asam_lanes16(kc - j - 16);
+                __m512 e0 =
+                    _mm512_maskz_mov_ps(m0, asam_exp2_16_bf16(_mm512_fmsub_ps(
+                                                _mm512_maskz_loadu_ps(m0, s + j), vl2e, vmx)));
+                __m512 e1 =
+                    _mm512_maskz_mov_ps(m1, asam_exp2_16_bf16(_mm512_fmsub_ps(
+                                                _mm512_maskz_loadu_ps(m1, s + j + 16), vl2e, vmx)));
+                vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
+                _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+            }
+            sum = _mm512_reduce_add_ps(vsum);
         }
         float c =
             m[r] == -INFINITY
                 ? 0.0f
                 : _mm512_cvtss_f32(asam_exp2_16_bf16(_mm512_set1_ps((m[r] - mx) * ASAM_LOG2E)));
-        l[r] = l[r] * c + _mm512_reduce_add_ps(vsum);
+        l[r] = l[r] * c + sum;
         m[r] = mx;
         corr[r] = c;
     }
