@@ -47,39 +47,66 @@ static inline __mmask16 lanes(int64_t lo, int64_t hi) {
     return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
 
-/* Patch row kk (channel, tap) at the 16 pixels from p0 (all in one image): the input values
- * under that tap, 0 where it falls in the padding. */
-AMX_TARGET static __m512 patch_run(const patch_src *s, int64_t kk, int64_t p0) {
-    int64_t taps = s->k * s->k, c = kk / taps, t = kk % taps, n = p0 / s->HW, q = p0 % s->HW;
-    int64_t dy = s->k == 3 ? t / 3 - 1 : 0, dx = s->k == 3 ? t % 3 - 1 : 0;
-    const float *xc = s->x + (n * s->C + c) * s->HW;
-    int64_t W = s->W, oy = q / W, ox = q % W;
-    if (W >= 16) { /* one image row: pixels ox .. ox + 15 */
-        int64_t iy = oy + dy;
-        if (iy < 0 || iy >= s->H) return _mm512_setzero_ps();
-        /* lane l reads column ox + l + dx, inside 0 .. W - 1 */
-        return _mm512_maskz_loadu_ps(lanes(-(ox + dx), W - (ox + dx)), xc + iy * W + ox + dx);
+/* Where one tap's 16 values of a 16-pixel run lie in a channel plane: up to 16 masked loads
+ * (one per image row the run covers), at offsets from the plane's start; none when the tap
+ * falls in the padding for every pixel. */
+typedef struct {
+    int n;
+    __mmask16 mask[16];
+    int64_t off[16];
+} tap_loads;
+
+/* The loads of every tap for the run of 16 pixels from p0 (all in one image): computed once per
+ * tile, not per patch row (the divisions would cost more than the loads). */
+static void run_plan(const patch_src *s, int64_t p0, tap_loads *plan) {
+    int64_t q = p0 % s->HW, W = s->W, oy = q / W, ox = q % W;
+    for (int64_t t = 0; t < s->k * s->k; t++) {
+        int64_t dy = s->k == 3 ? t / 3 - 1 : 0, dx = s->k == 3 ? t % 3 - 1 : 0;
+        tap_loads *L = plan + t;
+        L->n = 0;
+        if (W >= 16) { /* one image row: pixels ox .. ox + 15 */
+            int64_t iy = oy + dy;
+            if (iy < 0 || iy >= s->H) continue;
+            /* lane l reads column ox + l + dx, inside 0 .. W - 1 */
+            L->mask[0] = lanes(-(ox + dx), W - (ox + dx));
+            L->off[0] = iy * W + ox + dx;
+            L->n = 1;
+            continue;
+        }
+        for (int64_t h = 0; h < 16 / W; h++) { /* 16 / W whole rows from oy */
+            int64_t iy = oy + h + dy;
+            if (iy < 0 || iy >= s->H) continue;
+            /* lanes h W .. h W + W - 1 read columns 0 .. W - 1 shifted by dx */
+            L->mask[L->n] = lanes(h * W - dx, h * W + W - dx) & lanes(h * W, h * W + W);
+            L->off[L->n++] = iy * W + dx - h * W;
+        }
     }
-    __m512 v = _mm512_setzero_ps(); /* 16 / W whole rows from oy */
-    for (int64_t h = 0; h < 16 / W; h++) {
-        int64_t iy = oy + h + dy;
-        if (iy < 0 || iy >= s->H) continue;
-        /* lanes h W .. h W + W - 1 read columns 0 .. W - 1 shifted by dx */
-        __mmask16 m = lanes(h * W - dx, h * W + W - dx) & lanes(h * W, h * W + W);
-        v = _mm512_mask_loadu_ps(v, m, xc + iy * W + dx - h * W);
-    }
+}
+
+/* One patch row: the input values under a tap (its plan) in a channel plane, 0 in the padding. */
+AMX_TARGET static inline __m512 patch_run(const float *plane, const tap_loads *L) {
+    __m512 v = _mm512_setzero_ps();
+    for (int i = 0; i < L->n; i++) v = _mm512_mask_loadu_ps(v, L->mask[i], plane + L->off[i]);
     return v;
 }
 
-/* The panels of pixels j 16 .. j 16 + 15, chunk c. */
+/* The panels of pixels j 16 .. j 16 + 15, chunk c: patch rows c 32 .. c 32 + 31, each a
+ * (channel, tap) pair walked in order. */
 AMX_TARGET static void pack_tile(const patch_src *s, int64_t K, int64_t j, int64_t c,
                                  uint16_t *Bp) {
+    tap_loads plan[9];
+    run_plan(s, j * 16, plan);
+    int64_t taps = s->k * s->k, ch = c * 32 / taps, t = c * 32 % taps;
+    const float *img = s->x + (j * 16 / s->HW) * s->C * s->HW;
     uint16_t *tile = Bp + j * 16 * K + c * 512;
     for (int64_t r = 0; r < 16; r++) {
-        int64_t kk = c * 32 + 2 * r;
-        __m256i lo = (__m256i)_mm512_cvtneps_pbh(patch_run(s, kk, j * 16));
-        __m256i hi = (__m256i)_mm512_cvtneps_pbh(patch_run(s, kk + 1, j * 16));
-        _mm512_storeu_si512(tile + r * 32, amx_interleave(lo, hi));
+        __m512 v[2];
+        for (int e = 0; e < 2; e++) {
+            v[e] = patch_run(img + ch * s->HW, plan + t);
+            if (++t == taps) t = 0, ch++;
+        }
+        _mm512_storeu_si512(tile + r * 32, amx_interleave((__m256i)_mm512_cvtneps_pbh(v[0]),
+                                                          (__m256i)_mm512_cvtneps_pbh(v[1])));
     }
 }
 
