@@ -341,6 +341,52 @@ static void linear_geglu_suite(void) {
     asam_set_precision(ASAM_FP32);
 }
 
+extern int64_t asam_linear_many_fused; /* op_matmul.c: one-pass calls of asam_linear_many */
+
+/* asam_linear_many: under bf16 on AMX with held weights and nothing recorded, one pass over x
+ * (counted) giving each asam_linear's bits (with and without biases, outputs of different
+ * widths); trainable weights and recorded calls go one by one (same values, gradients flow). */
+static void linear_many_suite(void) {
+    asam_set_precision(ASAM_BF16);
+    asam_ctx *ctx = asam_ctx_new((size_t)1 << 28);
+    asam_tensor *x = rnd(ctx, ASAM_SHAPE(2, 150, 96), 71);
+    asam_set_requires_grad(x, 0);
+    const int64_t widths[3] = {96, 160, 64};
+    asam_tensor *w[3], *b[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = asam_param_new(ASAM_SHAPE(widths[i], 96));
+        gc_fill(w[i], 72 + (uint64_t)i, 0.2f);
+        b[i] = asam_param_new(ASAM_SHAPE(widths[i]));
+        gc_fill(b[i], 75 + (uint64_t)i, 1.0f);
+    }
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        asam_tensor *out[3], *ref[3];
+        int64_t before = asam_linear_many_fused;
+        int rc = asam_linear_many(ctx, x, 3, w, with_bias ? b : NULL, out);
+        int fused = asam_linear_many_fused == before + 1;
+        for (int i = 0; i < 3; i++) ref[i] = asam_linear(ctx, x, w[i], with_bias ? b[i] : NULL);
+        CHECK(rc == 0 && fused == asam_amx_supported(), "linear_many (bias %d): rc %d, %s",
+              with_bias, rc, fused ? "one pass" : "one by one");
+        for (int i = 0; i < 3 && rc == 0; i++)
+            CHECK(out[i] && ref[i] && out[i]->numel == ref[i]->numel &&
+                      !memcmp(out[i]->data, ref[i]->data, (size_t)ref[i]->numel * 4),
+                  "linear_many (bias %d): output %d differs from asam_linear", with_bias, i);
+    }
+    /* recorded: one by one, and the gradient reaches x */
+    asam_set_requires_grad(x, 1);
+    asam_tensor *out[3];
+    int64_t before = asam_linear_many_fused;
+    CHECK(asam_linear_many(ctx, x, 3, w, b, out) == 0 && asam_linear_many_fused == before &&
+              asam_backward(ctx, asam_sum(ctx, asam_add(ctx, asam_sum(ctx, out[0]),
+                                                        asam_sum(ctx, out[2])))) == 0 &&
+              x->grad,
+          "linear_many recorded: %s", asam_ctx_error(ctx));
+    for (int i = 0; i < 3; i++) asam_param_free(w[i]), asam_param_free(b[i]);
+    asam_ctx_free(ctx);
+    asam_set_precision(ASAM_FP32);
+    if (!test_failures) printf("ok   linear_many: one pass, each output bitwise asam_linear's\n");
+}
+
 static void ops_suite(void) {
     for (int k = 0; k < OP_N; k++) {
         float *o32, *g32, *o16, *g16, *o32b, *g32b;
@@ -559,6 +605,7 @@ int main(void) {
     }
     ops_suite();
     linear_geglu_suite();
+    linear_many_suite();
     CHECK(asam_set_precision(ASAM_BF16) == 0, "set bf16");
     printf("bf16 backend: %s\n", asam_backend_describe());
     asam_set_precision(ASAM_FP32);

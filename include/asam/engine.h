@@ -245,6 +245,12 @@ asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
  * backend can, both in one pass without the (..., 2F) product (bf16 on AMX); the same values
  * either way. */
 asam_tensor *asam_linear_geglu(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b);
+/* out[i] = asam_linear(x, w[i], b[i]) for i < n (1 .. 4; b NULL or entries NULL: no bias), e.g.
+ * attention's q, k and v projections of one input. When nothing is recorded and the backend
+ * can, in one pass over x (bf16 on AMX: each block of x rounded once); the same values either
+ * way. 0, or -1 with the error in ctx. */
+int asam_linear_many(asam_ctx *ctx, asam_tensor *x, int n, asam_tensor *const *w,
+                     asam_tensor *const *b, asam_tensor **out);
 
 /* Convolutions, NCHW. conv2d: w (O, C, kh, kw), b (O), (N, O) (a bias for each image) or
  * NULL, square stride/padding.

@@ -46,6 +46,13 @@ typedef int (*asam_linear_geglu_fn)(int64_t M, int64_t F, int64_t K, const float
                                     asam_tensor *W, int64_t ldw, const float *bias, float *Y,
                                     int64_t ldy);
 
+/* n linear products of the same input, for inference: C[i] (M, N_i) = A W[i]^T (+ bias[i]),
+ * W[i] (N_i, K) contiguous, C[i] contiguous; the same values as n linear entries. -1 when it
+ * cannot (the caller runs them one by one). */
+typedef int (*asam_linear_many_fn)(int64_t M, int64_t K, const float *A, int64_t lda, int n,
+                                   asam_tensor *const *W, const float *const *bias,
+                                   float *const *C);
+
 typedef struct {
     const char *name; /* "cpu-fp32 (OpenBLAS)", ... */
     asam_precision precision;
@@ -53,6 +60,7 @@ typedef struct {
     asam_gemm16_fn gemm16; /* NULL: this backend takes no bf16 operands */
     asam_linear_fn linear; /* NULL: linear layers go through gemm16 (the caller adds the bias) */
     asam_linear_geglu_fn linear_geglu; /* NULL: none (linear, then the GEGLU op) */
+    asam_linear_many_fn linear_many;   /* NULL: none (one linear entry each) */
 } asam_backend;
 
 /* The backend in use (set by asam_set_precision; the fp32 one by default). */
@@ -90,6 +98,10 @@ void asam_gemm_wb(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
 int asam_gemm_wb_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
                       int64_t ldw, const float *bias, float *C, int64_t ldc);
 
+/* The backend's many-output linear product (see asam_linear_many_fn); -1 when it has none or
+ * cannot. */
+int asam_gemm_wb_many(int64_t M, int64_t K, const float *A, int64_t lda, int n,
+                      asam_tensor *const *W, const float *const *bias, float *const *C);
 /* The backend's linear + GEGLU (see asam_linear_geglu_fn); -1 when it has none or cannot. */
 int asam_gemm_wb_geglu(int64_t M, int64_t F, int64_t K, const float *A, int64_t lda, asam_tensor *W,
                        int64_t ldw, const float *bias, float *Y, int64_t ldy);

@@ -140,12 +140,21 @@ AMX_TARGET static void geglu_block(const uint16_t *Ab, const uint16_t *Wp, int64
 #endif
 
 /* The product's schedule: column blocks of `per` panel pairs (their packed weight kept in L2)
- * against every 32-row block of A, shared out among the threads; geglu: Y (M, npair 32) from
- * the value pairs and their gate pairs. */
-static int linear_run(int64_t M, int64_t npair, int64_t N, int64_t K, const float *A, int64_t lda,
-                      const uint16_t *Wp, const float *bias, float *C, int64_t ldc, int geglu) {
+ * against every 32-row block of A, shared out among the threads, each block of A rounded once
+ * for all of a column block's pairs. The pairs run across the targets in order (one product per
+ * weight, all of the same A); geglu: one target, Y (M, F) from its value pairs and their gate
+ * pairs (npair = F / 32). */
+static int linear_run(int64_t M, int64_t K, const float *A, int64_t lda,
+                      const asam_linear_target *tg, int ntg, int geglu) {
 #if AMX_BUILT
     int64_t Kp = asam_amx_round_up(K > 0 ? K : 1, 32), nch = Kp / 32, mb = (M + 31) / 32;
+    int64_t first[5] = {0}, npair = 0, N = 0; /* first[t]: the target's first pair */
+    for (int t = 0; t < ntg; t++) {
+        first[t] = npair;
+        npair += geglu ? tg[t].N / 64 : (tg[t].N + 31) / 32;
+        N += tg[t].N;
+    }
+    first[ntg] = npair;
     int64_t per = LINEAR_B_BLOCK_BYTES / (Kp * 2 * 32 * (geglu ? 2 : 1)), nblk;
     if (per < 1) per = 1;
     if (per > npair) per = npair;
@@ -171,18 +180,23 @@ static int linear_run(int64_t M, int64_t npair, int64_t N, int64_t K, const floa
                 if (!Ab) continue;
                 round_rows(A, lda, M, K, Kp, i * 32, Ab);
                 int64_t p1 = (jb + 1) * per < npair ? (jb + 1) * per : npair;
-                for (int64_t p = jb * per; p < p1; p++)
+                int t = 0;
+                for (int64_t p = jb * per; p < p1; p++) {
+                    while (p >= first[t + 1]) t++;
+                    const asam_linear_target *g = tg + t;
+                    int64_t lp = p - first[t]; /* the pair within its target */
                     if (geglu)
-                        geglu_block(Ab, Wp, nch, N / 2, bias, M, i * 32, p, C, ldc);
+                        geglu_block(Ab, g->Wp, nch, g->N / 2, g->bias, M, i * 32, lp, g->C, g->ldc);
                     else
-                        block(Ab, Wp + p * 32 * Kp, nch, bias, M, N, i * 32, p * 32, C, ldc);
+                        block(Ab, g->Wp + lp * 32 * Kp, nch, g->bias, M, g->N, i * 32, lp * 32,
+                              g->C, g->ldc);
+                }
             }
         if (Ab) asam_amx_end();
     }
     return failed ? -1 : 0;
 #else
-    (void)M, (void)npair, (void)N, (void)K, (void)A, (void)lda, (void)Wp, (void)bias, (void)C;
-    (void)ldc, (void)geglu;
+    (void)M, (void)K, (void)A, (void)lda, (void)tg, (void)ntg, (void)geglu;
     return -1;
 #endif
 }
@@ -190,12 +204,23 @@ static int linear_run(int64_t M, int64_t npair, int64_t N, int64_t K, const floa
 int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                     const uint16_t *Wp, const float *bias, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return 0;
-    return linear_run(M, (N + 31) / 32, N, K, A, lda, Wp, bias, C, ldc, 0);
+    asam_linear_target t = {Wp, bias, C, N, ldc};
+    return linear_run(M, K, A, lda, &t, 1, 0);
+}
+
+int asam_linear_amx_many(int64_t M, int64_t K, const float *A, int64_t lda,
+                         const asam_linear_target *t, int n) {
+    if (n < 1 || n > 4) return -1;
+    for (int i = 0; i < n; i++)
+        if (t[i].N <= 0) return -1;
+    if (M <= 0) return 0;
+    return linear_run(M, K, A, lda, t, n, 0);
 }
 
 int asam_linear_amx_geglu(int64_t M, int64_t F, int64_t K, const float *A, int64_t lda,
                           const uint16_t *Wp, const float *bias, float *Y, int64_t ldy) {
     if (F % 32) return -1;
     if (M <= 0 || F <= 0) return 0;
-    return linear_run(M, F / 32, 2 * F, K, A, lda, Wp, bias, Y, ldy, 1);
+    asam_linear_target t = {Wp, bias, Y, 2 * F, ldy};
+    return linear_run(M, K, A, lda, &t, 1, 1);
 }

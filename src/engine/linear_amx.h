@@ -25,6 +25,21 @@ void asam_linear_amx_pack(int64_t N, int64_t K, const float *W, const uint16_t *
 int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                     const uint16_t *Wp, const float *bias, float *C, int64_t ldc);
 
+/* One product of a many-output linear product: its packed weight (N, K), bias (N or NULL) and
+ * output C (M, N; row stride ldc). */
+typedef struct {
+    const uint16_t *Wp;
+    const float *bias;
+    float *C;
+    int64_t N, ldc;
+} asam_linear_target;
+
+/* n (1 .. 4) linear products of the same A (attention's q, k and v projections): each block of
+ * A is rounded once for all of them; the same values as n asam_linear_amx calls. Returns 0, or
+ * -1 (out of memory, or n out of range). */
+int asam_linear_amx_many(int64_t M, int64_t K, const float *A, int64_t lda,
+                         const asam_linear_target *t, int n);
+
 /* The linear layer and GEGLU in one: Y (M, F; row stride ldy) = value * gelu(gate) with
  * (value, gate) = the two halves of A W^T + bias, W (2F, K) packed (Wp), bias 2F values or NULL.
  * The same values as asam_linear_amx followed by op_activation.c's GEGLU, bit for bit, without

@@ -260,3 +260,46 @@ asam_tensor *asam_linear_geglu(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, as
     }
     return asam_geglu(ctx, asam_linear(ctx, x, w, b));
 }
+
+int64_t asam_linear_many_fused = 0; /* calls that took the one-pass product (tests read it) */
+
+int asam_linear_many(asam_ctx *ctx, asam_tensor *x, int n, asam_tensor *const *w,
+                     asam_tensor *const *b, asam_tensor **out) {
+    if (n < 1 || n > 4) return -1;
+    for (int i = 0; i < n; i++) out[i] = NULL;
+    if (!x) return -1;
+    int64_t Din = x->ndim >= 1 ? x->shape[x->ndim - 1] : 0, R = Din > 0 ? x->numel / Din : 0;
+    int fits = Din > 0 && R > 0 && R < INT_MAX;
+    asam_tensor *ins[9] = {x};
+    for (int i = 0; i < n && fits; i++) {
+        fits = w[i] && w[i]->ndim == 2 && w[i]->shape[1] == Din && w[i]->shape[0] > 0 &&
+               (!b || !b[i] || (b[i]->ndim == 1 && b[i]->shape[0] == w[i]->shape[0]));
+        ins[1 + 2 * i] = w[i], ins[2 + 2 * i] = b ? b[i] : NULL;
+    }
+    if (fits && !asam_needs_record(ctx, 1 + 2 * n, ins)) { /* inference: one pass over x */
+        asam_mark m = asam_ctx_mark(ctx);
+        const float *bias[4];
+        float *C[4];
+        int ok = 1;
+        for (int i = 0; i < n && ok; i++) {
+            int64_t shape[ASAM_MAX_DIMS];
+            for (int d = 0; d < x->ndim - 1; d++) shape[d] = x->shape[d];
+            shape[x->ndim - 1] = w[i]->shape[0];
+            out[i] = asam_op_out(ctx, x->ndim, shape);
+            ok = out[i] != NULL;
+            if (ok) C[i] = out[i]->data, bias[i] = b && b[i] ? b[i]->data : NULL;
+        }
+        if (ok && asam_gemm_wb_many(R, Din, x->data, Din, n, w, bias, C) == 0) {
+#pragma omp atomic
+            asam_linear_many_fused++;
+            return 0;
+        }
+        asam_ctx_release(ctx, m); /* one by one below */
+    }
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = asam_linear(ctx, x, w[i], b ? b[i] : NULL);
+        if (!out[i]) rc = -1;
+    }
+    return rc;
+}

@@ -341,8 +341,14 @@ asam_tensor *sd_time_embed(asam_ctx *ctx, const struct asam_unet *u, const float
 static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *x, asam_tensor *kv, int heads,
                                     asam_tensor *wq, asam_tensor *wk, asam_tensor *wv,
                                     asam_tensor *wo, asam_tensor *bo) {
-    asam_tensor *q = asam_linear(ctx, x, wq, NULL), *k = asam_linear(ctx, kv, wk, NULL);
-    asam_tensor *v = asam_linear(ctx, kv, wv, NULL);
+    asam_tensor *qkv[3] = {NULL, NULL, NULL};
+    if (x == kv) { // self-attention: the three projections of one input in one pass
+        asam_linear_many(ctx, x, 3, (asam_tensor *const[]){wq, wk, wv}, NULL, qkv);
+    } else {
+        qkv[0] = asam_linear(ctx, x, wq, NULL);
+        asam_linear_many(ctx, kv, 2, (asam_tensor *const[]){wk, wv}, NULL, qkv + 1);
+    }
+    asam_tensor *q = qkv[0], *k = qkv[1], *v = qkv[2];
     asam_attn_opts opts = {0};
     asam_tensor *o = asam_attention_heads(ctx, q, k, v, heads, &opts); // (B, N, heads d)
     return asam_linear(ctx, o, wo, bo);
