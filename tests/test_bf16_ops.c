@@ -387,6 +387,51 @@ static void linear_many_suite(void) {
     if (!test_failures) printf("ok   linear_many: one pass, each output bitwise asam_linear's\n");
 }
 
+/* asam_linear_add: with nothing recorded, under bf16 on AMX, one pass (its arena use shows it)
+ * giving asam_add(r, asam_linear()) bit for bit, bias or none, edges in M and N; recorded calls
+ * take the two ops, with the gradient reaching x and r. */
+static void linear_add_suite(void) {
+    static const int64_t shapes[3][3] = {{2 * 37, 96, 64}, {300, 320, 320}, {45, 64, 40}};
+    asam_set_precision(ASAM_BF16);
+    for (int s = 0; s < 3; s++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            int64_t R = shapes[s][0], Din = shapes[s][1], N = shapes[s][2];
+            asam_ctx *ctx = asam_ctx_new((size_t)1 << 28);
+            asam_tensor *x = rnd(ctx, ASAM_SHAPE(R, Din), 81);
+            asam_tensor *r = rnd(ctx, ASAM_SHAPE(R, N), 82);
+            asam_tensor *w = asam_param_new(ASAM_SHAPE(N, Din)), *b = rnd(ctx, ASAM_SHAPE(N), 84);
+            gc_fill(w, 83, 0.2f);
+            asam_set_requires_grad(x, 0);
+            asam_set_requires_grad(r, 0);
+            asam_set_requires_grad(b, 0);
+            asam_tensor *bb = with_bias ? b : NULL;
+            size_t u0 = asam_ctx_used(ctx);
+            asam_tensor *y = asam_linear_add(ctx, x, w, bb, r);
+            size_t used = asam_ctx_used(ctx) - u0;
+            asam_tensor *ref = asam_add(ctx, r, asam_linear(ctx, x, w, bb));
+            char what[96];
+            snprintf(what, sizeof what, "linear_add %lldx%lld -> %lld%s", (long long)R,
+                     (long long)Din, (long long)N, with_bias ? " +b" : "");
+            CHECK(y && ref && !memcmp(y->data, ref->data, (size_t)(R * N) * 4),
+                  "%s: fused values differ from linear + add", what);
+            int fused = used < (size_t)(2 * R * N) * 4;
+            CHECK(fused == asam_amx_supported(), "%s: %s", what,
+                  fused ? "fused where it cannot be" : "not fused");
+            asam_ctx_set_grad(ctx, 1);
+            asam_set_requires_grad(x, 1);
+            asam_set_requires_grad(r, 1);
+            asam_tensor *yg = asam_linear_add(ctx, x, w, bb, r);
+            CHECK(yg && !memcmp(yg->data, ref->data, (size_t)(R * N) * 4) &&
+                      asam_backward(ctx, asam_sum(ctx, asam_mul(ctx, yg, yg))) == 0 && x->grad &&
+                      r->grad,
+                  "%s: recorded call", what);
+            asam_param_free(w);
+            asam_ctx_free(ctx);
+            if (!test_failures) printf("ok   %s (%s)\n", what, fused ? "one pass" : "two ops");
+        }
+    asam_set_precision(ASAM_FP32);
+}
+
 static void ops_suite(void) {
     for (int k = 0; k < OP_N; k++) {
         float *o32, *g32, *o16, *g16, *o32b, *g32b;
@@ -606,6 +651,7 @@ int main(void) {
     ops_suite();
     linear_geglu_suite();
     linear_many_suite();
+    linear_add_suite();
     CHECK(asam_set_precision(ASAM_BF16) == 0, "set bf16");
     printf("bf16 backend: %s\n", asam_backend_describe());
     asam_set_precision(ASAM_FP32);

@@ -245,6 +245,10 @@ asam_tensor *asam_linear(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
  * backend can, both in one pass without the (..., 2F) product (bf16 on AMX); the same values
  * either way. */
 asam_tensor *asam_linear_geglu(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b);
+/* r + asam_linear(x, w, b) (a residual branch's output projection): in inference, where the
+ * backend can, without the product written first; the same values either way. */
+asam_tensor *asam_linear_add(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                             asam_tensor *r);
 /* out[i] = asam_linear(x, w[i], b[i]) for i < n (1 .. 4; b NULL or entries NULL: no bias), e.g.
  * attention's q, k and v projections of one input. When nothing is recorded and the backend
  * can, in one pass over x (bf16 on AMX: each block of x rounded once); the same values either

@@ -83,10 +83,13 @@ static void gemm16_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
         gemm_fp32_widened(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc);
 }
 
+/* (entries left out are NULL: the ops' general paths) */
 static const asam_backend cpu_fp32 = {
-    "cpu-fp32 (OpenBLAS sgemm)", ASAM_FP32, gemm_fp32, NULL, NULL, NULL, NULL};
-static const asam_backend cpu_bf16_own = {
-    "cpu-bf16 (AVX512-BF16 micro-kernel)", ASAM_BF16, gemm_bf16_own, gemm16_own, NULL, NULL, NULL};
+    .name = "cpu-fp32 (OpenBLAS sgemm)", .precision = ASAM_FP32, .gemm = gemm_fp32};
+static const asam_backend cpu_bf16_own = {.name = "cpu-bf16 (AVX512-BF16 micro-kernel)",
+                                          .precision = ASAM_BF16,
+                                          .gemm = gemm_bf16_own,
+                                          .gemm16 = gemm16_own};
 
 #ifdef ASAM_HAVE_ONEDNN
 static void gemm_bf16_onednn(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -112,8 +115,11 @@ static int linear_onednn(int64_t M, int64_t N, int64_t K, const float *A, int64_
     if (B16 && ldw != K) return -1; /* held operands are used whole and contiguous */
     return asam_gemm_onednn_bias(M, N, K, A, lda, B16 ? NULL : W->data, B16, ldw, bias, C, ldc);
 }
-static const asam_backend cpu_bf16_onednn = {
-    "cpu-bf16 (oneDNN)", ASAM_BF16, gemm_bf16_onednn, gemm16_onednn, linear_onednn, NULL, NULL};
+static const asam_backend cpu_bf16_onednn = {.name = "cpu-bf16 (oneDNN)",
+                                             .precision = ASAM_BF16,
+                                             .gemm = gemm_bf16_onednn,
+                                             .gemm16 = gemm16_onednn,
+                                             .linear = linear_onednn};
 #endif
 
 /* Our AMX tile kernel (gemm_amx.c); a failure (out of memory) falls back to oneDNN or our
@@ -190,6 +196,14 @@ static int linear_geglu_amx(int64_t M, int64_t F, int64_t K, const float *A, int
     return Wp ? asam_linear_amx_geglu(M, F, K, A, lda, Wp, bias, Y, ldy) : -1;
 }
 
+static int linear_add_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          asam_tensor *W, int64_t ldw, const float *bias, const float *R,
+                          float *C) {
+    if (M * N * K < BF16_MIN_MACS) return -1;
+    const uint16_t *Wp = packed_weight(W, N, K, ldw);
+    return Wp ? asam_linear_amx_add(M, N, K, A, lda, Wp, bias, R, N, C, N) : -1;
+}
+
 static int linear_many_amx(int64_t M, int64_t K, const float *A, int64_t lda, int n,
                            asam_tensor *const *W, const float *const *bias, float *const *C) {
     asam_linear_target t[4];
@@ -200,8 +214,13 @@ static int linear_many_amx(int64_t M, int64_t K, const float *A, int64_t lda, in
     for (int i = 0; i < n; i++) {
         /* a per-call packing lives in one thread buffer: only held weights go together */
         if (!asam_weight_held(W[i])) return -1;
-        t[i] = (asam_linear_target){packed_weight(W[i], W[i]->shape[0], K, K), bias[i], C[i],
-                                    W[i]->shape[0], W[i]->shape[0]};
+        t[i] = (asam_linear_target){packed_weight(W[i], W[i]->shape[0], K, K),
+                                    bias[i],
+                                    C[i],
+                                    W[i]->shape[0],
+                                    W[i]->shape[0],
+                                    NULL,
+                                    0};
         if (!t[i].Wp) return -1;
     }
     return asam_linear_amx_many(M, K, A, lda, t, n);
@@ -213,7 +232,8 @@ static const asam_backend cpu_bf16_amx = {"cpu-bf16 (AMX tile kernels)",
                                           gemm16_amx,
                                           linear_amx,
                                           linear_geglu_amx,
-                                          linear_many_amx};
+                                          linear_many_amx,
+                                          linear_add_amx};
 #ifdef ASAM_HAVE_ONEDNN
 /* oneDNN's GEMMs with the linear layers' forward on the tiles: the default on AMX CPUs. */
 static const asam_backend cpu_bf16_onednn_amx = {"cpu-bf16 (oneDNN, AMX linear)",
@@ -222,7 +242,8 @@ static const asam_backend cpu_bf16_onednn_amx = {"cpu-bf16 (oneDNN, AMX linear)"
                                                  gemm16_onednn,
                                                  linear_amx,
                                                  linear_geglu_amx,
-                                                 linear_many_amx};
+                                                 linear_many_amx,
+                                                 linear_add_amx};
 #endif
 
 const asam_backend *asam_backend_current = &cpu_fp32;
@@ -360,6 +381,12 @@ int asam_gemm_wb_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
                       int64_t ldw, const float *bias, float *C, int64_t ldc) {
     if (!asam_backend_current->linear) return -1;
     return asam_backend_current->linear(M, N, K, A, lda, W, ldw, bias, C, ldc);
+}
+
+int asam_gemm_wb_add(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
+                     int64_t ldw, const float *bias, const float *R, float *C) {
+    if (!asam_backend_current->linear_add) return -1;
+    return asam_backend_current->linear_add(M, N, K, A, lda, W, ldw, bias, R, C);
 }
 
 int asam_gemm_wb_many(int64_t M, int64_t K, const float *A, int64_t lda, int n,

@@ -53,6 +53,13 @@ typedef int (*asam_linear_many_fn)(int64_t M, int64_t K, const float *A, int64_t
                                    asam_tensor *const *W, const float *const *bias,
                                    float *const *C);
 
+/* A linear layer and the residual add after it, for inference: C (M, N) = (A W^T + bias) + R,
+ * R and C contiguous (R may be C); the same values as the linear entry and an add. -1 when it
+ * cannot (the caller runs the two ops). */
+typedef int (*asam_linear_add_fn)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                                  asam_tensor *W, int64_t ldw, const float *bias, const float *R,
+                                  float *C);
+
 typedef struct {
     const char *name; /* "cpu-fp32 (OpenBLAS)", ... */
     asam_precision precision;
@@ -61,6 +68,7 @@ typedef struct {
     asam_linear_fn linear; /* NULL: linear layers go through gemm16 (the caller adds the bias) */
     asam_linear_geglu_fn linear_geglu; /* NULL: none (linear, then the GEGLU op) */
     asam_linear_many_fn linear_many;   /* NULL: none (one linear entry each) */
+    asam_linear_add_fn linear_add;     /* NULL: none (linear, then the add op) */
 } asam_backend;
 
 /* The backend in use (set by asam_set_precision; the fp32 one by default). */
@@ -98,6 +106,9 @@ void asam_gemm_wb(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
 int asam_gemm_wb_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
                       int64_t ldw, const float *bias, float *C, int64_t ldc);
 
+/* The backend's linear + residual add (see asam_linear_add_fn); -1 when it has none or cannot. */
+int asam_gemm_wb_add(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, asam_tensor *W,
+                     int64_t ldw, const float *bias, const float *R, float *C);
 /* The backend's many-output linear product (see asam_linear_many_fn); -1 when it has none or
  * cannot. */
 int asam_gemm_wb_many(int64_t M, int64_t K, const float *A, int64_t lda, int n,

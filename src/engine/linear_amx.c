@@ -96,7 +96,8 @@ AMX_TARGET static void block_sum(const uint16_t *Ab, const uint16_t *Wb, int64_t
 
 /* One 32 x 32 block of C: rows m0 .., columns n0 .. */
 AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Wb, int64_t nch, const float *bias,
-                             int64_t M, int64_t N, int64_t m0, int64_t n0, float *C, int64_t ldc) {
+                             int64_t M, int64_t N, int64_t m0, int64_t n0, float *C, int64_t ldc,
+                             const float *R, int64_t ldr) {
     int64_t nn = N - n0 < 32 ? N - n0 : 32, mm = M - m0 < 32 ? M - m0 : 32;
     float padded[32];
     const float *b = bias ? bias + n0 : NULL;
@@ -107,12 +108,23 @@ AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Wb, int64_t nch
     }
     block_sum(Ab, Wb, nch, b);
     float *out = C + m0 * ldc + n0;
-    if (mm == 32 && nn == 32) {
+    if (mm == 32 && nn == 32 && !R) {
         amx_acc_store(out, ldc);
         return;
     }
     float t[32 * 32];
     amx_acc_store(t, 32);
+    if (R) { /* (product + bias) + residual, the order of a linear op followed by an add */
+        const float *res = R + m0 * ldr + n0;
+        for (int64_t r = 0; r < mm; r++)
+            for (int64_t j = 0; j < nn; j += 16) {
+                __mmask16 live = asam_lanes16(nn - j);
+                __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(live, t + r * 32 + j),
+                                         _mm512_maskz_loadu_ps(live, res + r * ldr + j));
+                _mm512_mask_storeu_ps(out + r * ldc + j, live, v);
+            }
+        return;
+    }
     for (int64_t r = 0; r < mm; r++) memcpy(out + r * ldc, t + r * 32, (size_t)nn * sizeof *t);
 }
 #endif
@@ -189,7 +201,7 @@ static int linear_run(int64_t M, int64_t K, const float *A, int64_t lda,
                         geglu_block(Ab, g->Wp, nch, g->N / 2, g->bias, M, i * 32, lp, g->C, g->ldc);
                     else
                         block(Ab, g->Wp + lp * 32 * Kp, nch, g->bias, M, g->N, i * 32, lp * 32,
-                              g->C, g->ldc);
+                              g->C, g->ldc, g->R, g->ldr);
                 }
             }
         if (Ab) asam_amx_end();
@@ -204,7 +216,15 @@ static int linear_run(int64_t M, int64_t K, const float *A, int64_t lda,
 int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                     const uint16_t *Wp, const float *bias, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return 0;
-    asam_linear_target t = {Wp, bias, C, N, ldc};
+    asam_linear_target t = {Wp, bias, C, N, ldc, NULL, 0};
+    return linear_run(M, K, A, lda, &t, 1, 0);
+}
+
+int asam_linear_amx_add(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const uint16_t *Wp, const float *bias, const float *R, int64_t ldr,
+                        float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return 0;
+    asam_linear_target t = {Wp, bias, C, N, ldc, R, ldr};
     return linear_run(M, K, A, lda, &t, 1, 0);
 }
 
@@ -221,6 +241,6 @@ int asam_linear_amx_geglu(int64_t M, int64_t F, int64_t K, const float *A, int64
                           const uint16_t *Wp, const float *bias, float *Y, int64_t ldy) {
     if (F % 32) return -1;
     if (M <= 0 || F <= 0) return 0;
-    asam_linear_target t = {Wp, bias, Y, 2 * F, ldy};
+    asam_linear_target t = {Wp, bias, Y, 2 * F, ldy, NULL, 0};
     return linear_run(M, K, A, lda, &t, 1, 1);
 }

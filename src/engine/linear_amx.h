@@ -25,6 +25,13 @@ void asam_linear_amx_pack(int64_t N, int64_t K, const float *W, const uint16_t *
 int asam_linear_amx(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                     const uint16_t *Wp, const float *bias, float *C, int64_t ldc);
 
+/* C = (A W^T + bias) + R: a linear layer and the residual add after it, in that order (the same
+ * values as asam_linear_amx and an add), without writing the product first. R (M, N; row stride
+ * ldr) may be C itself. */
+int asam_linear_amx_add(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const uint16_t *Wp, const float *bias, const float *R, int64_t ldr,
+                        float *C, int64_t ldc);
+
 /* One product of a many-output linear product: its packed weight (N, K), bias (N or NULL) and
  * output C (M, N; row stride ldc). */
 typedef struct {
@@ -32,6 +39,8 @@ typedef struct {
     const float *bias;
     float *C;
     int64_t N, ldc;
+    const float *R; /* NULL, or a residual (M, N; row stride ldr) added to the result */
+    int64_t ldr;
 } asam_linear_target;
 
 /* n (1 .. 4) linear products of the same A (attention's q, k and v projections): each block of

@@ -303,3 +303,24 @@ int asam_linear_many(asam_ctx *ctx, asam_tensor *x, int n, asam_tensor *const *w
     }
     return rc;
 }
+
+asam_tensor *asam_linear_add(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                             asam_tensor *r) {
+    if (!x || !w || !r) return NULL;
+    asam_tensor *ins[4] = {x, w, b, r};
+    int64_t Dout = w->ndim == 2 ? w->shape[0] : 0, Din = w->ndim == 2 ? w->shape[1] : 0;
+    int fits = !asam_needs_record(ctx, 4, ins) && x->ndim >= 1 && x->ndim == r->ndim &&
+               x->shape[x->ndim - 1] == Din && Din > 0 && Dout > 0 &&
+               r->shape[r->ndim - 1] == Dout && (!b || (b->ndim == 1 && b->shape[0] == Dout)) &&
+               x->numel / Din < INT_MAX;
+    for (int d = 0; fits && d < x->ndim - 1; d++) fits = x->shape[d] == r->shape[d];
+    if (fits) { /* inference: the product and the add in one pass */
+        asam_mark m = asam_ctx_mark(ctx);
+        asam_tensor *out = asam_op_out(ctx, r->ndim, r->shape);
+        if (out && asam_gemm_wb_add(x->numel / Din, Dout, Din, x->data, Din, w, Din,
+                                    b ? b->data : NULL, r->data, out->data) == 0)
+            return out;
+        if (out) asam_ctx_release(ctx, m); /* the two ops below instead */
+    }
+    return asam_add(ctx, r, asam_linear(ctx, x, w, b));
+}

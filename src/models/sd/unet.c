@@ -338,8 +338,9 @@ asam_tensor *sd_time_embed(asam_ctx *ctx, const struct asam_unet *u, const float
 
 /* ldm CrossAttention: q from x, k/v from kv (x itself for self-attention), scale d^-0.5. */
 // ref: CompVis/stable-diffusion ldm/modules/attention.py:170 (CrossAttention.forward)
-static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *x, asam_tensor *kv, int heads,
-                                    asam_tensor *wq, asam_tensor *wk, asam_tensor *wv,
+/* Returns r + the attention's output projection (the transformer's residual add). */
+static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *r, asam_tensor *x, asam_tensor *kv,
+                                    int heads, asam_tensor *wq, asam_tensor *wk, asam_tensor *wv,
                                     asam_tensor *wo, asam_tensor *bo) {
     asam_tensor *qkv[3] = {NULL, NULL, NULL};
     if (x == kv) { // self-attention: the three projections of one input in one pass
@@ -351,15 +352,16 @@ static asam_tensor *cross_attention(asam_ctx *ctx, asam_tensor *x, asam_tensor *
     asam_tensor *q = qkv[0], *k = qkv[1], *v = qkv[2];
     asam_attn_opts opts = {0};
     asam_tensor *o = asam_attention_heads(ctx, q, k, v, heads, &opts); // (B, N, heads d)
-    return asam_linear(ctx, o, wo, bo);
+    return asam_linear_add(ctx, o, wo, bo, r); // r + out projection: one pass in inference
 }
 
 /* GEGLU feed-forward: proj -> (value, gate) halves -> value * gelu(gate) -> linear. */
 // ref: CompVis/stable-diffusion ldm/modules/attention.py:37 (GEGLU), :47 (FeedForward)
-static asam_tensor *geglu_ff(asam_ctx *ctx, const sd_tblock *b, asam_tensor *x) {
+/* Returns r + the feed-forward's output (the transformer's residual add). */
+static asam_tensor *geglu_ff(asam_ctx *ctx, const sd_tblock *b, asam_tensor *r, asam_tensor *x) {
     // proj (B, N, 2F) then value * gelu(gate) (B, N, F): one pass when nothing is recorded
     asam_tensor *y = asam_linear_geglu(ctx, x, b->ff0_w, b->ff0_b);
-    return asam_linear(ctx, y, b->ff2_w, b->ff2_b);
+    return asam_linear_add(ctx, y, b->ff2_w, b->ff2_b, r);
 }
 
 // ref: CompVis/stable-diffusion ldm/modules/attention.py:250 (SpatialTransformer.forward), :208
@@ -375,15 +377,13 @@ static asam_tensor *transformer_forward(asam_ctx *ctx, const sd_transformer *st,
     for (int d = 0; d < st->depth; d++) {
         const sd_tblock *b = &st->blocks[d];
         asam_tensor *n = asam_layer_norm(ctx, h, b->norm1_w, b->norm1_b, SD_LN_EPS);
-        h = asam_add(ctx, h,
-                     cross_attention(ctx, n, n, st->heads, b->attn1_q, b->attn1_k, b->attn1_v,
-                                     b->attn1_out_w, b->attn1_out_b));
+        h = cross_attention(ctx, h, n, n, st->heads, b->attn1_q, b->attn1_k, b->attn1_v,
+                            b->attn1_out_w, b->attn1_out_b); // h + attn1(norm1(h))
         n = asam_layer_norm(ctx, h, b->norm2_w, b->norm2_b, SD_LN_EPS);
-        h = asam_add(ctx, h,
-                     cross_attention(ctx, n, context, st->heads, b->attn2_q, b->attn2_k, b->attn2_v,
-                                     b->attn2_out_w, b->attn2_out_b));
+        h = cross_attention(ctx, h, n, context, st->heads, b->attn2_q, b->attn2_k, b->attn2_v,
+                            b->attn2_out_w, b->attn2_out_b); // h + attn2(norm2(h), context)
         n = asam_layer_norm(ctx, h, b->norm3_w, b->norm3_b, SD_LN_EPS);
-        h = asam_add(ctx, h, geglu_ff(ctx, b, n));
+        h = geglu_ff(ctx, b, h, n); // h + ff(norm3(h))
     }
     h = asam_linear(ctx, h, st->proj_out_w, st->proj_out_b);
     h = asam_reshape(ctx, h, ASAM_SHAPE(B, H, W, C));
