@@ -864,6 +864,30 @@ static int attn_bind_extras(asam_ctx *ctx, attn_args *A, const asam_attn_opts *o
     return 0;
 }
 
+/* The arguments of one call without its extras (bias, relative positions: attn_bind_extras);
+ * scale 0 in o means d^-0.5. */
+static attn_args attn_args_of(int64_t B, int64_t H, int64_t Nq, int64_t Nk, int64_t D, int64_t Dv,
+                              const asam_attn_opts *o, asam_tensor *q, asam_tensor *k,
+                              asam_tensor *v) {
+    attn_args A = {.B = B,
+                   .H = H,
+                   .Nq = Nq,
+                   .Nk = Nk,
+                   .D = D,
+                   .Dv = Dv,
+                   .Bb = 1,
+                   .Hb = 1,
+                   .scale = o->scale != 0 ? o->scale : 1.0f / sqrtf((float)D),
+                   .causal = o->causal,
+                   .q = q->data,
+                   .k = k->data,
+                   .v = v->data,
+                   .tq = q,
+                   .tk = k,
+                   .tv = v};
+    return A;
+}
+
 asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_tensor *v,
                             const asam_attn_opts *opts) {
     const char *op = "attention";
@@ -890,23 +914,7 @@ asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_
                     Nk * 2 * ATTN_BLOCK < INT_MAX && Nq < INT_MAX && D < INT_MAX && Dv < INT_MAX,
                     op, "too many keys"))
         return NULL;
-    attn_args A = {.B = B,
-                   .H = H,
-                   .Nq = Nq,
-                   .Nk = Nk,
-                   .D = D,
-                   .Dv = Dv,
-                   .Bb = 1,
-                   .Hb = 1,
-                   .scale = o.scale,
-                   .causal = o.causal,
-                   .q = q->data,
-                   .k = k->data,
-                   .v = v->data,
-                   .tq = q,
-                   .tk = k,
-                   .tv = v};
-    if (A.scale == 0) A.scale = 1.0f / sqrtf((float)D);
+    attn_args A = attn_args_of(B, H, Nq, Nk, D, Dv, &o, q, k, v);
     if (attn_bind_extras(ctx, &A, &o, q, sq, sk)) return NULL;
     A.bq = attn_block_rows(B * H, Nq, Nk);
     asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(B, H, Nq, Dv));
@@ -1012,23 +1020,8 @@ asam_tensor *asam_attention_heads(asam_ctx *ctx, asam_tensor *q, asam_tensor *k,
      * the four permuted copies of the general path */
     if (plain && use_amx() && !asam_needs_record(ctx, 3, ins) && Nk > 0 &&
         Nk * 2 * ATTN_BLOCK < INT_MAX && Nq < INT_MAX) {
-        attn_args A = {.B = B,
-                       .H = heads,
-                       .Nq = Nq,
-                       .Nk = Nk,
-                       .D = D,
-                       .Dv = Dv,
-                       .Bb = 1,
-                       .Hb = 1,
-                       .scale = o.scale,
-                       .q = q->data,
-                       .k = k->data,
-                       .v = v->data,
-                       .tq = q,
-                       .tk = k,
-                       .tv = v,
-                       .merged = 1};
-        if (A.scale == 0) A.scale = 1.0f / sqrtf((float)D);
+        attn_args A = attn_args_of(B, heads, Nq, Nk, D, Dv, &o, q, k, v);
+        A.merged = 1;
         A.bq = attn_block_rows(B * heads, Nq, Nk);
         asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(B, Nq, heads * Dv));
         if (!out) return NULL;
