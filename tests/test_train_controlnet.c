@@ -2,7 +2,10 @@
  * unchanged), the saved v1.1 key set, loss going down on a fixed batch, exact resume. */
 #include "test_util.h"
 
+#include <math.h>
+
 #include "asam/checkpoint.h"
+#include "asam/engine.h"
 #include "asam/error.h"
 #include "asam/fileio.h"
 #include "asam/optim.h"
@@ -266,6 +269,64 @@ static void case_resume(const char *sd_path, const char *dir) {
           "bad data dir: %s", asam_last_error());
 }
 
+/* ---- under bf16 (where the CPU has it): the job runs, its ControlNet starting from the UNet
+ * encoder's fp32 values (the bundle would otherwise hold them in bf16 as it reads them) */
+static void case_bf16(const char *sd_path, const char *dir, const asam_controlnet *cn32) {
+    if (!asam_bf16_supported()) {
+        printf("SKIP (part): no AVX512-BF16 on this CPU: train-controlnet under bf16 not run\n");
+        return;
+    }
+    char data[512], out[512], spec[600];
+    snprintf(data, sizeof data, "%s/shard16", dir);
+    snprintf(spec, sizeof spec, "sa1b:%s", data);
+    snprintf(out, sizeof out, "%s/bf16.safetensors", dir);
+    CHECK(asam_synthetic_sa1b(data, 2, 64, 5) == 0, "%s", asam_last_error());
+    asam_cn_train_opts o;
+    asam_cn_train_opts_default(&o);
+    float losses[2] = {NAN, NAN};
+    o.sd = sd_path, o.data = spec, o.out = out, o.size = 64, o.batch = 1, o.steps = 2;
+    o.lr = 1e-30f, o.verbose = 0, o.save_every = 0, o.losses = losses, o.seed = 5;
+    CHECK(asam_set_precision(ASAM_BF16) == 0, "%s", asam_last_error());
+    int rc = asam_train_controlnet(&o);
+    asam_set_precision(ASAM_FP32);
+    CHECK(rc == 0, "train-controlnet under bf16: %s", asam_last_error());
+    CHECK(isfinite(losses[0]) && isfinite(losses[1]), "bf16 losses %g %g", losses[0], losses[1]);
+    /* learning rate 1e-30: the saved encoder weights are the fp32 init (steps of 1e-30 vanish in
+     * them; their bf16 rounding would be off by 1e-3 relative) */
+    asam_checkpoint *ck = NULL;
+    asam_controlnet *saved = NULL;
+    CHECK(rc == 0 && asam_checkpoint_open(out, &ck) == 0 &&
+              asam_controlnet_load(ck, "control_model.", &saved) == 0,
+          "reload %s: %s", out, asam_last_error());
+    asam_checkpoint_close(ck);
+    if (saved) {
+        asam_tensor **p0, **p1;
+        const char **n0, **n1;
+        size_t c0, c1, diff = 0, enc = 0;
+        double worst = 0;
+        asam_controlnet_params(cn32, &p0, &n0, &c0);
+        asam_controlnet_params(saved, &p1, &n1, &c1);
+        for (size_t i = 0; i < c0 && c0 == c1; i++)
+            if (!strncmp(n0[i], "input_blocks.", 13) || !strncmp(n0[i], "middle_block.", 13)) {
+                enc++;
+                int off = 0;
+                for (int64_t j = 0; j < p0[i]->numel; j++) {
+                    double d = fabs((double)p0[i]->data[j] - p1[i]->data[j]);
+                    if (d > worst) worst = d;
+                    off |= d > 1e-20;
+                }
+                diff += off;
+            }
+        CHECK(c0 == c1 && enc > 0 && diff == 0,
+              "bf16 run: %zu of %zu encoder weights differ from the fp32 init (by up to %g)", diff,
+              enc, worst);
+        asam_controlnet_free(saved);
+    }
+    if (!test_failures)
+        printf("ok   train-controlnet under bf16: losses %.4f %.4f, encoder from the fp32 init\n",
+               losses[0], losses[1]);
+}
+
 int main(void) {
     asam_set_threads(1); // tiny model: threads only add contention (and the run stays exact)
     char sd_path[4096];
@@ -287,6 +348,10 @@ int main(void) {
     case_saved_file(dir, cn);
     case_loss_goes_down(sd, ctx, cn);
     asam_controlnet_free(cn);
+    asam_controlnet *cn32 = NULL; /* a fresh init: case_loss_goes_down trained cn */
+    CHECK(asam_controlnet_init_from_unet(sd->unet, 3, 5, &cn32) == 0, "%s", asam_last_error());
+    if (cn32) case_bf16(sd_path, dir, cn32);
+    asam_controlnet_free(cn32);
     case_resume(sd_path, dir);
     asam_ctx_free(ctx);
     asam_sd_free(sd);

@@ -653,6 +653,10 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
     size_t *perm = malloc(N * sizeof *perm);
     float *noise_buf = NULL;
     int rc = perm ? 0 : asam_error("out of memory");
+    /* Under bf16 the bundle would hold its frozen weights in bf16 as they are read; the new
+     * ControlNet copies the UNet encoder's fp32 values (as the official init does), so the load
+     * holds nothing and the UNet's weights are held at their first use instead. */
+    int holding = asam_set_weight_holding(0);
     if (!rc) rc = asam_sd_load(o->sd, NULL, &sd);
     if (!rc) {
         if (o->init_controlnet)
@@ -660,6 +664,7 @@ int asam_train_controlnet(const asam_cn_train_opts *o) {
         else
             rc = asam_controlnet_init_from_unet(sd->unet, 3, o->seed, &cn);
     }
+    asam_set_weight_holding(holding);
     asam_tensor **params = NULL;
     const char **names = NULL;
     size_t n_params = 0;
