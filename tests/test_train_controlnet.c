@@ -211,18 +211,26 @@ static void case_loss_goes_down(asam_sd *sd, asam_ctx *ctx, asam_controlnet *cn)
     asam_optim_free(opt);
 }
 
+/* A job's options over a fresh synthetic SA-1B shard of n images of side size (the folder
+ * dir/shard; spec receives "sa1b:FOLDER" and must outlive o): quiet, no periodic saves. */
+static void job_opts(const char *sd_path, const char *dir, const char *shard, int n, int size,
+                     uint64_t data_seed, char *spec, size_t n_spec, asam_cn_train_opts *o) {
+    char data[512];
+    snprintf(data, sizeof data, "%s/%s", dir, shard);
+    snprintf(spec, n_spec, "sa1b:%s", data);
+    CHECK(asam_synthetic_sa1b(data, n, size, data_seed) == 0, "%s", asam_last_error());
+    asam_cn_train_opts_default(o);
+    o->sd = sd_path, o->data = spec, o->size = size, o->verbose = 0, o->save_every = 0;
+}
+
 /* ---- the whole job: resumed run == uninterrupted run */
 static void case_resume(const char *sd_path, const char *dir) {
-    char data[512], outa[512], outb[512], spec[600];
-    snprintf(data, sizeof data, "%s/shard", dir);
-    snprintf(spec, sizeof spec, "sa1b:%s", data);
+    char outa[512], outb[512], spec[600];
     snprintf(outa, sizeof outa, "%s/a.pth", dir);
     snprintf(outb, sizeof outb, "%s/b.safetensors", dir);
-    CHECK(asam_synthetic_sa1b(data, 3, 128, 9) == 0, "%s", asam_last_error());
     asam_cn_train_opts o;
-    asam_cn_train_opts_default(&o);
-    o.sd = sd_path, o.data = spec, o.size = 128, o.batch = 2, o.steps = 4, o.lr = 1e-4f;
-    o.seed = 4, o.verbose = 0, o.save_every = 0;
+    job_opts(sd_path, dir, "shard", 3, 128, 9, spec, sizeof spec, &o);
+    o.batch = 2, o.steps = 4, o.lr = 1e-4f, o.seed = 4;
     float la[4] = {0}, lb[4] = {0};
     o.out = outa, o.losses = la;
     CHECK(asam_train_controlnet(&o) == 0, "%s", asam_last_error());
@@ -276,16 +284,12 @@ static void case_bf16(const char *sd_path, const char *dir, const asam_controlne
         printf("SKIP (part): no AVX512-BF16 on this CPU: train-controlnet under bf16 not run\n");
         return;
     }
-    char data[512], out[512], spec[600];
-    snprintf(data, sizeof data, "%s/shard16", dir);
-    snprintf(spec, sizeof spec, "sa1b:%s", data);
+    char out[512], spec[600];
     snprintf(out, sizeof out, "%s/bf16.safetensors", dir);
-    CHECK(asam_synthetic_sa1b(data, 2, 64, 5) == 0, "%s", asam_last_error());
     asam_cn_train_opts o;
-    asam_cn_train_opts_default(&o);
+    job_opts(sd_path, dir, "shard16", 2, 64, 5, spec, sizeof spec, &o);
     float losses[2] = {NAN, NAN};
-    o.sd = sd_path, o.data = spec, o.out = out, o.size = 64, o.batch = 1, o.steps = 2;
-    o.lr = 1e-30f, o.verbose = 0, o.save_every = 0, o.losses = losses, o.seed = 5;
+    o.out = out, o.batch = 1, o.steps = 2, o.lr = 1e-30f, o.losses = losses, o.seed = 5;
     CHECK(asam_set_precision(ASAM_BF16) == 0, "%s", asam_last_error());
     int rc = asam_train_controlnet(&o);
     asam_set_precision(ASAM_FP32);
