@@ -234,20 +234,19 @@ static int time_backward(sdm_run *r, int level) {
         if (rc != 0) return asam_error("%s", asam_ctx_error(ctx));
         double gn = 0;
         for (int64_t i = 0; i < xg->numel; i++) gn += (double)xg->grad[i] * xg->grad[i];
+        if (rep > 0 && s1 - s0 < best_f) best_f = s1 - s0;
+        if (rep > 0 && s2 - s1 < best_b) best_b = s2 - s1;
         if (rep == 0) {
             bench_row("UNet forward (recording, cold)", s1 - s0, r->fu, "");
             bench_row("UNet backward (cold)", s2 - s1, 2 * r->fu, "");
-        } else {
-            if (s1 - s0 < best_f) best_f = s1 - s0;
-            if (s2 - s1 < best_b) best_b = s2 - s1;
-            if (rep < r->iters) goto next;
+        } else if (rep == r->iters) {
             warm_row("UNet forward (recording)", best_f, r->fu, r->iters, "");
             warm_row("UNet backward (dx, dcontext)", best_b, 2 * r->fu, r->iters, "");
         }
-        printf("    |dL/dx| = %.4g, held for backward %.3f GB, arena peak %.2f GB (gradient "
-               "checkpointing level %d)\n",
-               sqrt(gn), kept / 1e9, asam_ctx_peak(ctx) / 1e9, level);
-    next:
+        if (rep == 0 || rep == r->iters) /* the cold run and the last warm one */
+            printf("    |dL/dx| = %.4g, held for backward %.3f GB, arena peak %.2f GB (gradient "
+                   "checkpointing level %d)\n",
+                   sqrt(gn), kept / 1e9, asam_ctx_peak(ctx) / 1e9, level);
         asam_ctx_set_grad(ctx, 0);
         asam_ctx_release(ctx, m);
     }

@@ -151,11 +151,6 @@ asam_tensor *asam_tanh(asam_ctx *ctx, asam_tensor *x) {
 
 /* ---- GEGLU over the last dim ---------------------------------------------------------------- */
 
-/* GELU of one value (the erf form, as act_forward computes it). */
-static inline float gelu1(float x) {
-    return gelu_vec(x);
-}
-
 /* x (R, 2F) -> y (R, F): the value half times GELU of the gate half, row by row: what slicing,
  * asam_gelu and asam_mul compute (bit for bit), in one pass over x and no intermediate
  * tensors. */
@@ -164,7 +159,7 @@ static void geglu_forward(float *restrict y, const float *restrict x, int64_t R,
     for (int64_t r = 0; r < R; r++) {
         const float *v = x + r * 2 * F, *g = v + F;
         float *o = y + r * F;
-        for (int64_t i = 0; i < F; i++) o[i] = v[i] * gelu1(g[i]);
+        for (int64_t i = 0; i < F; i++) o[i] = v[i] * gelu_vec(g[i]);
     }
 }
 
