@@ -22,4 +22,14 @@ void asam_gemm_tile(int64_t M, int64_t N, int64_t K, float alpha, const float *A
 float asam_row_max16(const float *row, int64_t n, float start);
 float asam_row_exp_sum16(float *row, int64_t n, float mx);
 
+/* The fp32 flash forward's online softmax step over one key chunk in the column layout: St (kc
+ * keys x nq queries, row stride ld, nq <= 64) holds the chunk's logits, m and l each query's
+ * running max and sum (m = -inf, l = 0 before the first chunk). St becomes exp(St - m'), with
+ * m' the max of m and the chunk's logits; l becomes l exp(m - m') plus the chunk's sums, m
+ * becomes m'; unless first, the output accumulated so far, O (Dv x nq, row stride ldo), is
+ * scaled by exp(m - m') per query. A query whose logits are all -inf keeps m = -inf and gets
+ * zeros. */
+void asam_flash_cols_softmax(float *St, int64_t kc, int64_t ld, int64_t nq, float *m, float *l,
+                             float *O, int64_t Dv, int64_t ldo, int first);
+
 #endif

@@ -247,6 +247,62 @@ static void attn_forward_flash(const attn_args *A, int64_t bh, int64_t q0, int64
     flash_finish(A, bh, q0, nq, O, Dv, m, l, out);
 }
 
+/* The fp32 flash forward of one block of FLASH_BQ queries at most, in the column layout: the
+ * logits of a key chunk are formed transposed, St (keys x queries) = scale K Q^T, so each
+ * query's softmax runs down a column with vector operations (asam_flash_cols_softmax) and the
+ * output accumulates transposed, O^T (Dv x queries) += V^T P^T. Both products are then 64
+ * columns wide, four full vectors, whatever the head size (SD's 40 would waste a sixth of the
+ * row layout's P V product on padding), and K and V are read in place (no K^T copy; heads side
+ * by side too). Taken when the logits have no extras (bias, relative terms, causal mask).
+ * w: cols_scratch_floats(D, Dv) floats. */
+static int64_t cols_scratch_floats(int64_t D, int64_t Dv) {
+    return FLASH_BQ * (D + FLASH_KC + Dv + 2);
+}
+
+static void attn_forward_cols(const attn_args *A, int64_t bh, int64_t q0, int64_t q1, float *w,
+                              float *out) {
+    int64_t nq = q1 - q0, D = A->D, Dv = A->Dv, Nk = A->Nk;
+    int64_t ldq = row_stride(A, D), ldk = ldq, ldv = row_stride(A, Dv), ldo = ldv;
+    const float *Q = A->q + pair_offset(A, bh, A->Nq, D) + q0 * ldq;
+    const float *K = A->k + pair_offset(A, bh, Nk, D);
+    const float *V = A->v + pair_offset(A, bh, Nk, Dv);
+    float *Qt = w, *St = Qt + D * FLASH_BQ, *Ot = St + FLASH_KC * FLASH_BQ;
+    float *m = Ot + Dv * FLASH_BQ, *l = m + FLASH_BQ;
+    for (int64_t j = 0; j < nq; j++) {
+        for (int64_t d = 0; d < D; d++) Qt[d * FLASH_BQ + j] = Q[j * ldq + d];
+        m[j] = -INFINITY, l[j] = 0;
+    }
+    for (int64_t k0 = 0; k0 < Nk; k0 += FLASH_KC) {
+        int64_t kc = Nk - k0 < FLASH_KC ? Nk - k0 : FLASH_KC;
+        asam_gemm_tile(kc, nq, D, A->scale, K + k0 * ldk, ldk, 1, Qt, FLASH_BQ, 0.0f, St, FLASH_BQ);
+        asam_flash_cols_softmax(St, kc, FLASH_BQ, nq, m, l, Ot, Dv, FLASH_BQ, k0 == 0);
+        asam_gemm_tile(Dv, nq, kc, 1.0f, V + k0 * ldv, 1, ldv, St, FLASH_BQ, k0 > 0 ? 1.0f : 0.0f,
+                       Ot, FLASH_BQ);
+    }
+    float *dst = out + pair_offset(A, bh, A->Nq, Dv) + q0 * ldo;
+    for (int64_t j = 0; j < nq; j++) {
+        float inv = l[j] > 0 ? 1.0f / l[j] : 0.0f; /* 0: every key masked, output 0 */
+        for (int64_t c = 0; c < Dv; c++) dst[j * ldo + c] = Ot[c * FLASH_BQ + j] * inv;
+        if (A->lse) A->lse[bh * A->Nq + q0 + j] = l[j] > 0 ? m[j] + logf(l[j]) : INFINITY;
+    }
+}
+
+/* The column-layout forward over every (pair, query block), blocks shared out among the
+ * threads. Returns -1 when the arena is out of memory. */
+static int attention_forward_cols(asam_ctx *ctx, const attn_args *A, int par, int nt, float *out) {
+    int64_t BH = A->B * A->H, nblk = (A->Nq + FLASH_BQ - 1) / FLASH_BQ, items = BH * nblk;
+    int64_t per_thread = cols_scratch_floats(A->D, A->Dv);
+    float *scratch = asam_ctx_alloc(ctx, (size_t)(per_thread * nt) * sizeof(float));
+    if (!scratch) return -1;
+#pragma omp parallel for schedule(dynamic) if (par)
+    for (int64_t it = 0; it < items; it++) {
+        int64_t bh = it / nblk, q0 = it % nblk * FLASH_BQ;
+        int64_t q1 = q0 + FLASH_BQ < A->Nq ? q0 + FLASH_BQ : A->Nq;
+        attn_forward_cols(A, bh, q0, q1, scratch + omp_get_thread_num() * per_thread, out);
+    }
+    return 0;
+}
+
 /* Per-thread scratch of the AMX forward. */
 typedef struct {
     float *S;     /* AMX_ROWS x AMX_KC logits */
@@ -943,6 +999,11 @@ asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_
             blas_leave_parallel(blas_nt);
             return NULL;
         }
+    } else if (use_flash() && !A.bias && !A.rel_h && !A.causal) {
+        if (attention_forward_cols(ctx, &A, par, nt, out->data)) {
+            blas_leave_parallel(blas_nt);
+            return NULL;
+        }
     } else if (use_flash()) {
         int64_t BH = B * H, nblk = (Nq + FLASH_BQ - 1) / FLASH_BQ, items = BH * nblk;
         int64_t per_thread = FLASH_BQ * FLASH_KC + 2 * FLASH_BQ;
@@ -1016,9 +1077,10 @@ asam_tensor *asam_attention_heads(asam_ctx *ctx, asam_tensor *q, asam_tensor *k,
     asam_tensor *ins[3] = {q, k, v};
     int64_t B = q->shape[0], Nq = q->shape[1], Nk = k->shape[1], D = q->shape[2] / heads;
     int64_t Dv = v->shape[2] / heads;
-    /* inference on the tiles: the heads read in place and the output written merged, without
-     * the four permuted copies of the general path */
-    if (plain && use_amx() && !asam_needs_record(ctx, 3, ins) && Nk > 0 &&
+    /* inference (on the tiles under bf16, in the column layout in fp32): the heads read in
+     * place and the output written merged, without the four permuted copies of the general
+     * path */
+    if (plain && (use_amx() || use_flash()) && !asam_needs_record(ctx, 3, ins) && Nk > 0 &&
         Nk * 2 * ATTN_BLOCK < INT_MAX && Nq < INT_MAX) {
         attn_args A = attn_args_of(B, heads, Nq, Nk, D, Dv, &o, q, k, v);
         A.merged = 1;
@@ -1029,7 +1091,8 @@ asam_tensor *asam_attention_heads(asam_ctx *ctx, asam_tensor *q, asam_tensor *k,
         int par = B * heads * Nq * Nk * (D + Dv) >= ATTN_PARALLEL_MACS;
         int nt = par ? omp_get_max_threads() : 1;
         int blas_nt = par ? blas_enter_parallel() : 0;
-        int rc = attention_forward_amx(ctx, &A, par, nt, out->data);
+        int rc = use_amx() ? attention_forward_amx(ctx, &A, par, nt, out->data)
+                           : attention_forward_cols(ctx, &A, par, nt, out->data);
         blas_leave_parallel(blas_nt);
         asam_ctx_release(ctx, m);
         return rc ? NULL : out;
