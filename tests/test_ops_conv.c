@@ -157,7 +157,9 @@ int main(void) {
     check_conv(ctx, 2, 16, 13, 11, 17, 3, 3, 1, 1, 1, 1);
     asam_wino_chunk_floats = saved_wchunk;
     asam_conv_winograd_min_pixels = saved_wino;
-    check_conv(ctx, 1, 16, 64, 64, 24, 3, 3, 1, 1, 1, 0); /* at the default threshold (64x64) */
+    check_conv(ctx, 1, 16, 32, 32, 24, 3, 3, 1, 1, 1, 0); /* at the default threshold (32x32) */
+    check_conv(ctx, 1, 16, 64, 64, 24, 3, 3, 1, 1, 1, 0); /* 256 tiles: the tile GEMM's last */
+    check_conv(ctx, 1, 16, 68, 68, 17, 3, 3, 1, 1, 1, 0); /* 289 tiles: sgemm per position */
 
     check_convt(ctx, 2, 4, 3, 5, 3, 2, 2, 2, 1); /* SAM output upscaling: k2 s2 */
     check_convt(ctx, 1, 4, 3, 3, 2, 2, 2, 2, 0);

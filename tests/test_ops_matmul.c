@@ -165,6 +165,10 @@ int main(void) {
     check_matmul(ctx, 3, (int64_t[]){1, 3, 4}, 3, (int64_t[]){3, 5, 3}, 1, 1);
     /* a larger one through the threaded path */
     check_matmul(ctx, 2, (int64_t[]){130, 70}, 2, (int64_t[]){70, 90}, 0, 0);
+    /* thin products (<= 96 columns, >= 128 rows a thread) split by rows across the threads,
+     * each part single-threaded (backend.c), A as stored and transposed */
+    check_matmul(ctx, 2, (int64_t[]){300, 40}, 2, (int64_t[]){50, 40}, 0, 1);
+    check_matmul(ctx, 2, (int64_t[]){40, 301}, 2, (int64_t[]){40, 96}, 1, 0);
 
     check_linear(ctx, 2, (int64_t[]){5, 7}, 4, 1);
     check_linear(ctx, 2, (int64_t[]){5, 7}, 4, 0);
