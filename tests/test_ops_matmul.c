@@ -169,6 +169,9 @@ int main(void) {
      * each part single-threaded (backend.c), A as stored and transposed */
     check_matmul(ctx, 2, (int64_t[]){300, 40}, 2, (int64_t[]){50, 40}, 0, 1);
     check_matmul(ctx, 2, (int64_t[]){40, 301}, 2, (int64_t[]){40, 96}, 1, 0);
+    /* <= 64 columns with B as stored: each part on the tile GEMM, K in blocks of 1536 */
+    check_matmul(ctx, 2, (int64_t[]){300, 1600}, 2, (int64_t[]){1600, 50}, 0, 0);
+    check_matmul(ctx, 2, (int64_t[]){1700, 290}, 2, (int64_t[]){1700, 33}, 1, 0);
 
     check_linear(ctx, 2, (int64_t[]){5, 7}, 4, 1);
     check_linear(ctx, 2, (int64_t[]){5, 7}, 4, 0);
