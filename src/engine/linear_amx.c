@@ -47,6 +47,10 @@ void asam_linear_amx_pack(int64_t N, int64_t K, const float *W, const uint16_t *
 /* The calling thread's rows of A in bf16 (32 x Kp), grown as needed and kept for later calls. */
 static _Thread_local uint16_t *tl_rows;
 static _Thread_local size_t tl_cap;
+/* The calling thread's copy of all of A in bf16 (mb x 32 x Kp) for products of several column
+ * blocks, grown as needed and kept. */
+static _Thread_local uint16_t *tl_all;
+static _Thread_local size_t tl_all_cap;
 
 #if AMX_BUILT
 /* Rows m0 .. m0 + 32 of A rounded to bf16 into dst (32 x Kp), past M and K zero. */
@@ -59,7 +63,11 @@ AMX_TARGET static void round_rows(const float *A, int64_t lda, int64_t M, int64_
             continue;
         }
         const float *a = A + (m0 + r) * lda;
-        for (int64_t k = 0; k < Kp; k += 32) {
+        int64_t k = 0;
+        for (; k + 32 <= K; k += 32) /* whole vectors: no lane masks to form */
+            _mm512_storeu_si512(d + k, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + k + 16),
+                                                                    _mm512_loadu_ps(a + k)));
+        for (; k < Kp; k += 32) {
             __m512 lo = _mm512_maskz_loadu_ps(asam_lanes16(K - k), a + k);
             __m512 hi = _mm512_maskz_loadu_ps(asam_lanes16(K - k - 16), a + k + 16);
             _mm512_storeu_si512(d + k, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
@@ -173,9 +181,26 @@ static int linear_run(int64_t M, int64_t K, const float *A, int64_t lda,
     nblk = (npair + per - 1) / per;
     per = (npair + nblk - 1) / nblk; /* column blocks of equal width */
     int par = !omp_in_parallel() && M * N * K >= LINEAR_PARALLEL_MACS;
+    /* With several column blocks every row block of A would be read and rounded once for each:
+     * all of A is rounded once first, into the calling thread's buffer, which the team reads. */
+    uint16_t *Aall = NULL;
+    if (nblk > 1) {
+        size_t need = (size_t)(mb * 32 * Kp) * sizeof(uint16_t);
+        if (need > tl_all_cap) {
+            free(tl_all);
+            tl_all = aligned_alloc(64, (need + 63) / 64 * 64);
+            tl_all_cap = tl_all ? need : 0;
+        }
+        Aall = tl_all; /* NULL (out of memory): rounded per item as below */
+    }
     int failed = 0;
 #pragma omp parallel if (par) reduction(| : failed)
     {
+        if (Aall) {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < mb; i++)
+                round_rows(A, lda, M, K, Kp, i * 32, Aall + i * 32 * Kp);
+        }
         size_t need = (size_t)(32 * Kp) * sizeof(uint16_t);
         if (need > tl_cap) {
             free(tl_rows);
@@ -190,7 +215,8 @@ static int linear_run(int64_t M, int64_t K, const float *A, int64_t lda,
         for (int64_t jb = 0; jb < nblk; jb++)
             for (int64_t i = 0; i < mb; i++) {
                 if (!Ab) continue;
-                round_rows(A, lda, M, K, Kp, i * 32, Ab);
+                const uint16_t *Ai = Aall ? Aall + i * 32 * Kp : Ab;
+                if (!Aall) round_rows(A, lda, M, K, Kp, i * 32, Ab);
                 int64_t p1 = (jb + 1) * per < npair ? (jb + 1) * per : npair;
                 int t = 0;
                 for (int64_t p = jb * per; p < p1; p++) {
@@ -198,9 +224,9 @@ static int linear_run(int64_t M, int64_t K, const float *A, int64_t lda,
                     const asam_linear_target *g = tg + t;
                     int64_t lp = p - first[t]; /* the pair within its target */
                     if (geglu)
-                        geglu_block(Ab, g->Wp, nch, g->N / 2, g->bias, M, i * 32, lp, g->C, g->ldc);
+                        geglu_block(Ai, g->Wp, nch, g->N / 2, g->bias, M, i * 32, lp, g->C, g->ldc);
                     else
-                        block(Ab, g->Wp + lp * 32 * Kp, nch, g->bias, M, g->N, i * 32, lp * 32,
+                        block(Ai, g->Wp + lp * 32 * Kp, nch, g->bias, M, g->N, i * 32, lp * 32,
                               g->C, g->ldc, g->R, g->ldr);
                 }
             }
