@@ -161,6 +161,26 @@ typedef struct {
     int64_t n_emb, n_low;
 } sam_run;
 
+/* Counts over a model's parameters: its image encoder's GEMM weights (2-D or 4-D ".weight"s
+ * outside the norms, 4096 values or more), how many of them are held in bf16, and how many other
+ * parameters are. */
+typedef struct {
+    size_t gemm, held, other_held;
+} held_counts;
+
+static held_counts count_encoder_held(asam_tensor *const *p, const char *const *names, size_t n) {
+    held_counts c = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        int gemm = !strncmp(names[i], "image_encoder.", 14) && strstr(names[i], ".weight") &&
+                   !strstr(names[i], "norm") && (p[i]->ndim == 2 || p[i]->ndim == 4) &&
+                   p[i]->numel >= 4096;
+        c.gemm += gemm;
+        c.held += gemm && asam_param_bf16_held(p[i]);
+        c.other_held += !gemm && asam_param_bf16_held(p[i]);
+    }
+    return c;
+}
+
 static sam_run run_sam(asam_sam *m, const asam_image *img) {
     sam_run o = {0};
     asam_sam_predictor p;
@@ -232,19 +252,12 @@ static void sam_suite(const char *kernel) {
     if (mf) {
         asam_tensor *const *p;
         const char *const *names;
-        size_t n, held = 0, enc_gemm = 0, other_held = 0;
+        size_t n;
         asam_sam_params(mf, &p, &names, &n);
-        for (size_t i = 0; i < n; i++) {
-            int gemm = !strncmp(names[i], "image_encoder.", 14) && strstr(names[i], ".weight") &&
-                       !strstr(names[i], "norm") && (p[i]->ndim == 2 || p[i]->ndim == 4) &&
-                       p[i]->numel >= 4096;
-            enc_gemm += gemm;
-            held += gemm && asam_param_bf16_held(p[i]);
-            other_held += !gemm && asam_param_bf16_held(p[i]);
-        }
-        CHECK(enc_gemm > 0 && held == enc_gemm && other_held == 0,
-              "SAM frozen: %zu of %zu encoder GEMM weights held at load, %zu others", held,
-              enc_gemm, other_held);
+        held_counts c = count_encoder_held(p, names, n);
+        CHECK(c.gemm > 0 && c.held == c.gemm && c.other_held == 0,
+              "SAM frozen: %zu of %zu encoder GEMM weights held at load, %zu others", c.held,
+              c.gemm, c.other_held);
         same_sam_logits(kernel, "SAM loaded frozen (held at load)", mf, &img, &r[1]);
         asam_sam_free(mf);
     }
@@ -353,19 +366,12 @@ static void esam_suite(const char *kernel) {
         if (!m) return;
         asam_tensor *const *p;
         const char *const *names;
-        size_t n, gemm = 0, held = 0, other = 0;
+        size_t n;
         asam_esam_params(m, &p, &names, &n);
-        for (size_t i = 0; i < n; i++) {
-            int g = !strncmp(names[i], "image_encoder.", 14) && strstr(names[i], ".weight") &&
-                    !strstr(names[i], "norm") && (p[i]->ndim == 2 || p[i]->ndim == 4) &&
-                    p[i]->numel >= 4096;
-            gemm += g;
-            held += g && asam_param_bf16_held(p[i]);
-            other += !g && asam_param_bf16_held(p[i]);
-        }
-        CHECK(gemm > 0 && held == (frozen ? gemm : 0) && other == 0,
+        held_counts c = count_encoder_held(p, names, n);
+        CHECK(c.gemm > 0 && c.held == (frozen ? c.gemm : 0) && c.other_held == 0,
               "EfficientSAM %s: %zu of %zu encoder GEMM weights held at load, %zu others",
-              frozen ? "frozen" : "trainable", held, gemm, other);
+              frozen ? "frozen" : "trainable", c.held, c.gemm, c.other_held);
         asam_ctx *ctx = asam_ctx_new(0);
         asam_ctx_set_grad(ctx, 0);
         asam_tensor *x = asam_new(ctx, ASAM_SHAPE(1, 3, ASAM_ESAM_IMG, ASAM_ESAM_IMG));

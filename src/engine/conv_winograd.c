@@ -214,34 +214,30 @@ static void output_transform(const float *M, const wino_geom *g, int64_t t0, int
  * SD's 64x64 level 320 x 256 x 320, 52 MFLOP; at 32x32 640 x 64 x 640): split across the threads,
  * each sgemm pays a fork and join and packs panels used for a few columns, so the threads take
  * whole positions instead, each product single-threaded: up to WINO_TILE_MAX_TILES columns by
- * the unpacked tile GEMM (V[xi] stays in L2), wider ones by sgemm. Measured in situ (SD UNet
- * fp32, 2 threads), the 64x64 level's products went from 150 GFLOP/s to ~280 with sgemm per
- * position, and whole convolutions (bench engine) 0.0119 -> 0.0107 s at 64x64 and 0.0215 ->
- * 0.0197 s at 32x32 with the tile GEMM; at the VAE's 512x512 (1,800 tiles a chunk) sgemm won
- * (0.141 against 0.159 s). With thread counts that leave a round of 36 positions uneven by
- * more than an eighth, each GEMM is threaded as before. */
+ * the unpacked tile GEMM (V[xi] stays in L2), wider ones by sgemm. The 64x64 level's products
+ * ran at 150 GFLOP/s in situ threaded per product (a position per thread: 283 in a
+ * microbenchmark of the shape, 223 threaded); whole convolutions (bench engine) went 0.0119 ->
+ * 0.0107 s at 64x64 and 0.0215 -> 0.0197 s at 32x32 with the tile GEMM; at the VAE's 512x512
+ * (1,800 tiles a chunk) sgemm won (0.141 against 0.159 s). With thread counts that leave a round
+ * of 36 positions uneven by more than an eighth (or inside a parallel region) the positions run
+ * in turn, each product threaded by sgemm as before. */
 #define WINO_TILE_MAX_TILES 256
 static void position_gemms(int64_t O, int64_t n, int64_t C, const float *U, const float *V,
                            float *M) {
     int nt = omp_get_max_threads();
     int64_t rounds = (36 + nt - 1) / nt;
-    if (nt > 1 && rounds * nt * 8 <= 36 * 9 && !omp_in_parallel()) {
-        int restore = blas_enter_parallel();
-        int tile = asam_gemm_tile_supported() && n <= WINO_TILE_MAX_TILES;
-#pragma omp parallel for schedule(static)
-        for (int xi = 0; xi < 36; xi++)
-            if (tile)
-                asam_gemm_tile(O, n, C, 1.0f, U + xi * O * C, C, 1, V + xi * C * n, n, 0.0f,
-                               M + xi * O * n, n);
-            else
-                asam_gemm_fp32(0, 0, O, n, C, 1.0f, U + xi * O * C, C, V + xi * C * n, n, 0.0f,
-                               M + xi * O * n, n);
-        blas_leave_parallel(restore);
-        return;
-    }
+    int spread = nt > 1 && rounds * nt * 8 <= 36 * 9 && !omp_in_parallel();
+    int tile = spread && asam_gemm_tile_supported() && n <= WINO_TILE_MAX_TILES;
+    int restore = spread ? blas_enter_parallel() : 0;
+#pragma omp parallel for schedule(static) if (spread)
     for (int xi = 0; xi < 36; xi++)
-        asam_gemm_fp32(0, 0, O, n, C, 1.0f, U + xi * O * C, C, V + xi * C * n, n, 0.0f,
-                       M + xi * O * n, n);
+        if (tile)
+            asam_gemm_tile(O, n, C, 1.0f, U + xi * O * C, C, 1, V + xi * C * n, n, 0.0f,
+                           M + xi * O * n, n);
+        else
+            asam_gemm_fp32(0, 0, O, n, C, 1.0f, U + xi * O * C, C, V + xi * C * n, n, 0.0f,
+                           M + xi * O * n, n);
+    blas_leave_parallel(restore);
 }
 
 int asam_wino_conv3x3(asam_ctx *ctx, const float *x, int64_t C, int64_t H, int64_t W,

@@ -3,9 +3,10 @@
  * The C tile is R rows x NV vectors of 16 columns, held in R * NV zmm accumulators (at most
  * 24 of the 32). Per step of K it loads NV vectors of B's row k (the last one masked at the
  * matrix edge), broadcasts each row's A[r][k] and issues R * NV FMAs: 8 x 3 gives 24 FMAs for
- * 11 loads. Columns go in groups of 48 (the last group narrower), rows in groups of 8 (the
- * last group shorter); each (R, NV) shape is its own unrolled copy, so the accumulators stay
- * in registers.
+ * 11 loads, 6 x 4 24 for 10. Products 49-64 columns wide are one group of four vectors in rows
+ * of 6; others go in column groups of 48 (the last group narrower) and rows of 8; the last row
+ * group is shorter. Each (R, NV) shape is its own unrolled copy, so the accumulators stay in
+ * registers.
  *
  * Compiled with target attributes: the rest of the build needs no -mavx512f. */
 #include "engine/gemm_tile.h"

@@ -1,7 +1,8 @@
-/* A register-tiled fp32 GEMM for small operands that already sit in cache: no packing, one
- * thread, AVX-512. Attention's flash tiles use it (op_attention.c): Q (64 x D) times a key
- * chunk's K^T (D x 256), then P (64 x 256) times V (256 x Dv), where D and Dv are 40-160 and a
- * packing BLAS spends more time copying than multiplying. */
+/* A register-tiled fp32 GEMM for products whose B sits in cache: no packing, one thread,
+ * AVX-512. Attention's flash tiles use it (op_attention.c: a key chunk's logits and P V, with
+ * head sizes of 40-160), and so do Winograd's per-position products (conv_winograd.c) and the
+ * thread parts of thin products (backend.c, in K blocks): shapes where a packing BLAS spends
+ * more time copying than multiplying. */
 #ifndef ASAM_ENGINE_GEMM_TILE_H
 #define ASAM_ENGINE_GEMM_TILE_H
 

@@ -160,8 +160,9 @@ AMX_TARGET static void geglu_block(const uint16_t *Ab, const uint16_t *Wp, int64
 #endif
 
 /* The product's schedule: column blocks of `per` panel pairs (their packed weight kept in L2)
- * against every 32-row block of A, shared out among the threads, each block of A rounded once
- * for all of a column block's pairs. The pairs run across the targets in order (one product per
+ * against every 32-row block of A, shared out among the threads; A is rounded to bf16 once,
+ * per row block for all of a column block's pairs when there is one column block, else all of
+ * it before the blocks run. The pairs run across the targets in order (one product per
  * weight, all of the same A); geglu: one target, Y (M, F) from its value pairs and their gate
  * pairs (npair = F / 32). */
 static int linear_run(int64_t M, int64_t K, const float *A, int64_t lda,

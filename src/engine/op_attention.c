@@ -281,7 +281,7 @@ static void attn_forward_cols(const attn_args *A, int64_t bh, int64_t q0, int64_
     }
     float *dst = out + pair_offset(A, bh, A->Nq, Dv) + q0 * ldo;
     for (int64_t j = 0; j < nq; j++) {
-        float inv = l[j] > 0 ? 1.0f / l[j] : 0.0f; /* 0: every key masked, output 0 */
+        float inv = l[j] > 0 ? 1.0f / l[j] : 0.0f; /* 0: logits all -inf, output 0 */
         for (int64_t c = 0; c < Dv; c++) dst[j * ldo + c] = Ot[c * FLASH_BQ + j] * inv;
         if (A->lse) A->lse[bh * A->Nq + q0 + j] = l[j] > 0 ? m[j] + logf(l[j]) : INFINITY;
     }
