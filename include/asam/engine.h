@@ -294,7 +294,8 @@ asam_tensor *asam_attention(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_
 /* The same with the heads side by side in each token's row, as the q / k / v projections make
  * them: q (B, Nq, heads d), k (B, Nk, heads d), v (B, Nk, heads dv) -> (B, Nq, heads dv); what
  * splitting the heads out (reshape + permute), asam_attention and merging them back give. In
- * inference under bf16 on AMX the heads are read in place (no permuted copies). */
+ * inference without a bias, relative terms or a causal mask (under bf16 on AMX, in fp32 on
+ * AVX-512) the heads are read in place (no permuted copies). */
 asam_tensor *asam_attention_heads(asam_ctx *ctx, asam_tensor *q, asam_tensor *k, asam_tensor *v,
                                   int heads, const asam_attn_opts *opts);
 
