@@ -12,6 +12,7 @@
 #include "asam/util.h"
 #include "engine/amx_tile.h"
 #include "engine/backend.h"
+#include "engine/conv_amx.h"
 #include "engine/conv_patch_amx.h"
 #include "engine/exp_avx512.h"
 #include "engine/gemm_amx.h"
@@ -538,6 +539,51 @@ static void conv_amx_suite(void) {
     asam_set_precision(ASAM_FP32);
 }
 
+/* The tile kernel called directly, forward and adjoint, with a partial output block (O 40) and
+ * channels padded (C 24): accumulate adds the product onto what out holds (dx of an input with
+ * several consumers), element for element the product plus the old values; and an fp32 weight
+ * packed per call (its tiles gathered) gives the bits of the same weight held in bf16 (its tiles
+ * copied once). */
+static void conv_amx_accumulate(void) {
+    int64_t C = 24, O = 40, H = 4, W = 32, HW = H * W;
+    asam_ctx *ctx = asam_ctx_new((size_t)1 << 26);
+    asam_tensor *w = asam_param_new(ASAM_SHAPE(O, C, 3, 3));
+    gc_fill(w, 41, 0.3f);
+    asam_set_precision(ASAM_BF16);
+    float *per_call[2];
+    for (int held = 0; held < 2; held++) {
+        asam_set_weight_holding(held);
+        for (int adjoint = 0; adjoint < 2; adjoint++) {
+            int64_t nin = adjoint ? O : C, nout = adjoint ? C : O;
+            float *x = malloc((size_t)(nin * HW) * 4), *y0 = malloc((size_t)(nout * HW) * 4),
+                  *y1 = malloc((size_t)(nout * HW) * 4), *base = malloc((size_t)(nout * HW) * 4);
+            uint64_t s = 17 + (uint64_t)adjoint;
+            for (int64_t i = 0; i < nin * HW; i++) x[i] = gc_rand(&s);
+            for (int64_t i = 0; i < nout * HW; i++) base[i] = y1[i] = gc_rand(&s);
+            CHECK(asam_conv3x3_amx(ctx, x, H, W, w, adjoint, 0, y0) == 0, "amx conv3x3 fresh");
+            CHECK(asam_conv3x3_amx(ctx, x, H, W, w, adjoint, 1, y1) == 0, "amx conv3x3 accumulate");
+            CHECK((w->data == NULL) == held && (w->conv_taps[adjoint] != NULL) == held,
+                  "amx conv3x3: weight %s, tiles %s", w->data ? "fp32" : "held",
+                  w->conv_taps[adjoint] ? "kept" : "per call");
+            int same = 1;
+            for (int64_t i = 0; i < nout * HW; i++) same &= y1[i] == base[i] + y0[i];
+            CHECK(same, "amx conv3x3 adjoint %d: accumulate is not old + product", adjoint);
+            if (!held) {
+                per_call[adjoint] = y0;
+            } else {
+                CHECK(!memcmp(y0, per_call[adjoint], (size_t)(nout * HW) * 4),
+                      "amx conv3x3 adjoint %d: held weight and per-call weight differ", adjoint);
+                free(y0), free(per_call[adjoint]);
+            }
+            free(x), free(y1), free(base);
+        }
+    }
+    asam_set_precision(ASAM_FP32);
+    asam_param_free(w);
+    asam_ctx_free(ctx);
+    printf("ok   amx conv3x3 accumulate; per-call and held weights give the same bits\n");
+}
+
 /* The weight-times-patches tile product (conv_patch_amx.c) against a double convolution of the
  * bf16-rounded operands; a weight rounded per call and the same weight held give the same bits.
  * Geometries: 16-pixel runs on one row (W 16, 32), several rows per run (W 8, 4), two images in
@@ -595,14 +641,14 @@ static void conv_patch_suite(void) {
               !asam_conv_patch_amx_fits(64, 64, 6, 12, 3) &&
               !asam_conv_patch_amx_fits(64, 64, 16, 16, 5),
           "conv patch amx: took a geometry it cannot do");
-    /* through asam_conv2d: a 16x16 convolution under bf16 gives the patch product's bits (and
+    /* through asam_conv2d: an 8x8 convolution under bf16 gives the patch product's bits (and
      * its rounding error against fp32). The GEMMs are set to our AVX512-BF16 kernel, whose sums
      * run in another order: oneDNN's AMX kernel can give the patch product's very bits. */
     float *y[3];
-    int64_t ny = 2 * 64 * 16 * 16;
+    int64_t ny = 2 * 64 * 8 * 8;
     for (int i = 0; i < 3; i++) {
         asam_ctx *ctx = asam_ctx_new((size_t)1 << 26);
-        asam_tensor *x = rnd(ctx, ASAM_SHAPE(2, 64, 16, 16), 41);
+        asam_tensor *x = rnd(ctx, ASAM_SHAPE(2, 64, 8, 8), 41);
         asam_tensor *w = rnd(ctx, ASAM_SHAPE(64, 64, 3, 3), 42);
         setenv("ASAM_BF16_KERNEL", "avx512", 1);
         asam_set_precision(i ? ASAM_BF16 : ASAM_FP32);
@@ -613,13 +659,13 @@ static void conv_patch_suite(void) {
             CHECK(o != NULL, "conv2d: %s", asam_ctx_error(ctx));
             memcpy(y[i], o->data, (size_t)ny * 4);
         } else {
-            CHECK(asam_conv_patch_amx(ctx, x->data, 2, 64, 16, 16, w, y[i]) == 0, "patch failed");
+            CHECK(asam_conv_patch_amx(ctx, x->data, 2, 64, 8, 8, w, y[i]) == 0, "patch failed");
         }
         asam_ctx_free(ctx);
     }
     asam_set_precision(ASAM_FP32);
-    CHECK_CLOSE(y[1], y[0], (size_t)ny, 1e-2, "conv2d 16x16 bf16 (patch product) vs fp32");
-    CHECK(!memcmp(y[1], y[2], (size_t)ny * 4), "conv2d 16x16 under bf16: not the patch product");
+    CHECK_CLOSE(y[1], y[0], (size_t)ny, 1e-2, "conv2d 8x8 bf16 (patch product) vs fp32");
+    CHECK(!memcmp(y[1], y[2], (size_t)ny * 4), "conv2d 8x8 under bf16: not the patch product");
     for (int i = 0; i < 3; i++) free(y[i]);
 }
 
@@ -644,6 +690,7 @@ int main(void) {
         gemm_suite("amx bf16 operands", gemm_amx_b16);
         linear_amx_suite();
         conv_amx_suite();
+        conv_amx_accumulate();
         conv_patch_suite();
     } else {
         printf("SKIP: this CPU has no AMX: the AMX tile kernel is not checked here\n");

@@ -99,32 +99,6 @@ AMX_TARGET static inline __m256i load16(const float *src, const uint16_t *src16,
 }
 #endif
 
-/* v[r][c] <- v[c][r] for a 16 x 16 matrix of dwords: pairs of rows interleaved by dwords, then
- * by qwords (each 128-bit lane then holds 4 x 4 transposed blocks), then the lanes exchanged. */
-AMX_TARGET static inline void transpose16(__m512i v[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
-    }
-    for (int g = 0; g < 16; g += 4) { /* u[g + m], lane k: rows g .. g + 3 at column 4 k + m */
-        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
-        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
-        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
-        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
-    }
-    for (int m = 0; m < 4; m++) { /* row 4 k + m: lane k of u[m], u[4 + m], u[8 + m], u[12 + m] */
-        __m512i a0 = _mm512_shuffle_i32x4(u[m], u[4 + m], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512i a1 = _mm512_shuffle_i32x4(u[m], u[4 + m], _MM_SHUFFLE(3, 2, 3, 2));
-        __m512i a2 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512i a3 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], _MM_SHUFFLE(3, 2, 3, 2));
-        v[m] = _mm512_shuffle_i32x4(a0, a2, _MM_SHUFFLE(2, 0, 2, 0));
-        v[4 + m] = _mm512_shuffle_i32x4(a0, a2, _MM_SHUFFLE(3, 1, 3, 1));
-        v[8 + m] = _mm512_shuffle_i32x4(a1, a3, _MM_SHUFFLE(2, 0, 2, 0));
-        v[12 + m] = _mm512_shuffle_i32x4(a1, a3, _MM_SHUFFLE(3, 1, 3, 1));
-    }
-}
-
 AMX_TARGET void asam_amx_pack_a(int ta, int64_t M, int64_t K, const float *A, const uint16_t *A16,
                                 int64_t lda, int64_t m0, int64_t Kp, uint16_t *dst) {
 #if AMX_BUILT
@@ -179,7 +153,7 @@ AMX_TARGET void asam_amx_pack_b(int tb, int64_t K, int64_t N, const float *B, co
                     v[n] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
                 }
             }
-            transpose16(v);
+            amx_transpose16(v);
             for (int64_t r = 0; r < 16; r++) _mm512_storeu_si512(dst + c * 512 + r * 32, v[r]);
         }
     }

@@ -1,10 +1,11 @@
 /* 3x3 "same" convolutions (stride 1, padding 1) on Intel AMX tiles under bf16 (op_conv.c).
  *
  * out (O, H, W) = sum over the 9 taps t of W_t (O, C) x_t (C, H W), x_t the input shifted by
- * the tap. x is copied once into bf16 with a zero border, channel pairs interleaved (the layout
- * TDPBF16PS reads its second operand in), so every tap's operand tile is a plain strided load
- * from that copy: no im2col. The weights are repacked per tap, W_t (O, C) row-major; a weight
- * held in bf16 keeps its repacked copy (asam_tensor.conv_taps) for later calls. Operands are
+ * the tap. x is copied once into bf16 with a zero border, each pixel's channels together, so
+ * every tap's operand tile (16 pixels x 32 channels) is a plain strided load from that copy: no
+ * im2col. The weights are repacked into the tiles TDPBF16PS reads as its right operand, per
+ * tap; a weight held in bf16 keeps its repacked copy (asam_tensor.conv_taps) for later calls.
+ * The results leave the tiles transposed, into out's channels-first rows. Operands are
  * rounded to bf16 (nearest even), sums are fp32: the product every bf16 kernel computes. */
 #ifndef ASAM_ENGINE_CONV_AMX_H
 #define ASAM_ENGINE_CONV_AMX_H

@@ -1,8 +1,9 @@
 /* Convolutions as one weight-times-patches product on AMX tiles (see conv_patch_amx.h).
  *
- * Why: below 32x32 pixels the direct tile kernel (conv_amx.c) cannot lay 16-pixel runs on the
- * image rows, and im2col + oneDNN wrote the patches in fp32, read them back to round them and
- * reached 0.6-1.1 TFLOP/s at the SD UNet's 16x16 and 8x8 shapes (2-core Xeon with AMX). Here
+ * Why: on rows narrower than 16 pixels (SD's 8x8 level) the direct tile kernel (conv_amx.c)
+ * cannot lay 16-pixel runs on the image rows, nor can it do pointwise convolutions, and im2col
+ * + oneDNN wrote the patches in fp32, read them back to round them and reached 0.6-1.1
+ * TFLOP/s at the SD UNet's 16x16 and 8x8 shapes (2-core Xeon with AMX). Here
  * the patches go straight from the input into tile panels in bf16, and the weight is the left
  * operand as it lies: 1.2-1.5x oneDNN at those shapes, measured with the packing included.
  *

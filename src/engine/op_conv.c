@@ -145,19 +145,21 @@ static int use_winograd(const conv_geom *g, int64_t O) {
 }
 
 /* Under bf16 on AMX CPUs, 3x3 "same" convolutions with rows of a multiple of 16 pixels and at
- * least 32x32 of them run on the tile unit straight from the input (conv_amx.h), forward and
- * dx. (From 16x16 the UNet gained 2 % more with held weights, but a weight repacked per call
- * loses there, and held and per-call weights must take the same kernel: test_bf16_weights.) */
-int64_t asam_conv_amx_min_pixels = 1024;
+ * least 16x16 of them run on the tile unit straight from the input (conv_amx.h), forward and
+ * dx. At 16x16 (SD's 1280-channel level) the tile kernel beats the patch product with held
+ * weights (3.1 against 2.0 TFLOP/s, 2-core Xeon with AMX) and per call (5.7 against 6.2 ms with
+ * the fp32 weight packed each time), so held and per-call weights take the same kernel, as they
+ * must (test_bf16_weights: the same bits). */
+int64_t asam_conv_amx_min_pixels = 256;
 
 static int use_conv_amx(const conv_geom *g) {
     return asam_get_precision() == ASAM_BF16 && g->kh == 3 && g->kw == 3 && g->s == 1 &&
            g->p == 1 && asam_conv3x3_amx_fits(g->H, g->W, asam_conv_amx_min_pixels);
 }
 
-/* Under bf16 on AMX CPUs, the other 3x3 "same" convolutions (below 32x32 pixels: 16x16, 8x8)
- * and the pointwise ones run as one weight-times-patches product on the tiles (conv_patch_amx.h),
- * forward only: their gradients keep the GEMM paths. */
+/* Under bf16 on AMX CPUs, the other 3x3 "same" convolutions (rows narrower than 16 pixels:
+ * 8x8) and the pointwise ones run as one weight-times-patches product on the tiles
+ * (conv_patch_amx.h), forward only: their gradients keep the GEMM paths. */
 int asam_conv_patch_enabled = 1; /* tests turn it off to reach the GEMM paths */
 
 static int use_conv_patch(const conv_geom *g, int64_t O) {

@@ -107,7 +107,7 @@ int asam_param_bf16_held(const asam_tensor *t) {
 
 static void *aligned_zeroed(size_t bytes);
 
-/* Values in each of a weight's per-tap copies (conv_amx.c's layout: 9 x O x C, both padded to
+/* Values in each of a weight's per-tap copies (conv_amx.c's tiles: 9 x O x C, both padded to
  * a multiple of 32). */
 static int64_t conv_taps_numel(const asam_tensor *t) {
     int64_t O = t->ndim == 4 ? t->shape[0] : 0, C = t->ndim == 4 ? t->shape[1] : 0;
