@@ -24,8 +24,8 @@
 static int amx_probe(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    int amx = (d >> 22 & 1) && (d >> 24 & 1);    /* AMX-BF16, AMX-TILE */
-    int avx512 = (b >> 16 & 1) && (b >> 30 & 1); /* AVX512F, AVX512BW */
+    int amx = (d >> 22 & 1) && (d >> 24 & 1);                     /* AMX-BF16, AMX-TILE */
+    int avx512 = (b >> 16 & 1) && (b >> 17 & 1) && (b >> 30 & 1); /* AVX512F, DQ, BW */
     if (!amx || !avx512 || !__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a >> 5 & 1)) return 0;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1)) return 0; /* OSXSAVE */
     unsigned lo, hi;
@@ -177,29 +177,27 @@ void asam_amx_pack_v(const float *V, int64_t Nk, int64_t Dv, int64_t ld, uint16_
 
 #if AMX_BUILT
 /* One row's chunk of a full key chunk (kc a multiple of 32): p <- bf16 exp(s - ref) for the
- * kc logits (ref2 = ref log2 e); returns their sum and, in *mx, the chunk's max logit (when
- * track_max). No lane masks: every key is live. */
-AMX_TARGET static inline float exp_row_full(const float *s, int64_t kc, float ref2, uint16_t *p,
-                                            int track_max, float *mx) {
+ * kc logits (ref2 = ref log2 e); returns their sum. No lane masks: every key is live. */
+AMX_TARGET static inline float exp_row_full(const float *s, int64_t kc, float ref2, uint16_t *p) {
     __m512 vl2e = _mm512_set1_ps(ASAM_LOG2E), vref = _mm512_set1_ps(ref2);
-    __m512 vsum = _mm512_setzero_ps(), vmax = _mm512_set1_ps(-INFINITY);
+    __m512 vsum = _mm512_setzero_ps();
     for (int64_t j = 0; j < kc; j += 32) {
-        __m512 s0 = _mm512_loadu_ps(s + j), s1 = _mm512_loadu_ps(s + j + 16);
-        if (track_max) vmax = _mm512_max_ps(vmax, _mm512_max_ps(s0, s1));
-        __m512 e0 = asam_exp2_16_bf16(_mm512_fmsub_ps(s0, vl2e, vref));
-        __m512 e1 = asam_exp2_16_bf16(_mm512_fmsub_ps(s1, vl2e, vref));
+        __m512 e0 = asam_exp2_16_bf16(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vl2e, vref));
+        __m512 e1 = asam_exp2_16_bf16(_mm512_fmsub_ps(_mm512_loadu_ps(s + j + 16), vl2e, vref));
         vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
         _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
     }
-    if (track_max) *mx = _mm512_reduce_max_ps(vmax);
     return _mm512_reduce_add_ps(vsum);
 }
 #endif
 
-/* How far (in logits) a full chunk's max may pass the running max before the row is rescaled:
- * below it the chunk is exponentiated against the running max in the same pass that finds its
- * own max (probabilities up to e^8, well inside fp32 and bf16), and nothing is rescaled. */
-#define LAZY_MAX_SLACK 8.0f
+/* How large a full chunk's probabilities against the running max may grow before the row is
+ * rescaled: when their sum stays at or below e^8 (so does each of them: well inside fp32 and
+ * bf16) the chunk is kept as it is, exponentiated in one pass, and nothing is rescaled. The sum
+ * stands in for the chunk's max, which would cost a vector instruction per 16 logits to find;
+ * a chunk whose sum passes it (its max did pass the running max, or many logits came close)
+ * is redone against its own max. */
+#define LAZY_SUM_MAX 2980.958f
 
 AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, int64_t lds,
                                        uint16_t *P, int64_t ldp, float *m, float *l, float *corr) {
@@ -214,9 +212,9 @@ AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, in
         }
         const float *s = S + r * lds;
         corr[r] = 1.0f;
-        if (full && m[r] != -INFINITY) { /* against the running max, the chunk's max on the way */
-            float cmax, sum = exp_row_full(s, kc, m[r] * ASAM_LOG2E, p, 1, &cmax);
-            if (cmax <= m[r] + LAZY_MAX_SLACK) {
+        if (full && m[r] != -INFINITY) { /* against the running max */
+            float sum = exp_row_full(s, kc, m[r] * ASAM_LOG2E, p);
+            if (sum <= LAZY_SUM_MAX) {
                 l[r] += sum;
                 continue;
             }
@@ -230,7 +228,7 @@ AMX_TARGET void asam_amx_softmax_chunk(const float *S, int64_t n, int64_t kc, in
             continue;
         }
         if (full) {
-            sum = exp_row_full(s, kc, mx * ASAM_LOG2E, p, 0, NULL);
+            sum = exp_row_full(s, kc, mx * ASAM_LOG2E, p);
         } else { /* exp(s - mx) = 2^(s log2 e - mx log2 e); keys past kc are 0 */
             __m512 vl2e = _mm512_set1_ps(ASAM_LOG2E), vmx = _mm512_set1_ps(mx * ASAM_LOG2E);
             __m512 vsum = _mm512_setzero_ps();

@@ -24,7 +24,8 @@
 #if defined(__x86_64__) && defined(__linux__)
 #include <immintrin.h>
 #define AMX_BUILT 1
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+#define AMX_TARGET                                                                                 \
+    __attribute__((target("amx-tile,amx-bf16,avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
 
 /* The 2 x 2 accumulator tiles tmm0-3 as a 32 x 32 fp32 block at c (row stride ld floats):
  * zeroed, loaded or stored. The compiler barrier orders the tile loads (asm the compiler

@@ -26,21 +26,21 @@ __attribute__((target("avx512f"))) static inline __m512 asam_exp16(__m512 x) {
     return _mm512_maskz_scalef_ps(live, y, n);
 }
 
-/* 2^t for t <= 0 to about 2.6e-6 relative error (a degree-4 fit of 2^f on [-1/2, 1/2]), for
- * the bf16 kernels, whose probabilities are rounded to bf16 (2^-9) anyway: 8 instructions
- * against asam_exp16's 14. Callers form t = x log2(e) with one FMA. t < -125 (and -inf, NaN)
- * gives exactly 0. */
+/* 2^t to about 7.5e-5 relative error, for the bf16 kernels, whose probabilities are rounded to
+ * bf16 (2^-9) anyway: f = t - floor(t) by VREDUCEPS, a degree-3 fit of 2^f on [0, 1) (relative
+ * error minimised), and VSCALEFPS multiplies by 2^floor(t) itself: 6 instructions (the
+ * earlier degree-4 form on [-1/2, 1/2] took 8, with rounding and a subtraction to find the
+ * integer part). Callers form t = x log2(e) with one FMA. t < -125 (and -inf, NaN) gives
+ * exactly 0. */
 #define ASAM_LOG2E 1.44269504088896341f
-__attribute__((target("avx512f"))) static inline __m512 asam_exp2_16_bf16(__m512 t) {
+__attribute__((target("avx512f,avx512dq"))) static inline __m512 asam_exp2_16_bf16(__m512 t) {
     __mmask16 live = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-125.0f), _CMP_GE_OQ);
-    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(0.009570022113621235f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05591767653822899f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240247443318367f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931218504905701f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999992847442627f));
-    return _mm512_maskz_scalef_ps(live, p, n);
+    __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 p = _mm512_set1_ps(0.07802403718233109f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.22606708109378815f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6958339810371399f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999251365661621f));
+    return _mm512_maskz_scalef_ps(live, p, t);
 }
 
 /* The mask of the first n (0 .. 16) lanes. */
