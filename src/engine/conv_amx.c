@@ -148,12 +148,15 @@ AMX_TARGET static void out_block(const uint16_t *Xn, const uint16_t *Wb, int64_t
     for (int i = 0; i < 2; i++) run[i] = Xn + ((pa[i] / W) * Wp + pa[i] % W) * Cp;
     const uint16_t *w0 = Wb + (o0 / 16) * 9 * nch * 512, *w1 = w0 + 9 * nch * 512;
     amx_acc_zero();
-    for (int t = 0; t < 9; t++) {
-        int64_t shift = ((t / 3) * Wp + t % 3) * Cp;
-        const uint16_t *a0 = run[0] + shift, *a1 = run[1] + shift;
-        const uint16_t *b0 = w0 + t * nch * 512, *b1 = w1 + t * nch * 512;
+    /* the three taps of a kernel row one after another for each chunk: their pixel tiles are
+     * the same rows shifted by one pixel, 15 of 16 lines already in L1 from the tap before */
+    for (int ky = 0; ky < 3; ky++) {
+        const uint16_t *a0 = run[0] + ky * Wp * Cp, *a1 = run[1] + ky * Wp * Cp;
         for (int64_t c = 0; c < nch; c++)
-            amx_step(a0 + c * 32, a1 + c * 32, as, b0 + c * 512, b1 + c * 512, 64);
+            for (int kx = 0; kx < 3; kx++) {
+                int64_t at = kx * Cp + c * 32, w = ((ky * 3 + kx) * nch + c) * 512;
+                amx_step(a0 + at, a1 + at, as, w0 + w, w1 + w, 64);
+            }
     }
     /* tile (i, j): pixels of run i x channels o0 + 16 j .. + 15 */
     float tmp[4][16 * 16] __attribute__((aligned(64)));
