@@ -139,7 +139,8 @@ AMX_TARGET static void block(const uint16_t *Ab, const uint16_t *Wb, int64_t nch
 
 /* y = value * gelu(gate) for mm rows of 32 (value and gate blocks 32 x 32). Compiled without
  * the tile target, as op_activation.c's GEGLU is: the same values, bit for bit. */
-static void geglu_rows(const float *v, const float *g, int64_t mm, float *y, int64_t ldy) {
+VMATH_WIDE __attribute__((noinline)) static void geglu_rows(const float *v, const float *g,
+                                                            int64_t mm, float *y, int64_t ldy) {
     for (int64_t r = 0; r < mm; r++)
         for (int64_t j = 0; j < 32; j++) y[r * ldy + j] = v[r * 32 + j] * gelu_vec(g[r * 32 + j]);
 }

@@ -20,7 +20,8 @@ static inline float sigmoidf(float x) {
     return 1.0f / (1.0f + exp_vec(-x));
 }
 
-static void act_forward(int kind, float *restrict y, const float *restrict x, int64_t n) {
+VMATH_WIDE static void act_forward(int kind, float *restrict y, const float *restrict x,
+                                   int64_t n) {
     switch (kind) {
     case ACT_GELU:
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
@@ -154,7 +155,8 @@ asam_tensor *asam_tanh(asam_ctx *ctx, asam_tensor *x) {
 /* x (R, 2F) -> y (R, F): the value half times GELU of the gate half, row by row: what slicing,
  * asam_gelu and asam_mul compute (bit for bit), in one pass over x and no intermediate
  * tensors. */
-static void geglu_forward(float *restrict y, const float *restrict x, int64_t R, int64_t F) {
+VMATH_WIDE static void geglu_forward(float *restrict y, const float *restrict x, int64_t R,
+                                     int64_t F) {
 #pragma omp parallel for schedule(static) if (R * F >= PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *v = x + r * 2 * F, *g = v + F;

@@ -5,6 +5,11 @@
 
 #include <stdint.h>
 
+/* For the loops over these functions: 16 lanes where the CPU has AVX-512 (the compiler's
+ * default for -march=native on AVX-512 CPUs is 8). Each lane computes the same as any other
+ * width, so the fused and the separate ops keep their common bits. */
+#define VMATH_WIDE __attribute__((target("prefer-vector-width=512")))
+
 /* exp for the activation loops, written so the compiler vectorises it (libm's expf and erff
  * are scalar calls): Cody-Waite reduction x = n ln2 + r, the cephes expf polynomial for e^r
  * (about 1 ulp), 2^n built in the exponent bits. Inputs are clamped to the finite range. */
