@@ -227,7 +227,7 @@ static void softmax_chunk_suite(void) {
         for (int k = 0; k < NK; k++) {
             float v = 2.0f * gc_rand(&seed), *at = &S[k / KC][r * KC + k % KC];
             int ch = k / KC;
-            if (r == 0 && ch == 2) v += 100.0f;                       /* far above: rescale */
+            if (r == 0 && ch == 2) v += 100.0f;                      /* far above: rescale */
             if (r == 1 && ch == 1) v = 7.5f + 0.1f * gc_rand(&seed); /* many a little above */
             if (r == 2 && ch == 1) v += 4.0f;                        /* sum about 64 e^4: kept */
             if (r == 3 && ch > 0) v -= 40.0f;                        /* far below */
@@ -608,8 +608,10 @@ static void conv_amx_accumulate(void) {
             uint64_t s = 17 + (uint64_t)adjoint;
             for (int64_t i = 0; i < nin * HW; i++) x[i] = gc_rand(&s);
             for (int64_t i = 0; i < nout * HW; i++) base[i] = y1[i] = gc_rand(&s);
-            CHECK(asam_conv3x3_amx(ctx, x, H, W, w, adjoint, 0, y0) == 0, "amx conv3x3 fresh");
-            CHECK(asam_conv3x3_amx(ctx, x, H, W, w, adjoint, 1, y1) == 0, "amx conv3x3 accumulate");
+            CHECK(asam_conv3x3_amx(ctx, x, H, W, w, adjoint, 0, NULL, NULL, y0) == 0,
+                  "amx conv3x3 fresh");
+            CHECK(asam_conv3x3_amx(ctx, x, H, W, w, adjoint, 1, NULL, NULL, y1) == 0,
+                  "amx conv3x3 accumulate");
             CHECK((w->data == NULL) == held && (w->conv_taps[adjoint] != NULL) == held,
                   "amx conv3x3: weight %s, tiles %s", w->data ? "fp32" : "held",
                   w->conv_taps[adjoint] ? "kept" : "per call");
@@ -717,6 +719,60 @@ static void conv_patch_suite(void) {
     for (int i = 0; i < 3; i++) free(y[i]);
 }
 
+/* asam_conv2d_add (r + conv2d: a residual block's last convolution) against asam_add(r,
+ * asam_conv2d(...)): the same bits, in one output tensor when nothing is recorded, and through
+ * the two ops (with gradients) when something is. Geometries: 16x16 (the AMX tile kernel, its
+ * bias and residual added as results leave the tiles), 8x8 (the patch product, then passes),
+ * with one bias, a bias per image, or none; under fp32 and bf16. */
+static void conv2d_add_suite(void) {
+    static const int64_t geo[2][5] = {{2, 40, 16, 16, 48}, {2, 64, 8, 8, 32}};
+    for (int prec = 0; prec < 2; prec++)
+        for (int g = 0; g < 2; g++)
+            for (int bias = 0; bias < 3; bias++) { /* none, (O), (N, O) */
+                int64_t N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4];
+                int64_t ny = N * O * H * W;
+                asam_set_precision(prec ? ASAM_BF16 : ASAM_FP32);
+                asam_ctx *ctx = asam_ctx_new((size_t)1 << 28);
+                asam_tensor *x = rnd(ctx, ASAM_SHAPE(N, C, H, W), 91);
+                asam_tensor *r = rnd(ctx, ASAM_SHAPE(N, O, H, W), 92);
+                asam_tensor *w = asam_param_new(ASAM_SHAPE(O, C, 3, 3));
+                gc_fill(w, 93, 0.3f);
+                asam_tensor *b = bias == 0   ? NULL
+                                 : bias == 1 ? rnd(ctx, ASAM_SHAPE(O), 94)
+                                             : rnd(ctx, ASAM_SHAPE(N, O), 95);
+                asam_set_requires_grad(x, 0);
+                asam_set_requires_grad(r, 0);
+                if (b) asam_set_requires_grad(b, 0);
+                size_t u0 = asam_ctx_used(ctx);
+                asam_tensor *y = asam_conv2d_add(ctx, x, w, b, 1, 1, r);
+                size_t used = asam_ctx_used(ctx) - u0;
+                asam_tensor *ref = asam_add(ctx, r, asam_conv2d(ctx, x, w, b, 1, 1));
+                char what[128];
+                snprintf(what, sizeof what, "conv2d_add %s N%lld C%lld %lldx%lld O%lld bias %s",
+                         prec ? "bf16" : "fp32", (long long)N, (long long)C, (long long)H,
+                         (long long)W, (long long)O,
+                         bias == 0   ? "none"
+                         : bias == 1 ? "(O)"
+                                     : "(N, O)");
+                CHECK(y && ref && !memcmp(y->data, ref->data, (size_t)ny * 4),
+                      "%s: values differ from conv2d + add", what);
+                CHECK(used < (size_t)(2 * ny) * 4, "%s: %zu arena bytes, not one output", what,
+                      used);
+                asam_ctx_set_grad(ctx, 1);
+                asam_set_requires_grad(x, 1);
+                asam_set_requires_grad(r, 1);
+                asam_tensor *yg = asam_conv2d_add(ctx, x, w, b, 1, 1, r);
+                CHECK(yg && !memcmp(yg->data, ref->data, (size_t)ny * 4) &&
+                          asam_backward(ctx, asam_sum(ctx, asam_mul(ctx, yg, yg))) == 0 &&
+                          x->grad && r->grad,
+                      "%s: recorded call", what);
+                asam_param_free(w);
+                asam_ctx_free(ctx);
+                if (!test_failures) printf("ok   %s\n", what);
+            }
+    asam_set_precision(ASAM_FP32);
+}
+
 int main(void) {
     CHECK(asam_get_precision() == ASAM_FP32, "fp32 is not the default");
     asam_precision p;
@@ -748,6 +804,7 @@ int main(void) {
     linear_geglu_suite();
     linear_many_suite();
     linear_add_suite();
+    conv2d_add_suite();
     CHECK(asam_set_precision(ASAM_BF16) == 0, "set bf16");
     printf("bf16 backend: %s\n", asam_backend_describe());
     asam_set_precision(ASAM_FP32);

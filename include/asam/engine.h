@@ -261,6 +261,11 @@ int asam_linear_many(asam_ctx *ctx, asam_tensor *x, int n, asam_tensor *const *w
  * conv_transpose2d: w (C, O, kh, kw) as torch.nn.ConvTranspose2d, padding 0. */
 asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b, int stride,
                          int padding);
+/* r + asam_conv2d(x, w, b) (a residual block's last convolution and its skip): in inference,
+ * where the kernel can, with the bias and r added as the results are written; the same values
+ * either way. */
+asam_tensor *asam_conv2d_add(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                             int stride, int padding, asam_tensor *r);
 asam_tensor *asam_conv_transpose2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
                                    int stride);
 

@@ -141,7 +141,7 @@ AMX_TARGET static void pack_input(const float *x, int64_t C, int64_t H, int64_t 
  * rows of the image). */
 AMX_TARGET static void out_block(const uint16_t *Xn, const uint16_t *Wb, int64_t H, int64_t W,
                                  int64_t Cp, int64_t n_out, int64_t o0, int64_t p0, int accumulate,
-                                 float *out) {
+                                 const float *bias, const float *res, float *out) {
     int64_t Wp = W + 2, HW = H * W, nch = Cp / 32, as = Cp * 2;
     int64_t pa[2] = {p0, p0 + 16};
     const uint16_t *run[2]; /* each run's first pixel in Xn at tap (0, 0) */
@@ -172,10 +172,14 @@ AMX_TARGET static void out_block(const uint16_t *Xn, const uint16_t *Wb, int64_t
             __m512i v[16];
             for (int r = 0; r < 16; r++) v[r] = _mm512_load_si512(tmp[2 * i + j] + r * 16);
             amx_transpose16(v); /* v[n]: channel o0 + 16 j + n over the run's 16 pixels */
-            float *o = out + (o0 + 16 * j) * HW + pa[i];
+            int64_t at = (o0 + 16 * j) * HW + pa[i];
+            float *o = out + at;
             for (int64_t n = 0; n < nc; n++) {
+                /* the order of the separate passes: (product + bias) + residual */
                 __m512 y = (__m512)v[n];
                 if (accumulate) y = _mm512_add_ps(y, _mm512_loadu_ps(o + n * HW));
+                if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[o0 + 16 * j + n]));
+                if (res) y = _mm512_add_ps(y, _mm512_loadu_ps(res + at + n * HW));
                 _mm512_storeu_ps(o + n * HW, y);
             }
         }
@@ -183,7 +187,7 @@ AMX_TARGET static void out_block(const uint16_t *Xn, const uint16_t *Wb, int64_t
 #endif
 
 int asam_conv3x3_amx(asam_ctx *ctx, const float *x, int64_t H, int64_t W, asam_tensor *w,
-                     int adjoint, int accumulate, float *out) {
+                     int adjoint, int accumulate, const float *bias, const float *res, float *out) {
 #if AMX_BUILT
     int64_t n_out = adjoint ? w->shape[1] : w->shape[0], n_in = adjoint ? w->shape[0] : w->shape[1];
     int64_t Op = asam_amx_round_up(n_out, 32), Cp = asam_amx_round_up(n_in, 32), HW = H * W;
@@ -223,13 +227,15 @@ int asam_conv3x3_amx(asam_ctx *ctx, const float *x, int64_t H, int64_t W, asam_t
         asam_amx_begin();
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < nob * npb; it++)
-            out_block(Xn, Wb, H, W, Cp, n_out, it / npb * 32, it % npb * 32, accumulate, out);
+            out_block(Xn, Wb, H, W, Cp, n_out, it / npb * 32, it % npb * 32, accumulate, bias, res,
+                      out);
         asam_amx_end();
     }
     asam_ctx_release(ctx, mark);
     return 0;
 #else
-    (void)ctx, (void)x, (void)H, (void)W, (void)w, (void)adjoint, (void)accumulate, (void)out;
+    (void)ctx, (void)x, (void)H, (void)W, (void)w, (void)adjoint, (void)accumulate, (void)bias;
+    (void)res, (void)out;
     return -1;
 #endif
 }

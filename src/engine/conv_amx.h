@@ -18,13 +18,15 @@
  * pixels, at least min_pixels of them. */
 int asam_conv3x3_amx_fits(int64_t H, int64_t W, int64_t min_pixels);
 
-/* out (O, H, W) = the convolution of x (C, H, W) with w (O, C, 3, 3), no bias; with adjoint,
- * the convolution whose gradient w gives: out (C, H, W) from x (O, H, W) with the kernels
- * rotated by 180 degrees and the channel axes swapped (dx of the forward one). accumulate: add
- * into out instead of overwriting it. Scratch (the input copy, a per-call weight copy) comes
- * from ctx's arena and is released before returning. Returns 0, or -1 when out of memory (out
+/* out (O, H, W) = the convolution of x (C, H, W) with w (O, C, 3, 3); with adjoint, the
+ * convolution whose gradient w gives: out (C, H, W) from x (O, H, W) with the kernels rotated
+ * by 180 degrees and the channel axes swapped (dx of the forward one). accumulate: add into out
+ * instead of overwriting it. bias (one value per output channel) and res (a residual shaped as
+ * out, not out itself), when given, are added on the way out, in the order of separate passes:
+ * ((product [+ out]) + bias) + res. Scratch (the input copy, a per-call weight copy) comes from
+ * ctx's arena and is released before returning. Returns 0, or -1 when out of memory (out
  * untouched). */
 int asam_conv3x3_amx(asam_ctx *ctx, const float *x, int64_t H, int64_t W, asam_tensor *w,
-                     int adjoint, int accumulate, float *out);
+                     int adjoint, int accumulate, const float *bias, const float *res, float *out);
 
 #endif

@@ -226,7 +226,7 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     for (int64_t n = 0; n < N; n++) {
         const float *xn = x->data + n * g.C * HW, *dyn = dy + n * O * HoWo;
         float *dxn = dx ? dx + n * g.C * HW : NULL;
-        if (amx && !asam_conv3x3_amx(ctx, dyn, g.H, g.W, w, 1, !fresh, dxn)) {
+        if (amx && !asam_conv3x3_amx(ctx, dyn, g.H, g.W, w, 1, !fresh, NULL, NULL, dxn)) {
             dxn = NULL; /* done: the column loop below only forms dw */
             if (!dw) continue;
         }
@@ -257,9 +257,18 @@ static void conv2d_backward(asam_ctx *ctx, asam_node *nd) {
     asam_ctx_release(ctx, m);
 }
 
-asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b, int stride,
-                         int padding) {
-    const char *op = "conv2d";
+/* out (N, O, HW) += r, element by element (a residual added after the product and bias). */
+static void add_residual(float *out, const float *r, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
+    for (int64_t i = 0; i < n; i++) out[i] = out[i] + r[i];
+}
+
+/* conv2d, and with r (only when nothing is recorded: asam_conv2d_add checked) r + conv2d: on
+ * the AMX tile kernel the bias and r are added as the results leave the tiles, elsewhere by
+ * passes after the product. */
+static asam_tensor *conv2d_impl(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                                int stride, int padding, asam_tensor *r) {
+    const char *op = r ? "conv2d_add" : "conv2d";
     if (!x || !w) return NULL;
     char sx[96], sw[96];
     asam_shape_str(x, sx, sizeof sx);
@@ -288,16 +297,21 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     if (!check_int(ctx, op, HW, HoWo, CKK) || !check_int(ctx, op, O, CKK * g.Wo, 0)) return NULL;
     asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(N, O, g.Ho, g.Wo));
     if (!out) return NULL;
+    if (r && !asam_check(ctx, r->numel == out->numel && r->ndim == 4 && r->shape[1] == O, op,
+                         "residual of %lld values for an output of %lld", (long long)r->numel,
+                         (long long)out->numel))
+        return NULL;
     if (record_conv(ctx, op, conv2d_backward, out, x, w, b, &g)) return NULL;
 
     asam_mark m = asam_ctx_mark(ctx);
     if (use_conv_amx(&g)) {
         int64_t n = 0;
-        while (n < N && !asam_conv3x3_amx(ctx, x->data + n * g.C * HW, g.H, g.W, w, 0, 0,
-                                          out->data + n * O * HoWo))
+        while (n < N &&
+               !asam_conv3x3_amx(ctx, x->data + n * g.C * HW, g.H, g.W, w, 0, 0,
+                                 b ? b->data + (per_image ? n * O : 0) : NULL,
+                                 r ? r->data + n * O * HoWo : NULL, out->data + n * O * HoWo))
             n++;
         if (n == N) { /* else out of memory: the paths below redo every image */
-            if (b) add_bias(out->data, b->data, N, O, HoWo, per_image);
             asam_ctx_release(ctx, m);
             return out;
         }
@@ -305,6 +319,7 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
     if (use_conv_patch(&g, O) &&
         !asam_conv_patch_amx(ctx, x->data, N, g.C, g.H, g.W, w, out->data)) {
         if (b) add_bias(out->data, b->data, N, O, HoWo, per_image);
+        if (r) add_residual(out->data, r->data, out->numel);
         asam_ctx_release(ctx, m);
         return out; /* else out of memory: the paths below do it */
     }
@@ -316,6 +331,7 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
                                   out->data + n * O * HoWo, 0))
                 return NULL;
         if (b) add_bias(out->data, b->data, N, O, HoWo, per_image);
+        if (r) add_residual(out->data, r->data, out->numel);
         asam_ctx_release(ctx, m);
         return out;
     }
@@ -336,8 +352,23 @@ asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_ten
         }
     }
     if (b) add_bias(out->data, b->data, N, O, HoWo, per_image);
+    if (r) add_residual(out->data, r->data, out->numel);
     asam_ctx_release(ctx, m);
     return out;
+}
+
+asam_tensor *asam_conv2d(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b, int stride,
+                         int padding) {
+    return conv2d_impl(ctx, x, w, b, stride, padding, NULL);
+}
+
+asam_tensor *asam_conv2d_add(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, asam_tensor *b,
+                             int stride, int padding, asam_tensor *r) {
+    if (!r) return NULL;
+    asam_tensor *ins[4] = {x, w, b, r};
+    if (asam_needs_record(ctx, 4, ins)) /* the two ops, each with its backward */
+        return asam_add(ctx, r, asam_conv2d(ctx, x, w, b, stride, padding));
+    return conv2d_impl(ctx, x, w, b, stride, padding, r);
 }
 
 /* ---- conv_transpose2d ------------------------------------------------------------------------

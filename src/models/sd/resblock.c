@@ -61,7 +61,6 @@ asam_tensor *sd_resblock_forward(asam_ctx *ctx, const sd_resblock *r, asam_tenso
     }
     h = asam_conv2d(ctx, h, r->conv1_w, bias1, 1, 1);
     h = asam_group_norm_silu(ctx, h, SD_GN_GROUPS, r->norm2_w, r->norm2_b, eps);
-    h = asam_conv2d(ctx, h, r->conv2_w, r->conv2_b, 1, 1);
     asam_tensor *skip = r->skip_w ? asam_conv2d(ctx, x, r->skip_w, r->skip_b, 1, 0) : x;
-    return asam_add(ctx, skip, h);
+    return asam_conv2d_add(ctx, h, r->conv2_w, r->conv2_b, 1, 1, skip); // skip + conv2(h)
 }
