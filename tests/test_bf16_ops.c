@@ -634,6 +634,69 @@ static void conv_amx_accumulate(void) {
     printf("ok   amx conv3x3 accumulate; per-call and held weights give the same bits\n");
 }
 
+/* A held weight the tile kernel takes keeps only its forward taps: its bf16 copy is freed (the
+ * bytes counted go down by it), asam_param_bf16 rebuilds the very values the weight was rounded
+ * to, the adjoint's taps come from that rebuild with the per-call bits, another path (the patch
+ * product at 8x8) gets the rebuilt copy, and a trainable weight gets its rounded fp32 values. */
+static void conv_amx_taps_only(void) {
+    int64_t O = 48, C = 40, n = O * C * 9;
+    asam_set_precision(ASAM_BF16);
+    asam_tensor *w = asam_param_new(ASAM_SHAPE(O, C, 3, 3)),
+                *ref = asam_param_new(ASAM_SHAPE(O, C, 3, 3));
+    gc_fill(w, 51, 0.3f);
+    gc_fill(ref, 51, 0.3f);
+    uint16_t *want = malloc((size_t)n * sizeof *want);
+    for (int64_t i = 0; i < n; i++) want[i] = asam_f32_to_bf16(ref->data[i]);
+    asam_set_weight_holding(0); /* ref: rounded per call */
+    float *y[2][2], *d[2];
+    for (int k = 0; k < 2; k++) {
+        asam_set_weight_holding(k);
+        asam_tensor *wk = k ? w : ref;
+        asam_ctx *ctx = asam_ctx_new((size_t)1 << 26);
+        asam_tensor *x16 = rnd(ctx, ASAM_SHAPE(1, C, 16, 16), 52),
+                    *x8 = rnd(ctx, ASAM_SHAPE(1, C, 8, 8), 53);
+        size_t b0, b1;
+        asam_param_bytes(NULL, &b0);
+        asam_tensor *a = asam_conv2d(ctx, x16, wk, NULL, 1, 1);
+        asam_param_bytes(NULL, &b1);
+        if (k) {
+            CHECK(asam_param_bf16_held(w) && !w->bf16 && w->conv_taps[0] && !w->data,
+                  "taps only: held %d, bf16 %p, taps %p", asam_param_bf16_held(w), (void *)w->bf16,
+                  (void *)w->conv_taps[0]);
+            CHECK(b1 - b0 == (size_t)(2 * 9 * 64 * 64),
+                  "taps only: %zu bf16 bytes added, want the taps' %d", b1 - b0, 2 * 9 * 64 * 64);
+        }
+        y[k][0] = malloc((size_t)a->numel * 4), memcpy(y[k][0], a->data, (size_t)a->numel * 4);
+        asam_tensor *b = asam_conv2d(ctx, x8, wk, NULL, 1, 1); /* the patch product */
+        y[k][1] = malloc((size_t)b->numel * 4), memcpy(y[k][1], b->data, (size_t)b->numel * 4);
+        /* dx through the adjoint's taps */
+        asam_tensor *xg = rnd(ctx, ASAM_SHAPE(1, C, 16, 16), 54);
+        asam_ctx_set_grad(ctx, 1);
+        asam_set_requires_grad(xg, 1);
+        asam_tensor *o = asam_conv2d(ctx, xg, wk, NULL, 1, 1);
+        CHECK(o && asam_backward(ctx, asam_sum(ctx, asam_mul(ctx, o, o))) == 0,
+              "taps only: backward");
+        d[k] = malloc((size_t)xg->numel * 4), memcpy(d[k], xg->grad, (size_t)xg->numel * 4);
+        asam_ctx_free(ctx);
+    }
+    CHECK(!memcmp(y[0][0], y[1][0], 48 * 256 * 4) && !memcmp(y[0][1], y[1][1], 48 * 64 * 4) &&
+              !memcmp(d[0], d[1], 40 * 256 * 4),
+          "taps only: results differ from the per-call weight's");
+    const uint16_t *h = asam_param_bf16(w);
+    CHECK(h && !memcmp(h, want, (size_t)n * sizeof *h), "taps only: rebuilt values differ");
+    asam_set_requires_grad(w, 1);
+    int same = w->data != NULL;
+    for (int64_t i = 0; same && i < n; i++) same = asam_f32_to_bf16(w->data[i]) == want[i];
+    CHECK(same && !w->bf16 && !w->conv_taps[0], "taps only: trainable weight's fp32 values");
+    for (int k = 0; k < 2; k++) free(y[k][0]), free(y[k][1]), free(d[k]);
+    free(want);
+    asam_param_free(w), asam_param_free(ref);
+    asam_set_weight_holding(1);
+    asam_set_precision(ASAM_FP32);
+    printf(
+        "ok   amx conv3x3 held weight keeps its taps alone; rebuilt, adjoint, patch, trainable\n");
+}
+
 /* The weight-times-patches tile product (conv_patch_amx.c) against a double convolution of the
  * bf16-rounded operands; a weight rounded per call and the same weight held give the same bits.
  * Geometries: 16-pixel runs on one row (W 16, 32), several rows per run (W 8, 4), two images in
@@ -796,6 +859,7 @@ int main(void) {
         softmax_chunk_suite();
         conv_amx_suite();
         conv_amx_accumulate();
+        conv_amx_taps_only();
         conv_patch_suite();
     } else {
         printf("SKIP: this CPU has no AMX: the AMX tile kernel is not checked here\n");

@@ -56,7 +56,9 @@ typedef struct asam_tensor {
     const char *name;         /* optional, for messages */
     uint64_t grad_stamp;      /* the backward pass that last reached it (autograd.c) */
     /* A frozen weight held in bf16 (see "weights held in bf16" below): numel values, same
-     * layout as data, or NULL. When set, data is NULL: the fp32 copy was freed. */
+     * layout as data, or NULL. When set, data is NULL: the fp32 copy was freed. A 3x3
+     * convolution weight that the AMX tile kernel takes keeps only conv_taps[0] (the same
+     * values) until another path asks for these (asam_param_bf16). */
     uint16_t *bf16;
     /* A held 3x3 convolution weight's copies repacked per tap for the AMX convolution (the
      * forward's, the adjoint's), made on first use and freed with bf16; else NULL. */
@@ -104,6 +106,10 @@ int asam_set_weight_holding(int on);
  * hold_weights): each fp32 copy is freed as soon as it is read, so neither the load nor the
  * first forward peaks at the fp32 weights. Returns 1 when W is now held. */
 int asam_weight_hold_now(asam_tensor *W);
+/* The bf16 values of a held weight (asam_param_bf16_held), in its own layout: t->bf16, rebuilt
+ * (and kept) from the AMX convolution's packed tiles when those are all it keeps; NULL when t
+ * is not held or memory runs out. */
+const uint16_t *asam_param_bf16(const asam_tensor *t);
 /* Bytes of fp32 and of bf16 weight data held by persistent tensors (all of them, process-wide),
  * for memory reports and tests. */
 void asam_param_bytes(size_t *fp32_bytes, size_t *bf16_bytes);
@@ -166,7 +172,8 @@ void asam_set_requires_grad(asam_tensor *t, int on);
 asam_tensor *asam_param_new(int ndim, const int64_t *shape);
 void asam_param_free(asam_tensor *t);
 void asam_param_zero_grad(asam_tensor *t); /* allocates the grad buffer if needed */
-/* 1 when t is a weight held in bf16 only (t->bf16 set, t->data NULL). */
+/* 1 when t is a weight held in bf16 only (t->data NULL; t->bf16 set, or only the AMX
+ * convolution's packed tiles of its values). */
 int asam_param_bf16_held(const asam_tensor *t);
 
 /* Shape helpers */

@@ -65,7 +65,7 @@ uint64_t asam_segmenter_encoder_key(const asam_segmenter *s) {
             if (ts[i] && ts[i]->data)
                 h = fnv(h, ts[i]->data, sizeof(float) * (size_t)ts[i]->numel);
             else if (ts[i]) /* held in bf16 (--precision bf16): its fp32 copy is gone */
-                h = fnv(h, ts[i]->bf16, sizeof(uint16_t) * (size_t)ts[i]->numel);
+                h = fnv(h, asam_param_bf16(ts[i]), sizeof(uint16_t) * (size_t)ts[i]->numel);
         return h;
     }
     return asam_esam_encoder_hash(s->esam);

@@ -186,33 +186,61 @@ AMX_TARGET static void out_block(const uint16_t *Xn, const uint16_t *Wb, int64_t
 }
 #endif
 
+/* Make held w's kept taps (forward or adjoint) unless another thread has: 0, or -1 when out
+ * of memory. w's bf16 values (or fp32 ones) must be there. */
+static int kept_taps(asam_tensor *w, int adjoint) {
+    int64_t n_out = adjoint ? w->shape[1] : w->shape[0], n_in = adjoint ? w->shape[0] : w->shape[1];
+    int64_t Op = asam_amx_round_up(n_out, 32), Cp = asam_amx_round_up(n_in, 32);
+    size_t bytes = (size_t)(9 * Op * Cp) * sizeof(uint16_t);
+    uint16_t *t = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!t) return -1;
+    pack_taps(w, adjoint, n_out, n_in, Op, Cp, t);
+    int mine = 0;
+#pragma omp critical(asam_weight_hold)
+    {
+        if (!w->conv_taps[adjoint]) asam_param_set_conv_taps(w, adjoint, t), mine = 1;
+    }
+    if (!mine) free(t); /* another thread's, the same values */
+    return 0;
+}
+
+void asam_conv_amx_unpack(const asam_tensor *w, uint16_t *dst) {
+    int64_t O = w->shape[0], C = w->shape[1], nch = asam_amx_round_up(C, 32) / 32;
+    const uint16_t *Wb = w->conv_taps[0];
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && O * C >= 4096)
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t c = 0; c < C; c++)
+            for (int t = 0; t < 9; t++) /* pack_taps' forward placement, read back */
+                dst[(o * C + c) * 9 + t] = Wb[(((o / 16) * 9 + t) * nch + c / 32) * 512 +
+                                              (c % 32) / 2 * 32 + (o % 16) * 2 + c % 2];
+}
+
 int asam_conv3x3_amx(asam_ctx *ctx, const float *x, int64_t H, int64_t W, asam_tensor *w,
                      int adjoint, int accumulate, const float *bias, const float *res, float *out) {
 #if AMX_BUILT
     int64_t n_out = adjoint ? w->shape[1] : w->shape[0], n_in = adjoint ? w->shape[0] : w->shape[1];
     int64_t Op = asam_amx_round_up(n_out, 32), Cp = asam_amx_round_up(n_in, 32), HW = H * W;
-    size_t taps_bytes = (size_t)(9 * Op * Cp) * sizeof(uint16_t);
-    asam_weight_held(w); /* a frozen weight is held in bf16 from its first use on, as for GEMMs */
+    asam_mark mark = asam_ctx_mark(ctx);
     /* a held weight's taps are made once and kept with it; a fp32 weight's (it may change
      * between calls) per call, in the arena with the input copy */
-    int keep = w->bf16 != NULL && !w->data;
-    asam_mark mark = asam_ctx_mark(ctx);
-    uint16_t *Wb = keep ? w->conv_taps[adjoint] : NULL;
-    if (!Wb) {
-        uint16_t *t =
-            keep ? aligned_alloc(64, (taps_bytes + 63) / 64 * 64) : asam_ctx_alloc(ctx, taps_bytes);
-        if (!t) return -1;
-        pack_taps(w, adjoint, n_out, n_in, Op, Cp, t);
-        Wb = t;
-        if (keep) {
-#pragma omp critical(asam_weight_hold)
-            {
-                if (!w->conv_taps[adjoint])
-                    asam_param_set_conv_taps(w, adjoint, t);
-                else
-                    Wb = w->conv_taps[adjoint]; /* another thread's, the same values */
-            }
-            if (Wb != t) free(t);
+    uint16_t *Wb = NULL;
+    if (asam_param_bf16_held(w) && w->conv_taps[adjoint]) {
+        Wb = w->conv_taps[adjoint];
+    } else {
+        /* a frozen weight is held in bf16 from its first use on, as for GEMMs (a weight packed
+         * at load has its bf16 values rebuilt here for the adjoint's taps) */
+        asam_weight_held(w);
+        if (asam_param_bf16_held(w)) {
+            if (kept_taps(w, adjoint)) return -1;
+            Wb = w->conv_taps[adjoint];
+            /* the forward taps hold the weight's values in another order: a weight this kernel
+             * takes keeps them alone, not also its bf16 copy (rebuilt from them, and kept, if
+             * another path asks: asam_param_bf16) */
+            if (!adjoint) asam_param_drop_bf16(w);
+        } else {
+            Wb = asam_ctx_alloc(ctx, (size_t)(9 * Op * Cp) * sizeof(uint16_t));
+            if (!Wb) return -1;
+            pack_taps(w, adjoint, n_out, n_in, Op, Cp, Wb);
         }
     }
     uint16_t *Xn = asam_ctx_alloc(ctx, (size_t)(Cp * (H + 2) * (W + 2)) * sizeof *Xn);

@@ -29,4 +29,8 @@ int asam_conv3x3_amx_fits(int64_t H, int64_t W, int64_t min_pixels);
 int asam_conv3x3_amx(asam_ctx *ctx, const float *x, int64_t H, int64_t W, asam_tensor *w,
                      int adjoint, int accumulate, const float *bias, const float *res, float *out);
 
+/* dst (O, C, 3, 3) <- held w's values read back from its forward taps (w->conv_taps[0]):
+ * asam_param_bf16's rebuild of a weight packed at load. */
+void asam_conv_amx_unpack(const asam_tensor *w, uint16_t *dst);
+
 #endif

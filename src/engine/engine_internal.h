@@ -70,6 +70,9 @@ int asam_param_hold_bf16(asam_tensor *t);
 /* Attach a held weight's per-tap copy for the AMX convolution (conv_amx.c; freed with t->bf16,
  * counted with the bf16 bytes). */
 void asam_param_set_conv_taps(asam_tensor *t, int adjoint, uint16_t *taps);
+/* Free held t's bf16 copy when its forward conv taps (conv_amx.c) keep its values; nothing
+ * otherwise. */
+void asam_param_drop_bf16(asam_tensor *t);
 /* Hand t (a 2-D weight held in bf16) its packed linear copy (asam_tensor.linear_tiles). */
 void asam_param_set_linear_tiles(asam_tensor *t, uint16_t *tiles);
 /* dst[i] = the fp32 value of bf16 src[i] (exact), i < n. */

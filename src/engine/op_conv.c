@@ -172,15 +172,16 @@ static int use_conv_patch(const conv_geom *g, int64_t O) {
 /* The Winograd-transformed kernels of w (36, O, C), or of the adjoint convolution (36, C, O),
  * in the arena; from the held bf16 copy when the fp32 one is gone (the GEMM path computes with
  * those same values). NULL when out of memory. */
-static float *winograd_weights(asam_ctx *ctx, const asam_tensor *w, int adjoint) {
+static float *winograd_weights(asam_ctx *ctx, asam_tensor *w, int adjoint) {
     int64_t O = w->shape[0], C = w->shape[1];
     float *U = asam_ctx_alloc(ctx, (size_t)(36 * O * C) * sizeof(float));
     if (!U) return NULL;
     const float *v = w->data;
     if (!v) {
         float *f = asam_ctx_alloc(ctx, (size_t)w->numel * sizeof(float));
-        if (!f) return NULL;
-        asam_bf16_widen(w->bf16, f, w->numel);
+        const uint16_t *h = asam_param_bf16(w);
+        if (!f || !h) return NULL;
+        asam_bf16_widen(h, f, w->numel);
         v = f;
     }
     asam_wino_weights(v, O, C, adjoint, U);

@@ -1,4 +1,5 @@
 /* Tensor creation: arena tensors (asam_new & co.) and persistent parameters. */
+#include "engine/conv_amx.h"
 #include "engine/engine_internal.h"
 #include "engine/gemm_bf16.h"
 #include "engine/linear_amx.h"
@@ -102,7 +103,7 @@ void asam_param_bytes(size_t *fp32_bytes, size_t *bf16_bytes) {
 }
 
 int asam_param_bf16_held(const asam_tensor *t) {
-    return t && t->bf16 && !t->data;
+    return t && !t->data && (t->bf16 || t->conv_taps[0]);
 }
 
 static void *aligned_zeroed(size_t bytes);
@@ -151,9 +152,46 @@ void asam_bf16_widen(const uint16_t *src, float *dst, int64_t n) {
     }
 }
 
+void asam_param_drop_bf16(asam_tensor *t) {
+    uint16_t *h = NULL;
+#pragma omp critical(asam_weight_hold)
+    {
+        if (t->bf16 && t->conv_taps[0]) h = t->bf16, t->bf16 = NULL;
+    }
+    if (!h) return;
+    free(h);
+    count(&param_bf16_bytes, -2 * t->numel);
+}
+
+const uint16_t *asam_param_bf16(const asam_tensor *ct) {
+    /* the rebuilt copy is a cache of values t already holds: logically const */
+    asam_tensor *t = (asam_tensor *)ct;
+    if (!t) return NULL;
+    const uint16_t *h = __atomic_load_n(&t->bf16, __ATOMIC_ACQUIRE);
+    if (h || t->data || !t->conv_taps[0]) return h;
+        /* only the packed tiles: rebuild the plain copy once, for every later caller (the same
+         * lock as the conversions, so it is made once even when ops run on several threads) */
+#pragma omp critical(asam_weight_hold)
+    {
+        h = t->bf16;
+        if (!h) {
+            size_t bytes = ((size_t)t->numel * sizeof(uint16_t) + 63) / 64 * 64;
+            uint16_t *b = aligned_alloc(64, bytes ? bytes : 64);
+            if (b) {
+                asam_conv_amx_unpack(t, b);
+                count(&param_bf16_bytes, 2 * t->numel);
+                __atomic_store_n(&t->bf16, b, __ATOMIC_RELEASE);
+            }
+            h = b;
+        }
+    }
+    return h;
+}
+
 /* A held weight that becomes trainable gets an fp32 master copy again, made from its bf16
  * values (its original fp32 values were freed when it was converted). */
 static int unhold(asam_tensor *t) {
+    if (!asam_param_bf16(t)) return -1;
     float *d = aligned_zeroed((size_t)t->numel * sizeof(float));
     if (!d) return -1;
     asam_bf16_widen(t->bf16, d, t->numel);

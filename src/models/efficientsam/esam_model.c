@@ -435,7 +435,7 @@ uint64_t asam_esam_encoder_hash(const asam_esam *m) {
         if (strncmp(m->names[i], "image_encoder.", 14)) continue;
         /* A weight held in bf16 (--precision bf16) has only its bf16 values to hash. */
         const asam_tensor *t = m->all[i];
-        const uint8_t *b = t->data ? (const uint8_t *)t->data : (const uint8_t *)t->bf16;
+        const uint8_t *b = t->data ? (const uint8_t *)t->data : (const uint8_t *)asam_param_bf16(t);
         size_t bytes = (t->data ? sizeof(float) : sizeof(uint16_t)) * (size_t)t->numel;
         for (size_t k = 0; k < bytes; k++) h = (h ^ b[k]) * 0x100000001b3ULL;
     }
@@ -467,7 +467,7 @@ int asam_esam_save_meta(const asam_esam *m, const char *path, const char *const 
         e[i].dtype = held ? ASAM_DT_BF16 : ASAM_DT_F32;
         e[i].ndim = m->all[i]->ndim;
         for (int k = 0; k < e[i].ndim; k++) e[i].shape[k] = m->all[i]->shape[k];
-        e[i].data = held ? (const void *)m->all[i]->bf16 : (const void *)m->all[i]->data;
+        e[i].data = held ? (const void *)asam_param_bf16(m->all[i]) : (const void *)m->all[i]->data;
     }
     int rc;
     if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") ||

@@ -418,7 +418,7 @@ int asam_sam_save_meta(const asam_sam *m, const char *path, const char *const *m
         e[i].dtype = held ? ASAM_DT_BF16 : ASAM_DT_F32;
         e[i].ndim = p->ndim;
         for (int d = 0; d < e[i].ndim; d++) e[i].shape[d] = p->shape[d];
-        e[i].data = held ? (const void *)p->bf16 : (const void *)p->data;
+        e[i].data = held ? (const void *)asam_param_bf16(p) : (const void *)p->data;
     }
     size_t len = strlen(path);
     int torch = (len > 4 && (!strcmp(path + len - 4, ".pth") || !strcmp(path + len - 4, ".bin"))) ||
