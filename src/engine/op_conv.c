@@ -147,9 +147,9 @@ static int use_winograd(const conv_geom *g, int64_t O) {
 /* Under bf16 on AMX CPUs, 3x3 "same" convolutions with rows of a multiple of 16 pixels and at
  * least 16x16 of them run on the tile unit straight from the input (conv_amx.h), forward and
  * dx. At 16x16 (SD's 1280-channel level) the tile kernel beats the patch product with held
- * weights (3.1 against 2.0 TFLOP/s, 2-core Xeon with AMX) and per call (5.7 against 6.2 ms with
- * the fp32 weight packed each time), so held and per-call weights take the same kernel, as they
- * must (test_bf16_weights: the same bits). */
+ * weights (3.3 against 1.9-2.0 TFLOP/s, 2-core Xeon with AMX) and per call (5.0-5.4 against
+ * 5.8 ms with the fp32 weight packed each time), so held and per-call weights take the same
+ * kernel, as they must (test_bf16_weights: the same bits). */
 int64_t asam_conv_amx_min_pixels = 256;
 
 static int use_conv_amx(const conv_geom *g) {
