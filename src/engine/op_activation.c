@@ -59,9 +59,9 @@ VMATH_WIDE static void act_forward(int kind, float *restrict y, const float *res
 
 /* gx += g * dy/dx, or gx = g * dy/dx into a new buffer (acc 0) */
 #define ACC(dst, v) ((dst) = acc ? (dst) + (v) : (v))
-static void act_backward_kernel(int kind, float *restrict gx, const float *restrict g,
-                                const float *restrict x, const float *restrict y, int64_t n,
-                                int acc) {
+VMATH_WIDE static void act_backward_kernel(int kind, float *restrict gx, const float *restrict g,
+                                           const float *restrict x, const float *restrict y,
+                                           int64_t n, int acc) {
     switch (kind) {
     case ACT_GELU: /* Phi(x) + x phi(x) */
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
