@@ -590,8 +590,8 @@ static void conv_amx_suite(void) {
 /* The tile kernel called directly, forward and adjoint, with a partial output block (O 40) and
  * channels padded (C 24): accumulate adds the product onto what out holds (dx of an input with
  * several consumers), element for element the product plus the old values; and an fp32 weight
- * packed per call (its tiles gathered) gives the bits of the same weight held in bf16 (its tiles
- * copied once). */
+ * packed per call gives the bits of the same weight held in bf16 (its tiles made once and
+ * kept). */
 static void conv_amx_accumulate(void) {
     int64_t C = 24, O = 40, H = 4, W = 32, HW = H * W;
     asam_ctx *ctx = asam_ctx_new((size_t)1 << 26);
@@ -647,10 +647,9 @@ static void conv_amx_taps_only(void) {
     gc_fill(ref, 51, 0.3f);
     uint16_t *want = malloc((size_t)n * sizeof *want);
     for (int64_t i = 0; i < n; i++) want[i] = asam_f32_to_bf16(ref->data[i]);
-    asam_set_weight_holding(0); /* ref: rounded per call */
     float *y[2][2], *d[2];
     for (int k = 0; k < 2; k++) {
-        asam_set_weight_holding(k);
+        asam_set_weight_holding(k); /* ref (k 0): rounded per call */
         asam_tensor *wk = k ? w : ref;
         asam_ctx *ctx = asam_ctx_new((size_t)1 << 26);
         asam_tensor *x16 = rnd(ctx, ASAM_SHAPE(1, C, 16, 16), 52),

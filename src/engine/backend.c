@@ -375,7 +375,7 @@ int asam_set_weight_holding(int on) {
 
 const uint16_t *asam_weight_held(asam_tensor *W) {
     if (W->bf16) return W->bf16;
-    if (!W->data && W->conv_taps[0]) return asam_param_bf16(W); /* packed at load: rebuilt */
+    if (!W->data && W->conv_taps[0]) return asam_param_bf16(W); /* taps alone: rebuilt */
     if (!holding_on || !asam_backend_current->gemm16 || !W->persistent || W->requires_grad ||
         W->base || W->numel < HOLD_MIN_NUMEL || !W->data)
         return NULL;

@@ -158,19 +158,16 @@ AMX_TARGET static void out_block(const uint16_t *Xn, const uint16_t *Wb, int64_t
                 amx_step(a0 + at, a1 + at, as, w0 + w, w1 + w, 64);
             }
     }
-    /* tile (i, j): pixels of run i x channels o0 + 16 j .. + 15 */
-    float tmp[4][16 * 16] __attribute__((aligned(64)));
-    _tile_stored(0, tmp[0], 64);
-    _tile_stored(1, tmp[1], 64);
-    _tile_stored(2, tmp[2], 64);
-    _tile_stored(3, tmp[3], 64);
+    /* rows 16 i .. of tmp, columns 16 j ..: pixels of run i x channels o0 + 16 j .. + 15 */
+    float tmp[32 * 32] __attribute__((aligned(64)));
+    amx_acc_store(tmp, 32);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++) {
             int64_t nc = n_out - (o0 + 16 * j);
             if (nc <= 0) continue;
             if (nc > 16) nc = 16;
             __m512i v[16];
-            for (int r = 0; r < 16; r++) v[r] = _mm512_load_si512(tmp[2 * i + j] + r * 16);
+            for (int r = 0; r < 16; r++) v[r] = _mm512_load_si512(tmp + (16 * i + r) * 32 + 16 * j);
             amx_transpose16(v); /* v[n]: channel o0 + 16 j + n over the run's 16 pixels */
             int64_t at = (o0 + 16 * j) * HW + pa[i];
             float *o = out + at;
@@ -227,8 +224,8 @@ int asam_conv3x3_amx(asam_ctx *ctx, const float *x, int64_t H, int64_t W, asam_t
     if (asam_param_bf16_held(w) && w->conv_taps[adjoint]) {
         Wb = w->conv_taps[adjoint];
     } else {
-        /* a frozen weight is held in bf16 from its first use on, as for GEMMs (a weight packed
-         * at load has its bf16 values rebuilt here for the adjoint's taps) */
+        /* a frozen weight is held in bf16 from its first use on, as for GEMMs (one that keeps
+         * its forward taps alone has its bf16 values rebuilt here for the adjoint's) */
         asam_weight_held(w);
         if (asam_param_bf16_held(w)) {
             if (kept_taps(w, adjoint)) return -1;

@@ -30,7 +30,7 @@ int asam_conv3x3_amx(asam_ctx *ctx, const float *x, int64_t H, int64_t W, asam_t
                      int adjoint, int accumulate, const float *bias, const float *res, float *out);
 
 /* dst (O, C, 3, 3) <- held w's values read back from its forward taps (w->conv_taps[0]):
- * asam_param_bf16's rebuild of a weight packed at load. */
+ * asam_param_bf16's rebuild of a weight that keeps those taps alone. */
 void asam_conv_amx_unpack(const asam_tensor *w, uint16_t *dst);
 
 #endif

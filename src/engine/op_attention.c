@@ -33,12 +33,10 @@
 #define FLASH_BQ 64
 #define FLASH_KC 256
 
-/* The AMX backward's key chunk (see attn_backward_amx). */
+/* The AMX forward's and backward's key chunk (see attn_forward_amx, attn_backward_amx): 64 and
+ * 128 made the forward slower (0.029-0.030 s against 0.027 s, SD self-attention at 64x64: the
+ * output's reloads per chunk cost more than the smaller logit buffer saves). */
 #define AMX_KC 256
-/* The AMX forward's key chunk (see attn_forward_amx). */
-#ifndef AMX_FWD_KC
-#define AMX_FWD_KC 256
-#endif
 
 /* The flash forward runs in fp32 on CPUs with AVX-512, and in bf16 on CPUs with AMX (tests turn
  * it off to check the other path); otherwise the blocked path's products go to the GEMM of the
@@ -309,10 +307,10 @@ static int attention_forward_cols(asam_ctx *ctx, const attn_args *A, int par, in
 
 /* Per-thread scratch of the AMX forward. */
 typedef struct {
-    float *S;     /* AMX_ROWS x AMX_FWD_KC logits */
+    float *S;     /* AMX_ROWS x AMX_KC logits */
     float *O;     /* AMX_ROWS x Dvp output accumulator */
     float *ml;    /* 3 x AMX_ROWS running max, sum and rescaling factor */
-    uint16_t *P;  /* AMX_ROWS x AMX_FWD_KC probabilities in bf16 */
+    uint16_t *P;  /* AMX_ROWS x AMX_KC probabilities in bf16 */
     uint16_t *Qp; /* AMX_ROWS x Dp scaled queries in bf16 */
 } amx_scratch;
 
@@ -331,15 +329,15 @@ static void attn_forward_amx(const attn_args *A, int64_t bh, int64_t q0, int64_t
                     w->Qp);
     memset(w->O, 0, (size_t)(AMX_ROWS * Dvp) * sizeof(float));
     for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0;
-    for (int64_t k0 = 0; k0 < nk; k0 += AMX_FWD_KC) {
-        int64_t kc = nk - k0 < AMX_FWD_KC ? nk - k0 : AMX_FWD_KC, kc32 = asam_amx_round_up(kc, 32);
-        asam_amx_qk(w->Qp, Dp, kt, k0, kc32, w->S, AMX_FWD_KC);
-        logits_extras(A, bh, q0, q1, k0, k0 + kc, w->S, AMX_FWD_KC);
-        asam_amx_softmax_chunk(w->S, nq, kc, AMX_FWD_KC, w->P, AMX_FWD_KC, m, l, corr);
+    for (int64_t k0 = 0; k0 < nk; k0 += AMX_KC) {
+        int64_t kc = nk - k0 < AMX_KC ? nk - k0 : AMX_KC, kc32 = asam_amx_round_up(kc, 32);
+        asam_amx_qk(w->Qp, Dp, kt, k0, kc32, w->S, AMX_KC);
+        logits_extras(A, bh, q0, q1, k0, k0 + kc, w->S, AMX_KC);
+        asam_amx_softmax_chunk(w->S, nq, kc, AMX_KC, w->P, AMX_KC, m, l, corr);
         for (int64_t r = 0; k0 > 0 && r < nq; r++)
             if (corr[r] != 1.0f)
                 for (int64_t c = 0; c < Dv; c++) w->O[r * Dvp + c] *= corr[r];
-        asam_amx_pv(w->P, AMX_FWD_KC, vp, Dvp, asam_amx_round_up(A->Nk, 32), k0, kc32, w->O, Dvp);
+        asam_amx_pv(w->P, AMX_KC, vp, Dvp, asam_amx_round_up(A->Nk, 32), k0, kc32, w->O, Dvp);
     }
     flash_finish(A, bh, q0, nq, w->O, Dvp, m, l, out);
 }
@@ -525,7 +523,7 @@ static int attention_forward_amx(asam_ctx *ctx, const attn_args *A, int par, int
     int64_t BH = A->B * A->H, nblk = (A->Nq + AMX_ROWS - 1) / AMX_ROWS, items = BH * nblk;
     int64_t kts = asam_amx_kt_size(A->Nk, A->D), vs = asam_amx_v_size(A->Nk, A->Dv);
     int64_t Dp = asam_amx_round_up(A->D, 32), Dvp = asam_amx_round_up(A->Dv, 16);
-    int64_t floats = AMX_ROWS * (AMX_FWD_KC + Dvp + 3), halves = AMX_ROWS * (AMX_FWD_KC + Dp);
+    int64_t floats = AMX_ROWS * (AMX_KC + Dvp + 3), halves = AMX_ROWS * (AMX_KC + Dp);
     uint16_t *kt = asam_ctx_alloc(ctx, (size_t)(BH * (kts + vs)) * sizeof(uint16_t));
     float *f = asam_ctx_alloc(ctx, (size_t)(floats * nt) * sizeof(float));
     uint16_t *h = asam_ctx_alloc(ctx, (size_t)(halves * nt) * sizeof(uint16_t));
@@ -542,8 +540,8 @@ static int attention_forward_amx(asam_ctx *ctx, const attn_args *A, int par, int
     {
         int t = omp_get_thread_num();
         float *ft = f + t * floats;
-        amx_scratch w = {ft, ft + AMX_ROWS * AMX_FWD_KC, ft + AMX_ROWS * (AMX_FWD_KC + Dvp),
-                         h + t * halves, h + t * halves + AMX_ROWS * AMX_FWD_KC};
+        amx_scratch w = {ft, ft + AMX_ROWS * AMX_KC, ft + AMX_ROWS * (AMX_KC + Dvp), h + t * halves,
+                         h + t * halves + AMX_ROWS * AMX_KC};
         asam_amx_begin();
 #pragma omp for schedule(dynamic)
         for (int64_t it = 0; it < items; it++) {

@@ -298,9 +298,9 @@ static asam_tensor *conv2d_impl(asam_ctx *ctx, asam_tensor *x, asam_tensor *w, a
     if (!check_int(ctx, op, HW, HoWo, CKK) || !check_int(ctx, op, O, CKK * g.Wo, 0)) return NULL;
     asam_tensor *out = asam_op_out(ctx, ASAM_SHAPE(N, O, g.Ho, g.Wo));
     if (!out) return NULL;
-    if (r && !asam_check(ctx, r->numel == out->numel && r->ndim == 4 && r->shape[1] == O, op,
-                         "residual of %lld values for an output of %lld", (long long)r->numel,
-                         (long long)out->numel))
+    if (r && !asam_check(ctx, asam_same_shape(r, out), op,
+                         "residual of %lld values does not match the output's shape (%lld values)",
+                         (long long)r->numel, (long long)out->numel))
         return NULL;
     if (record_conv(ctx, op, conv2d_backward, out, x, w, b, &g)) return NULL;
 

@@ -152,6 +152,12 @@ void asam_bf16_widen(const uint16_t *src, float *dst, int64_t n) {
     }
 }
 
+/* A held weight's bf16 buffer of n values (64-byte aligned, its size rounded up to that). */
+static uint16_t *bf16_alloc(int64_t n) {
+    size_t bytes = ((size_t)n * sizeof(uint16_t) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
 void asam_param_drop_bf16(asam_tensor *t) {
     uint16_t *h = NULL;
 #pragma omp critical(asam_weight_hold)
@@ -168,15 +174,14 @@ const uint16_t *asam_param_bf16(const asam_tensor *ct) {
     asam_tensor *t = (asam_tensor *)ct;
     if (!t) return NULL;
     const uint16_t *h = __atomic_load_n(&t->bf16, __ATOMIC_ACQUIRE);
+    /* only the packed tiles: rebuild the plain copy once, for every later caller (the same lock
+     * as the conversions, so it is made once even when ops run on several threads) */
     if (h || t->data || !t->conv_taps[0]) return h;
-        /* only the packed tiles: rebuild the plain copy once, for every later caller (the same
-         * lock as the conversions, so it is made once even when ops run on several threads) */
 #pragma omp critical(asam_weight_hold)
     {
         h = t->bf16;
         if (!h) {
-            size_t bytes = ((size_t)t->numel * sizeof(uint16_t) + 63) / 64 * 64;
-            uint16_t *b = aligned_alloc(64, bytes ? bytes : 64);
+            uint16_t *b = bf16_alloc(t->numel);
             if (b) {
                 asam_conv_amx_unpack(t, b);
                 count(&param_bf16_bytes, 2 * t->numel);
@@ -206,8 +211,7 @@ static int unhold(asam_tensor *t) {
 
 int asam_param_hold_bf16(asam_tensor *t) {
     if (!t || !t->persistent || t->bf16 || !t->data) return -1;
-    size_t bytes = ((size_t)t->numel * sizeof(uint16_t) + 63) / 64 * 64;
-    uint16_t *h = aligned_alloc(64, bytes ? bytes : 64);
+    uint16_t *h = bf16_alloc(t->numel);
     if (!h) return -1;
     int64_t rows = t->ndim ? t->shape[0] : 1, cols = rows ? t->numel / rows : 0;
     asam_bf16_convert(t->data, rows, cols, cols, h);
